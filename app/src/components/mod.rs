@@ -1,0 +1,3 @@
+//! Pieces pages share.
+
+pub mod layout;

@@ -1,0 +1,141 @@
+//! The audit log: one row per thing that happened to access (sign-in, consent,
+//! token issued, revoked, policy changed, ...), written by the domain functions
+//! that do those things.
+
+use serde::Serialize;
+
+use super::{error::DomainResult, store::Db};
+use crate::on_db;
+
+/// What happened. Stored as the snake_case string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    Login,
+    LoginFailed,
+    Logout,
+    UserCreated,
+    ClientCreated,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Login => "login",
+            AuditKind::LoginFailed => "login_failed",
+            AuditKind::Logout => "logout",
+            AuditKind::UserCreated => "user_created",
+            AuditKind::ClientCreated => "client_created",
+        }
+    }
+}
+
+/// One event; `None` fields do not apply to it.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub kind: AuditKind,
+    pub actor_user_id: Option<String>,
+    pub actor_client_id: Option<String>,
+    pub subject_user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+impl AuditEvent {
+    pub fn new(kind: AuditKind) -> Self {
+        AuditEvent {
+            kind,
+            actor_user_id: None,
+            actor_client_id: None,
+            subject_user_id: None,
+            client_id: None,
+            ip: None,
+            detail: serde_json::json!({}),
+        }
+    }
+
+    /// The user who did it.
+    pub fn actor(mut self, user_id: &str) -> Self {
+        self.actor_user_id = Some(user_id.to_owned());
+        self
+    }
+
+    /// The user whose access it concerns.
+    pub fn subject(mut self, user_id: &str) -> Self {
+        self.subject_user_id = Some(user_id.to_owned());
+        self
+    }
+
+    pub fn client(mut self, client_id: &str) -> Self {
+        self.client_id = Some(client_id.to_owned());
+        self
+    }
+
+    pub fn ip(mut self, ip: &str) -> Self {
+        self.ip = Some(ip.to_owned()).filter(|s| !s.is_empty());
+        self
+    }
+
+    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+/// The SQL that stores an event; shared by [`record`] and by functions that
+/// write the event inside their own transaction.
+pub const INSERT_SQL: &str = "INSERT INTO audit_events \
+    (id, at, kind, actor_user_id, actor_client_id, subject_user_id, client_id, ip, detail) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// Binds an event to [`INSERT_SQL`] for any executor (pool or transaction).
+#[macro_export]
+macro_rules! bind_audit {
+    ($event:expr) => {{
+        let e: &$crate::domain::audit::AuditEvent = $event;
+        sqlx::query($crate::domain::audit::INSERT_SQL)
+            .bind($crate::domain::secrets::new_ordered_id())
+            .bind($crate::domain::store::now())
+            .bind(e.kind.as_str())
+            .bind(e.actor_user_id.clone())
+            .bind(e.actor_client_id.clone())
+            .bind(e.subject_user_id.clone())
+            .bind(e.client_id.clone())
+            .bind(e.ip.clone())
+            .bind(e.detail.to_string())
+    }};
+}
+
+/// Writes one event on its own.
+pub async fn record(db: &Db, event: &AuditEvent) -> DomainResult<()> {
+    on_db!(db, |pool| crate::bind_audit!(event).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// A stored event as read back.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct AuditRow {
+    pub id: String,
+    pub at: i64,
+    pub kind: String,
+    pub actor_user_id: Option<String>,
+    pub actor_client_id: Option<String>,
+    pub subject_user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub detail: String,
+}
+
+/// The newest events about one user (as subject or actor), newest first.
+pub async fn recent_for_user(db: &Db, user_id: &str, limit: i64) -> DomainResult<Vec<AuditRow>> {
+    Ok(on_db!(db, |pool| sqlx::query_as::<_, AuditRow>(
+        "SELECT id, at, kind, actor_user_id, actor_client_id, subject_user_id, client_id, ip, detail \
+         FROM audit_events WHERE subject_user_id = $1 OR actor_user_id = $1 \
+         ORDER BY at DESC, id DESC LIMIT $2"
+    )
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await)?)
+}

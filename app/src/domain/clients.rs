@@ -1,0 +1,401 @@
+//! OAuth clients (relying parties and resource servers): registration rules,
+//! creating, listing. The client secret is shown once and stored as a hash.
+
+use serde::Serialize;
+
+use super::{
+    audit::{AuditEvent, AuditKind},
+    error::{DomainError, DomainResult},
+    secrets::{new_secret, random_token, sha256_hex},
+    store::{is_unique_violation, now, Db},
+};
+use crate::on_db;
+
+/// The grant types a client may be allowed (RFC 6749 §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 3] = [
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<GrantType> {
+        GrantType::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// Holds a secret (a server-side app, a resource server).
+    Confidential,
+    /// Cannot keep a secret (a browser or mobile app): PKCE instead.
+    Public,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Confidential => "confidential",
+            ClientKind::Public => "public",
+        }
+    }
+}
+
+/// What an admin asks for when registering a client.
+#[derive(Clone, Debug)]
+pub struct NewClient {
+    pub name: String,
+    pub kind: ClientKind,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Empty: the default, authorization_code + refresh_token.
+    pub grant_types: Vec<GrantType>,
+    /// Scopes beyond `openid profile email offline_access` the client may ask for.
+    pub extra_scopes: Vec<String>,
+}
+
+/// A registered client, without its secret hash.
+#[derive(Clone, Debug, Serialize)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub kind: ClientKind,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub extra_scopes: Vec<String>,
+    pub created_at: i64,
+}
+
+/// A client secret, shown once at creation: never `Serialize` by accident, `[redacted]` in Debug.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecret(pub String);
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Client names: 1–100 printable characters.
+fn validate_name(raw: &str) -> DomainResult<String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(DomainError::invalid("name", "must not be empty"));
+    }
+    if name.chars().count() > 100 {
+        return Err(DomainError::invalid("name", "must be at most 100 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(DomainError::invalid("name", "must not contain control characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// A redirect URI must be absolute and carry no fragment (RFC 6749 §3.1.2);
+/// http(s) URIs need a host; script-ish schemes are refused outright.
+pub fn validate_redirect_uri(field: &'static str, raw: &str) -> DomainResult<String> {
+    let bad = |why: &str| DomainError::invalid(field, format!("{raw:?} {why}"));
+    if raw.is_empty() || raw.trim() != raw || raw.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(bad("must be an absolute URI without spaces"));
+    }
+    let url = url::Url::parse(raw).map_err(|_| bad("is not an absolute URI"))?;
+    if url.fragment().is_some() || raw.contains('#') {
+        return Err(bad("must not contain a fragment (#...)"));
+    }
+    match url.scheme() {
+        "javascript" | "data" | "vbscript" | "file" | "blob" | "about" => {
+            Err(bad("uses a scheme that cannot be a redirect target"))
+        }
+        "http" | "https" if url.host_str().is_none_or(str::is_empty) => Err(bad("has no host")),
+        _ => Ok(raw.to_owned()),
+    }
+}
+
+/// A scope token (RFC 6749 §3.3): printable ASCII except space, `"` and `\`.
+fn validate_scope(raw: &str) -> DomainResult<String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 128
+        && raw
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(DomainError::invalid("scope", format!("{raw:?} is not a valid scope name")))
+    }
+}
+
+impl NewClient {
+    /// Checks every rule and returns the client as it will be stored.
+    fn validated(&self) -> DomainResult<NewClient> {
+        let name = validate_name(&self.name)?;
+        let mut grant_types = if self.grant_types.is_empty() {
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+        } else {
+            self.grant_types.clone()
+        };
+        grant_types.dedup();
+        let has = |g| grant_types.contains(&g);
+        if self.kind == ClientKind::Public && has(GrantType::ClientCredentials) {
+            return Err(DomainError::invalid(
+                "grant_type",
+                "a public client cannot use client_credentials (it has no secret)",
+            ));
+        }
+        if has(GrantType::RefreshToken) && !has(GrantType::AuthorizationCode) {
+            return Err(DomainError::invalid(
+                "grant_type",
+                "refresh_token needs authorization_code (refresh tokens come from code redemption)",
+            ));
+        }
+        let redirect_uris = unique(
+            self.redirect_uris
+                .iter()
+                .map(|u| validate_redirect_uri("redirect_uri", u))
+                .collect::<DomainResult<Vec<_>>>()?,
+        );
+        if has(GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+            return Err(DomainError::invalid(
+                "redirect_uri",
+                "at least one is required for the authorization_code grant",
+            ));
+        }
+        let post_logout_redirect_uris = unique(
+            self.post_logout_redirect_uris
+                .iter()
+                .map(|u| validate_redirect_uri("post_logout_redirect_uri", u))
+                .collect::<DomainResult<Vec<_>>>()?,
+        );
+        let extra_scopes = unique(
+            self.extra_scopes
+                .iter()
+                .map(|s| validate_scope(s))
+                .collect::<DomainResult<Vec<_>>>()?,
+        );
+        Ok(NewClient {
+            name,
+            kind: self.kind,
+            redirect_uris,
+            post_logout_redirect_uris,
+            grant_types,
+            extra_scopes,
+        })
+    }
+}
+
+fn unique(mut items: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    items.retain(|i| seen.insert(i.clone()));
+    items
+}
+
+/// Registers a client with a fresh client_id (and secret, for a confidential one).
+pub async fn add_client(db: &Db, new: &NewClient) -> DomainResult<(Client, Option<ClientSecret>)> {
+    let secret = (new.kind == ClientKind::Confidential).then(|| ClientSecret(new_secret()));
+    let client = insert_client(db, &random_token(15), new, secret.as_ref()).await?;
+    Ok((client, secret))
+}
+
+/// Registers a client with a chosen id and secret (the demo data); the id must be free.
+pub async fn add_client_with_id(
+    db: &Db,
+    client_id: &str,
+    new: &NewClient,
+    secret: Option<&ClientSecret>,
+) -> DomainResult<Client> {
+    insert_client(db, client_id, new, secret).await
+}
+
+async fn insert_client(
+    db: &Db,
+    client_id: &str,
+    new: &NewClient,
+    secret: Option<&ClientSecret>,
+) -> DomainResult<Client> {
+    let new = new.validated()?;
+    let at = now();
+    let client = Client {
+        client_id: client_id.to_owned(),
+        name: new.name,
+        kind: new.kind,
+        redirect_uris: new.redirect_uris,
+        post_logout_redirect_uris: new.post_logout_redirect_uris,
+        grant_types: new.grant_types,
+        extra_scopes: new.extra_scopes,
+        created_at: at,
+    };
+    let secret_hash = secret.map(|s| sha256_hex(&s.0));
+    let redirect_uris = json_list(&client.redirect_uris);
+    let post_logout = json_list(&client.post_logout_redirect_uris);
+    let grant_types = client
+        .grant_types
+        .iter()
+        .map(|g| g.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let extra_scopes = client.extra_scopes.join(" ");
+    let event = AuditEvent::new(AuditKind::ClientCreated)
+        .client(&client.client_id)
+        .detail(serde_json::json!({ "name": client.name, "kind": client.kind, "grant_types": grant_types }));
+    let inserted = on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO clients (id, name, kind, secret_hash, redirect_uris, post_logout_redirect_uris, \
+             grant_types, extra_scopes, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(&client.client_id)
+        .bind(&client.name)
+        .bind(client.kind.as_str())
+        .bind(&secret_hash)
+        .bind(&redirect_uris)
+        .bind(&post_logout)
+        .bind(&grant_types)
+        .bind(&extra_scopes)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        crate::bind_audit!(&event).execute(&mut *tx).await?;
+        tx.commit().await
+    });
+    match inserted {
+        Ok(()) => Ok(client),
+        Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(format!(
+            "a client named {:?} (or with client_id {:?}) already exists",
+            client.name, client.client_id
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    id: String,
+    name: String,
+    kind: String,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    grant_types: String,
+    extra_scopes: String,
+    created_at: i64,
+}
+
+impl From<ClientRow> for Client {
+    fn from(row: ClientRow) -> Client {
+        let list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
+        Client {
+            client_id: row.id,
+            name: row.name,
+            kind: if row.kind == "public" {
+                ClientKind::Public
+            } else {
+                ClientKind::Confidential
+            },
+            redirect_uris: list(&row.redirect_uris),
+            post_logout_redirect_uris: list(&row.post_logout_redirect_uris),
+            grant_types: row
+                .grant_types
+                .split_whitespace()
+                .filter_map(GrantType::parse)
+                .collect(),
+            extra_scopes: row.extra_scopes.split_whitespace().map(str::to_owned).collect(),
+            created_at: row.created_at,
+        }
+    }
+}
+
+const CLIENT_COLUMNS: &str =
+    "id, name, kind, redirect_uris, post_logout_redirect_uris, grant_types, extra_scopes, created_at";
+
+/// Every client not deleted, by name.
+pub async fn list_clients(db: &Db) -> DomainResult<Vec<Client>> {
+    let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE deleted_at IS NULL ORDER BY lower(name)");
+    let rows = on_db!(db, |pool| sqlx::query_as::<_, ClientRow>(&sql).fetch_all(pool).await)?;
+    Ok(rows.into_iter().map(Client::from).collect())
+}
+
+pub async fn find_client(db: &Db, client_id: &str) -> DomainResult<Option<Client>> {
+    let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1 AND deleted_at IS NULL");
+    let row = on_db!(db, |pool| sqlx::query_as::<_, ClientRow>(&sql)
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await)?;
+    Ok(row.map(Client::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_must_be_absolute_without_fragment() {
+        assert!(validate_redirect_uri("redirect_uri", "https://app.example/cb").is_ok());
+        assert!(validate_redirect_uri("redirect_uri", "com.example.app:/callback").is_ok());
+        for bad in [
+            "/relative",
+            "app.example/cb",
+            "https://app.example/cb#frag",
+            "https://app.example/cb#",
+            "javascript:alert(1)",
+            "https:///nohost",
+            " https://app.example/cb",
+            "",
+        ] {
+            let err = validate_redirect_uri("redirect_uri", bad).unwrap_err();
+            assert!(err.to_string().starts_with("redirect_uri: "), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn public_clients_cannot_use_client_credentials() {
+        let new = NewClient {
+            name: "x".into(),
+            kind: ClientKind::Public,
+            redirect_uris: vec!["https://a.example/cb".into()],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![GrantType::ClientCredentials],
+            extra_scopes: vec![],
+        };
+        let err = new.validated().unwrap_err();
+        assert!(err.to_string().contains("client_credentials"), "{err}");
+    }
+
+    #[test]
+    fn client_credentials_only_needs_no_redirect_uri() {
+        let new = NewClient {
+            name: "api".into(),
+            kind: ClientKind::Confidential,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![GrantType::ClientCredentials],
+            extra_scopes: vec!["read:things".into()],
+        };
+        let ok = new.validated().unwrap();
+        assert_eq!(ok.grant_types, vec![GrantType::ClientCredentials]);
+        let mut missing = new.clone();
+        missing.grant_types = vec![];
+        assert!(missing.validated().unwrap_err().to_string().starts_with("redirect_uri"));
+    }
+}

@@ -1,0 +1,103 @@
+//! Demo data for a first look: an admin, a user and two clients with fixed,
+//! printed credentials. Running it again finds them and changes nothing.
+
+use serde::Serialize;
+
+use super::{
+    clients::{self, ClientKind, ClientSecret, GrantType, NewClient},
+    error::DomainResult,
+    store::Db,
+    users,
+};
+
+pub const ADMIN: (&str, &str) = ("admin", "latchkey-admin-demo");
+pub const USER: (&str, &str) = ("alice", "alice-demo-password");
+pub const CONFIDENTIAL_CLIENT: (&str, &str) = ("demo-notes", "demo-notes-secret-for-local-use-only");
+pub const PUBLIC_CLIENT: &str = "demo-spa";
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DemoAccount {
+    pub username: String,
+    pub password: String,
+    pub is_admin: bool,
+    pub created: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DemoClient {
+    pub name: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub kind: ClientKind,
+    pub redirect_uris: Vec<String>,
+    pub created: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DemoReport {
+    pub users: Vec<DemoAccount>,
+    pub clients: Vec<DemoClient>,
+}
+
+/// Creates whatever demo data is missing and reports all of it.
+pub async fn seed(db: &Db) -> DomainResult<DemoReport> {
+    let mut accounts = Vec::new();
+    for ((username, password), is_admin) in [(ADMIN, true), (USER, false)] {
+        let created = match users::find_by_username(db, username).await? {
+            Some(_) => false,
+            None => {
+                users::add_user(db, username, password, is_admin).await?;
+                true
+            }
+        };
+        accounts.push(DemoAccount {
+            username: username.into(),
+            password: password.into(),
+            is_admin,
+            created,
+        });
+    }
+
+    let notes = NewClient {
+        name: "Demo Notes".into(),
+        kind: ClientKind::Confidential,
+        redirect_uris: vec!["http://127.0.0.1:8080/callback".into()],
+        post_logout_redirect_uris: vec!["http://127.0.0.1:8080/".into()],
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        extra_scopes: vec!["notes:read".into(), "notes:write".into()],
+    };
+    let spa = NewClient {
+        name: "Demo SPA".into(),
+        kind: ClientKind::Public,
+        redirect_uris: vec!["http://127.0.0.1:5173/callback".into()],
+        post_logout_redirect_uris: vec!["http://127.0.0.1:5173/".into()],
+        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        extra_scopes: vec![],
+    };
+    let mut demo_clients = Vec::new();
+    for (client_id, secret, new) in [
+        (CONFIDENTIAL_CLIENT.0, Some(CONFIDENTIAL_CLIENT.1), notes),
+        (PUBLIC_CLIENT, None, spa),
+    ] {
+        let secret = secret.map(|s| ClientSecret(s.into()));
+        let created = match clients::find_client(db, client_id).await? {
+            Some(_) => false,
+            None => {
+                clients::add_client_with_id(db, client_id, &new, secret.as_ref()).await?;
+                true
+            }
+        };
+        demo_clients.push(DemoClient {
+            name: new.name,
+            client_id: client_id.into(),
+            client_secret: secret.map(|s| s.0),
+            kind: new.kind,
+            redirect_uris: new.redirect_uris,
+            created,
+        });
+    }
+    Ok(DemoReport {
+        users: accounts,
+        clients: demo_clients,
+    })
+}

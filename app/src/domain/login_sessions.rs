@@ -1,0 +1,144 @@
+//! Sign-in sessions: one row per browser sign-in (its id is the OpenID
+//! Connect `sid`). The browser holds only a tower-sessions cookie whose record
+//! points here; ending the row ends the sign-in everywhere at once.
+
+use serde::Serialize;
+
+use super::{
+    audit::{AuditEvent, AuditKind},
+    error::DomainResult,
+    secrets::new_id,
+    store::{now, Db},
+    users::User,
+};
+use crate::on_db;
+
+/// Key in the tower-sessions record that holds the sign-in session id.
+pub const SESSION_KEY: &str = "login_session_id";
+
+/// `last_seen_at` is written at most this often per session (seconds).
+const TOUCH_EVERY: i64 = 60;
+
+/// Where a request came from, as recorded on sessions and audit events.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// A live sign-in and its user.
+#[derive(Clone, Debug, Serialize)]
+pub struct SignedIn {
+    pub login_session_id: String,
+    pub user: User,
+}
+
+/// Starts a sign-in session for `user` and audits the sign-in.
+pub async fn start(db: &Db, user: &User, from: &ClientInfo) -> DomainResult<String> {
+    let id = new_id();
+    let at = now();
+    let ua: String = from.user_agent.chars().take(512).collect();
+    let event = AuditEvent::new(AuditKind::Login)
+        .actor(&user.id)
+        .subject(&user.id)
+        .ip(&from.ip)
+        .detail(serde_json::json!({ "sid": id, "user_agent": ua }));
+    on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO login_sessions (id, user_id, user_agent, ip, created_at, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(&id)
+        .bind(&user.id)
+        .bind(&ua)
+        .bind(&from.ip)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        crate::bind_audit!(&event).execute(&mut *tx).await?;
+        tx.commit().await
+    })?;
+    Ok(id)
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionUserRow {
+    last_seen_at: i64,
+    id: String,
+    username: String,
+    is_admin: bool,
+    disabled_at: Option<i64>,
+    created_at: i64,
+}
+
+/// The live sign-in with this id: not ended, user not disabled. Refreshes
+/// `last_seen_at` (at most once a minute).
+pub async fn resolve(db: &Db, login_session_id: &str, from: &ClientInfo) -> DomainResult<Option<SignedIn>> {
+    let row = on_db!(db, |pool| sqlx::query_as::<_, SessionUserRow>(
+        "SELECT s.last_seen_at, u.id, u.username, u.is_admin, u.disabled_at, u.created_at \
+         FROM login_sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.id = $1 AND s.ended_at IS NULL AND u.disabled_at IS NULL"
+    )
+    .bind(login_session_id)
+    .fetch_optional(pool)
+    .await)?;
+    let Some(row) = row else { return Ok(None) };
+    let at = now();
+    if at - row.last_seen_at >= TOUCH_EVERY {
+        on_db!(db, |pool| sqlx::query(
+            "UPDATE login_sessions SET last_seen_at = $1, ip = $2 WHERE id = $3 AND ended_at IS NULL"
+        )
+        .bind(at)
+        .bind(&from.ip)
+        .bind(login_session_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    }
+    Ok(Some(SignedIn {
+        login_session_id: login_session_id.to_owned(),
+        user: User {
+            id: row.id,
+            username: row.username,
+            is_admin: row.is_admin,
+            disabled_at: row.disabled_at,
+            created_at: row.created_at,
+        },
+    }))
+}
+
+/// Ends a sign-in session (idempotent) and audits the sign-out.
+pub async fn end(db: &Db, signed_in: &SignedIn, reason: &str, from: &ClientInfo) -> DomainResult<()> {
+    let event = AuditEvent::new(AuditKind::Logout)
+        .actor(&signed_in.user.id)
+        .subject(&signed_in.user.id)
+        .ip(&from.ip)
+        .detail(serde_json::json!({ "sid": signed_in.login_session_id, "reason": reason }));
+    on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let ended = sqlx::query(
+            "UPDATE login_sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL",
+        )
+        .bind(now())
+        .bind(reason)
+        .bind(&signed_in.login_session_id)
+        .execute(&mut *tx)
+        .await?;
+        if ended.rows_affected() > 0 {
+            crate::bind_audit!(&event).execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    })?;
+    Ok(())
+}
+
+/// Counts a user's live sign-in sessions.
+pub async fn count_live(db: &Db, user_id: &str) -> DomainResult<i64> {
+    Ok(on_db!(db, |pool| sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM login_sessions WHERE user_id = $1 AND ended_at IS NULL"
+    )
+    .bind(user_id)
+    .fetch_one(pool)
+    .await)?)
+}

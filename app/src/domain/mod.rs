@@ -1,0 +1,27 @@
+//! The domain and storage layer (server only): what the OAuth endpoints and the
+//! dashboard share. HTTP handlers and server functions parse and check the
+//! caller, then call in here; every rule lives in one function of this module.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`store`] | the pool (SQLite or PostgreSQL), migrations, `on_db!` |
+//! | [`secrets`] | random ids and secrets, SHA-256, Argon2id |
+//! | [`users`] | users: create, list, authenticate |
+//! | [`clients`] | OAuth clients: registration rules, create, list |
+//! | [`login_sessions`] | sign-in sessions (`sid`): start, resolve, end |
+//! | [`web_session`] | the tower-sessions store over the same database |
+//! | [`audit`] | the audit log |
+//! | [`demo`] | demo data |
+
+pub mod audit;
+pub mod clients;
+pub mod demo;
+pub mod error;
+pub mod login_sessions;
+pub mod secrets;
+pub mod store;
+pub mod users;
+pub mod web_session;
+
+pub use error::{DomainError, DomainResult};
+pub use store::Db;

@@ -1,0 +1,156 @@
+//! People who sign in: creating, listing, authenticating.
+
+use serde::Serialize;
+
+use super::{
+    audit::{self, AuditEvent, AuditKind},
+    error::{DomainError, DomainResult},
+    secrets::{hash_password, new_id, verify_password, PasswordHashString},
+    store::{is_unique_violation, now, Db},
+};
+use crate::on_db;
+
+/// A user as the rest of the program sees one: never with the password hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub is_admin: bool,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+}
+
+const USER_COLUMNS: &str = "id, username, is_admin, disabled_at, created_at";
+
+/// Usernames: 1–64 characters of letters, digits and `. _ - @ +`.
+pub fn validate_username(raw: &str) -> DomainResult<String> {
+    let username = raw.trim();
+    if username.is_empty() {
+        return Err(DomainError::invalid("username", "must not be empty"));
+    }
+    if username.chars().count() > 64 {
+        return Err(DomainError::invalid("username", "must be at most 64 characters"));
+    }
+    if let Some(c) = username
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+')))
+    {
+        return Err(DomainError::invalid(
+            "username",
+            format!("may contain letters, digits and . _ - @ + only, not {c:?}"),
+        ));
+    }
+    Ok(username.to_owned())
+}
+
+/// Passwords: 8 to 1024 characters; anything else is the user's choice.
+pub fn validate_password(password: &str) -> DomainResult<()> {
+    if password.is_empty() {
+        return Err(DomainError::invalid("password", "must not be empty"));
+    }
+    if password.chars().count() < 8 {
+        return Err(DomainError::invalid("password", "must be at least 8 characters"));
+    }
+    if password.len() > 1024 {
+        return Err(DomainError::invalid("password", "must be at most 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// Creates a user; a taken username (in any letter case) is a conflict.
+pub async fn add_user(db: &Db, username: &str, password: &str, is_admin: bool) -> DomainResult<User> {
+    let username = validate_username(username)?;
+    validate_password(password)?;
+    let hash = hash_password(password.to_owned())
+        .await
+        .map_err(DomainError::Internal)?;
+    let user = User {
+        id: new_id(),
+        username,
+        is_admin,
+        disabled_at: None,
+        created_at: now(),
+    };
+    let inserted = on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(&hash.0)
+        .bind(user.is_admin)
+        .bind(user.created_at)
+        .execute(&mut *tx)
+        .await?;
+        let event = AuditEvent::new(AuditKind::UserCreated)
+            .subject(&user.id)
+            .detail(serde_json::json!({ "username": user.username, "is_admin": is_admin }));
+        crate::bind_audit!(&event).execute(&mut *tx).await?;
+        tx.commit().await
+    });
+    match inserted {
+        Ok(()) => Ok(user),
+        Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(format!(
+            "a user named {:?} already exists",
+            user.username
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn list_users(db: &Db) -> DomainResult<Vec<User>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY lower(username)");
+    Ok(on_db!(db, |pool| sqlx::query_as::<_, User>(&sql).fetch_all(pool).await)?)
+}
+
+pub async fn find_by_username(db: &Db, username: &str) -> DomainResult<Option<User>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)");
+    Ok(on_db!(db, |pool| sqlx::query_as::<_, User>(&sql)
+        .bind(username.trim())
+        .fetch_optional(pool)
+        .await)?)
+}
+
+#[derive(sqlx::FromRow)]
+struct Credentials {
+    id: String,
+    password_hash: String,
+    disabled_at: Option<i64>,
+}
+
+/// Checks a username and password. `None` for an unknown user, a wrong password
+/// or a disabled user alike, and each takes one Argon2 verification, so neither
+/// the answer nor its timing tells which.
+pub async fn authenticate(db: &Db, username: &str, password: &str) -> DomainResult<Option<User>> {
+    let found = on_db!(db, |pool| sqlx::query_as::<_, Credentials>(
+        "SELECT id, password_hash, disabled_at FROM users WHERE lower(username) = lower($1)"
+    )
+    .bind(username.trim())
+    .fetch_optional(pool)
+    .await)?;
+    let hash = found.as_ref().map(|c| PasswordHashString(c.password_hash.clone()));
+    let ok = verify_password(password.to_owned(), hash).await;
+    match found {
+        Some(c) if ok && c.disabled_at.is_none() => {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+            Ok(on_db!(db, |pool| sqlx::query_as::<_, User>(&sql)
+                .bind(&c.id)
+                .fetch_optional(pool)
+                .await)?)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Records a failed sign-in (the username as typed, never the password).
+pub async fn record_failed_login(db: &Db, username: &str, ip: &str) -> DomainResult<()> {
+    let typed: String = username.trim().chars().take(64).collect();
+    audit::record(
+        db,
+        &AuditEvent::new(AuditKind::LoginFailed)
+            .ip(ip)
+            .detail(serde_json::json!({ "username": typed })),
+    )
+    .await
+}

@@ -1,0 +1,81 @@
+//! Latchkey's Leptos application: the dashboard pages and, behind the `ssr`
+//! feature, the domain and storage layer the OAuth endpoints share.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`pages`] | one component per route: sign-in, home |
+//! | [`components`] | pieces pages share: the page layout |
+//! | [`api`] | `#[server]` functions: thin, check the session, call the domain |
+//! | [`model`] | wire types shared with the browser (never secrets) |
+//! | `domain` (ssr) | store, users, clients, sign-in sessions, audit, demo data |
+//!
+//! Built twice by cargo-leptos: natively with `ssr` (linked into the `latchkey`
+//! binary) and to wasm with `hydrate`.
+
+#![recursion_limit = "256"]
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+pub mod api;
+pub mod components;
+pub mod model;
+pub mod pages;
+
+#[cfg(feature = "ssr")]
+pub mod domain;
+
+/// Paths of the dashboard, shared by the router, links and the server's guards.
+pub mod paths {
+    pub const HOME: &str = "/";
+    pub const SIGN_IN: &str = "/signin";
+    pub const SIGN_OUT: &str = "/signout";
+}
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/latchkey.css"/>
+        <Title formatter=|page: String| {
+            if page.is_empty() { "Latchkey".to_string() } else { format!("{page} · Latchkey") }
+        }/>
+        <Router>
+            <Routes fallback=pages::not_found::NotFound>
+                <Route path=path!("/") view=pages::home::HomePage/>
+                <Route path=path!("/signin") view=pages::sign_in::SignInPage/>
+            </Routes>
+        </Router>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

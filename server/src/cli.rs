@@ -1,0 +1,307 @@
+//! The commands. Output meant for people goes to stdout as text, or as JSON
+//! with `--json`; logs and errors go to stderr. Exit codes: 0 done, 1 failed
+//! (database or internal), 2 invalid input or configuration.
+
+use std::{io::Read, process::ExitCode};
+
+use app::domain::{
+    clients::{self, ClientKind, GrantType, NewClient},
+    demo,
+    web_session::WebSessionStore,
+    users, Db, DomainError,
+};
+use clap::Parser;
+use serde_json::json;
+use tower_sessions::ExpiredDeletion;
+
+use crate::config::{validate_common, Cli, ClientCommand, Command, InvalidSetting, ServeConfig, UserCommand};
+
+/// Why a command failed, and with which exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Exit 2: the input or configuration is wrong; nothing was changed.
+    Invalid(String),
+    /// Exit 1: something failed that the input did not cause.
+    Failed(String),
+}
+
+impl From<InvalidSetting> for Failure {
+    fn from(e: InvalidSetting) -> Self {
+        Failure::Invalid(e.0)
+    }
+}
+
+impl From<DomainError> for Failure {
+    fn from(e: DomainError) -> Self {
+        if e.is_caller_error() {
+            Failure::Invalid(e.to_string())
+        } else {
+            Failure::Failed(e.to_string())
+        }
+    }
+}
+
+/// Parses the command line, runs the command, prints any error as one line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Invalid(message)) => {
+            eprintln!("latchkey: error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(message)) => {
+            eprintln!("latchkey: failed: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    validate_common(&cli)?;
+    // Validate everything the command needs before opening (and so creating) anything.
+    let serve = match &cli.command {
+        Command::Serve(args) => Some(ServeConfig::validate(args)?),
+        _ => None,
+    };
+    let password = match &cli.command {
+        Command::User(UserCommand::Add { .. }) => Some(read_password_stdin()?),
+        _ => None,
+    };
+    let client = match &cli.command {
+        Command::Client(ClientCommand::Add { .. }) => Some(new_client_from_args(&cli.command)?),
+        _ => None,
+    };
+
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Failed(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async move {
+        let db = open(&cli.database_url).await?;
+        let result = match cli.command {
+            Command::Serve(_) => serve_until_stopped(db.clone(), serve.expect("validated above")).await,
+            Command::Migrate => {
+                println!("database is up to date");
+                Ok(())
+            }
+            Command::User(UserCommand::Add { username, admin, json, .. }) => {
+                let user = users::add_user(&db, &username, &password.unwrap_or_default(), admin).await?;
+                if json {
+                    print_json(&user);
+                } else {
+                    println!("created user {} (id {}){}", user.username, user.id, if admin { ", admin" } else { "" });
+                }
+                Ok(())
+            }
+            Command::User(UserCommand::List(flag)) => {
+                let list = users::list_users(&db).await?;
+                if flag.json {
+                    print_json(&list);
+                } else {
+                    println!("{:<32} {:<6} {:<9} CREATED (UTC)", "USERNAME", "ADMIN", "DISABLED");
+                    for u in list {
+                        println!(
+                            "{:<32} {:<6} {:<9} {}",
+                            u.username,
+                            yes_no(u.is_admin),
+                            yes_no(u.disabled_at.is_some()),
+                            utc(u.created_at)
+                        );
+                    }
+                }
+                Ok(())
+            }
+            Command::Client(ClientCommand::Add { json, .. }) => {
+                let (client, secret) = clients::add_client(&db, &client.expect("validated above")).await?;
+                if json {
+                    print_json(&json!({ "client": client, "client_secret": secret.as_ref().map(|s| &s.0) }));
+                } else {
+                    println!("created client {:?} ({})", client.name, client.kind.as_str());
+                    println!("client_id:     {}", client.client_id);
+                    if let Some(secret) = secret {
+                        println!("client_secret: {}", secret.0);
+                        println!("Store the secret now: it is shown only once (Latchkey keeps only its hash).");
+                    }
+                }
+                Ok(())
+            }
+            Command::Client(ClientCommand::List(flag)) => {
+                let list = clients::list_clients(&db).await?;
+                if flag.json {
+                    print_json(&list);
+                } else {
+                    println!("{:<24} {:<28} {:<13} GRANT TYPES", "CLIENT_ID", "NAME", "KIND");
+                    for c in list {
+                        let grants: Vec<_> = c.grant_types.iter().map(|g| g.as_str()).collect();
+                        println!("{:<24} {:<28} {:<13} {}", c.client_id, c.name, c.kind.as_str(), grants.join(" "));
+                    }
+                }
+                Ok(())
+            }
+            Command::Demo(flag) => {
+                let report = demo::seed(&db).await?;
+                if flag.json {
+                    print_json(&report);
+                } else {
+                    print_demo(&report);
+                }
+                Ok(())
+            }
+        };
+        db.close().await;
+        result
+    })
+}
+
+/// Connects and migrates: every command works on an up-to-date schema.
+async fn open(url: &str) -> Result<Db, Failure> {
+    let db = Db::connect(url)
+        .await
+        .map_err(|e| Failure::Failed(format!("cannot open the database: {e}")))?;
+    db.migrate()
+        .await
+        .map_err(|e| Failure::Failed(format!("migrating the database failed: {e}")))?;
+    Ok(db)
+}
+
+async fn serve_until_stopped(db: Db, config: ServeConfig) -> Result<(), Failure> {
+    let store = WebSessionStore::new(&db)
+        .await
+        .map_err(|e| Failure::Failed(format!("cannot prepare the session store: {e}")))?;
+    let cleanup = tokio::spawn(store.clone().continuously_delete_expired(tokio::time::Duration::from_secs(3600)));
+    let addr = config.addr;
+    let issuer = config.issuer.clone();
+    let app = crate::http::router(db, config, store);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Failure::Failed(format!("cannot listen on {addr}: {e}")))?;
+    tracing::info!(%addr, %issuer, "latchkey is listening; sign in at {issuer}/signin");
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
+    cleanup.abort();
+    served.map_err(|e| Failure::Failed(format!("server error: {e}")))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+/// Reads the password from stdin: one line, its line ending removed.
+fn read_password_stdin() -> Result<String, Failure> {
+    let mut input = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut input)
+        .map_err(|e| Failure::Invalid(format!("password: cannot read standard input: {e}")))?;
+    let password = input.lines().next().unwrap_or_default().to_owned();
+    users::validate_password(&password)?;
+    Ok(password)
+}
+
+fn new_client_from_args(command: &Command) -> Result<NewClient, Failure> {
+    let Command::Client(ClientCommand::Add {
+        name,
+        redirect_uris,
+        post_logout_redirect_uris,
+        public,
+        grant_types,
+        scopes,
+        ..
+    }) = command
+    else {
+        unreachable!("called for client add only")
+    };
+    let grant_types = grant_types
+        .iter()
+        .map(|g| {
+            GrantType::parse(g).ok_or_else(|| {
+                Failure::Invalid(format!(
+                    "grant_type: {g:?} is not one of authorization_code, refresh_token, client_credentials"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(NewClient {
+        name: name.clone(),
+        kind: if *public { ClientKind::Public } else { ClientKind::Confidential },
+        redirect_uris: redirect_uris.clone(),
+        post_logout_redirect_uris: post_logout_redirect_uris.clone(),
+        grant_types,
+        extra_scopes: scopes.clone(),
+    })
+}
+
+fn print_demo(report: &demo::DemoReport) {
+    println!("Demo data (created now, or found from an earlier run):");
+    for u in &report.users {
+        println!(
+            "  {:<5} username {:<8} password {}{}",
+            if u.is_admin { "admin" } else { "user" },
+            u.username,
+            u.password,
+            if u.created { "" } else { "   (already present)" }
+        );
+    }
+    for c in &report.clients {
+        println!(
+            "  client {:<10} client_id {:<11} {}redirect_uri {}{}",
+            format!("{:?}", c.name),
+            c.client_id,
+            c.client_secret
+                .as_ref()
+                .map(|s| format!("client_secret {s}  "))
+                .unwrap_or_else(|| "public (PKCE)  ".into()),
+            c.redirect_uris.join(" "),
+            if c.created { "" } else { "   (already present)" }
+        );
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into()));
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC.
+fn utc(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_default()
+}

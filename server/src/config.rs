@@ -1,0 +1,234 @@
+//! Command-line flags with their environment equivalents, validated once.
+//!
+//! Every setting can come from a flag or a `LATCHKEY_*` variable (the flag
+//! wins). A bad value is reported as one line naming the setting and what is
+//! wrong, with exit code 2, before anything is opened or written.
+
+use std::net::SocketAddr;
+
+use app::domain::store::Backend;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Latchkey: an OAuth 2.0 / OpenID Connect server where revoking access really ends it.",
+    after_help = "Every listing and creating command takes --json for scripts.\nExit codes: 0 done, 1 failed (database or internal error), 2 invalid input or configuration."
+)]
+pub struct Cli {
+    /// Database: sqlite://PATH (embedded, the default) or postgres://USER@HOST/DB.
+    #[arg(long, env = "LATCHKEY_DATABASE_URL", default_value = "sqlite://data/latchkey.db", global = true)]
+    pub database_url: String,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive like `info,sqlx=warn`.
+    #[arg(long, env = "LATCHKEY_LOG", default_value = "info", global = true)]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (migrates the database first).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Create the demo admin, user and clients (again: changes nothing) and print their credentials.
+    Demo(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LATCHKEY_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: String,
+
+    /// The issuer URL: the public base URL of this server (https in production: the session cookie is then Secure).
+    #[arg(long, env = "LATCHKEY_ISSUER", default_value = "http://127.0.0.1:3000")]
+    pub issuer: String,
+
+    /// Folder with the built site (pkg/latchkey.js, .wasm, .css), as written by `cargo leptos build`.
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: String,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (one line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Give the user admin rights.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List users.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints its client_id and, for a confidential client, its secret (once).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// An exact redirect URI (repeat for several).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// An exact post-logout redirect URI (repeat for several).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A public client (no secret; PKCE required), e.g. a browser or mobile app.
+        #[arg(long)]
+        public: bool,
+        /// authorization_code, refresh_token or client_credentials (repeat; default: the first two).
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        /// An extra scope the client may ask for beyond openid/profile/email/offline_access (repeat).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients.
+    List(JsonFlag),
+}
+
+/// A configuration or input error: one line, exit code 2.
+#[derive(Debug)]
+pub struct InvalidSetting(pub String);
+
+impl std::fmt::Display for InvalidSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks the settings every command shares.
+pub fn validate_common(cli: &Cli) -> Result<Backend, InvalidSetting> {
+    tracing_subscriber::EnvFilter::try_new(&cli.log_level).map_err(|e| {
+        InvalidSetting(format!("invalid LATCHKEY_LOG (--log-level) {:?}: {e}", cli.log_level))
+    })?;
+    Backend::of_url(&cli.database_url).map_err(|why| {
+        InvalidSetting(format!(
+            "invalid LATCHKEY_DATABASE_URL (--database-url) {:?}: {why}",
+            redact_password(&cli.database_url)
+        ))
+    })
+}
+
+/// The validated settings of `latchkey serve`.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    /// Without a trailing slash.
+    pub issuer: String,
+    pub site_root: String,
+}
+
+impl ServeConfig {
+    /// The session cookie is `Secure` when the issuer is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+
+    /// `scheme://host[:port]` of the issuer, compared with `Origin` headers.
+    pub fn origin(&self) -> String {
+        url::Url::parse(&self.issuer)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default()
+    }
+
+    pub fn validate(args: &ServeArgs) -> Result<ServeConfig, InvalidSetting> {
+        let addr: SocketAddr = args.addr.parse().map_err(|_| {
+            InvalidSetting(format!(
+                "invalid LATCHKEY_ADDR (--addr) {:?}: expected IP:PORT, e.g. 127.0.0.1:3000",
+                args.addr
+            ))
+        })?;
+        let issuer = validate_issuer(&args.issuer).map_err(|why| {
+            InvalidSetting(format!("invalid LATCHKEY_ISSUER (--issuer) {:?}: {why}", args.issuer))
+        })?;
+        let pkg = std::path::Path::new(&args.site_root).join("pkg").join("latchkey.js");
+        if !pkg.is_file() {
+            return Err(InvalidSetting(format!(
+                "invalid LEPTOS_SITE_ROOT (--site-root) {:?}: {} is missing; build the site with `cargo leptos build`",
+                args.site_root,
+                pkg.display()
+            )));
+        }
+        Ok(ServeConfig {
+            addr,
+            issuer,
+            site_root: args.site_root.clone(),
+        })
+    }
+}
+
+/// An issuer is an absolute http(s) URL with no query or fragment (OpenID Connect Discovery §3).
+pub fn validate_issuer(raw: &str) -> Result<String, &'static str> {
+    let url = url::Url::parse(raw).map_err(|_| "expected an absolute URL such as https://id.example.com")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http or https URL");
+    }
+    if url.host_str().is_none() {
+        return Err("has no host");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain credentials");
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Hides the password of a database URL in messages.
+fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_is_normalised_and_checked() {
+        assert_eq!(validate_issuer("https://id.example.com/").unwrap(), "https://id.example.com");
+        assert_eq!(validate_issuer("http://127.0.0.1:3000").unwrap(), "http://127.0.0.1:3000");
+        assert!(validate_issuer("ftp://x").is_err());
+        assert!(validate_issuer("https://id.example.com/?a=1").is_err());
+        assert!(validate_issuer("id.example.com").is_err());
+    }
+
+    #[test]
+    fn database_password_is_hidden_in_messages() {
+        assert_eq!(redact_password("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+    }
+}

@@ -1,0 +1,164 @@
+//! The axum router: Leptos pages and server functions, the sign-in and
+//! sign-out form handlers, health, and the middleware every request passes
+//! (browser session, cross-site request refusal, security headers).
+
+use std::sync::Arc;
+
+use app::{
+    api::ssr::signed_in_from,
+    domain::{web_session::WebSessionStore, Db},
+    paths, shell, App,
+};
+use axum::{
+    body::Body,
+    extract::{DefaultBodyLimit, FromRef, State},
+    http::{header, HeaderValue, Request, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+    Router,
+};
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, handle_server_fns_with_context, AxumRouteListing, LeptosRoutes};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
+
+use crate::{
+    config::ServeConfig,
+    web::{self, Caller},
+};
+
+/// Everything a handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub db: Db,
+    pub config: Arc<ServeConfig>,
+    pub routes: Arc<Vec<AxumRouteListing>>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// Name of the browser-session cookie.
+pub const SESSION_COOKIE: &str = "latchkey_session";
+
+/// Largest request body accepted anywhere (forms, server functions).
+const MAX_BODY: usize = 64 * 1024;
+
+/// Builds the whole application.
+pub fn router(db: Db, config: ServeConfig, session_store: WebSessionStore) -> Router {
+    let leptos_options = LeptosOptions::builder()
+        .output_name("latchkey")
+        .site_root(config.site_root.as_str())
+        .site_pkg_dir("pkg")
+        .site_addr(config.addr)
+        .build();
+    let routes = generate_route_list(App);
+    let secure = config.secure_cookies();
+    let state = AppState {
+        leptos_options,
+        db,
+        config: Arc::new(config),
+        routes: Arc::new(routes.clone()),
+    };
+
+    let sessions = SessionManagerLayer::new(session_store)
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(secure)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(7)));
+
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route(paths::SIGN_IN, post(web::sign_in))
+        .route(paths::SIGN_OUT, post(web::sign_out))
+        .route("/api/{*fn_name}", get(server_fn_handler).post(server_fn_handler))
+        .leptos_routes_with_handler(routes, get(page_handler))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), web::refuse_cross_site))
+        .layer(sessions)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .with_state(state)
+}
+
+/// `200 ok` when the database answers, `503` otherwise.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// Server functions, with the database and the caller in context.
+async fn server_fn_handler(State(state): State<AppState>, caller: Caller, request: Request<Body>) -> Response {
+    let db = state.db.clone();
+    handle_server_fns_with_context(
+        move || {
+            provide_context(db.clone());
+            provide_context(caller.0.clone());
+        },
+        request,
+    )
+    .await
+    .into_response()
+}
+
+/// Renders a page. Every page but sign-in needs a live sign-in: without one the
+/// browser goes to sign-in with `next` set to come back here.
+async fn page_handler(
+    State(state): State<AppState>,
+    session: Session,
+    caller: Caller,
+    request: Request<Body>,
+) -> Response {
+    let path = request.uri().path();
+    if path != paths::SIGN_IN {
+        match signed_in_from(&state.db, &session, &caller.0).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let here = request
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or(paths::HOME);
+                return Redirect::to(&web::sign_in_url(here, None)).into_response();
+            }
+            Err(e) => return web::internal_error("resolving the sign-in", &e),
+        }
+    }
+    let db = state.db.clone();
+    let options = state.leptos_options.clone();
+    let render = leptos_axum::render_route_with_context(
+        (*state.routes).clone(),
+        move || {
+            provide_context(db.clone());
+            provide_context(caller.0.clone());
+        },
+        move || shell(options.clone()),
+    );
+    render(State(state), request).await.into_response()
+}

@@ -1,0 +1,16 @@
+//! The `latchkey` process.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`cli`] | the commands: serve, migrate, user, client, demo; exit codes |
+//! | [`config`] | flags and `LATCHKEY_*` variables, validated once |
+//! | [`http`] | the axum router and its middleware |
+//! | [`web`] | sign-in / sign-out form posts, the cross-site check |
+//!
+//! The domain (users, clients, sessions, storage) lives in `app::domain`,
+//! shared with the dashboard's server functions.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod web;

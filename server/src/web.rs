@@ -1,0 +1,221 @@
+//! Browser-facing handlers outside Leptos: the sign-in and sign-out form
+//! posts, the cross-site request check, and small response helpers.
+
+use std::net::SocketAddr;
+
+use app::{
+    api::ssr::signed_in_from,
+    domain::{
+        login_sessions::{self, ClientInfo, SESSION_KEY},
+        secrets::new_id,
+        users,
+    },
+    paths,
+};
+use axum::{
+    extract::{ConnectInfo, FromRequestParts, Request, State},
+    http::{header, request::Parts, Method, StatusCode},
+    middleware::Next,
+    response::{Html, IntoResponse, Redirect, Response},
+    Form,
+};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::http::AppState;
+
+/// The caller's address and user agent, for sign-in sessions and the audit log.
+#[derive(Clone, Debug)]
+pub struct Caller(pub ClientInfo);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default();
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .chars()
+            .take(512)
+            .collect();
+        Ok(Caller(ClientInfo { ip, user_agent }))
+    }
+}
+
+/// A `next` target is only ever a path on this site (no open redirect).
+pub fn safe_next(next: &str) -> &str {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= 2048
+        && !next.chars().any(|c| c.is_control() || c == '\\');
+    if local {
+        next
+    } else {
+        paths::HOME
+    }
+}
+
+/// `/signin?next=...` (and `&error=...`), percent-encoded.
+pub fn sign_in_url(next: &str, error: Option<(&str, &str)>) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some((code, username)) = error {
+        query.append_pair("error", code);
+        if !username.is_empty() {
+            query.append_pair("username", username);
+        }
+    }
+    query.append_pair("next", safe_next(next));
+    format!("{}?{}", paths::SIGN_IN, query.finish())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `POST /signin`: checks the credentials, renews the session id, starts a
+/// sign-in session and goes to `next`. Any failure → back to the form with one
+/// generic message, and no session is created.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    session: Session,
+    Caller(from): Caller,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let next = safe_next(&form.next).to_owned();
+    let username: String = form.username.trim().chars().take(64).collect();
+    if username.is_empty() || form.password.is_empty() {
+        return Redirect::to(&sign_in_url(&next, Some(("missing", &username)))).into_response();
+    }
+    let user = match users::authenticate(&state.db, &username, &form.password).await {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            if let Err(e) = users::record_failed_login(&state.db, &username, &from.ip).await {
+                tracing::warn!(error = %e, "could not audit a failed sign-in");
+            }
+            return Redirect::to(&sign_in_url(&next, Some(("invalid", &username)))).into_response();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in: database error");
+            return Redirect::to(&sign_in_url(&next, Some(("unavailable", &username)))).into_response();
+        }
+    };
+    // A new session id at every sign-in: a planted cookie never becomes a signed-in one.
+    if let Err(e) = session.cycle_id().await {
+        return internal_error("renewing the session id", &e);
+    }
+    let login_session_id = match login_sessions::start(&state.db, &user, &from).await {
+        Ok(id) => id,
+        Err(e) => return internal_error("starting a sign-in session", &e),
+    };
+    if let Err(e) = session.insert(SESSION_KEY, login_session_id).await {
+        return internal_error("storing the sign-in in the session", &e);
+    }
+    Redirect::to(&next).into_response()
+}
+
+/// `POST /signout`: ends the sign-in session and deletes the browser session.
+pub async fn sign_out(State(state): State<AppState>, session: Session, Caller(from): Caller) -> Response {
+    match signed_in_from(&state.db, &session, &from).await {
+        Ok(Some(signed_in)) => {
+            if let Err(e) = login_sessions::end(&state.db, &signed_in, "signed_out", &from).await {
+                return internal_error("ending the sign-in session", &e);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return internal_error("resolving the sign-in", &e),
+    }
+    if let Err(e) = session.flush().await {
+        return internal_error("deleting the browser session", &e);
+    }
+    Redirect::to(&format!("{}?signed_out=1", paths::SIGN_IN)).into_response()
+}
+
+/// Refuses state-changing browser requests from other sites (CSRF), on top
+/// of the SameSite=Lax cookie: a POST (PUT, PATCH, DELETE) whose `Origin` — or,
+/// without one, `Referer` — is neither the issuer nor this request's own host
+/// gets 403. Requests with neither header do not come from a browser page.
+pub async fn refuse_cross_site(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let claimed = headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("null").to_owned())
+        .or_else(|| {
+            headers
+                .get(header::REFERER)
+                .and_then(|v| v.to_str().ok())
+                .map(|r| url::Url::parse(r).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| "null".into()))
+        });
+    let Some(claimed) = claimed else {
+        return next.run(request).await;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let same_host = url::Url::parse(&claimed)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| match u.port() {
+            Some(p) => format!("{h}:{p}"),
+            None => h.to_owned(),
+        }))
+        .is_some_and(|h| !host.is_empty() && h.eq_ignore_ascii_case(host));
+    if claimed == state.config.origin() || same_host {
+        next.run(request).await
+    } else {
+        tracing::warn!(origin = %claimed, path = %request.uri().path(), "refused a cross-site request");
+        (
+            StatusCode::FORBIDDEN,
+            Html("<!DOCTYPE html><title>Refused</title><h1>Request refused</h1><p>This request came from another site, so Latchkey refused it. Go back to Latchkey and try again.</p>"),
+        )
+            .into_response()
+    }
+}
+
+/// Logs an internal error under a fresh request id and shows a plain page with that id.
+pub fn internal_error(doing: &str, error: &dyn std::fmt::Display) -> Response {
+    let request_id = new_id();
+    tracing::error!(%request_id, error = %error, "{doing} failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Html(format!(
+            "<!DOCTYPE html><title>Something went wrong</title><h1>Something went wrong</h1>\
+             <p>Please try again. If it keeps happening, give your administrator this request id: <code>{request_id}</code></p>"
+        )),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next("/apps?x=1"), "/apps?x=1");
+        for bad in ["https://evil.example/", "//evil.example/", "/\\evil.example", "", "javascript:alert(1)"] {
+            assert_eq!(safe_next(bad), "/", "{bad}");
+        }
+    }
+
+    #[test]
+    fn sign_in_url_encodes_next() {
+        assert_eq!(
+            sign_in_url("/oauth/authorize?a=1&b=2", Some(("invalid", "al ice"))),
+            "/signin?error=invalid&username=al+ice&next=%2Foauth%2Fauthorize%3Fa%3D1%26b%3D2"
+        );
+    }
+}

@@ -1,0 +1,187 @@
+//! Shared test support: a fresh database on either backend, a real server on a
+//! socket, and the macro that runs one test body against SQLite and PostgreSQL.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, sync::Arc};
+
+use app::domain::{web_session::WebSessionStore, Db};
+use server::config::ServeConfig;
+
+/// Default PostgreSQL for tests (this machine kind runs one with trust auth).
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Test schemas older than this are dropped when a new test starts (left by crashed runs).
+const STALE_SCHEMA_SECS: u64 = 3600;
+
+/// A migrated, empty database that exists for one test.
+pub struct TestDb {
+    pub db: Db,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<String>,
+}
+
+impl TestDb {
+    /// A new SQLite file in a temporary folder.
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/latchkey.db", dir.path().display());
+        let db = Db::connect(&url).await.expect("open sqlite");
+        db.migrate().await.expect("migrate sqlite");
+        TestDb {
+            db,
+            url,
+            _dir: Some(dir),
+            schema: None,
+        }
+    }
+
+    /// A new schema in the test PostgreSQL. `None` (with a notice) when no
+    /// PostgreSQL answers outside CI; with `CI=true` a missing PostgreSQL fails the test.
+    pub async fn postgres() -> Option<TestDb> {
+        let url = std::env::var("LATCHKEY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let schema = format!("lk_test_{now}_{:016x}", rand::random::<u64>());
+        let db = match Db::connect_postgres_schema(&url, &schema).await {
+            Ok(db) => db,
+            Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+                eprintln!("NOTICE: PostgreSQL at {url} is not available ({e}); skipping this PostgreSQL test");
+                return None;
+            }
+            Err(e) => panic!("CI=true but PostgreSQL at {url} is not available: {e}"),
+        };
+        drop_stale_schemas(&db, now).await;
+        db.migrate().await.expect("migrate postgres");
+        Some(TestDb {
+            db,
+            url,
+            _dir: None,
+            schema: Some(schema),
+        })
+    }
+
+    /// The PostgreSQL schema of this test, if on PostgreSQL.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// Drops the PostgreSQL schema (tests call this at their end; crashed runs are swept later).
+    pub async fn cleanup(self) {
+        if let (Db::Postgres(pool), Some(schema)) = (&self.db, &self.schema) {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .execute(pool)
+                .await;
+        }
+        self.db.close().await;
+    }
+}
+
+async fn drop_stale_schemas(db: &Db, now: u64) {
+    let Db::Postgres(pool) = db else { return };
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT schema_name::text FROM information_schema.schemata WHERE schema_name LIKE 'lk_test_%'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    for name in names {
+        let created: Option<u64> = name.split('_').nth(2).and_then(|t| t.parse().ok());
+        if created.is_some_and(|t| t + STALE_SCHEMA_SECS < now) {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .execute(pool)
+                .await;
+        }
+    }
+}
+
+/// Generates `mod sqlite` and `mod postgres`, each with one `#[tokio::test]`
+/// per named async fn taking a `TestDb`: one body, both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::TestDb::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = $crate::common::TestDb::postgres().await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A Latchkey server on a real socket (127.0.0.1, a free port).
+pub struct TestServer {
+    pub base: String,
+    pub addr: SocketAddr,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start(db: &Db) -> TestServer {
+        Self::start_with_issuer(db, None).await
+    }
+
+    /// Starts a server; `issuer` defaults to the server's own address.
+    pub async fn start_with_issuer(db: &Db, issuer: Option<&str>) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let config = ServeConfig {
+            addr,
+            issuer: issuer.map(str::to_owned).unwrap_or_else(|| base.clone()),
+            site_root: "target/site".into(),
+        };
+        let store = WebSessionStore::new(db).await.expect("session store");
+        let app = server::http::router(db.clone(), config, store);
+        let handle = tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+                .unwrap();
+        });
+        TestServer { base, addr, handle }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// A browser-like HTTP client: keeps cookies, does not follow redirects (tests look at them).
+pub fn browser() -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    (client, jar)
+}
+
+/// Counts rows of a table (test inspection only; the name is a literal in tests).
+pub async fn count(db: &Db, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    match db {
+        Db::Sqlite(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
+        Db::Postgres(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
+    }
+}

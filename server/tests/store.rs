@@ -1,0 +1,235 @@
+//! The repository layer on both backends: one body per test, run on SQLite and PostgreSQL.
+
+mod common;
+
+use app::domain::{
+    clients::{self, ClientKind, GrantType, NewClient},
+    demo,
+    login_sessions::{self, ClientInfo},
+    secrets::sha256_hex,
+    users, Db, DomainError,
+};
+use common::{count, TestDb};
+use tower_sessions::{
+    session::{Id, Record},
+    SessionStore,
+};
+
+on_both_backends!(
+    migrations_create_the_whole_schema_and_run_twice,
+    users_are_created_listed_and_authenticated,
+    duplicate_username_in_any_case_changes_nothing,
+    bad_passwords_are_rejected_before_anything_is_written,
+    clients_store_only_the_secret_hash,
+    duplicate_client_name_changes_nothing,
+    sign_in_sessions_start_resolve_and_end,
+    disabled_users_neither_authenticate_nor_resolve,
+    demo_seed_is_idempotent,
+    browser_session_store_round_trips,
+);
+
+async fn sql(db: &Db, statement: &str) {
+    match db {
+        Db::Sqlite(pool) => sqlx::query(statement).execute(pool).await.map(|_| ()),
+        Db::Postgres(pool) => sqlx::query(statement).execute(pool).await.map(|_| ()),
+    }
+    .unwrap();
+}
+
+async fn migrations_create_the_whole_schema_and_run_twice(t: TestDb) {
+    for table in [
+        "users",
+        "clients",
+        "policy_default",
+        "login_sessions",
+        "grants",
+        "token_families",
+        "refresh_tokens",
+        "auth_codes",
+        "revoked_access_tokens",
+        "signing_keys",
+        "audit_events",
+    ] {
+        let n = count(&t.db, table).await;
+        let expected = if table == "policy_default" { 1 } else { 0 };
+        assert_eq!(n, expected, "table {table}");
+    }
+    // A second run finds nothing to do and does not fail.
+    t.db.migrate().await.unwrap();
+    assert_eq!(count(&t.db, "policy_default").await, 1);
+    t.cleanup().await;
+}
+
+async fn users_are_created_listed_and_authenticated(t: TestDb) {
+    let bob = users::add_user(&t.db, "Bob", "bob-password-1", false).await.unwrap();
+    let ann = users::add_user(&t.db, "ann", "ann-password-1", true).await.unwrap();
+    let list = users::list_users(&t.db).await.unwrap();
+    assert_eq!(list.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(), ["ann", "Bob"]);
+    assert!(list[0].is_admin && !list[1].is_admin);
+
+    // Case-insensitive username, exact password.
+    let found = users::authenticate(&t.db, "bob", "bob-password-1").await.unwrap();
+    assert_eq!(found.as_ref().map(|u| &u.id), Some(&bob.id));
+    assert!(users::authenticate(&t.db, "Bob", "bob-password-2").await.unwrap().is_none());
+    assert!(users::authenticate(&t.db, "nobody", "bob-password-1").await.unwrap().is_none());
+    assert_eq!(
+        users::find_by_username(&t.db, "ANN").await.unwrap().map(|u| u.id),
+        Some(ann.id)
+    );
+    // Stored as an Argon2id hash, never the password.
+    let hash: String = match &t.db {
+        Db::Sqlite(p) => sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'Bob'").fetch_one(p).await.unwrap(),
+        Db::Postgres(p) => sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'Bob'").fetch_one(p).await.unwrap(),
+    };
+    assert!(hash.starts_with("$argon2id$") && !hash.contains("bob-password-1"));
+    // Each creation is audited.
+    assert_eq!(count(&t.db, "audit_events WHERE kind = 'user_created'").await, 2);
+    t.cleanup().await;
+}
+
+async fn duplicate_username_in_any_case_changes_nothing(t: TestDb) {
+    users::add_user(&t.db, "carol", "carol-password", false).await.unwrap();
+    let err = users::add_user(&t.db, "CAROL", "another-password", true).await.unwrap_err();
+    assert!(matches!(err, DomainError::Conflict(_)), "{err:?}");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert_eq!(count(&t.db, "users").await, 1);
+    assert_eq!(count(&t.db, "audit_events").await, 1);
+    // The original password still works; the rejected one does not.
+    assert!(users::authenticate(&t.db, "carol", "carol-password").await.unwrap().is_some());
+    assert!(users::authenticate(&t.db, "carol", "another-password").await.unwrap().is_none());
+    t.cleanup().await;
+}
+
+async fn bad_passwords_are_rejected_before_anything_is_written(t: TestDb) {
+    for (password, why) in [("", "must not be empty"), ("short", "at least 8")] {
+        let err = users::add_user(&t.db, "dave", password, false).await.unwrap_err();
+        assert!(err.to_string().starts_with("password: ") && err.to_string().contains(why), "{err}");
+    }
+    let err = users::add_user(&t.db, "bad name!", "long-enough-pw", false).await.unwrap_err();
+    assert!(err.to_string().starts_with("username: "), "{err}");
+    assert_eq!(count(&t.db, "users").await, 0);
+    t.cleanup().await;
+}
+
+fn web_app(name: &str) -> NewClient {
+    NewClient {
+        name: name.into(),
+        kind: ClientKind::Confidential,
+        redirect_uris: vec!["https://app.example/cb".into(), "https://app.example/cb".into()],
+        post_logout_redirect_uris: vec!["https://app.example/".into()],
+        grant_types: vec![],
+        extra_scopes: vec!["notes:read".into()],
+    }
+}
+
+async fn clients_store_only_the_secret_hash(t: TestDb) {
+    let (client, secret) = clients::add_client(&t.db, &web_app("Notes")).await.unwrap();
+    let secret = secret.expect("a confidential client gets a secret");
+    assert_eq!(format!("{secret:?}"), "[redacted]");
+    let stored: Option<String> = match &t.db {
+        Db::Sqlite(p) => sqlx::query_scalar("SELECT secret_hash FROM clients WHERE id = $1").bind(&client.client_id).fetch_one(p).await.unwrap(),
+        Db::Postgres(p) => sqlx::query_scalar("SELECT secret_hash FROM clients WHERE id = $1").bind(&client.client_id).fetch_one(p).await.unwrap(),
+    };
+    assert_eq!(stored, Some(sha256_hex(&secret.0)));
+    assert_ne!(stored.as_deref(), Some(secret.0.as_str()));
+
+    let (public, none) = clients::add_client(
+        &t.db,
+        &NewClient {
+            kind: ClientKind::Public,
+            ..web_app("Phone app")
+        },
+    )
+    .await
+    .unwrap();
+    assert!(none.is_none());
+
+    let listed = clients::list_clients(&t.db).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let notes = listed.iter().find(|c| c.client_id == client.client_id).unwrap();
+    assert_eq!(notes.redirect_uris, ["https://app.example/cb"], "duplicates collapse");
+    assert_eq!(notes.grant_types, [GrantType::AuthorizationCode, GrantType::RefreshToken]);
+    assert_eq!(notes.extra_scopes, ["notes:read"]);
+    let phone = listed.iter().find(|c| c.client_id == public.client_id).unwrap();
+    assert_eq!(phone.kind, ClientKind::Public);
+    t.cleanup().await;
+}
+
+async fn duplicate_client_name_changes_nothing(t: TestDb) {
+    clients::add_client(&t.db, &web_app("Notes")).await.unwrap();
+    let err = clients::add_client(&t.db, &web_app("notes")).await.unwrap_err();
+    assert!(matches!(err, DomainError::Conflict(_)), "{err:?}");
+    let err = clients::add_client(
+        &t.db,
+        &NewClient {
+            redirect_uris: vec!["https://app.example/cb#x".into()],
+            ..web_app("Other")
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("fragment"), "{err}");
+    assert_eq!(count(&t.db, "clients").await, 1);
+    t.cleanup().await;
+}
+
+async fn sign_in_sessions_start_resolve_and_end(t: TestDb) {
+    let user = users::add_user(&t.db, "erin", "erin-password", false).await.unwrap();
+    let from = ClientInfo {
+        ip: "127.0.0.9".into(),
+        user_agent: "TestBrowser/1.0".into(),
+    };
+    let sid = login_sessions::start(&t.db, &user, &from).await.unwrap();
+    let resolved = login_sessions::resolve(&t.db, &sid, &from).await.unwrap().expect("live");
+    assert_eq!(resolved.user.id, user.id);
+    assert_eq!(login_sessions::count_live(&t.db, &user.id).await.unwrap(), 1);
+    assert!(login_sessions::resolve(&t.db, "no-such-id", &from).await.unwrap().is_none());
+
+    login_sessions::end(&t.db, &resolved, "signed_out", &from).await.unwrap();
+    login_sessions::end(&t.db, &resolved, "signed_out", &from).await.unwrap(); // idempotent
+    assert!(login_sessions::resolve(&t.db, &sid, &from).await.unwrap().is_none());
+    assert_eq!(login_sessions::count_live(&t.db, &user.id).await.unwrap(), 0);
+    assert_eq!(count(&t.db, "audit_events WHERE kind = 'login'").await, 1);
+    assert_eq!(count(&t.db, "audit_events WHERE kind = 'logout'").await, 1, "ending twice audits once");
+    t.cleanup().await;
+}
+
+async fn disabled_users_neither_authenticate_nor_resolve(t: TestDb) {
+    let user = users::add_user(&t.db, "frank", "frank-password", false).await.unwrap();
+    let sid = login_sessions::start(&t.db, &user, &ClientInfo::default()).await.unwrap();
+    sql(&t.db, "UPDATE users SET disabled_at = 1 WHERE username = 'frank'").await;
+    assert!(users::authenticate(&t.db, "frank", "frank-password").await.unwrap().is_none());
+    assert!(login_sessions::resolve(&t.db, &sid, &ClientInfo::default()).await.unwrap().is_none());
+    t.cleanup().await;
+}
+
+async fn demo_seed_is_idempotent(t: TestDb) {
+    let first = demo::seed(&t.db).await.unwrap();
+    assert!(first.users.iter().all(|u| u.created) && first.clients.iter().all(|c| c.created));
+    let audit_after_first = count(&t.db, "audit_events").await;
+    let second = demo::seed(&t.db).await.unwrap();
+    assert!(second.users.iter().all(|u| !u.created) && second.clients.iter().all(|c| !c.created));
+    assert_eq!(count(&t.db, "users").await, 2);
+    assert_eq!(count(&t.db, "clients").await, 2);
+    assert_eq!(count(&t.db, "audit_events").await, audit_after_first);
+    // The printed credentials work.
+    let (name, password) = demo::USER;
+    assert!(users::authenticate(&t.db, name, password).await.unwrap().is_some());
+    t.cleanup().await;
+}
+
+async fn browser_session_store_round_trips(t: TestDb) {
+    let store = app::domain::web_session::WebSessionStore::new(&t.db).await.unwrap();
+    let mut record = Record {
+        id: Id::default(),
+        data: [("k".to_string(), serde_json::json!("v"))].into_iter().collect(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.unwrap();
+    let loaded = store.load(&record.id).await.unwrap().expect("stored");
+    assert_eq!(loaded.data.get("k"), Some(&serde_json::json!("v")));
+    assert_eq!(count(&t.db, "tower_sessions").await, 1, "kept in the same database");
+    store.delete(&record.id).await.unwrap();
+    assert!(store.load(&record.id).await.unwrap().is_none());
+    t.cleanup().await;
+}
