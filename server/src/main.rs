@@ -1,5 +1,5 @@
 //! `latchkey`: see `latchkey --help` and the README.
 
 fn main() -> std::process::ExitCode {
-    server::cli::main()
+    latchkey::cli::main()
 }

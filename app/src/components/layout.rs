@@ -11,7 +11,11 @@ pub fn Layout(#[prop(optional)] user: Option<CurrentUser>, children: Children) -
     view! {
         <header class="topbar">
             <a class="brand" href=paths::HOME>
-                <span class="brand-mark" aria-hidden="true">"⚿"</span>
+                <svg class="brand-mark" viewBox="0 0 32 32" aria-hidden="true">
+                    <rect width="32" height="32" rx="7" fill="#1f5fbf"/>
+                    <circle cx="12" cy="16" r="5" fill="none" stroke="#fff" stroke-width="3"/>
+                    <path d="M17 16h10v5M23 16v4" fill="none" stroke="#fff" stroke-width="3" stroke-linecap="round"/>
+                </svg>
                 "Latchkey"
             </a>
             {user.map(|u| view! {

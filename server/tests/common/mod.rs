@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use app::domain::{web_session::WebSessionStore, Db};
-use server::config::ServeConfig;
+use latchkey::config::ServeConfig;
 
 /// Default PostgreSQL for tests (this machine kind runs one with trust auth).
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -146,7 +146,7 @@ impl TestServer {
             site_root: "target/site".into(),
         };
         let store = WebSessionStore::new(db).await.expect("session store");
-        let app = server::http::router(db.clone(), config, store);
+        let app = latchkey::http::router(db.clone(), config, store);
         let handle = tokio::spawn(async move {
             axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
                 .await

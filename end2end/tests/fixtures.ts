@@ -1,0 +1,30 @@
+import { test as base, expect, Page } from '@playwright/test';
+
+export const DEMO_USER = { username: 'alice', password: 'alice-demo-password' };
+export const SESSION_COOKIE = 'latchkey_session';
+
+/// Fails the test on any uncaught page error or console error (a failed hydration shows up here).
+export const test = base.extend<{ pageErrors: string[] }>({
+  pageErrors: [
+    async ({ page }, use) => {
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+      page.on('console', (m) => {
+        if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+      });
+      await use(errors);
+      expect(errors, 'errors in the page').toEqual([]);
+    },
+    { auto: true },
+  ],
+});
+
+export { expect };
+
+export async function signIn(page: Page, username: string, password: string) {
+  await page.goto('/');
+  await expect(page).toHaveURL(/\/signin\?next=%2F$/);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
