@@ -6,15 +6,17 @@ use std::{io::Read, process::ExitCode};
 
 use app::domain::{
     clients::{self, ClientKind, GrantType, NewClient},
-    demo,
+    demo, users,
     web_session::WebSessionStore,
-    users, Db, DomainError,
+    Db, DomainError,
 };
 use clap::Parser;
 use serde_json::json;
 use tower_sessions::ExpiredDeletion;
 
-use crate::config::{validate_common, Cli, ClientCommand, Command, InvalidSetting, ServeConfig, UserCommand};
+use crate::config::{
+    validate_common, Cli, ClientCommand, Command, InvalidSetting, ServeConfig, UserCommand,
+};
 
 /// Why a command failed, and with which exit code.
 #[derive(Debug)]
@@ -65,11 +67,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
         _ => None,
     };
     let password = match &cli.command {
-        Command::User(UserCommand::Add { .. }) => Some(read_password_stdin()?),
+        Command::User(UserCommand::Add { username, .. }) => {
+            users::validate_username(username)?;
+            Some(read_password_stdin()?)
+        }
         _ => None,
     };
     let client = match &cli.command {
-        Command::Client(ClientCommand::Add { .. }) => Some(new_client_from_args(&cli.command)?),
+        Command::Client(ClientCommand::Add { .. }) => {
+            let new = new_client_from_args(&cli.command)?;
+            new.validated()?;
+            Some(new)
+        }
         _ => None,
     };
 
@@ -173,7 +182,11 @@ async fn serve_until_stopped(db: Db, config: ServeConfig) -> Result<(), Failure>
     let store = WebSessionStore::new(&db)
         .await
         .map_err(|e| Failure::Failed(format!("cannot prepare the session store: {e}")))?;
-    let cleanup = tokio::spawn(store.clone().continuously_delete_expired(tokio::time::Duration::from_secs(3600)));
+    let cleanup = tokio::spawn(
+        store
+            .clone()
+            .continuously_delete_expired(tokio::time::Duration::from_secs(3600)),
+    );
     let addr = config.addr;
     let issuer = config.issuer.clone();
     let app = crate::http::router(db, config, store);
@@ -244,7 +257,11 @@ fn new_client_from_args(command: &Command) -> Result<NewClient, Failure> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(NewClient {
         name: name.clone(),
-        kind: if *public { ClientKind::Public } else { ClientKind::Confidential },
+        kind: if *public {
+            ClientKind::Public
+        } else {
+            ClientKind::Confidential
+        },
         redirect_uris: redirect_uris.clone(),
         post_logout_redirect_uris: post_logout_redirect_uris.clone(),
         grant_types,
@@ -255,12 +272,19 @@ fn new_client_from_args(command: &Command) -> Result<NewClient, Failure> {
 fn print_demo(report: &demo::DemoReport) {
     println!("Demo data (created now, or found from an earlier run):");
     for u in &report.users {
+        let password = match &u.password {
+            Some(p) => format!("password {p}"),
+            None => "(its password was changed since, so it is not shown)".into(),
+        };
         println!(
-            "  {:<5} username {:<8} password {}{}",
+            "  {:<5} username {:<8} {password}{}",
             if u.is_admin { "admin" } else { "user" },
             u.username,
-            u.password,
-            if u.created { "" } else { "   (already present)" }
+            if u.created {
+                ""
+            } else {
+                "   (already present)"
+            }
         );
     }
     for c in &report.clients {
@@ -273,13 +297,20 @@ fn print_demo(report: &demo::DemoReport) {
                 .map(|s| format!("client_secret {s}  "))
                 .unwrap_or_else(|| "public (PKCE)  ".into()),
             c.redirect_uris.join(" "),
-            if c.created { "" } else { "   (already present)" }
+            if c.created {
+                ""
+            } else {
+                "   (already present)"
+            }
         );
     }
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into())
+    );
 }
 
 fn yes_no(b: bool) -> &'static str {

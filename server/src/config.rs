@@ -18,7 +18,13 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// Database: sqlite://PATH (embedded, the default) or postgres://USER@HOST/DB.
-    #[arg(long, env = "LATCHKEY_DATABASE_URL", default_value = "sqlite://data/latchkey.db", global = true)]
+    #[arg(
+        long,
+        env = "LATCHKEY_DATABASE_URL",
+        default_value = "sqlite://data/latchkey.db",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: String,
 
     /// Log filter: error, warn, info, debug, trace, or a tracing directive like `info,sqlx=warn`.
@@ -127,7 +133,10 @@ impl std::fmt::Display for InvalidSetting {
 /// Checks the settings every command shares.
 pub fn validate_common(cli: &Cli) -> Result<Backend, InvalidSetting> {
     tracing_subscriber::EnvFilter::try_new(&cli.log_level).map_err(|e| {
-        InvalidSetting(format!("invalid LATCHKEY_LOG (--log-level) {:?}: {e}", cli.log_level))
+        InvalidSetting(format!(
+            "invalid LATCHKEY_LOG (--log-level) {:?}: {e}",
+            cli.log_level
+        ))
     })?;
     Backend::of_url(&cli.database_url).map_err(|why| {
         InvalidSetting(format!(
@@ -167,9 +176,14 @@ impl ServeConfig {
             ))
         })?;
         let issuer = validate_issuer(&args.issuer).map_err(|why| {
-            InvalidSetting(format!("invalid LATCHKEY_ISSUER (--issuer) {:?}: {why}", args.issuer))
+            InvalidSetting(format!(
+                "invalid LATCHKEY_ISSUER (--issuer) {:?}: {why}",
+                args.issuer
+            ))
         })?;
-        let pkg = std::path::Path::new(&args.site_root).join("pkg").join("latchkey.js");
+        let pkg = std::path::Path::new(&args.site_root)
+            .join("pkg")
+            .join("latchkey.js");
         if !pkg.is_file() {
             return Err(InvalidSetting(format!(
                 "invalid LEPTOS_SITE_ROOT (--site-root) {:?}: {} is missing; build the site with `cargo leptos build`",
@@ -187,7 +201,8 @@ impl ServeConfig {
 
 /// An issuer is an absolute http(s) URL with no query or fragment (OpenID Connect Discovery §3).
 pub fn validate_issuer(raw: &str) -> Result<String, &'static str> {
-    let url = url::Url::parse(raw).map_err(|_| "expected an absolute URL such as https://id.example.com")?;
+    let url = url::Url::parse(raw)
+        .map_err(|_| "expected an absolute URL such as https://id.example.com")?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("must be an http or https URL");
     }
@@ -220,8 +235,14 @@ mod tests {
 
     #[test]
     fn issuer_is_normalised_and_checked() {
-        assert_eq!(validate_issuer("https://id.example.com/").unwrap(), "https://id.example.com");
-        assert_eq!(validate_issuer("http://127.0.0.1:3000").unwrap(), "http://127.0.0.1:3000");
+        assert_eq!(
+            validate_issuer("https://id.example.com/").unwrap(),
+            "https://id.example.com"
+        );
+        assert_eq!(
+            validate_issuer("http://127.0.0.1:3000").unwrap(),
+            "http://127.0.0.1:3000"
+        );
         assert!(validate_issuer("ftp://x").is_err());
         assert!(validate_issuer("https://id.example.com/?a=1").is_err());
         assert!(validate_issuer("id.example.com").is_err());
@@ -229,6 +250,9 @@ mod tests {
 
     #[test]
     fn database_password_is_hidden_in_messages() {
-        assert_eq!(redact_password("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_password("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
     }
 }

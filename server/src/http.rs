@@ -18,7 +18,9 @@ use axum::{
     Router,
 };
 use leptos::prelude::*;
-use leptos_axum::{generate_route_list, handle_server_fns_with_context, AxumRouteListing, LeptosRoutes};
+use leptos_axum::{
+    generate_route_list, handle_server_fns_with_context, AxumRouteListing, LeptosRoutes,
+};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
 
@@ -77,10 +79,16 @@ pub fn router(db: Db, config: ServeConfig, session_store: WebSessionStore) -> Ro
         .route("/healthz", get(healthz))
         .route(paths::SIGN_IN, post(web::sign_in))
         .route(paths::SIGN_OUT, post(web::sign_out))
-        .route("/api/{*fn_name}", get(server_fn_handler).post(server_fn_handler))
+        .route(
+            "/api/{*fn_name}",
+            get(server_fn_handler).post(server_fn_handler),
+        )
         .leptos_routes_with_handler(routes, get(page_handler))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), web::refuse_cross_site))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            web::refuse_cross_site,
+        ))
         .layer(sessions)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -114,7 +122,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 /// Server functions, with the database and the caller in context.
-async fn server_fn_handler(State(state): State<AppState>, caller: Caller, request: Request<Body>) -> Response {
+async fn server_fn_handler(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request<Body>,
+) -> Response {
     let db = state.db.clone();
     handle_server_fns_with_context(
         move || {

@@ -110,7 +110,8 @@ pub async fn sign_in(
         }
         Err(e) => {
             tracing::error!(error = %e, "sign-in: database error");
-            return Redirect::to(&sign_in_url(&next, Some(("unavailable", &username)))).into_response();
+            return Redirect::to(&sign_in_url(&next, Some(("unavailable", &username))))
+                .into_response();
         }
     };
     // A new session id at every sign-in: a planted cookie never becomes a signed-in one.
@@ -128,7 +129,11 @@ pub async fn sign_in(
 }
 
 /// `POST /signout`: ends the sign-in session and deletes the browser session.
-pub async fn sign_out(State(state): State<AppState>, session: Session, Caller(from): Caller) -> Response {
+pub async fn sign_out(
+    State(state): State<AppState>,
+    session: Session,
+    Caller(from): Caller,
+) -> Response {
     match signed_in_from(&state.db, &session, &from).await {
         Ok(Some(signed_in)) => {
             if let Err(e) = login_sessions::end(&state.db, &signed_in, "signed_out", &from).await {
@@ -148,8 +153,15 @@ pub async fn sign_out(State(state): State<AppState>, session: Session, Caller(fr
 /// of the SameSite=Lax cookie: a POST (PUT, PATCH, DELETE) whose `Origin` — or,
 /// without one, `Referer` — is neither the issuer nor this request's own host
 /// gets 403. Requests with neither header do not come from a browser page.
-pub async fn refuse_cross_site(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+pub async fn refuse_cross_site(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
         return next.run(request).await;
     }
     let headers = request.headers();
@@ -160,18 +172,27 @@ pub async fn refuse_cross_site(State(state): State<AppState>, request: Request, 
             headers
                 .get(header::REFERER)
                 .and_then(|v| v.to_str().ok())
-                .map(|r| url::Url::parse(r).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| "null".into()))
+                .map(|r| {
+                    url::Url::parse(r)
+                        .map(|u| u.origin().ascii_serialization())
+                        .unwrap_or_else(|_| "null".into())
+                })
         });
     let Some(claimed) = claimed else {
         return next.run(request).await;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let same_host = url::Url::parse(&claimed)
         .ok()
-        .and_then(|u| u.host_str().map(|h| match u.port() {
-            Some(p) => format!("{h}:{p}"),
-            None => h.to_owned(),
-        }))
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_owned(),
+            })
+        })
         .is_some_and(|h| !host.is_empty() && h.eq_ignore_ascii_case(host));
     if claimed == state.config.origin() || same_host {
         next.run(request).await
@@ -206,7 +227,13 @@ mod tests {
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next("/apps?x=1"), "/apps?x=1");
-        for bad in ["https://evil.example/", "//evil.example/", "/\\evil.example", "", "javascript:alert(1)"] {
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "",
+            "javascript:alert(1)",
+        ] {
             assert_eq!(safe_next(bad), "/", "{bad}");
         }
     }

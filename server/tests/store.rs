@@ -7,9 +7,9 @@ use app::domain::{
     demo,
     login_sessions::{self, ClientInfo},
     secrets::sha256_hex,
-    users, Db, DomainError,
+    users, DomainError,
 };
-use common::{count, TestDb};
+use common::{count, exec, text_value, TestDb};
 use tower_sessions::{
     session::{Id, Record},
     SessionStore,
@@ -27,14 +27,6 @@ on_both_backends!(
     demo_seed_is_idempotent,
     browser_session_store_round_trips,
 );
-
-async fn sql(db: &Db, statement: &str) {
-    match db {
-        Db::Sqlite(pool) => sqlx::query(statement).execute(pool).await.map(|_| ()),
-        Db::Postgres(pool) => sqlx::query(statement).execute(pool).await.map(|_| ()),
-    }
-    .unwrap();
-}
 
 async fn migrations_create_the_whole_schema_and_run_twice(t: TestDb) {
     for table in [
@@ -61,51 +53,92 @@ async fn migrations_create_the_whole_schema_and_run_twice(t: TestDb) {
 }
 
 async fn users_are_created_listed_and_authenticated(t: TestDb) {
-    let bob = users::add_user(&t.db, "Bob", "bob-password-1", false).await.unwrap();
-    let ann = users::add_user(&t.db, "ann", "ann-password-1", true).await.unwrap();
+    let bob = users::add_user(&t.db, "Bob", "bob-password-1", false)
+        .await
+        .unwrap();
+    let ann = users::add_user(&t.db, "ann", "ann-password-1", true)
+        .await
+        .unwrap();
     let list = users::list_users(&t.db).await.unwrap();
-    assert_eq!(list.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(), ["ann", "Bob"]);
+    assert_eq!(
+        list.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(),
+        ["ann", "Bob"]
+    );
     assert!(list[0].is_admin && !list[1].is_admin);
 
     // Case-insensitive username, exact password.
-    let found = users::authenticate(&t.db, "bob", "bob-password-1").await.unwrap();
+    let found = users::authenticate(&t.db, "bob", "bob-password-1")
+        .await
+        .unwrap();
     assert_eq!(found.as_ref().map(|u| &u.id), Some(&bob.id));
-    assert!(users::authenticate(&t.db, "Bob", "bob-password-2").await.unwrap().is_none());
-    assert!(users::authenticate(&t.db, "nobody", "bob-password-1").await.unwrap().is_none());
+    assert!(users::authenticate(&t.db, "Bob", "bob-password-2")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(users::authenticate(&t.db, "nobody", "bob-password-1")
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(
-        users::find_by_username(&t.db, "ANN").await.unwrap().map(|u| u.id),
+        users::find_by_username(&t.db, "ANN")
+            .await
+            .unwrap()
+            .map(|u| u.id),
         Some(ann.id)
     );
     // Stored as an Argon2id hash, never the password.
-    let hash: String = match &t.db {
-        Db::Sqlite(p) => sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'Bob'").fetch_one(p).await.unwrap(),
-        Db::Postgres(p) => sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'Bob'").fetch_one(p).await.unwrap(),
-    };
+    let hash = text_value(
+        &t.db,
+        "SELECT password_hash FROM users WHERE username = $1",
+        "Bob",
+    )
+    .await
+    .unwrap();
     assert!(hash.starts_with("$argon2id$") && !hash.contains("bob-password-1"));
     // Each creation is audited.
-    assert_eq!(count(&t.db, "audit_events WHERE kind = 'user_created'").await, 2);
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'user_created'").await,
+        2
+    );
     t.cleanup().await;
 }
 
 async fn duplicate_username_in_any_case_changes_nothing(t: TestDb) {
-    users::add_user(&t.db, "carol", "carol-password", false).await.unwrap();
-    let err = users::add_user(&t.db, "CAROL", "another-password", true).await.unwrap_err();
+    users::add_user(&t.db, "carol", "carol-password", false)
+        .await
+        .unwrap();
+    let err = users::add_user(&t.db, "CAROL", "another-password", true)
+        .await
+        .unwrap_err();
     assert!(matches!(err, DomainError::Conflict(_)), "{err:?}");
     assert!(err.to_string().contains("already exists"), "{err}");
     assert_eq!(count(&t.db, "users").await, 1);
     assert_eq!(count(&t.db, "audit_events").await, 1);
     // The original password still works; the rejected one does not.
-    assert!(users::authenticate(&t.db, "carol", "carol-password").await.unwrap().is_some());
-    assert!(users::authenticate(&t.db, "carol", "another-password").await.unwrap().is_none());
+    assert!(users::authenticate(&t.db, "carol", "carol-password")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(users::authenticate(&t.db, "carol", "another-password")
+        .await
+        .unwrap()
+        .is_none());
     t.cleanup().await;
 }
 
 async fn bad_passwords_are_rejected_before_anything_is_written(t: TestDb) {
     for (password, why) in [("", "must not be empty"), ("short", "at least 8")] {
-        let err = users::add_user(&t.db, "dave", password, false).await.unwrap_err();
-        assert!(err.to_string().starts_with("password: ") && err.to_string().contains(why), "{err}");
+        let err = users::add_user(&t.db, "dave", password, false)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("password: ") && err.to_string().contains(why),
+            "{err}"
+        );
     }
-    let err = users::add_user(&t.db, "bad name!", "long-enough-pw", false).await.unwrap_err();
+    let err = users::add_user(&t.db, "bad name!", "long-enough-pw", false)
+        .await
+        .unwrap_err();
     assert!(err.to_string().starts_with("username: "), "{err}");
     assert_eq!(count(&t.db, "users").await, 0);
     t.cleanup().await;
@@ -115,7 +148,10 @@ fn web_app(name: &str) -> NewClient {
     NewClient {
         name: name.into(),
         kind: ClientKind::Confidential,
-        redirect_uris: vec!["https://app.example/cb".into(), "https://app.example/cb".into()],
+        redirect_uris: vec![
+            "https://app.example/cb".into(),
+            "https://app.example/cb".into(),
+        ],
         post_logout_redirect_uris: vec!["https://app.example/".into()],
         grant_types: vec![],
         extra_scopes: vec!["notes:read".into()],
@@ -126,10 +162,12 @@ async fn clients_store_only_the_secret_hash(t: TestDb) {
     let (client, secret) = clients::add_client(&t.db, &web_app("Notes")).await.unwrap();
     let secret = secret.expect("a confidential client gets a secret");
     assert_eq!(format!("{secret:?}"), "[redacted]");
-    let stored: Option<String> = match &t.db {
-        Db::Sqlite(p) => sqlx::query_scalar("SELECT secret_hash FROM clients WHERE id = $1").bind(&client.client_id).fetch_one(p).await.unwrap(),
-        Db::Postgres(p) => sqlx::query_scalar("SELECT secret_hash FROM clients WHERE id = $1").bind(&client.client_id).fetch_one(p).await.unwrap(),
-    };
+    let stored = text_value(
+        &t.db,
+        "SELECT secret_hash FROM clients WHERE id = $1",
+        &client.client_id,
+    )
+    .await;
     assert_eq!(stored, Some(sha256_hex(&secret.0)));
     assert_ne!(stored.as_deref(), Some(secret.0.as_str()));
 
@@ -146,18 +184,33 @@ async fn clients_store_only_the_secret_hash(t: TestDb) {
 
     let listed = clients::list_clients(&t.db).await.unwrap();
     assert_eq!(listed.len(), 2);
-    let notes = listed.iter().find(|c| c.client_id == client.client_id).unwrap();
-    assert_eq!(notes.redirect_uris, ["https://app.example/cb"], "duplicates collapse");
-    assert_eq!(notes.grant_types, [GrantType::AuthorizationCode, GrantType::RefreshToken]);
+    let notes = listed
+        .iter()
+        .find(|c| c.client_id == client.client_id)
+        .unwrap();
+    assert_eq!(
+        notes.redirect_uris,
+        ["https://app.example/cb"],
+        "duplicates collapse"
+    );
+    assert_eq!(
+        notes.grant_types,
+        [GrantType::AuthorizationCode, GrantType::RefreshToken]
+    );
     assert_eq!(notes.extra_scopes, ["notes:read"]);
-    let phone = listed.iter().find(|c| c.client_id == public.client_id).unwrap();
+    let phone = listed
+        .iter()
+        .find(|c| c.client_id == public.client_id)
+        .unwrap();
     assert_eq!(phone.kind, ClientKind::Public);
     t.cleanup().await;
 }
 
 async fn duplicate_client_name_changes_nothing(t: TestDb) {
     clients::add_client(&t.db, &web_app("Notes")).await.unwrap();
-    let err = clients::add_client(&t.db, &web_app("notes")).await.unwrap_err();
+    let err = clients::add_client(&t.db, &web_app("notes"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, DomainError::Conflict(_)), "{err:?}");
     let err = clients::add_client(
         &t.db,
@@ -174,32 +227,71 @@ async fn duplicate_client_name_changes_nothing(t: TestDb) {
 }
 
 async fn sign_in_sessions_start_resolve_and_end(t: TestDb) {
-    let user = users::add_user(&t.db, "erin", "erin-password", false).await.unwrap();
+    let user = users::add_user(&t.db, "erin", "erin-password", false)
+        .await
+        .unwrap();
     let from = ClientInfo {
         ip: "127.0.0.9".into(),
         user_agent: "TestBrowser/1.0".into(),
     };
     let sid = login_sessions::start(&t.db, &user, &from).await.unwrap();
-    let resolved = login_sessions::resolve(&t.db, &sid, &from).await.unwrap().expect("live");
+    let resolved = login_sessions::resolve(&t.db, &sid, &from)
+        .await
+        .unwrap()
+        .expect("live");
     assert_eq!(resolved.user.id, user.id);
-    assert_eq!(login_sessions::count_live(&t.db, &user.id).await.unwrap(), 1);
-    assert!(login_sessions::resolve(&t.db, "no-such-id", &from).await.unwrap().is_none());
+    assert_eq!(
+        login_sessions::count_live(&t.db, &user.id).await.unwrap(),
+        1
+    );
+    assert!(login_sessions::resolve(&t.db, "no-such-id", &from)
+        .await
+        .unwrap()
+        .is_none());
 
-    login_sessions::end(&t.db, &resolved, "signed_out", &from).await.unwrap();
-    login_sessions::end(&t.db, &resolved, "signed_out", &from).await.unwrap(); // idempotent
-    assert!(login_sessions::resolve(&t.db, &sid, &from).await.unwrap().is_none());
-    assert_eq!(login_sessions::count_live(&t.db, &user.id).await.unwrap(), 0);
+    login_sessions::end(&t.db, &resolved, "signed_out", &from)
+        .await
+        .unwrap();
+    login_sessions::end(&t.db, &resolved, "signed_out", &from)
+        .await
+        .unwrap(); // idempotent
+    assert!(login_sessions::resolve(&t.db, &sid, &from)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        login_sessions::count_live(&t.db, &user.id).await.unwrap(),
+        0
+    );
     assert_eq!(count(&t.db, "audit_events WHERE kind = 'login'").await, 1);
-    assert_eq!(count(&t.db, "audit_events WHERE kind = 'logout'").await, 1, "ending twice audits once");
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'logout'").await,
+        1,
+        "ending twice audits once"
+    );
     t.cleanup().await;
 }
 
 async fn disabled_users_neither_authenticate_nor_resolve(t: TestDb) {
-    let user = users::add_user(&t.db, "frank", "frank-password", false).await.unwrap();
-    let sid = login_sessions::start(&t.db, &user, &ClientInfo::default()).await.unwrap();
-    sql(&t.db, "UPDATE users SET disabled_at = 1 WHERE username = 'frank'").await;
-    assert!(users::authenticate(&t.db, "frank", "frank-password").await.unwrap().is_none());
-    assert!(login_sessions::resolve(&t.db, &sid, &ClientInfo::default()).await.unwrap().is_none());
+    let user = users::add_user(&t.db, "frank", "frank-password", false)
+        .await
+        .unwrap();
+    let sid = login_sessions::start(&t.db, &user, &ClientInfo::default())
+        .await
+        .unwrap();
+    exec(
+        &t.db,
+        "UPDATE users SET disabled_at = 1 WHERE username = 'frank'",
+    )
+    .await;
+    assert!(users::authenticate(&t.db, "frank", "frank-password")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(login_sessions::resolve(&t.db, &sid, &ClientInfo::default())
+        .await
+        .unwrap()
+        .is_none());
     t.cleanup().await;
 }
 
@@ -214,21 +306,32 @@ async fn demo_seed_is_idempotent(t: TestDb) {
     assert_eq!(count(&t.db, "audit_events").await, audit_after_first);
     // The printed credentials work.
     let (name, password) = demo::USER;
-    assert!(users::authenticate(&t.db, name, password).await.unwrap().is_some());
+    assert!(users::authenticate(&t.db, name, password)
+        .await
+        .unwrap()
+        .is_some());
     t.cleanup().await;
 }
 
 async fn browser_session_store_round_trips(t: TestDb) {
-    let store = app::domain::web_session::WebSessionStore::new(&t.db).await.unwrap();
+    let store = app::domain::web_session::WebSessionStore::new(&t.db)
+        .await
+        .unwrap();
     let mut record = Record {
         id: Id::default(),
-        data: [("k".to_string(), serde_json::json!("v"))].into_iter().collect(),
+        data: [("k".to_string(), serde_json::json!("v"))]
+            .into_iter()
+            .collect(),
         expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
     };
     store.create(&mut record).await.unwrap();
     let loaded = store.load(&record.id).await.unwrap().expect("stored");
     assert_eq!(loaded.data.get("k"), Some(&serde_json::json!("v")));
-    assert_eq!(count(&t.db, "tower_sessions").await, 1, "kept in the same database");
+    assert_eq!(
+        count(&t.db, "tower_sessions").await,
+        1,
+        "kept in the same database"
+    );
     store.delete(&record.id).await.unwrap();
     assert!(store.load(&record.id).await.unwrap().is_none());
     t.cleanup().await;

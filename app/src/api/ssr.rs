@@ -19,12 +19,10 @@ pub async fn signed_in() -> Result<Option<SignedIn>, ServerFnError> {
     let db = db()?;
     let session: Session = leptos_axum::extract().await?;
     let info = use_context::<ClientInfo>().unwrap_or_default();
-    signed_in_from(&db, &session, &info)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "resolving the sign-in failed");
-            ServerFnError::new("something went wrong")
-        })
+    signed_in_from(&db, &session, &info).await.map_err(|e| {
+        tracing::error!(error = %e, "resolving the sign-in failed");
+        ServerFnError::new("something went wrong")
+    })
 }
 
 /// Resolves a browser session to its live sign-in (shared with the server's guards).

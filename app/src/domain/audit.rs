@@ -109,7 +109,10 @@ macro_rules! bind_audit {
 
 /// Writes one event on its own.
 pub async fn record(db: &Db, event: &AuditEvent) -> DomainResult<()> {
-    on_db!(db, |pool| crate::bind_audit!(event).execute(pool).await.map(|r| r.rows_affected()))?;
+    on_db!(db, |pool| crate::bind_audit!(event)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -129,7 +132,8 @@ pub struct AuditRow {
 
 /// The newest events about one user (as subject or actor), newest first.
 pub async fn recent_for_user(db: &Db, user_id: &str, limit: i64) -> DomainResult<Vec<AuditRow>> {
-    Ok(on_db!(db, |pool| sqlx::query_as::<_, AuditRow>(
+    Ok(on_db!(db, |pool| {
+        sqlx::query_as::<_, AuditRow>(
         "SELECT id, at, kind, actor_user_id, actor_client_id, subject_user_id, client_id, ip, detail \
          FROM audit_events WHERE subject_user_id = $1 OR actor_user_id = $1 \
          ORDER BY at DESC, id DESC LIMIT $2"
@@ -137,5 +141,6 @@ pub async fn recent_for_user(db: &Db, user_id: &str, limit: i64) -> DomainResult
     .bind(user_id)
     .bind(limit)
     .fetch_all(pool)
-    .await)?)
+    .await
+    })?)
 }

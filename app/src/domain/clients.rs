@@ -101,10 +101,16 @@ fn validate_name(raw: &str) -> DomainResult<String> {
         return Err(DomainError::invalid("name", "must not be empty"));
     }
     if name.chars().count() > 100 {
-        return Err(DomainError::invalid("name", "must be at most 100 characters"));
+        return Err(DomainError::invalid(
+            "name",
+            "must be at most 100 characters",
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(DomainError::invalid("name", "must not contain control characters"));
+        return Err(DomainError::invalid(
+            "name",
+            "must not contain control characters",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -124,7 +130,15 @@ pub fn validate_redirect_uri(field: &'static str, raw: &str) -> DomainResult<Str
         "javascript" | "data" | "vbscript" | "file" | "blob" | "about" => {
             Err(bad("uses a scheme that cannot be a redirect target"))
         }
-        "http" | "https" if url.host_str().is_none_or(str::is_empty) => Err(bad("has no host")),
+        // WHATWG parsing forgives `https:///host` and `https:\\host`; a registered URI must not need forgiving.
+        "http" | "https"
+            if url.host_str().is_none_or(str::is_empty)
+                || raw.contains('\\')
+                || !raw[url.scheme().len()..].starts_with("://")
+                || raw[url.scheme().len() + 3..].starts_with('/') =>
+        {
+            Err(bad("has no host"))
+        }
         _ => Ok(raw.to_owned()),
     }
 }
@@ -139,20 +153,28 @@ fn validate_scope(raw: &str) -> DomainResult<String> {
     if ok {
         Ok(raw.to_owned())
     } else {
-        Err(DomainError::invalid("scope", format!("{raw:?} is not a valid scope name")))
+        Err(DomainError::invalid(
+            "scope",
+            format!("{raw:?} is not a valid scope name"),
+        ))
     }
 }
 
 impl NewClient {
     /// Checks every rule and returns the client as it will be stored.
-    fn validated(&self) -> DomainResult<NewClient> {
+    pub fn validated(&self) -> DomainResult<NewClient> {
         let name = validate_name(&self.name)?;
-        let mut grant_types = if self.grant_types.is_empty() {
+        let requested = if self.grant_types.is_empty() {
             vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
         } else {
             self.grant_types.clone()
         };
-        grant_types.dedup();
+        let mut grant_types = Vec::new();
+        for g in requested {
+            if !grant_types.contains(&g) {
+                grant_types.push(g);
+            }
+        }
         let has = |g| grant_types.contains(&g);
         if self.kind == ClientKind::Public && has(GrantType::ClientCredentials) {
             return Err(DomainError::invalid(
@@ -279,8 +301,8 @@ async fn insert_client(
     match inserted {
         Ok(()) => Ok(client),
         Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(format!(
-            "a client named {:?} (or with client_id {:?}) already exists",
-            client.name, client.client_id
+            "a client named {:?} already exists",
+            client.name
         ))),
         Err(e) => Err(e.into()),
     }
@@ -320,7 +342,11 @@ impl From<ClientRow> for Client {
                 .split_whitespace()
                 .filter_map(GrantType::parse)
                 .collect(),
-            extra_scopes: row.extra_scopes.split_whitespace().map(str::to_owned).collect(),
+            extra_scopes: row
+                .extra_scopes
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
             created_at: row.created_at,
         }
     }
@@ -331,8 +357,12 @@ const CLIENT_COLUMNS: &str =
 
 /// Every client not deleted, by name.
 pub async fn list_clients(db: &Db) -> DomainResult<Vec<Client>> {
-    let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE deleted_at IS NULL ORDER BY lower(name)");
-    let rows = on_db!(db, |pool| sqlx::query_as::<_, ClientRow>(&sql).fetch_all(pool).await)?;
+    let sql = format!(
+        "SELECT {CLIENT_COLUMNS} FROM clients WHERE deleted_at IS NULL ORDER BY lower(name)"
+    );
+    let rows = on_db!(db, |pool| sqlx::query_as::<_, ClientRow>(&sql)
+        .fetch_all(pool)
+        .await)?;
     Ok(rows.into_iter().map(Client::from).collect())
 }
 
@@ -360,11 +390,16 @@ mod tests {
             "https://app.example/cb#",
             "javascript:alert(1)",
             "https:///nohost",
+            "https:\\\\host/cb",
+            "http:/host/cb",
             " https://app.example/cb",
             "",
         ] {
             let err = validate_redirect_uri("redirect_uri", bad).unwrap_err();
-            assert!(err.to_string().starts_with("redirect_uri: "), "{bad}: {err}");
+            assert!(
+                err.to_string().starts_with("redirect_uri: "),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -396,6 +431,10 @@ mod tests {
         assert_eq!(ok.grant_types, vec![GrantType::ClientCredentials]);
         let mut missing = new.clone();
         missing.grant_types = vec![];
-        assert!(missing.validated().unwrap_err().to_string().starts_with("redirect_uri"));
+        assert!(missing
+            .validated()
+            .unwrap_err()
+            .to_string()
+            .starts_with("redirect_uri"));
     }
 }

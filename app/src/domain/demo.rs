@@ -12,13 +12,15 @@ use super::{
 
 pub const ADMIN: (&str, &str) = ("admin", "latchkey-admin-demo");
 pub const USER: (&str, &str) = ("alice", "alice-demo-password");
-pub const CONFIDENTIAL_CLIENT: (&str, &str) = ("demo-notes", "demo-notes-secret-for-local-use-only");
+pub const CONFIDENTIAL_CLIENT: (&str, &str) =
+    ("demo-notes", "demo-notes-secret-for-local-use-only");
 pub const PUBLIC_CLIENT: &str = "demo-spa";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DemoAccount {
     pub username: String,
-    pub password: String,
+    /// `None` when the account existed with another password (or disabled): the demo one would not work.
+    pub password: Option<String>,
     pub is_admin: bool,
     pub created: bool,
 }
@@ -43,16 +45,19 @@ pub struct DemoReport {
 pub async fn seed(db: &Db) -> DomainResult<DemoReport> {
     let mut accounts = Vec::new();
     for ((username, password), is_admin) in [(ADMIN, true), (USER, false)] {
-        let created = match users::find_by_username(db, username).await? {
-            Some(_) => false,
+        let (created, works) = match users::find_by_username(db, username).await? {
+            Some(_) => (
+                false,
+                users::authenticate(db, username, password).await?.is_some(),
+            ),
             None => {
                 users::add_user(db, username, password, is_admin).await?;
-                true
+                (true, true)
             }
         };
         accounts.push(DemoAccount {
             username: username.into(),
-            password: password.into(),
+            password: works.then(|| password.into()),
             is_admin,
             created,
         });

@@ -5,7 +5,10 @@
 pub enum DomainError {
     /// Input that breaks a rule; `field` names the input (`username`, `redirect_uri`, ...).
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     /// The request collides with what exists (a duplicate name).
     #[error("{0}")]
     Conflict(String),

@@ -74,7 +74,11 @@ struct SessionUserRow {
 
 /// The live sign-in with this id: not ended, user not disabled. Refreshes
 /// `last_seen_at` (at most once a minute).
-pub async fn resolve(db: &Db, login_session_id: &str, from: &ClientInfo) -> DomainResult<Option<SignedIn>> {
+pub async fn resolve(
+    db: &Db,
+    login_session_id: &str,
+    from: &ClientInfo,
+) -> DomainResult<Option<SignedIn>> {
     let row = on_db!(db, |pool| sqlx::query_as::<_, SessionUserRow>(
         "SELECT s.last_seen_at, u.id, u.username, u.is_admin, u.disabled_at, u.created_at \
          FROM login_sessions s JOIN users u ON u.id = s.user_id \
@@ -86,7 +90,8 @@ pub async fn resolve(db: &Db, login_session_id: &str, from: &ClientInfo) -> Doma
     let Some(row) = row else { return Ok(None) };
     let at = now();
     if at - row.last_seen_at >= TOUCH_EVERY {
-        on_db!(db, |pool| sqlx::query(
+        on_db!(db, |pool| {
+            sqlx::query(
             "UPDATE login_sessions SET last_seen_at = $1, ip = $2 WHERE id = $3 AND ended_at IS NULL"
         )
         .bind(at)
@@ -94,7 +99,8 @@ pub async fn resolve(db: &Db, login_session_id: &str, from: &ClientInfo) -> Doma
         .bind(login_session_id)
         .execute(pool)
         .await
-        .map(|r| r.rows_affected()))?;
+        .map(|r| r.rows_affected())
+        })?;
     }
     Ok(Some(SignedIn {
         login_session_id: login_session_id.to_owned(),
@@ -109,7 +115,12 @@ pub async fn resolve(db: &Db, login_session_id: &str, from: &ClientInfo) -> Doma
 }
 
 /// Ends a sign-in session (idempotent) and audits the sign-out.
-pub async fn end(db: &Db, signed_in: &SignedIn, reason: &str, from: &ClientInfo) -> DomainResult<()> {
+pub async fn end(
+    db: &Db,
+    signed_in: &SignedIn,
+    reason: &str,
+    from: &ClientInfo,
+) -> DomainResult<()> {
     let event = AuditEvent::new(AuditKind::Logout)
         .actor(&signed_in.user.id)
         .subject(&signed_in.user.id)

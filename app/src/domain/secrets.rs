@@ -140,6 +140,9 @@ mod tests {
         assert!(verify_password("correct horse".into(), Some(hash.clone())).await);
         assert!(!verify_password("wrong".into(), Some(hash)).await);
         assert!(!verify_password("correct horse".into(), None).await);
-        assert_eq!(format!("{:?}", PasswordHashString("x".into())), "[redacted]");
+        assert_eq!(
+            format!("{:?}", PasswordHashString("x".into())),
+            "[redacted]"
+        );
     }
 }

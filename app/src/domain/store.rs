@@ -55,12 +55,16 @@ impl Backend {
         if url.starts_with("sqlite:") {
             let path = sqlite_path(url);
             if path.is_empty() {
-                return Err("the SQLite URL names no file (expected sqlite://path/to/file.db)".into());
+                return Err(
+                    "the SQLite URL names no file (expected sqlite://path/to/file.db)".into(),
+                );
             }
-            SqliteConnectOptions::from_str(url).map_err(|e| format!("not a valid SQLite URL: {e}"))?;
+            SqliteConnectOptions::from_str(url)
+                .map_err(|e| format!("not a valid SQLite URL: {e}"))?;
             Ok(Backend::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            PgConnectOptions::from_str(url).map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
+            PgConnectOptions::from_str(url)
+                .map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
             Ok(Backend::Postgres)
         } else {
             Err("must start with sqlite: or postgres://".into())
@@ -116,10 +120,16 @@ impl Db {
     /// how tests give each run a namespace of its own.
     pub async fn connect_postgres_schema(url: &str, schema: &str) -> Result<Db, sqlx::Error> {
         let options = PgConnectOptions::from_str(url)?;
-        let admin = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
-        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)))
-            .execute(&admin)
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
             .await?;
+        sqlx::query(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(schema)
+        ))
+        .execute(&admin)
+        .await?;
         admin.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -143,7 +153,10 @@ impl Db {
 
     /// `SELECT 1`: is the database answering?
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        on_db!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+        on_db!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))
     }
 
     /// The PostgreSQL schema the pool works in (`None` on SQLite).

@@ -29,7 +29,10 @@ pub fn validate_username(raw: &str) -> DomainResult<String> {
         return Err(DomainError::invalid("username", "must not be empty"));
     }
     if username.chars().count() > 64 {
-        return Err(DomainError::invalid("username", "must be at most 64 characters"));
+        return Err(DomainError::invalid(
+            "username",
+            "must be at most 64 characters",
+        ));
     }
     if let Some(c) = username
         .chars()
@@ -49,16 +52,27 @@ pub fn validate_password(password: &str) -> DomainResult<()> {
         return Err(DomainError::invalid("password", "must not be empty"));
     }
     if password.chars().count() < 8 {
-        return Err(DomainError::invalid("password", "must be at least 8 characters"));
+        return Err(DomainError::invalid(
+            "password",
+            "must be at least 8 characters",
+        ));
     }
     if password.len() > 1024 {
-        return Err(DomainError::invalid("password", "must be at most 1024 bytes"));
+        return Err(DomainError::invalid(
+            "password",
+            "must be at most 1024 bytes",
+        ));
     }
     Ok(())
 }
 
 /// Creates a user; a taken username (in any letter case) is a conflict.
-pub async fn add_user(db: &Db, username: &str, password: &str, is_admin: bool) -> DomainResult<User> {
+pub async fn add_user(
+    db: &Db,
+    username: &str,
+    password: &str,
+    is_admin: bool,
+) -> DomainResult<User> {
     let username = validate_username(username)?;
     validate_password(password)?;
     let hash = hash_password(password.to_owned())
@@ -101,7 +115,9 @@ pub async fn add_user(db: &Db, username: &str, password: &str, is_admin: bool) -
 
 pub async fn list_users(db: &Db) -> DomainResult<Vec<User>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY lower(username)");
-    Ok(on_db!(db, |pool| sqlx::query_as::<_, User>(&sql).fetch_all(pool).await)?)
+    Ok(on_db!(db, |pool| sqlx::query_as::<_, User>(&sql)
+        .fetch_all(pool)
+        .await)?)
 }
 
 pub async fn find_by_username(db: &Db, username: &str) -> DomainResult<Option<User>> {
@@ -129,7 +145,9 @@ pub async fn authenticate(db: &Db, username: &str, password: &str) -> DomainResu
     .bind(username.trim())
     .fetch_optional(pool)
     .await)?;
-    let hash = found.as_ref().map(|c| PasswordHashString(c.password_hash.clone()));
+    let hash = found
+        .as_ref()
+        .map(|c| PasswordHashString(c.password_hash.clone()));
     let ok = verify_password(password.to_owned(), hash).await;
     match found {
         Some(c) if ok && c.disabled_at.is_none() => {

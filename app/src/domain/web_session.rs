@@ -31,7 +31,10 @@ impl WebSessionStore {
             ),
             Db::Postgres(pool) => {
                 // Keep the table in the schema the pool works in (tests run one schema each).
-                let schema = db.current_schema().await?.unwrap_or_else(|| "public".into());
+                let schema = db
+                    .current_schema()
+                    .await?
+                    .unwrap_or_else(|| "public".into());
                 WebSessionStore::Postgres(
                     PostgresStore::new(pool.clone())
                         .with_schema_name(schema)

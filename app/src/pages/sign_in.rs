@@ -13,8 +13,14 @@ fn message_for(code: &str) -> Option<(&'static str, &'static str)> {
     match code {
         "invalid" => Some(("error", "Wrong username or password.")),
         "missing" => Some(("error", "Enter your username and password.")),
-        "unavailable" => Some(("error", "Signing in is not possible right now. Please try again in a moment.")),
-        "forbidden" => Some(("error", "That request did not come from this site, so it was refused. Please try again.")),
+        "unavailable" => Some((
+            "error",
+            "Signing in is not possible right now. Please try again in a moment.",
+        )),
+        "forbidden" => Some((
+            "error",
+            "That request did not come from this site, so it was refused. Please try again.",
+        )),
         _ => None,
     }
 }
@@ -22,7 +28,12 @@ fn message_for(code: &str) -> Option<(&'static str, &'static str)> {
 #[component]
 pub fn SignInPage() -> impl IntoView {
     let query = use_query_map();
-    let next = move || query.read().get("next").unwrap_or_else(|| paths::HOME.to_string());
+    let next = move || {
+        query
+            .read()
+            .get("next")
+            .unwrap_or_else(|| paths::HOME.to_string())
+    };
     let error = move || query.read().get("error").and_then(|c| message_for(&c));
     let signed_out = move || query.read().get("signed_out").is_some();
     let username = move || query.read().get("username").unwrap_or_default();

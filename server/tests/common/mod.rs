@@ -39,7 +39,8 @@ impl TestDb {
     /// A new schema in the test PostgreSQL. `None` (with a notice) when no
     /// PostgreSQL answers outside CI; with `CI=true` a missing PostgreSQL fails the test.
     pub async fn postgres() -> Option<TestDb> {
-        let url = std::env::var("LATCHKEY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
+        let url =
+            std::env::var("LATCHKEY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -148,9 +149,12 @@ impl TestServer {
         let store = WebSessionStore::new(db).await.expect("session store");
         let app = latchkey::http::router(db.clone(), config, store);
         let handle = tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .await
-                .unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         TestServer { base, addr, handle }
     }
@@ -183,5 +187,30 @@ pub async fn count(db: &Db, table: &str) -> i64 {
     match db {
         Db::Sqlite(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
         Db::Postgres(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
+    }
+}
+
+/// Runs one statement (test set-up by hand, e.g. disabling a user).
+pub async fn exec(db: &Db, statement: &str) {
+    match db {
+        Db::Sqlite(pool) => sqlx::query(statement).execute(pool).await.map(|_| ()),
+        Db::Postgres(pool) => sqlx::query(statement).execute(pool).await.map(|_| ()),
+    }
+    .unwrap();
+}
+
+/// Reads one optional text value with one bound parameter (test inspection only).
+pub async fn text_value(db: &Db, query: &str, param: &str) -> Option<String> {
+    match db {
+        Db::Sqlite(pool) => sqlx::query_scalar(query)
+            .bind(param)
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        Db::Postgres(pool) => sqlx::query_scalar(query)
+            .bind(param)
+            .fetch_one(pool)
+            .await
+            .unwrap(),
     }
 }

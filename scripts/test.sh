@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test: unit and integration tests (the storage and sign-in tests on
+# SQLite and on PostgreSQL), then the Playwright tests in Debian's Chromium.
+# With CI=true the PostgreSQL tests must run; elsewhere they skip with a notice
+# when no PostgreSQL answers at LATCHKEY_TEST_POSTGRES_URL
+# (default postgres://postgres@127.0.0.1:5432/test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/latchkey/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+started=$(date +%s)
+
+bash scripts/setup.sh --e2e
+
+# On CI the machine's PostgreSQL must be up; start the cluster if it is not.
+if [ "${CI:-}" = "true" ] && command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "==> starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+fi
+
+echo "==> unit and integration tests (SQLite and PostgreSQL)"
+cargo test -p app -p latchkey --features app/ssr
+
+# After cargo test, so the server binary the browser tests start is this build's.
+echo "==> building the site (cargo leptos build)"
+cargo leptos build
+
+echo "==> end-to-end tests (Playwright, Chromium)"
+(cd end2end && npx playwright test)
+
+echo "==> all tests passed in $(( $(date +%s) - started ))s"

@@ -1,0 +1,679 @@
+//! The `latchkey` binary as an operator uses it: exit codes, one-line errors,
+//! JSON output, and that a refused command changes nothing.
+//!
+//! Every test runs the real binary against a SQLite file in a fresh temporary
+//! folder, at `<tmp>/db/latchkey.db`: Latchkey creates missing folders, so a
+//! missing `db/` folder proves nothing was opened or written.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use app::domain::{demo, secrets::sha256_hex};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// A temporary folder holding one test's database.
+struct Sandbox {
+    dir: TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn db_folder(&self) -> PathBuf {
+        self.dir.path().join("db")
+    }
+
+    fn db_file(&self) -> PathBuf {
+        self.db_folder().join("latchkey.db")
+    }
+
+    fn db_url(&self) -> String {
+        format!("sqlite://{}", self.db_file().display())
+    }
+
+    /// Runs `latchkey ARGS`, with `stdin` piped in (or no input at all).
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        latchkey(self.dir.path(), &self.db_url(), &[], args, stdin)
+    }
+
+    /// Like `run`, with extra environment variables.
+    fn run_env(&self, env: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> Run {
+        latchkey(self.dir.path(), &self.db_url(), env, args, stdin)
+    }
+
+    /// Runs a command that must succeed and returns its stdout.
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let run = self.run(args, stdin);
+        assert_eq!(run.code, 0, "latchkey {args:?} failed: {run:?}");
+        run.stdout
+    }
+
+    /// Runs a `--json` command that must succeed and parses its stdout.
+    fn json(&self, args: &[&str], stdin: Option<&str>) -> Value {
+        let stdout = self.ok(args, stdin);
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("latchkey {args:?}: not JSON ({e}): {stdout}"))
+    }
+
+    fn users(&self) -> Vec<Value> {
+        as_array(self.json(&["user", "list", "--json"], None))
+    }
+
+    fn clients(&self) -> Vec<Value> {
+        as_array(self.json(&["client", "list", "--json"], None))
+    }
+
+    fn add_user(&self, username: &str, password: &str, admin: bool) -> Run {
+        let mut args = vec![
+            "user",
+            "add",
+            "--username",
+            username,
+            "--password-stdin",
+            "--json",
+        ];
+        if admin {
+            args.push("--admin");
+        }
+        self.run(&args, Some(&format!("{password}\n")))
+    }
+}
+
+/// Runs the binary in `dir` with a clean environment: no `LATCHKEY_*` or
+/// `LEPTOS_SITE_ROOT` from the caller, the given database URL, then `env`.
+fn latchkey(
+    dir: &Path,
+    db_url: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LATCHKEY_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env_remove("LEPTOS_SITE_ROOT")
+        .env("LATCHKEY_DATABASE_URL", db_url)
+        .envs(env.iter().copied())
+        .args(args)
+        .current_dir(dir)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start latchkey");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        // The binary may exit (refusing its arguments) before reading: ignore a broken pipe.
+        let _ = pipe.write_all(input.as_bytes());
+    }
+    let output = child.wait_with_output().expect("wait for latchkey");
+    Run {
+        code: output.status.code().expect("latchkey ended by a signal"),
+        stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+fn as_array(value: Value) -> Vec<Value> {
+    value
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("expected a JSON array: {value}"))
+}
+
+/// Asserts exit code 2 and one stderr line, `latchkey: error: ...`, containing every `needle`.
+fn assert_refused(run: &Run, needles: &[&str]) {
+    assert_eq!(run.code, 2, "expected exit code 2: {run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line: {run:?}");
+    let line = lines[0];
+    assert!(
+        line.starts_with("latchkey: error: "),
+        "unexpected error line: {line}"
+    );
+    assert!(
+        line.len() > "latchkey: error: ".len(),
+        "empty error message"
+    );
+    for needle in needles {
+        assert!(line.contains(needle), "{needle:?} not in: {line}");
+    }
+}
+
+/// The `name` strings of a list of JSON objects, sorted.
+fn field<'a>(items: &'a [Value], name: &str) -> Vec<&'a str> {
+    let mut found: Vec<&str> = items.iter().filter_map(|v| v[name].as_str()).collect();
+    found.sort_unstable();
+    found
+}
+
+fn as_slice(value: &Value) -> &[Value] {
+    value.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+// --- Invalid configuration: exit 2, one line naming the setting, nothing created ---
+
+fn assert_bad_config(sandbox: &Sandbox, run: &Run, setting: &str) {
+    assert_refused(run, &[setting]);
+    assert!(run.stdout.is_empty(), "stdout should be empty: {run:?}");
+    assert!(
+        !sandbox.db_folder().exists(),
+        "the database folder was created: {run:?}"
+    );
+}
+
+#[test]
+fn bad_listen_address_is_refused_before_the_database_is_created() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(&["serve", "--addr", "not-an-addr"], None);
+    assert_bad_config(&sandbox, &run, "LATCHKEY_ADDR");
+    assert!(run.stderr.contains("not-an-addr"), "{run:?}");
+}
+
+#[test]
+fn bad_listen_address_from_the_environment_is_refused_the_same_way() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run_env(&[("LATCHKEY_ADDR", "bogus")], &["serve"], None);
+    assert_bad_config(&sandbox, &run, "LATCHKEY_ADDR");
+    assert!(run.stderr.contains("bogus"), "{run:?}");
+}
+
+#[test]
+fn non_http_issuer_is_refused_before_the_database_is_created() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(&["serve", "--issuer", "ftp://x"], None);
+    assert_bad_config(&sandbox, &run, "LATCHKEY_ISSUER");
+}
+
+#[test]
+fn unsupported_database_url_is_refused() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(&["--database-url", "mysql://x", "user", "list"], None);
+    assert_bad_config(&sandbox, &run, "LATCHKEY_DATABASE_URL");
+}
+
+#[test]
+fn invalid_log_filter_is_refused_before_the_database_is_created() {
+    for filter in ["foo=bar=baz", "[{", "info,,=["] {
+        let sandbox = Sandbox::new();
+        let run = sandbox.run(&["--log-level", filter, "user", "list"], None);
+        assert_bad_config(&sandbox, &run, "LATCHKEY_LOG");
+    }
+}
+
+#[test]
+fn serve_without_a_built_site_is_refused_naming_leptos_site_root() {
+    let sandbox = Sandbox::new();
+    let empty_site = tempfile::tempdir().expect("temp dir");
+    let site = empty_site.path().to_str().expect("UTF-8 path");
+    let run = sandbox.run(
+        &["serve", "--addr", "127.0.0.1:0", "--site-root", site],
+        None,
+    );
+    assert_bad_config(&sandbox, &run, "LEPTOS_SITE_ROOT");
+}
+
+// --- Users ---
+
+#[test]
+fn user_add_prints_the_user_without_any_password_and_list_shows_them() {
+    let sandbox = Sandbox::new();
+
+    let alice = sandbox.add_user("alice", "alice-password", false);
+    assert_eq!(alice.code, 0, "{alice:?}");
+    let created: Value = serde_json::from_str(&alice.stdout).expect("user add --json prints JSON");
+    assert_eq!(created["username"], "alice");
+    assert_eq!(created["is_admin"], false);
+    let lowered = alice.stdout.to_lowercase();
+    assert!(
+        !lowered.contains("password") && !lowered.contains("hash"),
+        "{}",
+        alice.stdout
+    );
+    assert!(!alice.stdout.contains("alice-password") && !alice.stdout.contains("$argon2"));
+
+    let admin = sandbox.add_user("root", "root-password", true);
+    assert_eq!(admin.code, 0, "{admin:?}");
+    let created: Value = serde_json::from_str(&admin.stdout).expect("user add --json prints JSON");
+    assert_eq!(created["username"], "root");
+    assert_eq!(created["is_admin"], true);
+
+    let users = sandbox.users();
+    assert_eq!(field(&users, "username"), ["alice", "root"]);
+    for user in &users {
+        assert_eq!(user["is_admin"], user["username"] == "root", "{user}");
+        assert!(
+            user.get("password_hash").is_none() && user.get("password").is_none(),
+            "{user}"
+        );
+    }
+
+    let listing = sandbox.ok(&["user", "list"], None);
+    assert!(
+        listing.contains("alice") && listing.contains("root"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn duplicate_username_in_any_case_is_refused_and_changes_nothing() {
+    let sandbox = Sandbox::new();
+    assert_eq!(sandbox.add_user("alice", "alice-password", false).code, 0);
+
+    for taken in ["alice", "ALICE"] {
+        let run = sandbox.add_user(taken, "another-password", true);
+        assert_refused(&run, &["already exists"]);
+        assert!(run.stdout.is_empty(), "{run:?}");
+    }
+
+    let users = sandbox.users();
+    assert_eq!(field(&users, "username"), ["alice"]);
+    assert_eq!(users[0]["is_admin"], false);
+}
+
+#[test]
+fn empty_or_missing_password_is_refused_before_the_database_is_created() {
+    let sandbox = Sandbox::new();
+    let args = ["user", "add", "--username", "alice", "--password-stdin"];
+
+    for stdin in [Some("\n"), Some(""), None] {
+        let run = sandbox.run(&args, stdin);
+        assert_refused(&run, &[]);
+        assert!(
+            run.stderr.starts_with("latchkey: error: password:"),
+            "stdin {stdin:?}: {run:?}"
+        );
+        assert!(
+            !sandbox.db_folder().exists(),
+            "stdin {stdin:?} created the database"
+        );
+    }
+}
+
+#[test]
+fn short_password_is_refused_before_the_database_is_created() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.add_user("alice", "12345", false);
+    assert_refused(&run, &["password:", "at least 8"]);
+    assert!(!sandbox.db_file().exists());
+}
+
+#[test]
+fn only_the_first_stdin_line_is_the_password() {
+    let sandbox = Sandbox::new();
+    // "short" alone is refused: the second line must not be read into the password.
+    let run = sandbox.run(
+        &["user", "add", "--username", "alice", "--password-stdin"],
+        Some("short\nthe-rest-of-the-input\n"),
+    );
+    assert_refused(&run, &["at least 8"]);
+}
+
+#[test]
+fn invalid_username_is_refused_and_adds_nobody() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.add_user("bad name", "alice-password", false);
+    assert_refused(&run, &["username:"]);
+    assert!(
+        !sandbox.db_file().exists(),
+        "validated before the database is opened"
+    );
+    assert!(sandbox.users().is_empty());
+}
+
+// --- Clients ---
+
+#[test]
+fn confidential_client_secret_is_shown_once_and_stored_as_its_sha256() {
+    let sandbox = Sandbox::new();
+    let added = sandbox.json(
+        &[
+            "client",
+            "add",
+            "--name",
+            "Notes",
+            "--redirect-uri",
+            "https://app.example/cb",
+            "--json",
+        ],
+        None,
+    );
+    let client_id = added["client"]["client_id"]
+        .as_str()
+        .expect("client.client_id")
+        .to_owned();
+    assert!(!client_id.is_empty());
+    assert_eq!(added["client"]["name"], "Notes");
+    assert_eq!(added["client"]["kind"], "confidential");
+    let secret = added["client_secret"]
+        .as_str()
+        .expect("client_secret string")
+        .to_owned();
+    assert_eq!(secret.len(), 43, "a 256-bit base64url secret: {secret}");
+
+    let clients = sandbox.clients();
+    assert_eq!(field(&clients, "client_id"), [client_id.as_str()]);
+    assert_eq!(
+        clients[0]["redirect_uris"],
+        serde_json::json!(["https://app.example/cb"])
+    );
+    for listing in [
+        sandbox.ok(&["client", "list", "--json"], None),
+        sandbox.ok(&["client", "list"], None),
+    ] {
+        assert!(listing.contains(&client_id), "{listing}");
+        assert!(
+            !listing.contains(&secret),
+            "the secret is listed: {listing}"
+        );
+        assert!(
+            !listing.contains(&sha256_hex(&secret)),
+            "the secret hash is listed: {listing}"
+        );
+    }
+
+    let url = sandbox.db_url();
+    let stored: Option<String> = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let pool = sqlx::SqlitePool::connect(&url)
+                .await
+                .expect("open the database");
+            let hash = sqlx::query_scalar("SELECT secret_hash FROM clients WHERE id = $1")
+                .bind(&client_id)
+                .fetch_one(&pool)
+                .await
+                .expect("the client row");
+            pool.close().await;
+            hash
+        });
+    assert_eq!(stored.as_deref(), Some(sha256_hex(&secret).as_str()));
+}
+
+#[test]
+fn confidential_client_human_output_shows_the_secret_once() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.ok(
+        &[
+            "client",
+            "add",
+            "--name",
+            "Notes",
+            "--redirect-uri",
+            "https://app.example/cb",
+        ],
+        None,
+    );
+    let secret_line = out
+        .lines()
+        .find(|l| l.starts_with("client_secret:"))
+        .unwrap_or_else(|| panic!("no client_secret line: {out}"));
+    let secret = secret_line.trim_start_matches("client_secret:").trim();
+    assert_eq!(secret.len(), 43, "{out}");
+    assert!(!sandbox.ok(&["client", "list"], None).contains(secret));
+}
+
+#[test]
+fn public_client_has_no_secret() {
+    let sandbox = Sandbox::new();
+    let added = sandbox.json(
+        &[
+            "client",
+            "add",
+            "--name",
+            "SPA",
+            "--public",
+            "--redirect-uri",
+            "https://spa.example/cb",
+            "--json",
+        ],
+        None,
+    );
+    assert!(added["client_secret"].is_null(), "{added}");
+    assert_eq!(added["client"]["kind"], "public");
+
+    let human = sandbox.ok(
+        &[
+            "client",
+            "add",
+            "--name",
+            "SPA 2",
+            "--public",
+            "--redirect-uri",
+            "https://spa.example/cb",
+        ],
+        None,
+    );
+    assert!(human.contains("client_id:"), "{human}");
+    assert!(!human.contains("client_secret:"), "{human}");
+
+    let clients = sandbox.clients();
+    assert_eq!(field(&clients, "name"), ["SPA", "SPA 2"]);
+    assert!(clients.iter().all(|c| c["kind"] == "public"));
+}
+
+#[test]
+fn bad_client_input_is_refused_naming_the_field_and_adds_nothing() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--redirect-uri", "/cb"], "redirect_uri"),
+        (&["--redirect-uri", "https://a.example/cb#x"], "fragment"),
+        (
+            &[
+                "--redirect-uri",
+                "https://a.example/cb",
+                "--post-logout-redirect-uri",
+                "notabsolute",
+            ],
+            "post_logout_redirect_uri",
+        ),
+        (
+            &[
+                "--redirect-uri",
+                "https://a.example/cb",
+                "--grant-type",
+                "password",
+            ],
+            "grant_type",
+        ),
+        (
+            &[
+                "--redirect-uri",
+                "https://a.example/cb",
+                "--public",
+                "--grant-type",
+                "client_credentials",
+            ],
+            "client_credentials",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let sandbox = Sandbox::new();
+        let mut args = vec!["client", "add", "--name", "Notes", "--json"];
+        args.extend_from_slice(extra);
+        let run = sandbox.run(&args, None);
+        assert_refused(&run, &[needle]);
+        assert!(run.stdout.is_empty(), "{extra:?}: {run:?}");
+        assert!(
+            !sandbox.db_file().exists(),
+            "{extra:?}: validated before the database is opened"
+        );
+        assert!(sandbox.clients().is_empty(), "{extra:?} added a client");
+    }
+}
+
+#[test]
+fn duplicate_client_name_in_another_case_is_refused_and_changes_nothing() {
+    let sandbox = Sandbox::new();
+    let first = sandbox.json(
+        &[
+            "client",
+            "add",
+            "--name",
+            "Notes",
+            "--redirect-uri",
+            "https://app.example/cb",
+            "--json",
+        ],
+        None,
+    );
+
+    let run = sandbox.run(
+        &[
+            "client",
+            "add",
+            "--name",
+            "notes",
+            "--redirect-uri",
+            "https://other.example/cb",
+            "--json",
+        ],
+        None,
+    );
+    assert_refused(&run, &["already exists"]);
+    assert!(run.stdout.is_empty(), "{run:?}");
+
+    let clients = sandbox.clients();
+    assert_eq!(
+        field(&clients, "client_id"),
+        [first["client"]["client_id"].as_str().unwrap()]
+    );
+    assert_eq!(field(&clients, "name"), ["Notes"]);
+}
+
+// --- Demo data ---
+
+#[test]
+fn demo_twice_creates_the_demo_data_once() {
+    let sandbox = Sandbox::new();
+    let first = sandbox.ok(&["demo"], None);
+    assert!(!first.contains("(already present)"), "{first}");
+
+    let second = sandbox.ok(&["demo"], None);
+    let entries: Vec<&str> = second
+        .lines()
+        .filter(|l| {
+            l.trim_start().starts_with("admin ")
+                || l.trim_start().starts_with("user ")
+                || l.trim_start().starts_with("client ")
+        })
+        .collect();
+    assert_eq!(entries.len(), 4, "two users and two clients: {second}");
+    for line in entries {
+        assert!(line.ends_with("(already present)"), "{line}");
+    }
+
+    let users = sandbox.users();
+    assert_eq!(field(&users, "username"), ["admin", "alice"]);
+    let clients = sandbox.clients();
+    assert_eq!(field(&clients, "client_id"), ["demo-notes", "demo-spa"]);
+}
+
+#[test]
+fn demo_json_reports_the_credentials() {
+    let sandbox = Sandbox::new();
+    let report = sandbox.json(&["demo", "--json"], None);
+
+    let alice = as_slice(&report["users"])
+        .iter()
+        .find(|u| u["username"] == "alice")
+        .unwrap_or_else(|| panic!("no alice: {report}"));
+    assert_eq!(alice["password"], "alice-demo-password");
+    assert_eq!(alice["password"], demo::USER.1);
+    assert_eq!(alice["created"], true);
+
+    let notes = as_slice(&report["clients"])
+        .iter()
+        .find(|c| c["client_id"] == "demo-notes")
+        .unwrap_or_else(|| panic!("no demo-notes: {report}"));
+    let secret = notes["client_secret"]
+        .as_str()
+        .expect("demo-notes has a secret");
+    assert!(!secret.is_empty());
+
+    let spa = as_slice(&report["clients"])
+        .iter()
+        .find(|c| c["client_id"] == "demo-spa")
+        .unwrap_or_else(|| panic!("no demo-spa: {report}"));
+    assert!(spa["client_secret"].is_null(), "{spa}");
+
+    // Again: the same credentials, now reported as found.
+    let again = sandbox.json(&["demo", "--json"], None);
+    assert!(
+        as_slice(&again["users"])
+            .iter()
+            .all(|u| u["created"] == false),
+        "{again}"
+    );
+    assert!(
+        as_slice(&again["clients"])
+            .iter()
+            .all(|c| c["created"] == false),
+        "{again}"
+    );
+}
+
+// --- Migrations ---
+
+#[test]
+fn migrate_creates_the_database_and_can_run_again() {
+    let sandbox = Sandbox::new();
+    for _ in 0..2 {
+        let run = sandbox.run(&["migrate"], None);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(run.stdout.trim(), "database is up to date");
+    }
+    assert!(sandbox.db_file().is_file());
+    assert!(sandbox.users().is_empty());
+    assert!(sandbox.clients().is_empty());
+}
+
+// --- Help ---
+
+#[test]
+fn help_names_every_environment_variable() {
+    let sandbox = Sandbox::new();
+    let top = sandbox.ok(&["--help"], None);
+    for var in ["LATCHKEY_DATABASE_URL", "LATCHKEY_LOG"] {
+        assert!(
+            top.contains(&format!("[env: {var}")),
+            "{var} not in --help: {top}"
+        );
+    }
+    let serve = sandbox.ok(&["serve", "--help"], None);
+    for var in [
+        "LATCHKEY_ADDR",
+        "LATCHKEY_ISSUER",
+        "LATCHKEY_DATABASE_URL",
+        "LATCHKEY_LOG",
+        "LEPTOS_SITE_ROOT",
+    ] {
+        assert!(
+            serve.contains(&format!("[env: {var}")),
+            "{var} not in serve --help: {serve}"
+        );
+    }
+    assert!(!sandbox.db_folder().exists(), "--help opened the database");
+}
