@@ -9,6 +9,7 @@ bin="$target/debug/latchkey"
 dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
 export LATCHKEY_DATABASE_URL="sqlite://$dir/latchkey.db"
+export LATCHKEY_MASTER_KEY_FILE="$dir/latchkey.key"
 export LATCHKEY_ADDR="127.0.0.1:$port"
 export LATCHKEY_ISSUER="http://127.0.0.1:$port"
 export LEPTOS_SITE_ROOT="$root/target/site"

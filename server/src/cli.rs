@@ -5,8 +5,13 @@
 use std::{io::Read, process::ExitCode};
 
 use app::domain::{
+    audit::{self, AuditEvent, AuditKind},
     clients::{self, ClientKind, GrantType, NewClient},
-    demo, users,
+    demo,
+    keys::{self, KeyRing, MasterKey},
+    policy::{self, format_duration, Policy, PolicyChange},
+    revocation::RevokedSets,
+    users,
     web_session::WebSessionStore,
     Db, DomainError,
 };
@@ -15,7 +20,8 @@ use serde_json::json;
 use tower_sessions::ExpiredDeletion;
 
 use crate::config::{
-    validate_common, Cli, ClientCommand, Command, InvalidSetting, ServeConfig, UserCommand,
+    master_key_from_env, policy_change, validate_common, Cli, ClientCommand, Command,
+    InvalidSetting, KeysCommand, PolicyCommand, ServeConfig, UserCommand,
 };
 
 /// Why a command failed, and with which exit code.
@@ -73,6 +79,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         _ => None,
     };
+    let change: Option<PolicyChange> = match &cli.command {
+        Command::Client(ClientCommand::Set { flags, .. }) => Some(policy_change(flags, true)?),
+        Command::Policy(PolicyCommand::Set { flags, .. }) => Some(policy_change(flags, false)?),
+        _ => None,
+    };
     let client = match &cli.command {
         Command::Client(ClientCommand::Add { .. }) => {
             let new = new_client_from_args(&cli.command)?;
@@ -93,7 +104,63 @@ fn run(cli: Cli) -> Result<(), Failure> {
     runtime.block_on(async move {
         let db = open(&cli.database_url).await?;
         let result = match cli.command {
-            Command::Serve(_) => serve_until_stopped(db.clone(), serve.expect("validated above")).await,
+            Command::Serve(_) => {
+                let master = master_key(&cli.master_key_file)?;
+                serve_until_stopped(db.clone(), master, serve.expect("validated above")).await
+            }
+            Command::Client(ClientCommand::Set { client_id, json, .. }) => {
+                let (overrides, effective) =
+                    policy::set_client(&db, &client_id, &change.expect("validated above"), None)
+                        .await
+                        .map_err(|e| match e {
+                            DomainError::NotFound => Failure::Invalid(format!("client_id: no client {client_id:?}")),
+                            other => other.into(),
+                        })?;
+                if json {
+                    print_json(&json!({ "client_id": client_id, "overrides": overrides, "effective": effective }));
+                } else {
+                    println!("policy of client {client_id} changed; effective now:");
+                    print_policy(&effective);
+                }
+                Ok(())
+            }
+            Command::Policy(PolicyCommand::Show(flag)) => {
+                let defaults = policy::defaults(&db).await?;
+                if flag.json {
+                    print_json(&defaults);
+                } else {
+                    print_policy(&defaults);
+                }
+                Ok(())
+            }
+            Command::Policy(PolicyCommand::Set { json, .. }) => {
+                let after = policy::set_defaults(&db, &change.expect("validated above"), None).await?;
+                if json {
+                    print_json(&after);
+                } else {
+                    println!("policy defaults changed:");
+                    print_policy(&after);
+                }
+                Ok(())
+            }
+            Command::Keys(KeysCommand::Rotate(flag)) => {
+                let master = master_key(&cli.master_key_file)?;
+                // Make sure keys exist (and are readable with this master key) before rotating them.
+                KeyRing::load_or_create(&db, &master).await?;
+                let kids = keys::rotate(&db, &master).await?;
+                audit::record(
+                    &db,
+                    &AuditEvent::new(AuditKind::KeysRotated).detail(json!({ "active_kids": kids })),
+                )
+                .await?;
+                if flag.json {
+                    print_json(&json!({ "active_kids": kids }));
+                } else {
+                    println!("new signing keys are active: {}", kids.join(", "));
+                    println!("Running servers pick them up within a minute; old keys keep verifying until their tokens expired.");
+                }
+                Ok(())
+            }
             Command::Migrate => {
                 println!("database is up to date");
                 Ok(())
@@ -178,18 +245,59 @@ async fn open(url: &str) -> Result<Db, Failure> {
     Ok(db)
 }
 
-async fn serve_until_stopped(db: Db, config: ServeConfig) -> Result<(), Failure> {
+/// The master key: `LATCHKEY_MASTER_KEY`, else the key file (created at first start).
+fn master_key(file: &str) -> Result<MasterKey, Failure> {
+    match master_key_from_env()? {
+        Some(key) => Ok(key),
+        None => MasterKey::load_or_create_file(file)
+            .map_err(|e| Failure::Failed(format!("master key file {file:?}: {e}"))),
+    }
+}
+
+/// How often a running server re-reads signing keys (rotation from the CLI)
+/// and the revoked sets (revocations made by other instances).
+const KEY_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+const REVOKED_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn serve_until_stopped(
+    db: Db,
+    master: MasterKey,
+    config: ServeConfig,
+) -> Result<(), Failure> {
     let store = WebSessionStore::new(&db)
         .await
         .map_err(|e| Failure::Failed(format!("cannot prepare the session store: {e}")))?;
+    let keys = KeyRing::load_or_create(&db, &master).await?;
+    let revoked = RevokedSets::load(&db).await?;
     let cleanup = tokio::spawn(
         store
             .clone()
             .continuously_delete_expired(tokio::time::Duration::from_secs(3600)),
     );
+    let reload = tokio::spawn({
+        let (db, keys, revoked) = (db.clone(), keys.clone(), revoked.clone());
+        async move {
+            let mut revoked_tick = tokio::time::interval(REVOKED_RELOAD_EVERY);
+            let mut keys_tick = tokio::time::interval(KEY_RELOAD_EVERY);
+            loop {
+                tokio::select! {
+                    _ = revoked_tick.tick() => {
+                        if let Err(e) = revoked.reload(&db).await {
+                            tracing::warn!(error = %e, "reloading the revoked sets failed");
+                        }
+                    }
+                    _ = keys_tick.tick() => {
+                        if let Err(e) = keys.reload(&db, &master).await {
+                            tracing::warn!(error = %e, "reloading the signing keys failed");
+                        }
+                    }
+                }
+            }
+        }
+    });
     let addr = config.addr;
     let issuer = config.issuer.clone();
-    let app = crate::http::router(db, config, store);
+    let app = crate::http::router(db, keys, revoked, config, store);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Failure::Failed(format!("cannot listen on {addr}: {e}")))?;
@@ -201,6 +309,8 @@ async fn serve_until_stopped(db: Db, config: ServeConfig) -> Result<(), Failure>
     .with_graceful_shutdown(shutdown_signal())
     .await;
     cleanup.abort();
+    reload.abort();
+    reload.abort();
     served.map_err(|e| Failure::Failed(format!("server error: {e}")))
 }
 
@@ -304,6 +414,29 @@ fn print_demo(report: &demo::DemoReport) {
             }
         );
     }
+}
+
+fn print_policy(p: &Policy) {
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    println!("  refresh grant         {}", on_off(p.refresh_enabled));
+    println!(
+        "  access-token TTL      {}",
+        format_duration(p.access_ttl_secs)
+    );
+    println!(
+        "  refresh idle TTL      {}",
+        format_duration(p.refresh_idle_ttl_secs)
+    );
+    println!(
+        "  refresh absolute TTL  {}",
+        format_duration(p.refresh_absolute_ttl_secs)
+    );
+    println!("  rotation              {}", on_off(p.rotate_refresh));
+    println!(
+        "  reuse grace           {}",
+        format_duration(p.reuse_grace_secs)
+    );
+    println!("  revoke on logout      {}", on_off(p.revoke_on_logout));
 }
 
 fn print_json(value: &impl serde::Serialize) {

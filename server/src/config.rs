@@ -6,7 +6,11 @@
 
 use std::net::SocketAddr;
 
-use app::domain::store::Backend;
+use app::domain::{
+    keys::MasterKey,
+    policy::{parse_duration, PolicyChange},
+    store::Backend,
+};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -31,9 +35,22 @@ pub struct Cli {
     #[arg(long, env = "LATCHKEY_LOG", default_value = "info", global = true)]
     pub log_level: String,
 
+    /// File holding the master key that encrypts signing keys at rest (created when missing, mode 0600).
+    #[arg(
+        long,
+        env = "LATCHKEY_MASTER_KEY_FILE",
+        default_value = "data/latchkey.key",
+        global = true
+    )]
+    pub master_key_file: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// Environment variable holding the master key itself (base64url, 32 bytes):
+/// several instances on one PostgreSQL must share it. Wins over the file.
+pub const MASTER_KEY_ENV: &str = "LATCHKEY_MASTER_KEY";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -49,6 +66,58 @@ pub enum Command {
     Client(ClientCommand),
     /// Create the demo admin, user and clients (again: changes nothing) and print their credentials.
     Demo(JsonFlag),
+    /// Token policy defaults for every client.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Policy fields, as flags. Durations: 90s, 15m, 1h, 30d. For a client,
+/// `inherit` returns a field to the server default.
+#[derive(Debug, Args, Default)]
+pub struct PolicyFlags {
+    /// Allow the refresh grant: on, off.
+    #[arg(long)]
+    pub refresh: Option<String>,
+    /// Access-token lifetime (1m–24h).
+    #[arg(long)]
+    pub access_ttl: Option<String>,
+    /// Refresh tokens die after this long unused.
+    #[arg(long)]
+    pub refresh_idle_ttl: Option<String>,
+    /// Refresh tokens die this long after sign-in, used or not (not shorter than idle).
+    #[arg(long)]
+    pub refresh_absolute_ttl: Option<String>,
+    /// Rotate refresh tokens at every use: on, off.
+    #[arg(long)]
+    pub rotate: Option<String>,
+    /// How long a rotated refresh token may still be presented without counting as reuse (0s–5m).
+    #[arg(long)]
+    pub reuse_grace: Option<String>,
+    /// Revoke the tokens of a sign-in when it signs out: on, off.
+    #[arg(long)]
+    pub revoke_on_logout: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Show the defaults.
+    Show(JsonFlag),
+    /// Change the defaults.
+    Set {
+        #[command(flatten)]
+        flags: PolicyFlags,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make new signing keys active; the old ones keep verifying until their tokens expired.
+    Rotate(JsonFlag),
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +187,15 @@ pub enum ClientCommand {
     },
     /// List clients.
     List(JsonFlag),
+    /// Change a client's token policy (overrides of the defaults).
+    Set {
+        /// The client_id.
+        client_id: String,
+        #[command(flatten)]
+        flags: PolicyFlags,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A configuration or input error: one line, exit code 2.
@@ -130,8 +208,90 @@ impl std::fmt::Display for InvalidSetting {
     }
 }
 
+/// Reads the policy flags into a change, or names the flag that is wrong.
+pub fn policy_change(
+    flags: &PolicyFlags,
+    allow_inherit: bool,
+) -> Result<PolicyChange, InvalidSetting> {
+    fn field<T>(
+        flag: &'static str,
+        raw: &Option<String>,
+        allow_inherit: bool,
+        parse: impl Fn(&str) -> Option<T>,
+        expected: &str,
+    ) -> Result<Option<Option<T>>, InvalidSetting> {
+        match raw.as_deref() {
+            None => Ok(None),
+            Some("inherit") if allow_inherit => Ok(Some(None)),
+            Some(value) => parse(value).map(|v| Some(Some(v))).ok_or_else(|| {
+                InvalidSetting(format!(
+                    "invalid --{flag} {value:?}: expected {expected}{}",
+                    if allow_inherit { " or inherit" } else { "" }
+                ))
+            }),
+        }
+    }
+    let on_off = |v: &str| match v {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    };
+    let duration = |v: &str| parse_duration("duration", v).ok().filter(|s| *s >= 0);
+    let d = "a duration such as 90s, 15m, 1h, 30d";
+    Ok(PolicyChange {
+        refresh_enabled: field(
+            "refresh",
+            &flags.refresh,
+            allow_inherit,
+            on_off,
+            "on or off",
+        )?,
+        access_ttl_secs: field("access-ttl", &flags.access_ttl, allow_inherit, duration, d)?,
+        refresh_idle_ttl_secs: field(
+            "refresh-idle-ttl",
+            &flags.refresh_idle_ttl,
+            allow_inherit,
+            duration,
+            d,
+        )?,
+        refresh_absolute_ttl_secs: field(
+            "refresh-absolute-ttl",
+            &flags.refresh_absolute_ttl,
+            allow_inherit,
+            duration,
+            d,
+        )?,
+        rotate_refresh: field("rotate", &flags.rotate, allow_inherit, on_off, "on or off")?,
+        reuse_grace_secs: field(
+            "reuse-grace",
+            &flags.reuse_grace,
+            allow_inherit,
+            duration,
+            d,
+        )?,
+        revoke_on_logout: field(
+            "revoke-on-logout",
+            &flags.revoke_on_logout,
+            allow_inherit,
+            on_off,
+            "on or off",
+        )?,
+    })
+}
+
+/// The master key from `LATCHKEY_MASTER_KEY`, if set; a malformed one is a configuration error.
+pub fn master_key_from_env() -> Result<Option<MasterKey>, InvalidSetting> {
+    match std::env::var(MASTER_KEY_ENV) {
+        Ok(value) if !value.is_empty() => MasterKey::from_base64url(&value)
+            .map(Some)
+            .map_err(|why| InvalidSetting(format!("invalid {MASTER_KEY_ENV}: {why}"))),
+        _ => Ok(None),
+    }
+}
+
 /// Checks the settings every command shares.
 pub fn validate_common(cli: &Cli) -> Result<Backend, InvalidSetting> {
+    master_key_from_env()?;
     tracing_subscriber::EnvFilter::try_new(&cli.log_level).map_err(|e| {
         InvalidSetting(format!(
             "invalid LATCHKEY_LOG (--log-level) {:?}: {e}",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use app::{
     api::ssr::signed_in_from,
-    domain::{web_session::WebSessionStore, Db},
+    domain::{keys::KeyRing, revocation::RevokedSets, web_session::WebSessionStore, Db},
     paths, shell, App,
 };
 use axum::{
@@ -34,6 +34,10 @@ use crate::{
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub db: Db,
+    /// Signing keys, parsed once.
+    pub keys: KeyRing,
+    /// What is revoked, in memory: checked by introspection with no database round trip.
+    pub revoked: RevokedSets,
     pub config: Arc<ServeConfig>,
     pub routes: Arc<Vec<AxumRouteListing>>,
 }
@@ -51,7 +55,13 @@ pub const SESSION_COOKIE: &str = "latchkey_session";
 const MAX_BODY: usize = 64 * 1024;
 
 /// Builds the whole application.
-pub fn router(db: Db, config: ServeConfig, session_store: WebSessionStore) -> Router {
+pub fn router(
+    db: Db,
+    keys: KeyRing,
+    revoked: RevokedSets,
+    config: ServeConfig,
+    session_store: WebSessionStore,
+) -> Router {
     let leptos_options = LeptosOptions::builder()
         .output_name("latchkey")
         .site_root(config.site_root.as_str())
@@ -63,6 +73,8 @@ pub fn router(db: Db, config: ServeConfig, session_store: WebSessionStore) -> Ro
     let state = AppState {
         leptos_options,
         db,
+        keys,
+        revoked,
         config: Arc::new(config),
         routes: Arc::new(routes.clone()),
     };
@@ -77,6 +89,7 @@ pub fn router(db: Db, config: ServeConfig, session_store: WebSessionStore) -> Ro
 
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(crate::oauth::router())
         .route(paths::SIGN_IN, post(web::sign_in))
         .route(paths::SIGN_OUT, post(web::sign_out))
         .route(

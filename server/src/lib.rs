@@ -6,6 +6,7 @@
 //! | [`config`] | flags and `LATCHKEY_*` variables, validated once |
 //! | [`http`] | the axum router and its middleware |
 //! | [`web`] | sign-in / sign-out form posts, the cross-site check |
+//! | [`oauth`] | the OAuth / OpenID Connect protocol endpoints |
 //!
 //! The domain (users, clients, sessions, storage) lives in `app::domain`,
 //! shared with the dashboard's server functions.
@@ -13,4 +14,5 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod oauth;
 pub mod web;

@@ -153,6 +153,8 @@ pub async fn sign_out(
 /// of the SameSite=Lax cookie: a POST (PUT, PATCH, DELETE) whose `Origin` — or,
 /// without one, `Referer` — is neither the issuer nor this request's own host
 /// gets 403. Requests with neither header do not come from a browser page.
+/// The client-authenticated protocol endpoints (token, introspection,
+/// revocation) read no cookie and are exempt.
 pub async fn refuse_cross_site(
     State(state): State<AppState>,
     request: Request,

@@ -677,3 +677,116 @@ fn help_names_every_environment_variable() {
     }
     assert!(!sandbox.db_folder().exists(), "--help opened the database");
 }
+
+// --- Policy and keys ---
+
+#[test]
+fn client_policy_overrides_apply_and_bad_values_change_nothing() {
+    let sandbox = Sandbox::new();
+    let added = sandbox.json(
+        &[
+            "client",
+            "add",
+            "--name",
+            "Notes",
+            "--redirect-uri",
+            "https://app.example/cb",
+            "--json",
+        ],
+        None,
+    );
+    let id = added["client"]["client_id"].as_str().unwrap().to_owned();
+    let set = sandbox.json(
+        &[
+            "client",
+            "set",
+            &id,
+            "--access-ttl",
+            "5m",
+            "--refresh",
+            "off",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(set["effective"]["access_ttl_secs"], 300);
+    assert_eq!(set["effective"]["refresh_enabled"], false);
+    assert_eq!(
+        set["overrides"]["refresh_idle_ttl_secs"],
+        Value::Null,
+        "untouched fields inherit"
+    );
+
+    // Out of range, inconsistent, unparsable, unknown client: exit 2, nothing changed.
+    for (args, needle) in [
+        (vec!["--access-ttl", "30s"], "access_ttl"),
+        (vec!["--access-ttl", "25h"], "access_ttl"),
+        (
+            vec!["--refresh-idle-ttl", "30d", "--refresh-absolute-ttl", "1d"],
+            "shorter than the idle",
+        ),
+        (vec!["--rotate", "maybe"], "--rotate"),
+        (vec!["--reuse-grace", "soon"], "--reuse-grace"),
+    ] {
+        let mut full = vec!["client", "set", id.as_str()];
+        full.extend(args.iter());
+        assert_refused(&sandbox.run(&full, None), &[needle]);
+    }
+    assert_refused(
+        &sandbox.run(&["client", "set", "nope", "--rotate", "off"], None),
+        &["client_id"],
+    );
+    let back = sandbox.json(
+        &["client", "set", &id, "--refresh", "inherit", "--json"],
+        None,
+    );
+    assert_eq!(
+        back["effective"]["access_ttl_secs"], 300,
+        "the failed changes left the policy alone"
+    );
+    assert_eq!(
+        back["effective"]["refresh_enabled"], true,
+        "inherit returns to the default"
+    );
+}
+
+#[test]
+fn policy_defaults_change_and_refuse_inherit() {
+    let sandbox = Sandbox::new();
+    let before = sandbox.json(&["policy", "show", "--json"], None);
+    assert_eq!(before["access_ttl_secs"], 600);
+    let after = sandbox.json(&["policy", "set", "--access-ttl", "15m", "--json"], None);
+    assert_eq!(after["access_ttl_secs"], 900);
+    assert_refused(
+        &sandbox.run(&["policy", "set", "--rotate", "inherit"], None),
+        &["--rotate"],
+    );
+    assert_refused(
+        &sandbox.run(&["policy", "set"], None),
+        &["nothing to change"],
+    );
+    assert_eq!(
+        sandbox.json(&["policy", "show", "--json"], None)["access_ttl_secs"],
+        900
+    );
+}
+
+#[test]
+fn keys_rotate_makes_new_active_keys() {
+    let sandbox = Sandbox::new();
+    let first = sandbox.json(&["keys", "rotate", "--json"], None);
+    let second = sandbox.json(&["keys", "rotate", "--json"], None);
+    let kids = |v: &Value| v["active_kids"].as_array().unwrap().clone();
+    assert_eq!(kids(&first).len(), 2);
+    assert_ne!(kids(&first), kids(&second));
+    assert!(
+        sandbox.dir.path().join("data/latchkey.key").exists(),
+        "master key file created"
+    );
+    let bad = sandbox.run_env(
+        &[("LATCHKEY_MASTER_KEY", "too-short")],
+        &["keys", "rotate"],
+        None,
+    );
+    assert_refused(&bad, &["LATCHKEY_MASTER_KEY"]);
+}

@@ -16,6 +16,14 @@ pub enum AuditKind {
     Logout,
     UserCreated,
     ClientCreated,
+    PolicyChanged,
+    ConsentGranted,
+    CodeRedeemed,
+    TokenIssued,
+    TokenRefreshed,
+    ReuseDetected,
+    Revoked,
+    KeysRotated,
 }
 
 impl AuditKind {
@@ -26,6 +34,14 @@ impl AuditKind {
             AuditKind::Logout => "logout",
             AuditKind::UserCreated => "user_created",
             AuditKind::ClientCreated => "client_created",
+            AuditKind::PolicyChanged => "policy_changed",
+            AuditKind::ConsentGranted => "consent_granted",
+            AuditKind::CodeRedeemed => "code_redeemed",
+            AuditKind::TokenIssued => "token_issued",
+            AuditKind::TokenRefreshed => "token_refreshed",
+            AuditKind::ReuseDetected => "reuse_detected",
+            AuditKind::Revoked => "revoked",
+            AuditKind::KeysRotated => "keys_rotated",
         }
     }
 }

@@ -375,6 +375,55 @@ pub async fn find_client(db: &Db, client_id: &str) -> DomainResult<Option<Client
     Ok(row.map(Client::from))
 }
 
+/// Why client authentication failed; callers answer `invalid_client` alike.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientAuthFailure {
+    UnknownClient,
+    WrongSecret,
+    /// A confidential client sent no secret, or a public client sent one.
+    WrongMethod,
+}
+
+/// Authenticates a client (RFC 6749 §2.3): a confidential client by its
+/// secret, compared in constant time with the stored hash; a public client
+/// by its id alone (`none`), and only without a secret.
+pub async fn authenticate_client(
+    db: &Db,
+    client_id: &str,
+    secret: Option<&str>,
+) -> DomainResult<Result<Client, ClientAuthFailure>> {
+    let sql = format!(
+        "SELECT {CLIENT_COLUMNS}, secret_hash FROM clients WHERE id = $1 AND deleted_at IS NULL"
+    );
+    let row = on_db!(db, |pool| sqlx::query_as::<_, ClientAuthRow>(&sql)
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await)?;
+    let Some(row) = row else {
+        return Ok(Err(ClientAuthFailure::UnknownClient));
+    };
+    let outcome = match (row.secret_hash.as_deref(), secret) {
+        (Some(hash), Some(secret)) if super::secrets::secret_matches(secret, hash) => Ok(()),
+        (Some(_), Some(_)) => Err(ClientAuthFailure::WrongSecret),
+        (None, None) => Ok(()),
+        _ => Err(ClientAuthFailure::WrongMethod),
+    };
+    Ok(outcome.map(|()| Client::from(row.client)))
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientAuthRow {
+    #[sqlx(flatten)]
+    client: ClientRow,
+    secret_hash: Option<String>,
+}
+
+impl Client {
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

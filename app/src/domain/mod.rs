@@ -6,9 +6,13 @@
 //! | --- | --- |
 //! | [`store`] | the pool (SQLite or PostgreSQL), migrations, `on_db!` |
 //! | [`secrets`] | random ids and secrets, SHA-256, Argon2id |
+//! | [`keys`] | the master key, signing keys (EdDSA, RS256): rotation, JWKS, signing, JWT validation |
 //! | [`users`] | users: create, list, authenticate |
 //! | [`clients`] | OAuth clients: registration rules, create, list |
 //! | [`login_sessions`] | sign-in sessions (`sid`): start, resolve, end |
+//! | [`policy`] | token policy: defaults, per-client overrides, the effective value, validation |
+//! | [`revocation`] | revoking grants, families, access tokens: database first, then the in-memory sets |
+//! | [`tokens`] | access-token claims (RFC 9068), client_credentials issuance, introspection |
 //! | [`web_session`] | the tower-sessions store over the same database |
 //! | [`audit`] | the audit log |
 //! | [`demo`] | demo data |
@@ -17,9 +21,13 @@ pub mod audit;
 pub mod clients;
 pub mod demo;
 pub mod error;
+pub mod keys;
 pub mod login_sessions;
+pub mod policy;
+pub mod revocation;
 pub mod secrets;
 pub mod store;
+pub mod tokens;
 pub mod users;
 pub mod web_session;
 

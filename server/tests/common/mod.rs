@@ -4,7 +4,12 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use app::domain::{web_session::WebSessionStore, Db};
+use app::domain::{
+    keys::{KeyRing, MasterKey},
+    revocation::RevokedSets,
+    web_session::WebSessionStore,
+    Db,
+};
 use latchkey::config::ServeConfig;
 
 /// Default PostgreSQL for tests (this machine kind runs one with trust auth).
@@ -128,6 +133,8 @@ macro_rules! on_both_backends {
 pub struct TestServer {
     pub base: String,
     pub addr: SocketAddr,
+    pub keys: KeyRing,
+    pub revoked: RevokedSets,
     handle: tokio::task::JoinHandle<()>,
 }
 
@@ -147,7 +154,15 @@ impl TestServer {
             site_root: "target/site".into(),
         };
         let store = WebSessionStore::new(db).await.expect("session store");
-        let app = latchkey::http::router(db.clone(), config, store);
+        // One master key per process is enough: keys are created once per database.
+        static MASTER: std::sync::OnceLock<MasterKey> = std::sync::OnceLock::new();
+        let master = MASTER.get_or_init(MasterKey::generate);
+        let keys = KeyRing::load_or_create(db, master)
+            .await
+            .expect("signing keys");
+        // Loaded from the database, as at a real start: a restart sees every revocation.
+        let revoked = RevokedSets::load(db).await.expect("revoked sets");
+        let app = latchkey::http::router(db.clone(), keys.clone(), revoked.clone(), config, store);
         let handle = tokio::spawn(async move {
             axum::serve(
                 listener,
@@ -156,7 +171,13 @@ impl TestServer {
             .await
             .unwrap();
         });
-        TestServer { base, addr, handle }
+        TestServer {
+            base,
+            addr,
+            keys,
+            revoked,
+            handle,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,418 @@
+//! Token policy: the server-wide defaults and each client's overrides. The
+//! effective value of a field is the client's override, else the default; it
+//! is read at every use (token issuance, refresh), so a change applies to
+//! tokens already out there.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    audit::{AuditEvent, AuditKind},
+    error::{DomainError, DomainResult},
+    store::{now, Db},
+};
+use crate::on_db;
+
+/// Access tokens live between one minute and one day.
+pub const ACCESS_TTL_RANGE: (i64, i64) = (60, 24 * 3600);
+/// Refresh lifetimes: one minute to one year.
+pub const REFRESH_TTL_RANGE: (i64, i64) = (60, 365 * 24 * 3600);
+/// Reuse grace: none to five minutes (RFC 9700 §4.14.2 wants it short).
+pub const REUSE_GRACE_RANGE: (i64, i64) = (0, 300);
+
+/// Every policy field with its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Policy {
+    pub refresh_enabled: bool,
+    pub access_ttl_secs: i64,
+    pub refresh_idle_ttl_secs: i64,
+    pub refresh_absolute_ttl_secs: i64,
+    pub rotate_refresh: bool,
+    pub reuse_grace_secs: i64,
+    pub revoke_on_logout: bool,
+}
+
+/// A change to some fields. For a client, `Some(None)` means "inherit the default again".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyChange {
+    pub refresh_enabled: Option<Option<bool>>,
+    pub access_ttl_secs: Option<Option<i64>>,
+    pub refresh_idle_ttl_secs: Option<Option<i64>>,
+    pub refresh_absolute_ttl_secs: Option<Option<i64>>,
+    pub rotate_refresh: Option<Option<bool>>,
+    pub reuse_grace_secs: Option<Option<i64>>,
+    pub revoke_on_logout: Option<Option<bool>>,
+}
+
+/// A client's overrides (`None` = inherits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct PolicyOverrides {
+    pub refresh_enabled: Option<bool>,
+    pub access_ttl_secs: Option<i64>,
+    pub refresh_idle_ttl_secs: Option<i64>,
+    pub refresh_absolute_ttl_secs: Option<i64>,
+    pub rotate_refresh: Option<bool>,
+    pub reuse_grace_secs: Option<i64>,
+    pub revoke_on_logout: Option<bool>,
+}
+
+impl PolicyChange {
+    /// Whether some field is set back to "inherit the default".
+    pub fn sets_inherit(&self) -> bool {
+        [
+            self.refresh_enabled.is_some_and(|v| v.is_none()),
+            self.access_ttl_secs.is_some_and(|v| v.is_none()),
+            self.refresh_idle_ttl_secs.is_some_and(|v| v.is_none()),
+            self.refresh_absolute_ttl_secs.is_some_and(|v| v.is_none()),
+            self.rotate_refresh.is_some_and(|v| v.is_none()),
+            self.reuse_grace_secs.is_some_and(|v| v.is_none()),
+            self.revoke_on_logout.is_some_and(|v| v.is_none()),
+        ]
+        .contains(&true)
+    }
+}
+
+impl PolicyOverrides {
+    /// The effective policy: each override, else the default.
+    pub fn over(&self, defaults: &Policy) -> Policy {
+        Policy {
+            refresh_enabled: self.refresh_enabled.unwrap_or(defaults.refresh_enabled),
+            access_ttl_secs: self.access_ttl_secs.unwrap_or(defaults.access_ttl_secs),
+            refresh_idle_ttl_secs: self
+                .refresh_idle_ttl_secs
+                .unwrap_or(defaults.refresh_idle_ttl_secs),
+            refresh_absolute_ttl_secs: self
+                .refresh_absolute_ttl_secs
+                .unwrap_or(defaults.refresh_absolute_ttl_secs),
+            rotate_refresh: self.rotate_refresh.unwrap_or(defaults.rotate_refresh),
+            reuse_grace_secs: self.reuse_grace_secs.unwrap_or(defaults.reuse_grace_secs),
+            revoke_on_logout: self.revoke_on_logout.unwrap_or(defaults.revoke_on_logout),
+        }
+    }
+
+    fn apply(mut self, change: &PolicyChange) -> Self {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if let Some(v) = change.$f { self.$f = v; } )* };
+        }
+        take!(
+            refresh_enabled,
+            access_ttl_secs,
+            refresh_idle_ttl_secs,
+            refresh_absolute_ttl_secs,
+            rotate_refresh,
+            reuse_grace_secs,
+            revoke_on_logout
+        );
+        self
+    }
+}
+
+/// Parses `90s`, `15m`, `1h`, `30d` (or plain seconds) into seconds.
+pub fn parse_duration(field: &'static str, raw: &str) -> DomainResult<i64> {
+    let raw = raw.trim();
+    let bad = || {
+        DomainError::invalid(
+            field,
+            format!("{raw:?} is not a duration (use e.g. 90s, 15m, 1h, 30d)"),
+        )
+    };
+    let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let n: i64 = digits.parse().map_err(|_| bad())?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(factor).ok_or_else(bad)
+}
+
+/// Shows seconds the way they are entered: `15m`, `1h`, `30d`, `45s`.
+pub fn format_duration(secs: i64) -> String {
+    match secs {
+        s if s > 0 && s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Checks the ranges and that the absolute refresh lifetime is not shorter than the idle one.
+pub fn validate(policy: &Policy) -> DomainResult<()> {
+    let in_range = |field: &'static str, v: i64, (lo, hi): (i64, i64)| {
+        if (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err(DomainError::invalid(
+                field,
+                format!(
+                    "{} is outside {}–{}",
+                    format_duration(v),
+                    format_duration(lo),
+                    format_duration(hi)
+                ),
+            ))
+        }
+    };
+    in_range("access_ttl", policy.access_ttl_secs, ACCESS_TTL_RANGE)?;
+    in_range(
+        "refresh_idle_ttl",
+        policy.refresh_idle_ttl_secs,
+        REFRESH_TTL_RANGE,
+    )?;
+    in_range(
+        "refresh_absolute_ttl",
+        policy.refresh_absolute_ttl_secs,
+        REFRESH_TTL_RANGE,
+    )?;
+    in_range("reuse_grace", policy.reuse_grace_secs, REUSE_GRACE_RANGE)?;
+    if policy.refresh_absolute_ttl_secs < policy.refresh_idle_ttl_secs {
+        return Err(DomainError::invalid(
+            "refresh_absolute_ttl",
+            format!(
+                "{} is shorter than the idle lifetime {}",
+                format_duration(policy.refresh_absolute_ttl_secs),
+                format_duration(policy.refresh_idle_ttl_secs)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+const DEFAULT_COLUMNS: &str = "refresh_enabled, access_ttl_secs, refresh_idle_ttl_secs, \
+    refresh_absolute_ttl_secs, rotate_refresh, reuse_grace_secs, revoke_on_logout";
+
+/// The server-wide defaults.
+pub async fn defaults(db: &Db) -> DomainResult<Policy> {
+    let sql = format!("SELECT {DEFAULT_COLUMNS} FROM policy_default WHERE id = 1");
+    Ok(on_db!(db, |pool| sqlx::query_as::<_, Policy>(&sql)
+        .fetch_one(pool)
+        .await)?)
+}
+
+/// A client's overrides; `NotFound` for an unknown or deleted client.
+pub async fn overrides(db: &Db, client_id: &str) -> DomainResult<PolicyOverrides> {
+    let sql = format!("SELECT {DEFAULT_COLUMNS} FROM clients WHERE id = $1 AND deleted_at IS NULL");
+    on_db!(db, |pool| sqlx::query_as::<_, PolicyOverrides>(&sql)
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await)?
+    .ok_or(DomainError::NotFound)
+}
+
+/// The effective policy of a client, in one query.
+pub async fn effective(db: &Db, client_id: &str) -> DomainResult<Policy> {
+    let sql = "SELECT \
+        COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, \
+        COALESCE(c.access_ttl_secs, d.access_ttl_secs) AS access_ttl_secs, \
+        COALESCE(c.refresh_idle_ttl_secs, d.refresh_idle_ttl_secs) AS refresh_idle_ttl_secs, \
+        COALESCE(c.refresh_absolute_ttl_secs, d.refresh_absolute_ttl_secs) AS refresh_absolute_ttl_secs, \
+        COALESCE(c.rotate_refresh, d.rotate_refresh) AS rotate_refresh, \
+        COALESCE(c.reuse_grace_secs, d.reuse_grace_secs) AS reuse_grace_secs, \
+        COALESCE(c.revoke_on_logout, d.revoke_on_logout) AS revoke_on_logout \
+        FROM clients c CROSS JOIN policy_default d WHERE c.id = $1 AND c.deleted_at IS NULL AND d.id = 1";
+    on_db!(db, |pool| sqlx::query_as::<_, Policy>(sql)
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await)?
+    .ok_or(DomainError::NotFound)
+}
+
+fn change_is_empty(change: &PolicyChange) -> DomainResult<()> {
+    if *change == PolicyChange::default() {
+        return Err(DomainError::invalid("policy", "nothing to change"));
+    }
+    Ok(())
+}
+
+/// Changes the server-wide defaults ("inherit" makes no sense there) and audits before/after.
+pub async fn set_defaults(
+    db: &Db,
+    change: &PolicyChange,
+    actor_user_id: Option<&str>,
+) -> DomainResult<Policy> {
+    change_is_empty(change)?;
+    if change.sets_inherit() {
+        return Err(DomainError::invalid(
+            "policy",
+            "the defaults cannot inherit; give a value",
+        ));
+    }
+    let before = defaults(db).await?;
+    let after = before.into_overrides().apply(change).over(&before);
+    validate(&after)?;
+    let mut event = AuditEvent::new(AuditKind::PolicyChanged)
+        .detail(serde_json::json!({ "scope": "defaults", "before": before, "after": after }));
+    if let Some(actor) = actor_user_id {
+        event = event.actor(actor);
+    }
+    on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "UPDATE policy_default SET refresh_enabled = $1, access_ttl_secs = $2, refresh_idle_ttl_secs = $3, \
+             refresh_absolute_ttl_secs = $4, rotate_refresh = $5, reuse_grace_secs = $6, revoke_on_logout = $7, \
+             updated_at = $8 WHERE id = 1",
+        )
+        .bind(after.refresh_enabled)
+        .bind(after.access_ttl_secs)
+        .bind(after.refresh_idle_ttl_secs)
+        .bind(after.refresh_absolute_ttl_secs)
+        .bind(after.rotate_refresh)
+        .bind(after.reuse_grace_secs)
+        .bind(after.revoke_on_logout)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        crate::bind_audit!(&event).execute(&mut *tx).await?;
+        tx.commit().await
+    })?;
+    Ok(after)
+}
+
+impl Policy {
+    fn into_overrides(self) -> PolicyOverrides {
+        PolicyOverrides {
+            refresh_enabled: Some(self.refresh_enabled),
+            access_ttl_secs: Some(self.access_ttl_secs),
+            refresh_idle_ttl_secs: Some(self.refresh_idle_ttl_secs),
+            refresh_absolute_ttl_secs: Some(self.refresh_absolute_ttl_secs),
+            rotate_refresh: Some(self.rotate_refresh),
+            reuse_grace_secs: Some(self.reuse_grace_secs),
+            revoke_on_logout: Some(self.revoke_on_logout),
+        }
+    }
+}
+
+/// Changes a client's overrides; the resulting effective policy must be valid.
+/// Audits the overrides and the effective policy before and after.
+pub async fn set_client(
+    db: &Db,
+    client_id: &str,
+    change: &PolicyChange,
+    actor_user_id: Option<&str>,
+) -> DomainResult<(PolicyOverrides, Policy)> {
+    change_is_empty(change)?;
+    let before = overrides(db, client_id).await?;
+    let defaults = defaults(db).await?;
+    let after = before.apply(change);
+    let effective = after.over(&defaults);
+    validate(&effective)?;
+    let mut event = AuditEvent::new(AuditKind::PolicyChanged)
+        .client(client_id)
+        .detail(serde_json::json!({
+            "scope": "client",
+            "before": before,
+            "after": after,
+            "effective_before": before.over(&defaults),
+            "effective_after": effective,
+        }));
+    if let Some(actor) = actor_user_id {
+        event = event.actor(actor);
+    }
+    on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "UPDATE clients SET refresh_enabled = $1, access_ttl_secs = $2, refresh_idle_ttl_secs = $3, \
+             refresh_absolute_ttl_secs = $4, rotate_refresh = $5, reuse_grace_secs = $6, revoke_on_logout = $7, \
+             updated_at = $8 WHERE id = $9 AND deleted_at IS NULL",
+        )
+        .bind(after.refresh_enabled)
+        .bind(after.access_ttl_secs)
+        .bind(after.refresh_idle_ttl_secs)
+        .bind(after.refresh_absolute_ttl_secs)
+        .bind(after.rotate_refresh)
+        .bind(after.reuse_grace_secs)
+        .bind(after.revoke_on_logout)
+        .bind(now())
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
+        crate::bind_audit!(&event).execute(&mut *tx).await?;
+        tx.commit().await
+    })?;
+    Ok((after, effective))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Policy {
+        Policy {
+            refresh_enabled: true,
+            access_ttl_secs: 600,
+            refresh_idle_ttl_secs: 86400,
+            refresh_absolute_ttl_secs: 30 * 86400,
+            rotate_refresh: true,
+            reuse_grace_secs: 0,
+            revoke_on_logout: true,
+        }
+    }
+
+    #[test]
+    fn durations_parse_and_format() {
+        assert_eq!(parse_duration("x", "15m").unwrap(), 900);
+        assert_eq!(parse_duration("x", "1h").unwrap(), 3600);
+        assert_eq!(parse_duration("x", "30d").unwrap(), 2_592_000);
+        assert_eq!(parse_duration("x", "45").unwrap(), 45);
+        for bad in ["", "m", "5w", "-5m", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration("x", bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_duration(900), "15m");
+        assert_eq!(format_duration(86400), "1d");
+        assert_eq!(format_duration(0), "0s");
+    }
+
+    #[test]
+    fn out_of_range_and_inconsistent_policies_are_refused() {
+        assert!(validate(&base()).is_ok());
+        let err = validate(&Policy {
+            access_ttl_secs: 59,
+            ..base()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("access_ttl: 59s is outside 1m–1d"),
+            "{err}"
+        );
+        assert!(validate(&Policy {
+            access_ttl_secs: 86401,
+            ..base()
+        })
+        .is_err());
+        let err = validate(&Policy {
+            refresh_absolute_ttl_secs: 3600,
+            ..base()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("shorter than the idle lifetime 1d"),
+            "{err}"
+        );
+        assert!(validate(&Policy {
+            reuse_grace_secs: 301,
+            ..base()
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn overrides_win_and_inherit_falls_back() {
+        let o = PolicyOverrides {
+            refresh_enabled: Some(false),
+            access_ttl_secs: Some(300),
+            ..Default::default()
+        };
+        let p = o.over(&base());
+        assert!(!p.refresh_enabled);
+        assert_eq!(p.access_ttl_secs, 300);
+        assert_eq!(p.refresh_idle_ttl_secs, 86400);
+        let back = o.apply(&PolicyChange {
+            refresh_enabled: Some(None),
+            ..Default::default()
+        });
+        assert!(back.over(&base()).refresh_enabled);
+    }
+}

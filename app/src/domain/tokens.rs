@@ -1,0 +1,234 @@
+//! Access tokens (RFC 9068 JWTs): their claims, issuing them for the
+//! client_credentials grant, and reading them back for introspection.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    audit::{AuditEvent, AuditKind},
+    clients::Client,
+    error::{DomainError, DomainResult},
+    keys::{KeyRing, SigningAlg},
+    policy,
+    revocation::RevokedSets,
+    secrets::{new_id, random_token},
+    store::{is_unique_violation, now, Db},
+};
+use crate::on_db;
+
+/// The `typ` header of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Claims of an access token (RFC 9068 §2.2) plus Latchkey's revocation handles.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    /// The user id, or the client_id for client_credentials tokens.
+    pub sub: String,
+    /// Latchkey's own resource identifier: the issuer.
+    pub aud: String,
+    pub client_id: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub scope: String,
+    /// The grant the token was issued under.
+    pub gid: String,
+    /// The token family (absent for client_credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fid: Option<String>,
+    /// The sign-in session (OpenID Connect `sid`), when a user signed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+/// An access token as handed to a client.
+#[derive(Clone, Debug)]
+pub struct IssuedAccessToken {
+    pub token: String,
+    pub expires_in: i64,
+    pub scope: String,
+    pub claims: AccessClaims,
+}
+
+/// Signs an access token for a grant with the client's access-token lifetime.
+pub fn sign_access_token(
+    keys: &KeyRing,
+    issuer: &str,
+    access_ttl_secs: i64,
+    base: AccessClaims,
+) -> DomainResult<IssuedAccessToken> {
+    let iat = now();
+    let claims = AccessClaims {
+        iss: issuer.to_owned(),
+        aud: issuer.to_owned(),
+        iat,
+        exp: iat + access_ttl_secs,
+        jti: random_token(16),
+        ..base
+    };
+    let token = keys.sign(SigningAlg::EdDSA, ACCESS_TOKEN_TYP, &claims)?;
+    Ok(IssuedAccessToken {
+        token,
+        expires_in: access_ttl_secs,
+        scope: claims.scope.clone(),
+        claims,
+    })
+}
+
+/// The scopes granted for a request: requested ⊆ allowed (RFC 6749 §3.3);
+/// nothing requested → everything allowed.
+pub fn narrow_scope(requested: Option<&str>, allowed: &[String]) -> DomainResult<String> {
+    match requested.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(allowed.join(" ")),
+        Some(requested) => {
+            let mut scopes: Vec<&str> = Vec::new();
+            for s in requested.split(' ').filter(|s| !s.is_empty()) {
+                if !allowed.iter().any(|a| a == s) {
+                    return Err(DomainError::invalid(
+                        "scope",
+                        format!("{s:?} is not allowed for this client"),
+                    ));
+                }
+                if !scopes.contains(&s) {
+                    scopes.push(s);
+                }
+            }
+            Ok(scopes.join(" "))
+        }
+    }
+}
+
+/// The client's own grant for client_credentials (one live grant per client, made on first use).
+async fn client_grant(db: &Db, client_id: &str, scopes: &str) -> DomainResult<String> {
+    let find = || async {
+        on_db!(db, |pool| sqlx::query_scalar::<_, String>(
+            "SELECT id FROM grants WHERE client_id = $1 AND user_id IS NULL AND revoked_at IS NULL"
+        )
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await)
+    };
+    if let Some(id) = find().await? {
+        return Ok(id);
+    }
+    let id = new_id();
+    let inserted = on_db!(db, |pool| {
+        sqlx::query(
+        "INSERT INTO grants (id, user_id, client_id, scopes, created_at) VALUES ($1, NULL, $2, $3, $4)"
+    )
+    .bind(&id)
+    .bind(client_id)
+    .bind(scopes)
+    .bind(now())
+    .execute(pool)
+    .await
+    .map(|_| ())
+    });
+    match inserted {
+        Ok(()) => Ok(id),
+        // Another request created it at the same moment: use theirs.
+        Err(e) if is_unique_violation(&e) => find().await?.ok_or(DomainError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Issues an access token for the client_credentials grant (RFC 6749 §4.4):
+/// never a refresh token; scope narrowed to what the client may ask for.
+pub async fn issue_client_credentials(
+    db: &Db,
+    keys: &KeyRing,
+    issuer: &str,
+    client: &Client,
+    requested_scope: Option<&str>,
+) -> DomainResult<IssuedAccessToken> {
+    let scope = narrow_scope(requested_scope, &client.extra_scopes)?;
+    let policy = policy::effective(db, &client.client_id).await?;
+    let grant_id = client_grant(db, &client.client_id, &client.extra_scopes.join(" ")).await?;
+    let issued = sign_access_token(
+        keys,
+        issuer,
+        policy.access_ttl_secs,
+        AccessClaims {
+            iss: String::new(),
+            sub: client.client_id.clone(),
+            aud: String::new(),
+            client_id: client.client_id.clone(),
+            iat: 0,
+            exp: 0,
+            jti: String::new(),
+            scope,
+            gid: grant_id,
+            fid: None,
+            sid: None,
+        },
+    )?;
+    let event = AuditEvent::new(AuditKind::TokenIssued)
+        .client(&client.client_id)
+        .detail(serde_json::json!({
+            "grant_type": "client_credentials",
+            "jti": issued.claims.jti,
+            "scope": issued.scope,
+        }));
+    super::audit::record(db, &event).await?;
+    Ok(issued)
+}
+
+/// What introspection says about a live access token (RFC 7662 §2.2).
+#[derive(Clone, Debug, Serialize)]
+pub struct Introspection {
+    pub active: bool,
+    pub scope: String,
+    pub client_id: String,
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub iss: String,
+    pub aud: String,
+    pub jti: String,
+    pub token_type: &'static str,
+}
+
+/// Validates an access token and checks every revocation level in memory.
+/// `None` for anything not live: expired, revoked, malformed, foreign.
+pub fn live_access_token(
+    keys: &KeyRing,
+    revoked: &RevokedSets,
+    issuer: &str,
+    token: &str,
+) -> Option<AccessClaims> {
+    let claims: AccessClaims = keys.verify_access_token(token, issuer, issuer).ok()?;
+    if revoked.is_revoked(&claims.gid, claims.fid.as_deref(), &claims.jti) {
+        return None;
+    }
+    Some(claims)
+}
+
+/// The RFC 7662 answer for a live access token.
+pub fn introspection_of(claims: AccessClaims) -> Introspection {
+    Introspection {
+        active: true,
+        scope: claims.scope,
+        client_id: claims.client_id,
+        sub: claims.sub,
+        exp: claims.exp,
+        iat: claims.iat,
+        iss: claims.iss,
+        aud: claims.aud,
+        jti: claims.jti,
+        token_type: "access_token",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_narrows_but_never_widens() {
+        let allowed = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(narrow_scope(None, &allowed).unwrap(), "a b");
+        assert_eq!(narrow_scope(Some("b"), &allowed).unwrap(), "b");
+        assert_eq!(narrow_scope(Some("b b  a"), &allowed).unwrap(), "b a");
+        assert!(narrow_scope(Some("a c"), &allowed).is_err());
+    }
+}

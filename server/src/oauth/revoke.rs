@@ -1,0 +1,69 @@
+//! `POST /oauth/revoke` (RFC 7009). Revoking an access token ends its whole
+//! token family when it has one (the app session it belongs to), else the
+//! token itself by `jti`. Unknown, malformed, already revoked or another
+//! client's token → 200 and nothing revoked (no token probing, §2.2). The
+//! revocation is committed before the 200; if the database fails → 503.
+
+use app::domain::{revocation::RevokedBy, tokens::AccessClaims};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+
+use super::{
+    client_auth,
+    error::OAuthError,
+    form::{Body, Params},
+};
+use crate::http::AppState;
+
+pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match revoke_token(&state, &headers, &body).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn revoke_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Body,
+) -> Result<(), OAuthError> {
+    let params = Params::parse(headers, body)?;
+    let (client, _) = client_auth::authenticate(state, headers, &params).await?;
+    let token = params.require("token")?;
+    // Any token_type_hint is accepted and ignored: we recognise the token ourselves (§2.1).
+    let Ok(claims) = state.keys.verify_access_token::<AccessClaims>(
+        token,
+        &state.config.issuer,
+        &state.config.issuer,
+    ) else {
+        return Ok(());
+    };
+    if claims.client_id != client.client_id {
+        tracing::warn!(client_id = %client.client_id, "a client tried to revoke another client's token");
+        return Ok(());
+    }
+    let actor = format!("client:{}", client.client_id);
+    let by = RevokedBy {
+        actor: &actor,
+        reason: "revoked by the client (RFC 7009)",
+        actor_user_id: None,
+        actor_client_id: Some(&client.client_id),
+    };
+    let result = match &claims.fid {
+        Some(family) => state
+            .revoked
+            .revoke_family(&state.db, family, &by)
+            .await
+            .map(|_| ()),
+        None => {
+            state
+                .revoked
+                .revoke_access_token(&state.db, &claims.jti, claims.exp, &by)
+                .await
+        }
+    };
+    result.map_err(|e| OAuthError::unavailable("revocation", &e))
+}
