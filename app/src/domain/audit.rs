@@ -131,32 +131,3 @@ pub async fn record(db: &Db, event: &AuditEvent) -> DomainResult<()> {
         .map(|r| r.rows_affected()))?;
     Ok(())
 }
-
-/// A stored event as read back.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
-pub struct AuditRow {
-    pub id: String,
-    pub at: i64,
-    pub kind: String,
-    pub actor_user_id: Option<String>,
-    pub actor_client_id: Option<String>,
-    pub subject_user_id: Option<String>,
-    pub client_id: Option<String>,
-    pub ip: Option<String>,
-    pub detail: String,
-}
-
-/// The newest events about one user (as subject or actor), newest first.
-pub async fn recent_for_user(db: &Db, user_id: &str, limit: i64) -> DomainResult<Vec<AuditRow>> {
-    Ok(on_db!(db, |pool| {
-        sqlx::query_as::<_, AuditRow>(
-        "SELECT id, at, kind, actor_user_id, actor_client_id, subject_user_id, client_id, ip, detail \
-         FROM audit_events WHERE subject_user_id = $1 OR actor_user_id = $1 \
-         ORDER BY at DESC, id DESC LIMIT $2"
-    )
-    .bind(user_id)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-    })?)
-}

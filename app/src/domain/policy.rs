@@ -246,26 +246,7 @@ pub async fn set_defaults(
     if let Some(actor) = actor_user_id {
         event = event.actor(actor);
     }
-    on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
-        sqlx::query(
-            "UPDATE policy_default SET refresh_enabled = $1, access_ttl_secs = $2, refresh_idle_ttl_secs = $3, \
-             refresh_absolute_ttl_secs = $4, rotate_refresh = $5, reuse_grace_secs = $6, revoke_on_logout = $7, \
-             updated_at = $8 WHERE id = 1",
-        )
-        .bind(after.refresh_enabled)
-        .bind(after.access_ttl_secs)
-        .bind(after.refresh_idle_ttl_secs)
-        .bind(after.refresh_absolute_ttl_secs)
-        .bind(after.rotate_refresh)
-        .bind(after.reuse_grace_secs)
-        .bind(after.revoke_on_logout)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
-        crate::bind_audit!(&event).execute(&mut *tx).await?;
-        tx.commit().await
-    })?;
+    store(db, &after.into_overrides(), None, &event).await?;
     Ok(after)
 }
 
@@ -309,28 +290,46 @@ pub async fn set_client(
     if let Some(actor) = actor_user_id {
         event = event.actor(actor);
     }
+    store(db, &after, Some(client_id), &event).await?;
+    Ok((after, effective))
+}
+
+/// Writes the seven policy fields — the defaults row (`client_id` None) or a
+/// client's overrides — together with the audit event, in one transaction.
+async fn store(
+    db: &Db,
+    values: &PolicyOverrides,
+    client_id: Option<&str>,
+    event: &AuditEvent,
+) -> DomainResult<()> {
+    let (table, target) = match client_id {
+        None => ("policy_default", "id = 1"),
+        Some(_) => ("clients", "id = $9 AND deleted_at IS NULL"),
+    };
+    let sql = format!(
+        "UPDATE {table} SET refresh_enabled = $1, access_ttl_secs = $2, refresh_idle_ttl_secs = $3, \
+         refresh_absolute_ttl_secs = $4, rotate_refresh = $5, reuse_grace_secs = $6, revoke_on_logout = $7, \
+         updated_at = $8 WHERE {target}"
+    );
     on_db!(db, |pool| {
         let mut tx = pool.begin().await?;
-        sqlx::query(
-            "UPDATE clients SET refresh_enabled = $1, access_ttl_secs = $2, refresh_idle_ttl_secs = $3, \
-             refresh_absolute_ttl_secs = $4, rotate_refresh = $5, reuse_grace_secs = $6, revoke_on_logout = $7, \
-             updated_at = $8 WHERE id = $9 AND deleted_at IS NULL",
-        )
-        .bind(after.refresh_enabled)
-        .bind(after.access_ttl_secs)
-        .bind(after.refresh_idle_ttl_secs)
-        .bind(after.refresh_absolute_ttl_secs)
-        .bind(after.rotate_refresh)
-        .bind(after.reuse_grace_secs)
-        .bind(after.revoke_on_logout)
-        .bind(now())
-        .bind(client_id)
-        .execute(&mut *tx)
-        .await?;
-        crate::bind_audit!(&event).execute(&mut *tx).await?;
+        let mut query = sqlx::query(&sql)
+            .bind(values.refresh_enabled)
+            .bind(values.access_ttl_secs)
+            .bind(values.refresh_idle_ttl_secs)
+            .bind(values.refresh_absolute_ttl_secs)
+            .bind(values.rotate_refresh)
+            .bind(values.reuse_grace_secs)
+            .bind(values.revoke_on_logout)
+            .bind(now());
+        if let Some(id) = client_id {
+            query = query.bind(id);
+        }
+        query.execute(&mut *tx).await?;
+        crate::bind_audit!(event).execute(&mut *tx).await?;
         tx.commit().await
     })?;
-    Ok((after, effective))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -46,7 +46,6 @@ pub struct AccessClaims {
 pub struct IssuedAccessToken {
     pub token: String,
     pub expires_in: i64,
-    pub scope: String,
     pub claims: AccessClaims,
 }
 
@@ -70,7 +69,6 @@ pub fn sign_access_token(
     Ok(IssuedAccessToken {
         token,
         expires_in: access_ttl_secs,
-        scope: claims.scope.clone(),
         claims,
     })
 }
@@ -167,7 +165,7 @@ pub async fn issue_client_credentials(
         .detail(serde_json::json!({
             "grant_type": "client_credentials",
             "jti": issued.claims.jti,
-            "scope": issued.scope,
+            "scope": issued.claims.scope,
         }));
     super::audit::record(db, &event).await?;
     Ok(issued)

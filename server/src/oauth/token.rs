@@ -56,7 +56,7 @@ async fn exchange(
                 "access_token": issued.token,
                 "token_type": "Bearer",
                 "expires_in": issued.expires_in,
-                "scope": issued.scope,
+                "scope": issued.claims.scope,
             }))
             .into_response())
         }
