@@ -255,7 +255,8 @@ fn master_key(file: &str) -> Result<MasterKey, Failure> {
 }
 
 /// How often a running server re-reads signing keys (rotation from the CLI)
-/// and the revoked sets (revocations made by other instances).
+/// and the revoked sets (other instances' revocations: the fallback behind
+/// LISTEN/NOTIFY on PostgreSQL, and the only way on a shared SQLite file).
 const KEY_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 const REVOKED_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -295,6 +296,9 @@ async fn serve_until_stopped(
             }
         }
     });
+    // Other instances' revocations, at once (PostgreSQL LISTEN/NOTIFY; the
+    // reload above is the fallback).
+    let follow = tokio::spawn(app::domain::revocation::listen(db.clone(), revoked.clone()));
     let addr = config.addr;
     let issuer = config.issuer.clone();
     let app = crate::http::router(db, keys, revoked, config, store);
@@ -310,7 +314,7 @@ async fn serve_until_stopped(
     .await;
     cleanup.abort();
     reload.abort();
-    reload.abort();
+    follow.abort();
     served.map_err(|e| Failure::Failed(format!("server error: {e}")))
 }
 

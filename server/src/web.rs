@@ -136,7 +136,10 @@ pub async fn sign_out(
 ) -> Response {
     match signed_in_from(&state.db, &session, &from).await {
         Ok(Some(signed_in)) => {
-            if let Err(e) = login_sessions::end(&state.db, &signed_in, "signed_out", &from).await {
+            if let Err(e) =
+                login_sessions::end(&state.db, &state.revoked, &signed_in, "signed_out", &from)
+                    .await
+            {
                 return internal_error("ending the sign-in session", &e);
             }
         }
@@ -163,7 +166,8 @@ pub async fn refuse_cross_site(
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
-    ) {
+    ) || crate::oauth::is_client_endpoint(request.uri().path())
+    {
         return next.run(request).await;
     }
     let headers = request.headers();

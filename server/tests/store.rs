@@ -249,10 +249,11 @@ async fn sign_in_sessions_start_resolve_and_end(t: TestDb) {
         .unwrap()
         .is_none());
 
-    login_sessions::end(&t.db, &resolved, "signed_out", &from)
+    let revoked = app::domain::revocation::RevokedSets::default();
+    login_sessions::end(&t.db, &revoked, &resolved, "signed_out", &from)
         .await
         .unwrap();
-    login_sessions::end(&t.db, &resolved, "signed_out", &from)
+    login_sessions::end(&t.db, &revoked, &resolved, "signed_out", &from)
         .await
         .unwrap(); // idempotent
     assert!(login_sessions::resolve(&t.db, &sid, &from)

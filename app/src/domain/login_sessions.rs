@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::{
     audit::{AuditEvent, AuditKind},
     error::DomainResult,
+    revocation::{Revoked, RevokedBy, RevokedSets},
     secrets::new_id,
     store::{now, Db},
     users::User,
@@ -114,34 +115,32 @@ pub async fn resolve(
     }))
 }
 
-/// Ends a sign-in session (idempotent) and audits the sign-out.
+/// Ends a sign-in session (idempotent), audits the sign-out, and revokes the
+/// token families issued under it for clients with revoke-on-logout on — one
+/// transaction, committed before this returns.
 pub async fn end(
     db: &Db,
+    revoked: &RevokedSets,
     signed_in: &SignedIn,
     reason: &str,
     from: &ClientInfo,
-) -> DomainResult<()> {
-    let event = AuditEvent::new(AuditKind::Logout)
-        .actor(&signed_in.user.id)
-        .subject(&signed_in.user.id)
+) -> DomainResult<Revoked> {
+    let user_id = &signed_in.user.id;
+    let logout = AuditEvent::new(AuditKind::Logout)
+        .actor(user_id)
+        .subject(user_id)
         .ip(&from.ip)
         .detail(serde_json::json!({ "sid": signed_in.login_session_id, "reason": reason }));
-    on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
-        let ended = sqlx::query(
-            "UPDATE login_sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL",
-        )
-        .bind(now())
-        .bind(reason)
-        .bind(&signed_in.login_session_id)
-        .execute(&mut *tx)
-        .await?;
-        if ended.rows_affected() > 0 {
-            crate::bind_audit!(&event).execute(&mut *tx).await?;
-        }
-        tx.commit().await
-    })?;
-    Ok(())
+    let actor = format!("user:{user_id}");
+    let by = RevokedBy {
+        actor: &actor,
+        reason,
+        actor_user_id: Some(user_id),
+        actor_client_id: None,
+    };
+    revoked
+        .end_sign_in(db, &signed_in.login_session_id, &by, &logout)
+        .await
 }
 
 /// Counts a user's live sign-in sessions.

@@ -10,20 +10,26 @@
 //! | [`users`] | users: create, list, authenticate |
 //! | [`clients`] | OAuth clients: registration rules, create, list |
 //! | [`login_sessions`] | sign-in sessions (`sid`): start, resolve, end |
+//! | [`grants`] | consent: a user's grant to a client; scopes in plain words; PKCE rules |
+//! | [`codes`] | authorization codes: issue, redeem once (a replay revokes what it issued) |
+//! | [`refresh`] | refresh tokens: rotation, reuse detection, lifetimes, introspection |
 //! | [`policy`] | token policy: defaults, per-client overrides, the effective value, validation |
 //! | [`revocation`] | revoking grants, families, access tokens: database first, then the in-memory sets |
-//! | [`tokens`] | access-token claims (RFC 9068), client_credentials issuance, introspection |
+//! | [`tokens`] | access-token and ID-token claims, client_credentials issuance, introspection |
 //! | [`web_session`] | the tower-sessions store over the same database |
 //! | [`audit`] | the audit log |
 //! | [`demo`] | demo data |
 
 pub mod audit;
 pub mod clients;
+pub mod codes;
 pub mod demo;
 pub mod error;
+pub mod grants;
 pub mod keys;
 pub mod login_sessions;
 pub mod policy;
+pub mod refresh;
 pub mod revocation;
 pub mod secrets;
 pub mod store;

@@ -5,13 +5,15 @@
 //! Introspection and userinfo consult those sets with no database round trip.
 //! The sets only need what can still be presented: access tokens live at most
 //! [`policy::ACCESS_TTL_RANGE`]`.1`, so older revocations are not loaded.
-//! (Several PostgreSQL instances: [`RevokedSets::reload`] re-reads the sets;
-//! LISTEN/NOTIFY is still to come.)
+//! Several instances on PostgreSQL tell each other through LISTEN/NOTIFY
+//! ([`listen`]); [`RevokedSets::reload`] on a timer is the fallback.
 
 use std::{
     collections::HashSet,
     sync::{Arc, RwLock},
 };
+
+use serde::{Deserialize, Serialize};
 
 use super::{
     audit::{AuditEvent, AuditKind},
@@ -115,11 +117,12 @@ impl RevokedSets {
             }
             tx.commit().await
         })?;
-        self.inner
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .jtis
-            .insert(jti.to_owned());
+        let done = Revoked {
+            jtis: vec![jti.to_owned()],
+            ..Revoked::default()
+        };
+        self.remember(&done);
+        notify(db, &done).await;
         Ok(())
     }
 
@@ -131,37 +134,8 @@ impl RevokedSets {
         family_id: &str,
         by: &RevokedBy<'_>,
     ) -> DomainResult<bool> {
-        let event = audit_event(by).detail(
-            serde_json::json!({ "what": "family", "family_id": family_id, "reason": by.reason }),
-        );
-        let at = now();
-        let changed = on_db!(db, |pool| {
-            let mut tx = pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
-            )
-            .bind(at)
-            .bind(by.reason)
-            .bind(family_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
-                .bind(at)
-                .bind(family_id)
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() > 0 {
-                crate::bind_audit!(&event).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(done.rows_affected() > 0)
-        })?;
-        self.inner
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .families
-            .insert(family_id.to_owned());
-        Ok(changed)
+        let done = self.revoke(db, Target::Family(family_id), by, None).await?;
+        Ok(!done.families.is_empty())
     }
 
     /// Revokes a grant (a user's consent to a client, or a client's own
@@ -172,49 +146,240 @@ impl RevokedSets {
         grant_id: &str,
         by: &RevokedBy<'_>,
     ) -> DomainResult<bool> {
-        let event = audit_event(by).detail(
-            serde_json::json!({ "what": "grant", "grant_id": grant_id, "reason": by.reason }),
-        );
+        let done = self.revoke(db, Target::Grant(grant_id), by, None).await?;
+        Ok(!done.grants.is_empty())
+    }
+
+    /// Ends a sign-in session and revokes every token family issued under it
+    /// for clients whose revoke-on-logout is on (dashboard sign-out,
+    /// RP-initiated logout). `logout` is the audit event of the sign-out,
+    /// written only if the session was still live. client_credentials tokens
+    /// have no sign-in and are untouched.
+    pub async fn end_sign_in(
+        &self,
+        db: &Db,
+        login_session_id: &str,
+        by: &RevokedBy<'_>,
+        logout: &AuditEvent,
+    ) -> DomainResult<Revoked> {
+        self.revoke(db, Target::SignIn(login_session_id), by, Some(logout))
+            .await
+    }
+
+    /// One transaction: mark the target revoked, cascade to its families and
+    /// their refresh tokens, audit; then the in-memory sets and, on
+    /// PostgreSQL, a notification to the other instances.
+    async fn revoke(
+        &self,
+        db: &Db,
+        target: Target<'_>,
+        by: &RevokedBy<'_>,
+        logout: Option<&AuditEvent>,
+    ) -> DomainResult<Revoked> {
         let at = now();
-        let changed = on_db!(db, |pool| {
+        let (what, id, families_where) = match target {
+            Target::Family(id) => ("family", id, "id = $3"),
+            Target::Grant(id) => ("grant", id, "grant_id = $3"),
+            Target::SignIn(id) => (
+                "sign_in",
+                id,
+                "login_session_id = $3 AND grant_id IN \
+                (SELECT g.id FROM grants g JOIN clients c ON c.id = g.client_id \
+                 CROSS JOIN policy_default d WHERE d.id = 1 \
+                 AND COALESCE(c.revoke_on_logout, d.revoke_on_logout))",
+            ),
+        };
+        let revoke_families = format!(
+            "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 \
+             WHERE revoked_at IS NULL AND {families_where} RETURNING id"
+        );
+        let revoke_refresh_tokens = format!(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id IN \
+             (SELECT id FROM token_families WHERE revoked_at = $1 AND revoke_reason = $2 AND {families_where})"
+        );
+        let done = on_db!(db, |pool| {
             let mut tx = pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4 AND revoked_at IS NULL",
-            )
-            .bind(at)
-            .bind(by.actor)
-            .bind(by.reason)
-            .bind(grant_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE grant_id = $3 AND revoked_at IS NULL",
-            )
-            .bind(at)
-            .bind(by.reason)
-            .bind(grant_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id IN \
-                 (SELECT id FROM token_families WHERE grant_id = $2)",
-            )
-            .bind(at)
-            .bind(grant_id)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() > 0 {
+            let mut done = Revoked::default();
+            match target {
+                Target::Grant(grant_id) => {
+                    let changed = sqlx::query(
+                        "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 \
+                         WHERE id = $4 AND revoked_at IS NULL",
+                    )
+                    .bind(at)
+                    .bind(by.actor)
+                    .bind(by.reason)
+                    .bind(grant_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if changed.rows_affected() > 0 {
+                        done.grants.push(grant_id.to_owned());
+                    }
+                }
+                Target::SignIn(sid) => {
+                    let ended = sqlx::query(
+                        "UPDATE login_sessions SET ended_at = $1, end_reason = $2 \
+                         WHERE id = $3 AND ended_at IS NULL",
+                    )
+                    .bind(at)
+                    .bind(by.reason)
+                    .bind(sid)
+                    .execute(&mut *tx)
+                    .await?;
+                    if let (Some(event), true) = (logout, ended.rows_affected() > 0) {
+                        crate::bind_audit!(event).execute(&mut *tx).await?;
+                    }
+                }
+                Target::Family(_) => {}
+            }
+            done.families = sqlx::query_scalar(&revoke_families)
+                .bind(at)
+                .bind(by.reason)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            sqlx::query(&revoke_refresh_tokens)
+                .bind(at)
+                .bind(by.reason)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if !done.is_empty() {
+                let event = audit_event(by).detail(serde_json::json!({
+                    "what": what,
+                    "id": id,
+                    "grants": done.grants,
+                    "families": done.families,
+                    "reason": by.reason,
+                }));
                 crate::bind_audit!(&event).execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(done.rows_affected() > 0)
+            Ok::<_, sqlx::Error>(done)
         })?;
-        self.inner
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .grants
-            .insert(grant_id.to_owned());
-        Ok(changed)
+        // A family or grant revoked earlier (by another instance, say) is
+        // remembered too: presenting its tokens must fail here as well.
+        match target {
+            Target::Family(id) => self.remember(&Revoked::families(vec![id.to_owned()])),
+            Target::Grant(id) => self.remember(&Revoked {
+                grants: vec![id.to_owned()],
+                ..Revoked::default()
+            }),
+            Target::SignIn(_) => self.remember(&done),
+        }
+        notify(db, &done).await;
+        Ok(done)
+    }
+
+    /// Adds revoked ids to this instance's sets.
+    pub fn remember(&self, revoked: &Revoked) {
+        let mut sets = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        sets.grants.extend(revoked.grants.iter().cloned());
+        sets.families.extend(revoked.families.iter().cloned());
+        sets.jtis.extend(revoked.jtis.iter().cloned());
+    }
+}
+
+/// What a revocation is aimed at.
+#[derive(Clone, Copy, Debug)]
+enum Target<'a> {
+    Family(&'a str),
+    Grant(&'a str),
+    /// A sign-in session (`sid`): ended, and its families revoked where the
+    /// client's policy says revoke-on-logout.
+    SignIn(&'a str),
+}
+
+/// The ids one revocation changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoked {
+    #[serde(default, rename = "g", skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
+    #[serde(default, rename = "f", skip_serializing_if = "Vec::is_empty")]
+    pub families: Vec<String>,
+    #[serde(default, rename = "j", skip_serializing_if = "Vec::is_empty")]
+    pub jtis: Vec<String>,
+}
+
+impl Revoked {
+    pub fn families(families: Vec<String>) -> Revoked {
+        Revoked {
+            families,
+            ..Revoked::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.grants.is_empty() && self.families.is_empty() && self.jtis.is_empty()
+    }
+}
+
+/// The PostgreSQL channel revocations are announced on (see [`listen`]).
+pub const CHANNEL: &str = "latchkey_revoked";
+
+/// Tells the other instances on PostgreSQL about a committed revocation. Best
+/// effort: a lost notification is caught by their periodic reload.
+async fn notify(db: &Db, revoked: &Revoked) {
+    let Db::Postgres(pool) = db else { return };
+    if revoked.is_empty() {
+        return;
+    }
+    let Ok(payload) = serde_json::to_string(revoked) else {
+        return;
+    };
+    // NOTIFY payloads are limited to 8000 bytes: a bigger change only says "reload".
+    let payload = if payload.len() < 7900 {
+        payload
+    } else {
+        "{}".to_owned()
+    };
+    if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(&payload)
+        .execute(pool)
+        .await
+    {
+        tracing::warn!(error = %e, "could not notify other instances of a revocation; they reload on their timer");
+    }
+}
+
+/// Follows other instances' revocations on PostgreSQL (LISTEN/NOTIFY), until
+/// the process ends. On a lost connection it reconnects and reloads the sets
+/// in full, so nothing announced meanwhile is missed. On SQLite (one process)
+/// there is nothing to follow.
+pub async fn listen(db: Db, sets: RevokedSets) {
+    let Db::Postgres(pool) = &db else { return };
+    loop {
+        match sqlx::postgres::PgListener::connect_with(pool).await {
+            Ok(mut listener) => {
+                if let Err(e) = listener.listen(CHANNEL).await {
+                    tracing::warn!(error = %e, "LISTEN {CHANNEL} failed");
+                } else {
+                    // Anything revoked before LISTEN took effect is in the tables.
+                    if let Err(e) = sets.reload(&db).await {
+                        tracing::warn!(error = %e, "reloading revocations failed");
+                    }
+                    loop {
+                        match listener.recv().await {
+                            Ok(note) => match serde_json::from_str::<Revoked>(note.payload()) {
+                                Ok(revoked) if !revoked.is_empty() => sets.remember(&revoked),
+                                _ => {
+                                    if let Err(e) = sets.reload(&db).await {
+                                        tracing::warn!(error = %e, "reloading revocations failed");
+                                    }
+                                }
+                            },
+                            Err(e) => {
+                                tracing::warn!(error = %e, "lost the revocation channel; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot connect to follow revocations"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 

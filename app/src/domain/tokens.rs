@@ -171,6 +171,91 @@ pub async fn issue_client_credentials(
     Ok(issued)
 }
 
+/// Why a code or refresh-token exchange failed, in RFC 6749 §5.2 terms.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(String),
+    #[error("invalid_scope: {0}")]
+    InvalidScope(String),
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(String),
+    /// The database or signing failed: nothing was issued.
+    #[error(transparent)]
+    Failed(#[from] DomainError),
+}
+
+impl From<sqlx::Error> for GrantError {
+    fn from(e: sqlx::Error) -> Self {
+        GrantError::Failed(e.into())
+    }
+}
+
+/// What a token response carries (RFC 6749 §5.1, OpenID Connect Core §3.1.3.3).
+#[derive(Clone, Debug)]
+pub struct TokenSet {
+    pub access: IssuedAccessToken,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
+}
+
+/// Claims of an ID token (OpenID Connect Core §2), signed RS256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub azp: String,
+    pub exp: i64,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    pub at_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+}
+
+/// What an ID token says about the user and the sign-in.
+pub struct IdTokenFacts<'a> {
+    pub username: &'a str,
+    pub nonce: Option<String>,
+    pub auth_time: Option<i64>,
+}
+
+/// Signs the ID token that goes with `access` (RS256, as OpenID Connect
+/// requires): `aud` is the client, `at_hash` binds the access token, `sid` the
+/// sign-in, `nonce` the authorization request. Same lifetime as the access token.
+pub fn sign_id_token(
+    keys: &KeyRing,
+    access: &IssuedAccessToken,
+    facts: IdTokenFacts<'_>,
+) -> DomainResult<String> {
+    let claims = &access.claims;
+    let scopes: Vec<&str> = claims.scope.split(' ').collect();
+    let id = IdClaims {
+        iss: claims.iss.clone(),
+        sub: claims.sub.clone(),
+        aud: claims.client_id.clone(),
+        azp: claims.client_id.clone(),
+        exp: claims.exp,
+        iat: claims.iat,
+        auth_time: facts.auth_time,
+        nonce: facts.nonce,
+        sid: claims.sid.clone(),
+        at_hash: super::keys::at_hash(&access.token),
+        preferred_username: scopes
+            .contains(&"profile")
+            .then(|| facts.username.to_owned()),
+    };
+    keys.sign(SigningAlg::RS256, "JWT", &id)
+}
+
 /// What introspection says about a live access token (RFC 7662 §2.2).
 #[derive(Clone, Debug, Serialize)]
 pub struct Introspection {
@@ -184,6 +269,12 @@ pub struct Introspection {
     pub aud: String,
     pub jti: String,
     pub token_type: &'static str,
+}
+
+/// Whether a token has the shape of a JWS (three dot-separated parts); refresh
+/// tokens and codes are plain base64url and never contain a dot.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3
 }
 
 /// Validates an access token and checks every revocation level in memory.

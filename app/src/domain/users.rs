@@ -128,6 +128,14 @@ pub async fn find_by_username(db: &Db, username: &str) -> DomainResult<Option<Us
         .await)?)
 }
 
+pub async fn find_by_id(db: &Db, id: &str) -> DomainResult<Option<User>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    Ok(on_db!(db, |pool| sqlx::query_as::<_, User>(&sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?)
+}
+
 #[derive(sqlx::FromRow)]
 struct Credentials {
     id: String,

@@ -4,7 +4,7 @@
 //! `{"active": false}`. The revocation check is in memory; any internal
 //! failure answers inactive (fail closed).
 
-use app::domain::{clients::ClientKind, tokens};
+use app::domain::{clients::ClientKind, refresh, tokens};
 use axum::{
     extract::State,
     http::HeaderMap,
@@ -25,21 +25,40 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match client_auth::authenticate(&state, &headers, &params).await {
+    let client = match client_auth::authenticate(&state, &headers, &params).await {
         Ok((client, method))
-            if client.kind == ClientKind::Confidential && method != AuthMethod::None => {}
+            if client.kind == ClientKind::Confidential && method != AuthMethod::None =>
+        {
+            client
+        }
         Ok(_) => return OAuthError::invalid_client(false).into_response(),
         Err(e) => return e.into_response(),
-    }
+    };
     let token = match params.require("token") {
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    // `token_type_hint` is only a hint (RFC 7662 §2.1); refresh tokens are opaque
-    // and not introspectable yet, so every token is tried as an access token.
-    match tokens::live_access_token(&state.keys, &state.revoked, &state.config.issuer, token) {
-        Some(claims) => Json(tokens::introspection_of(claims)).into_response(),
-        None => inactive(),
+    // `token_type_hint` is only a hint (RFC 7662 §2.1): a JWT is an access
+    // token, checked in memory; anything else may be a refresh token, which
+    // only the client it was issued to may introspect.
+    if tokens::looks_like_jwt(token) {
+        return match tokens::live_access_token(
+            &state.keys,
+            &state.revoked,
+            &state.config.issuer,
+            token,
+        ) {
+            Some(claims) => Json(tokens::introspection_of(claims)).into_response(),
+            None => inactive(),
+        };
+    }
+    match refresh::introspect(&state.db, &state.config.issuer, &client, token).await {
+        Ok(Some(answer)) => Json(answer).into_response(),
+        Ok(None) => inactive(),
+        Err(e) => {
+            tracing::error!(error = %e, "introspecting a refresh token failed; answering inactive");
+            inactive()
+        }
     }
 }
 

@@ -5,20 +5,28 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`discovery`] | `/.well-known/openid-configuration`, RFC 8414 metadata, JWKS |
-//! | [`token`] | `/oauth/token` (RFC 6749 §3.2) |
+//! | [`authorize`] | `/oauth/authorize` (RFC 6749 §4.1, PKCE) and the consent answer |
+//! | [`token`] | `/oauth/token` (RFC 6749 §3.2): code, refresh, client_credentials |
+//! | [`userinfo`] | `/oauth/userinfo` (OpenID Connect Core §5.3) |
+//! | [`logout`] | `/oauth/logout` (OpenID Connect RP-Initiated Logout 1.0) |
+//! | [`pages`] | the consent, error and signed-out pages |
 //! | [`introspect`] | `/oauth/introspect` (RFC 7662) |
 //! | [`revoke`] | `/oauth/revoke` (RFC 7009) |
 //! | [`client_auth`] | client authentication: `client_secret_basic`, `client_secret_post`, `none` |
 //! | [`form`] | strict form parsing (content type, repeated parameters) |
 //! | [`error`] | RFC 6749 §5.2 error responses |
 
+pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
 pub mod form;
 pub mod introspect;
+pub mod logout;
+pub mod pages;
 pub mod revoke;
 pub mod token;
+pub mod userinfo;
 
 use axum::{
     http::{header, HeaderValue},
@@ -61,12 +69,19 @@ pub fn router() -> Router<AppState> {
             get(discovery::openid_configuration),
         )
         .route(JWKS, get(discovery::jwks))
+        .route(AUTHORIZE, get(authorize::authorize).post(authorize::decide))
+        .route(USERINFO, get(userinfo::userinfo).post(userinfo::userinfo))
+        .route(
+            END_SESSION,
+            get(logout::logout_get).post(logout::logout_post),
+        )
         .merge(no_store)
 }
 
-/// Whether a path is a protocol endpoint called by clients (not by browser
-/// pages): exempt from the dashboard's cross-site check, which relies on
-/// cookies these endpoints never read.
+/// Whether a path is exempt from the dashboard's cross-site check: the
+/// protocol endpoints called by clients (they read no cookie), and logout,
+/// which apps may POST to from their own site and which protects itself (an
+/// ID token hint, or a one-time confirmation token).
 pub fn is_client_endpoint(path: &str) -> bool {
-    matches!(path, TOKEN | INTROSPECT | REVOKE)
+    matches!(path, TOKEN | INTROSPECT | REVOKE | USERINFO | END_SESSION)
 }

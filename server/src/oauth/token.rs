@@ -1,7 +1,13 @@
-//! `POST /oauth/token` (RFC 6749 §3.2). Today: the client_credentials grant
-//! (§4.4). authorization_code and refresh_token arrive with `/oauth/authorize`.
+//! `POST /oauth/token` (RFC 6749 §3.2): the authorization_code (§4.1.3, with
+//! PKCE), refresh_token (§6) and client_credentials (§4.4) grants.
 
-use app::domain::{clients::GrantType, tokens, DomainError};
+use app::domain::{
+    clients::GrantType,
+    codes::{self, Redemption},
+    refresh::{self, RefreshRequest},
+    tokens::{self, GrantError, TokenSet},
+    DomainError,
+};
 use axum::{
     extract::State,
     http::HeaderMap,
@@ -15,10 +21,15 @@ use super::{
     error::OAuthError,
     form::{Body, Params},
 };
-use crate::http::AppState;
+use crate::{http::AppState, web::Caller};
 
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    match exchange(&state, &headers, &body).await {
+pub async fn token(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match exchange(&state, &caller, &headers, &body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -26,6 +37,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Body
 
 async fn exchange(
     state: &AppState,
+    Caller(from): &Caller,
     headers: &HeaderMap,
     body: &Body,
 ) -> Result<Response, OAuthError> {
@@ -52,19 +64,83 @@ async fn exchange(
                 other => OAuthError::unavailable("client_credentials issuance", &other),
             })?;
             // RFC 6749 §4.4.3: no refresh token for client_credentials.
-            Ok(Json(json!({
-                "access_token": issued.token,
-                "token_type": "Bearer",
-                "expires_in": issued.expires_in,
-                "scope": issued.claims.scope,
+            Ok(token_response(TokenSet {
+                access: issued,
+                refresh_token: None,
+                id_token: None,
             }))
-            .into_response())
         }
-        "authorization_code" | "refresh_token" => Err(OAuthError::unsupported_grant_type(format!(
-            "the {grant_type} grant is not available yet on this server"
-        ))),
+        "authorization_code" => {
+            if !client.allows(GrantType::AuthorizationCode) {
+                return Err(OAuthError::unauthorized_client(
+                    "this client may not use the authorization_code grant",
+                ));
+            }
+            let redemption = Redemption {
+                client: &client,
+                code: params.require("code")?,
+                redirect_uri: params.get("redirect_uri"),
+                code_verifier: params.get("code_verifier"),
+                from,
+            };
+            let set = codes::redeem_code(
+                &state.db,
+                &state.keys,
+                &state.revoked,
+                &state.config.issuer,
+                redemption,
+            )
+            .await
+            .map_err(grant_error)?;
+            Ok(token_response(set))
+        }
+        "refresh_token" => {
+            let request = RefreshRequest {
+                client: &client,
+                refresh_token: params.require("refresh_token")?,
+                scope: params.get("scope"),
+                from,
+            };
+            let set = refresh::refresh(
+                &state.db,
+                &state.keys,
+                &state.revoked,
+                &state.config.issuer,
+                request,
+            )
+            .await
+            .map_err(grant_error)?;
+            Ok(token_response(set))
+        }
         other => Err(OAuthError::unsupported_grant_type(format!(
             "unknown grant_type {other:?}"
         ))),
+    }
+}
+
+/// RFC 6749 §5.1 (and OpenID Connect Core §3.1.3.3 with `id_token`).
+fn token_response(set: TokenSet) -> Response {
+    let mut body = json!({
+        "access_token": set.access.token,
+        "token_type": "Bearer",
+        "expires_in": set.access.expires_in,
+        "scope": set.access.claims.scope,
+    });
+    if let Some(refresh_token) = set.refresh_token {
+        body["refresh_token"] = refresh_token.into();
+    }
+    if let Some(id_token) = set.id_token {
+        body["id_token"] = id_token.into();
+    }
+    Json(body).into_response()
+}
+
+fn grant_error(e: GrantError) -> OAuthError {
+    match e {
+        GrantError::InvalidRequest(m) => OAuthError::invalid_request(m),
+        GrantError::InvalidGrant(m) => OAuthError::invalid_grant(m),
+        GrantError::InvalidScope(m) => OAuthError::invalid_scope(m),
+        GrantError::UnauthorizedClient(m) => OAuthError::unauthorized_client(m),
+        GrantError::Failed(e) => OAuthError::unavailable("token issuance", &e),
     }
 }

@@ -2,6 +2,8 @@
 //! socket, and the macro that runs one test body against SQLite and PostgreSQL.
 #![allow(dead_code)]
 
+pub mod flow;
+
 use std::{net::SocketAddr, sync::Arc};
 
 use app::domain::{
@@ -136,6 +138,7 @@ pub struct TestServer {
     pub keys: KeyRing,
     pub revoked: RevokedSets,
     handle: tokio::task::JoinHandle<()>,
+    follow: tokio::task::JoinHandle<()>,
 }
 
 impl TestServer {
@@ -162,6 +165,7 @@ impl TestServer {
             .expect("signing keys");
         // Loaded from the database, as at a real start: a restart sees every revocation.
         let revoked = RevokedSets::load(db).await.expect("revoked sets");
+        let follow = tokio::spawn(app::domain::revocation::listen(db.clone(), revoked.clone()));
         let app = latchkey::http::router(db.clone(), keys.clone(), revoked.clone(), config, store);
         let handle = tokio::spawn(async move {
             axum::serve(
@@ -177,6 +181,7 @@ impl TestServer {
             keys,
             revoked,
             handle,
+            follow,
         }
     }
 
@@ -188,6 +193,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.handle.abort();
+        self.follow.abort();
     }
 }
 

@@ -1,0 +1,230 @@
+//! Grants: a user's consent to one client. The authorization endpoint asks
+//! for consent only for scopes the live grant does not cover yet; allowing
+//! creates the grant or widens it. Also the scope vocabulary and PKCE rules
+//! the authorization endpoint checks.
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use sha2::{Digest, Sha256};
+
+use super::{
+    audit::{AuditEvent, AuditKind},
+    clients::Client,
+    error::DomainResult,
+    login_sessions::ClientInfo,
+    secrets::new_id,
+    store::{now, Db},
+};
+use crate::on_db;
+
+/// The OpenID Connect scopes every client may ask for.
+pub const OPENID_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+/// Every scope a client may ask for: the OpenID ones plus its own.
+pub fn allowed_scopes(client: &Client) -> Vec<String> {
+    OPENID_SCOPES
+        .iter()
+        .map(|s| s.to_string())
+        .chain(client.extra_scopes.iter().cloned())
+        .collect()
+}
+
+/// A scope in plain words, for the consent page and the dashboard.
+pub fn describe_scope(scope: &str) -> String {
+    match scope {
+        "openid" => "Know who you are: your Latchkey account id".into(),
+        "profile" => "See your username".into(),
+        "email" => "See your email address, if your account has one".into(),
+        "offline_access" => {
+            "Keep access while you are away: it can renew its access without asking you again"
+                .into()
+        }
+        other => format!("Use the permission “{other}” this app defines"),
+    }
+}
+
+/// Splits a space-separated scope string into its distinct scopes, in order.
+pub fn split_scopes(scopes: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in scopes.split(' ').filter(|s| !s.is_empty()) {
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_owned());
+        }
+    }
+    out
+}
+
+/// RFC 7636 §4.1: a code verifier is 43–128 characters of `[A-Za-z0-9-._~]`.
+pub fn valid_code_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// An S256 code challenge is base64url (no padding) of a SHA-256: 43 characters.
+pub fn valid_code_challenge(challenge: &str) -> bool {
+    challenge.len() == 43
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// `BASE64URL(SHA256(verifier))` (RFC 7636 §4.2, S256).
+pub fn s256_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// A user's live consent to a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub scopes: Vec<String>,
+}
+
+impl Grant {
+    /// The requested scopes this grant does not cover yet.
+    pub fn missing<'a>(grant: Option<&Grant>, requested: &'a [String]) -> Vec<&'a String> {
+        requested
+            .iter()
+            .filter(|s| grant.is_none_or(|g| !g.scopes.contains(s)))
+            .collect()
+    }
+}
+
+/// The user's live grant to a client, if any.
+pub async fn live_grant(db: &Db, user_id: &str, client_id: &str) -> DomainResult<Option<Grant>> {
+    let row: Option<(String, String)> = on_db!(db, |pool| {
+        sqlx::query_as(
+        "SELECT id, scopes FROM grants WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL"
+    )
+    .bind(user_id)
+    .bind(client_id)
+    .fetch_optional(pool)
+    .await
+    })?;
+    Ok(row.map(|(id, scopes)| Grant {
+        id,
+        scopes: split_scopes(&scopes),
+    }))
+}
+
+/// Records the user's consent to `scopes` for a client: creates the grant, or
+/// widens the live one, and audits `consent_granted`. Returns the grant.
+pub async fn consent(
+    db: &Db,
+    user_id: &str,
+    client_id: &str,
+    scopes: &[String],
+    from: &ClientInfo,
+) -> DomainResult<Grant> {
+    let at = now();
+    let result = on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let existing: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, scopes FROM grants WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (grant, added) = match existing {
+            Some((id, current)) => {
+                let mut all = split_scopes(&current);
+                let added: Vec<String> = scopes
+                    .iter()
+                    .filter(|s| !all.contains(s))
+                    .cloned()
+                    .collect();
+                all.extend(added.iter().cloned());
+                if !added.is_empty() {
+                    sqlx::query("UPDATE grants SET scopes = $1 WHERE id = $2")
+                        .bind(all.join(" "))
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                (Grant { id, scopes: all }, added)
+            }
+            None => {
+                let grant = Grant {
+                    id: new_id(),
+                    scopes: scopes.to_vec(),
+                };
+                sqlx::query(
+                    "INSERT INTO grants (id, user_id, client_id, scopes, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&grant.id)
+                .bind(user_id)
+                .bind(client_id)
+                .bind(grant.scopes.join(" "))
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                (grant, scopes.to_vec())
+            }
+        };
+        if !added.is_empty() {
+            let event = AuditEvent::new(AuditKind::ConsentGranted)
+                .actor(user_id)
+                .subject(user_id)
+                .client(client_id)
+                .ip(&from.ip)
+                .detail(serde_json::json!({
+                    "grant_id": grant.id,
+                    "scopes": added,
+                    "user_agent": from.user_agent,
+                }));
+            crate::bind_audit!(&event).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(grant)
+    });
+    match result {
+        Ok(grant) => Ok(grant),
+        // Two consents at once created two grants: the unique index kept one; use it.
+        Err(e) if super::store::is_unique_violation(&e) => live_grant(db, user_id, client_id)
+            .await?
+            .ok_or(super::DomainError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_rules_follow_rfc7636() {
+        // RFC 7636 Appendix B.
+        assert_eq!(
+            s256_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert!(valid_code_verifier(&"a".repeat(43)));
+        assert!(valid_code_verifier(&"~._-9zA".repeat(19)[..128]));
+        assert!(!valid_code_verifier(&"a".repeat(42)));
+        assert!(!valid_code_verifier(&"a".repeat(129)));
+        assert!(!valid_code_verifier(&format!("{}+", "a".repeat(43))));
+        assert!(!valid_code_verifier(&format!("{} ", "a".repeat(43))));
+        assert!(valid_code_challenge(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!valid_code_challenge("short"));
+        assert!(!valid_code_challenge(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM"
+        ));
+    }
+
+    #[test]
+    fn consent_is_asked_only_for_new_scopes() {
+        let grant = Grant {
+            id: "g".into(),
+            scopes: vec!["openid".into(), "profile".into()],
+        };
+        let requested = split_scopes("openid  email openid");
+        assert_eq!(requested, vec!["openid", "email"]);
+        assert_eq!(Grant::missing(Some(&grant), &requested), vec!["email"]);
+        assert_eq!(Grant::missing(None, &requested).len(), 2);
+    }
+}

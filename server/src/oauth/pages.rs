@@ -1,0 +1,163 @@
+//! The few HTML pages the protocol endpoints show themselves: the consent
+//! page, the error page for requests that cannot be sent back to the app, and
+//! the signed-out page of RP-initiated logout. Plain server-rendered HTML with
+//! the dashboard's stylesheet, so they work without JavaScript; every piece of
+//! text that did not come from this file goes through [`escape`].
+
+use axum::{
+    http::StatusCode,
+    response::{Html, IntoResponse, Response},
+};
+
+/// Escapes text for HTML element content and double-quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page frame; `title` and `body` are HTML already (callers escape).
+pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light">
+<meta name="referrer" content="no-referrer">
+<title>{title} · Latchkey</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/pkg/latchkey.css">
+</head>
+<body>
+<header class="topbar">
+<a class="brand" href="/"><svg class="brand-mark" viewBox="0 0 32 32" aria-hidden="true"><rect width="32" height="32" rx="7" fill="#1f5fbf"/><circle cx="12" cy="16" r="5" fill="none" stroke="#fff" stroke-width="3"/><path d="M17 16h10v5M23 16v4" fill="none" stroke="#fff" stroke-width="3" stroke-linecap="round"/></svg>Latchkey</a>
+</header>
+<main class="page">
+{body}
+</main>
+</body>
+</html>"##
+    );
+    (status, Html(html)).into_response()
+}
+
+/// A request that cannot go back to the app (unknown client, unregistered
+/// redirect URI): said here, never redirected (RFC 6749 §4.1.2.1).
+pub fn error_page(status: StatusCode, heading: &str, detail: &str) -> Response {
+    page(
+        status,
+        &escape(heading),
+        &format!(
+            r#"<section class="card narrow" data-testid="oauth-error">
+<h1>{}</h1>
+<p>{}</p>
+<p class="muted">Go back to the app you came from and try again. If it keeps happening, tell the app's developer.</p>
+</section>"#,
+            escape(heading),
+            escape(detail)
+        ),
+    )
+}
+
+/// What the consent page shows.
+pub struct Consent<'a> {
+    pub request_id: &'a str,
+    pub client_name: &'a str,
+    pub username: &'a str,
+    /// `(scope, plain words)` the user is asked for now.
+    pub asked: Vec<(String, String)>,
+    /// Scopes the user allowed before, still part of the request.
+    pub already: Vec<String>,
+    pub redirect_host: &'a str,
+}
+
+pub fn consent_page(c: &Consent<'_>) -> Response {
+    let items: String = c
+        .asked
+        .iter()
+        .map(|(scope, words)| {
+            format!(
+                r#"<li data-scope="{}"><strong>{}</strong> <code class="muted">{}</code></li>"#,
+                escape(scope),
+                escape(words),
+                escape(scope)
+            )
+        })
+        .collect();
+    let already = if c.already.is_empty() {
+        String::new()
+    } else {
+        format!(
+            r#"<p class="muted">You already allowed: {}.</p>"#,
+            escape(&c.already.join(", "))
+        )
+    };
+    let name = escape(c.client_name);
+    page(
+        StatusCode::OK,
+        &format!("Allow {name}?"),
+        &format!(
+            r#"<section class="card narrow consent" data-testid="consent">
+<h1>Allow <span data-testid="consent-client">{name}</span> to access your account?</h1>
+<p class="muted">Signed in as <strong>{user}</strong>. After you answer, you go back to <strong>{host}</strong>.</p>
+<p>{name} asks to:</p>
+<ul class="scope-list">{items}</ul>
+{already}
+<p class="muted">You can see and revoke this access at any time under My apps.</p>
+<form method="post" action="{action}" class="consent-actions">
+<input type="hidden" name="request_id" value="{id}">
+<button type="submit" name="decision" value="allow" class="button primary">Allow</button>
+<button type="submit" name="decision" value="deny" class="button secondary">Deny</button>
+</form>
+</section>"#,
+            user = escape(c.username),
+            host = escape(c.redirect_host),
+            action = super::AUTHORIZE,
+            id = escape(c.request_id),
+        ),
+    )
+}
+
+/// The end of RP-initiated logout when there is nowhere registered to go back to.
+pub fn signed_out_page(revoked_families: usize) -> Response {
+    let note = match revoked_families {
+        0 => String::new(),
+        1 => "<p>The app session started from this sign-in was ended too.</p>".into(),
+        n => format!("<p>The {n} app sessions started from this sign-in were ended too.</p>"),
+    };
+    page(
+        StatusCode::OK,
+        "Signed out",
+        &format!(
+            r#"<section class="card narrow" data-testid="signed-out">
+<h1>You are signed out</h1>
+{note}
+<p><a href="/signin">Sign in again</a></p>
+</section>"#
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_markup_and_attribute_quotes() {
+        assert_eq!(
+            escape(r#"<script>alert("x&'y")</script>"#),
+            "&lt;script&gt;alert(&quot;x&amp;&#39;y&quot;)&lt;/script&gt;"
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! Driving the authorization code flow by hand over real HTTP: a user signs in
+//! in a cookie-keeping "browser", an app sends them to `/oauth/authorize`, they
+//! allow it on the consent page, the app redeems the code.
+
+use app::domain::{
+    clients::{self, ClientKind, GrantType, NewClient},
+    grants::s256_challenge,
+    users,
+};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use reqwest::{header, StatusCode};
+use serde_json::Value;
+
+use super::{browser, TestDb, TestServer};
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+/// A registered app (relying party).
+#[derive(Clone, Debug)]
+pub struct App {
+    pub client_id: String,
+    pub secret: Option<String>,
+    pub redirect_uri: String,
+    pub post_logout_uri: String,
+}
+
+/// Registers an app that may use the code flow and refresh tokens.
+pub async fn app(t: &TestDb, name: &str, kind: ClientKind, extra_scopes: &[&str]) -> App {
+    let slug: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_lowercase();
+    let redirect_uri = format!("https://{slug}.example/cb");
+    let post_logout_uri = format!("https://{slug}.example/bye");
+    let (client, secret) = clients::add_client(
+        &t.db,
+        &NewClient {
+            name: name.into(),
+            kind,
+            redirect_uris: vec![redirect_uri.clone()],
+            post_logout_redirect_uris: vec![post_logout_uri.clone()],
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            extra_scopes: extra_scopes.iter().map(|s| s.to_string()).collect(),
+        },
+    )
+    .await
+    .unwrap();
+    App {
+        client_id: client.client_id,
+        secret: secret.map(|s| s.0),
+        redirect_uri,
+        post_logout_uri,
+    }
+}
+
+/// A signed-in browser of a new user.
+pub struct Person {
+    pub http: reqwest::Client,
+    pub user_id: String,
+    pub username: String,
+}
+
+pub async fn person(t: &TestDb, server: &TestServer, username: &str) -> Person {
+    let user = users::add_user(&t.db, username, PASSWORD, false)
+        .await
+        .unwrap();
+    let person = Person {
+        http: browser().0,
+        user_id: user.id,
+        username: username.into(),
+    };
+    sign_in(&person, server).await;
+    person
+}
+
+pub async fn sign_in(person: &Person, server: &TestServer) {
+    let res = person
+        .http
+        .post(server.url("/signin"))
+        .form(&[
+            ("username", person.username.as_str()),
+            ("password", PASSWORD),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/", "signed in");
+}
+
+pub fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// The query parameters of a redirect's `Location`.
+pub fn query_of(location: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Authorization request parameters for `app` with PKCE S256 over [`VERIFIER`].
+pub fn authorize_params<'a>(app: &'a App, scope: &'a str) -> Vec<(&'a str, String)> {
+    vec![
+        ("response_type", "code".into()),
+        ("client_id", app.client_id.clone()),
+        ("redirect_uri", app.redirect_uri.clone()),
+        ("scope", scope.into()),
+        ("state", "st-123".into()),
+        ("nonce", "n-456".into()),
+        ("code_challenge", s256_challenge(VERIFIER)),
+        ("code_challenge_method", "S256".into()),
+    ]
+}
+
+pub async fn get_authorize(
+    http: &reqwest::Client,
+    server: &TestServer,
+    params: &[(&str, String)],
+) -> reqwest::Response {
+    http.get(server.url("/oauth/authorize"))
+        .query(params)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The hidden `request_id` of a consent page.
+pub fn request_id(consent_html: &str) -> String {
+    let marker = r#"name="request_id" value=""#;
+    let start = consent_html.find(marker).expect("a consent form") + marker.len();
+    consent_html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// Answers a consent page.
+pub async fn decide(
+    http: &reqwest::Client,
+    server: &TestServer,
+    request_id: &str,
+    decision: &str,
+) -> reqwest::Response {
+    http.post(server.url("/oauth/authorize"))
+        .header(header::ORIGIN, server.base.clone())
+        .form(&[("request_id", request_id), ("decision", decision)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Runs authorize (+ consent when asked) and returns the code.
+pub async fn code_for(person: &Person, server: &TestServer, app: &App, scope: &str) -> String {
+    let res = get_authorize(&person.http, server, &authorize_params(app, scope)).await;
+    let res = if res.status() == StatusCode::OK {
+        let html = res.text().await.unwrap();
+        decide(&person.http, server, &request_id(&html), "allow").await
+    } else {
+        res
+    };
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let loc = location(&res);
+    assert!(loc.starts_with(&app.redirect_uri), "{loc}");
+    let q = query_of(&loc);
+    assert_eq!(q.get("state").map(String::as_str), Some("st-123"));
+    q.get("code").expect("a code").clone()
+}
+
+/// A token request authenticated as `app` (Basic for confidential, client_id for public).
+pub async fn token_request(
+    server: &TestServer,
+    app: &App,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let http = reqwest::Client::new();
+    let mut form: Vec<(&str, &str)> = form.to_vec();
+    let request = http.post(server.url("/oauth/token"));
+    let request = match &app.secret {
+        Some(secret) => request.basic_auth(&app.client_id, Some(secret)),
+        None => {
+            form.push(("client_id", &app.client_id));
+            request
+        }
+    };
+    request.form(&form).send().await.unwrap()
+}
+
+pub async fn redeem(server: &TestServer, app: &App, code: &str) -> reqwest::Response {
+    token_request(
+        server,
+        app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &app.redirect_uri),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
+}
+
+/// The whole flow: a token response's JSON.
+pub async fn tokens_for(person: &Person, server: &TestServer, app: &App, scope: &str) -> Value {
+    let code = code_for(person, server, app, scope).await;
+    let res = redeem(server, app, &code).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+pub async fn refresh(server: &TestServer, app: &App, refresh_token: &str) -> reqwest::Response {
+    token_request(
+        server,
+        app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+/// An RFC 6749 §5.2 error response: its status and `error` code.
+pub async fn oauth_error(res: reqwest::Response) -> (StatusCode, String) {
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Whether introspection by `by` (a confidential app) says the token is active.
+pub async fn is_active(server: &TestServer, by: &App, token: &str) -> bool {
+    let res = reqwest::Client::new()
+        .post(server.url("/oauth/introspect"))
+        .basic_auth(&by.client_id, by.secret.as_deref())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    let active = body["active"].as_bool().unwrap();
+    if !active {
+        assert_eq!(
+            body,
+            serde_json::json!({ "active": false }),
+            "exactly inactive"
+        );
+    }
+    active
+}
+
+/// The payload (i = 1) or header (i = 0) of a JWT.
+pub fn jwt_part(token: &str, i: usize) -> Value {
+    serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(i).unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}"))
+}

@@ -1,0 +1,1062 @@
+//! The authorization code flow, refresh tokens, userinfo and logout over real
+//! HTTP, on both backends: consent, PKCE, single-use codes, rotation and reuse
+//! detection, policy read at use time, and logout that revokes.
+
+mod common;
+
+use app::domain::{
+    clients::ClientKind,
+    keys::{at_hash, SigningAlg},
+    policy::{self, PolicyChange},
+};
+use common::{count, exec, flow::*, TestDb, TestServer};
+use reqwest::{header, StatusCode};
+use serde_json::{json, Value};
+
+on_both_backends!(
+    code_flow_with_pkce_issues_access_refresh_and_id_tokens,
+    authorize_errors_stay_here_until_the_redirect_uri_is_known_good,
+    authorize_sends_signed_out_users_to_sign_in_and_back,
+    deny_and_prompt_none_go_back_to_the_app,
+    consent_page_escapes_the_app_name_and_refuses_cross_site_answers,
+    code_is_bound_to_client_redirect_uri_and_verifier,
+    code_replay_revokes_every_token_issued_from_it,
+    refresh_rotates_and_reuse_revokes_the_family,
+    refresh_scope_may_narrow_never_widen_and_stays_with_its_client,
+    refresh_policy_is_read_at_every_use,
+    reuse_grace_lets_a_retry_through,
+    concurrent_refreshes_have_exactly_one_winner,
+    refresh_tokens_introspect_and_revoke_for_their_client_only,
+    userinfo_needs_a_live_openid_token,
+    rp_logout_with_a_hint_revokes_that_sign_ins_families,
+    rp_logout_without_a_hint_asks_first_and_never_redirects_unregistered,
+    dashboard_sign_out_revokes_the_sign_ins_families,
+    revocation_reaches_another_instance_at_once,
+);
+
+async fn setup(t: &TestDb) -> (TestServer, App, Person) {
+    let server = TestServer::start(&t.db).await;
+    let app = app(t, "Notes", ClientKind::Confidential, &["notes:read"]).await;
+    let person = person(t, &server, "alice").await;
+    (server, app, person)
+}
+
+async fn code_flow_with_pkce_issues_access_refresh_and_id_tokens(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let params = authorize_params(&app, "openid profile notes:read");
+    let res = get_authorize(&alice.http, &server, &params).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains(r#"data-testid="consent-client">Notes<"#),
+        "{html}"
+    );
+    assert!(html.contains("See your username"), "scopes in plain words");
+    assert!(html.contains(r#"data-scope="notes:read""#));
+    let res = decide(&alice.http, &server, &request_id(&html), "allow").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let q = query_of(&location(&res));
+    assert_eq!(q["state"], "st-123");
+    assert_eq!(q["iss"], server.base, "RFC 9207 iss");
+    let code = q["code"].clone();
+
+    let res = redeem(&server, &app, &code).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 600);
+    assert_eq!(body["scope"], "openid profile notes:read");
+    assert!(str_of(&body, "refresh_token").len() >= 43);
+
+    let access = str_of(&body, "access_token");
+    assert_eq!(jwt_part(access, 0)["typ"], "at+jwt");
+    let claims = jwt_part(access, 1);
+    assert_eq!(claims["sub"], alice.user_id.as_str());
+    assert_eq!(claims["client_id"], app.client_id.as_str());
+    assert_eq!(claims["aud"], server.base.as_str());
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        600
+    );
+    for key in ["jti", "gid", "fid", "sid"] {
+        assert!(claims[key].as_str().is_some_and(|v| !v.is_empty()), "{key}");
+    }
+
+    let id_token = str_of(&body, "id_token");
+    let header = jwt_part(id_token, 0);
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(
+        header["kid"].as_str(),
+        server.keys.signing_kid(SigningAlg::RS256).as_deref()
+    );
+    let id = jwt_part(id_token, 1);
+    assert_eq!(id["aud"], app.client_id.as_str());
+    assert_eq!(id["iss"], server.base.as_str());
+    assert_eq!(id["sub"], alice.user_id.as_str());
+    assert_eq!(id["nonce"], "n-456");
+    assert_eq!(id["sid"], claims["sid"]);
+    assert_eq!(id["at_hash"], at_hash(access).as_str());
+    assert_eq!(id["preferred_username"], "alice");
+    assert!(is_active(&server, &app, access).await);
+
+    // Asked again with the same scopes: no consent page, straight back with a code.
+    let res = get_authorize(&alice.http, &server, &params).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(query_of(&location(&res)).contains_key("code"));
+    // A new scope: consent again, naming only the new one.
+    let res = get_authorize(
+        &alice.http,
+        &server,
+        &authorize_params(&app, "openid email"),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"data-scope="email""#) && !html.contains(r#"data-scope="openid""#));
+
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'consent_granted'").await,
+        1
+    );
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'code_redeemed'").await,
+        1
+    );
+    assert_eq!(count(&t.db, "grants").await, 1);
+    t.cleanup().await;
+}
+
+async fn authorize_errors_stay_here_until_the_redirect_uri_is_known_good(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let with = |changes: &[(&'static str, &str)]| {
+        let mut p = authorize_params(&app, "openid");
+        for (k, v) in changes {
+            p.retain(|(n, _)| n != k);
+            if !v.is_empty() {
+                p.push((k, v.to_string()));
+            }
+        }
+        p
+    };
+    // Unknown client, unregistered or missing redirect URI: a page, never a redirect.
+    for bad in [
+        with(&[("client_id", "nope")]),
+        with(&[("redirect_uri", "https://evil.example/cb")]),
+        with(&[("redirect_uri", &format!("{}/", app.redirect_uri))]),
+        with(&[("redirect_uri", "")]),
+        with(&[("client_id", "")]),
+    ] {
+        let res = get_authorize(&alice.http, &server, &bad).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(res.headers().get(header::LOCATION).is_none());
+        assert!(res
+            .text()
+            .await
+            .unwrap()
+            .contains(r#"data-testid="oauth-error""#));
+    }
+    // With a good redirect URI, errors go back to the app with state.
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (
+            with(&[("response_type", "token")]),
+            "unsupported_response_type",
+        ),
+        (
+            with(&[("code_challenge_method", "plain")]),
+            "invalid_request",
+        ),
+        (with(&[("code_challenge_method", "")]), "invalid_request"),
+        (with(&[("code_challenge", "too-short")]), "invalid_request"),
+        (with(&[("code_challenge", "")]), "invalid_request"),
+        (
+            with(&[("scope", "openid admin:everything")]),
+            "invalid_scope",
+        ),
+    ];
+    let mut repeated = with(&[]);
+    repeated.push(("scope", "profile".into()));
+    for (params, error) in cases.into_iter().chain([(repeated, "invalid_request")]) {
+        let res = get_authorize(&alice.http, &server, &params).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{params:?}");
+        let loc = location(&res);
+        assert!(loc.starts_with(&app.redirect_uri), "{loc}");
+        let q = query_of(&loc);
+        assert_eq!(q["error"], error, "{params:?}");
+        assert_eq!(q["state"], "st-123");
+        assert!(!q.contains_key("code"));
+    }
+    // A confidential client may skip PKCE; a public one may not.
+    let res = get_authorize(
+        &alice.http,
+        &server,
+        &with(&[("code_challenge", ""), ("code_challenge_method", "")]),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK, "consent page");
+    let spa = common::flow::app(&t, "Spa", ClientKind::Public, &[]).await;
+    let mut no_pkce = authorize_params(&spa, "openid");
+    no_pkce.retain(|(k, _)| !k.starts_with("code_challenge"));
+    let res = get_authorize(&alice.http, &server, &no_pkce).await;
+    let q = query_of(&location(&res));
+    assert_eq!(q["error"], "invalid_request");
+    assert!(q["error_description"].contains("PKCE"));
+    assert_eq!(count(&t.db, "auth_codes").await, 0);
+    t.cleanup().await;
+}
+
+async fn authorize_sends_signed_out_users_to_sign_in_and_back(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let app = app(&t, "Notes", ClientKind::Confidential, &[]).await;
+    app::domain::users::add_user(&t.db, "bob", PASSWORD, false)
+        .await
+        .unwrap();
+    let (http, _) = common::browser();
+    let params = authorize_params(&app, "openid");
+    let res = get_authorize(&http, &server, &params).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let to_sign_in = location(&res);
+    assert!(
+        to_sign_in.starts_with("/signin?next=%2Foauth%2Fauthorize%3F"),
+        "{to_sign_in}"
+    );
+    let next = query_of(&format!("http://x{to_sign_in}"))["next"].clone();
+    // Signing in goes back to the very same authorization request.
+    let res = http
+        .post(server.url("/signin"))
+        .form(&[("username", "bob"), ("password", PASSWORD), ("next", &next)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&res), next);
+    let res = http.get(server.url(&next)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains(r#"data-testid="consent""#));
+    t.cleanup().await;
+}
+
+async fn deny_and_prompt_none_go_back_to_the_app(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let mut params = authorize_params(&app, "openid");
+    params.push(("prompt", "none".into()));
+    let res = get_authorize(&alice.http, &server, &params).await;
+    assert_eq!(query_of(&location(&res))["error"], "consent_required");
+    let (signed_out, _) = common::browser();
+    let res = get_authorize(&signed_out, &server, &params).await;
+    assert_eq!(query_of(&location(&res))["error"], "login_required");
+
+    let res = get_authorize(&alice.http, &server, &authorize_params(&app, "openid")).await;
+    let id = request_id(&res.text().await.unwrap());
+    let res = decide(&alice.http, &server, &id, "deny").await;
+    let q = query_of(&location(&res));
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], "st-123");
+    assert!(!q.contains_key("code"));
+    // An answered request cannot be answered again.
+    let res = decide(&alice.http, &server, &id, "allow").await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(count(&t.db, "grants").await, 0);
+    assert_eq!(count(&t.db, "auth_codes").await, 0);
+    t.cleanup().await;
+}
+
+async fn consent_page_escapes_the_app_name_and_refuses_cross_site_answers(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let evil = app(
+        &t,
+        "<script>alert(1)</script>",
+        ClientKind::Confidential,
+        &[],
+    )
+    .await;
+    let alice = person(&t, &server, "alice").await;
+    let res = get_authorize(&alice.http, &server, &authorize_params(&evil, "openid")).await;
+    let html = res.text().await.unwrap();
+    assert!(!html.contains("<script>alert(1)</script>"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    // Another site cannot answer the consent page for the user.
+    let res = alice
+        .http
+        .post(server.url("/oauth/authorize"))
+        .header(header::ORIGIN, "https://evil.example")
+        .form(&[
+            ("request_id", request_id(&html).as_str()),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(count(&t.db, "grants").await, 0);
+    // Another user's browser cannot answer it either.
+    let bob = person(&t, &server, "bob").await;
+    let res = decide(&bob.http, &server, &request_id(&html), "allow").await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(count(&t.db, "grants").await, 0);
+    t.cleanup().await;
+}
+
+async fn code_is_bound_to_client_redirect_uri_and_verifier(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let other = common::flow::app(&t, "Other", ClientKind::Confidential, &[]).await;
+    let redeem_with = |code: String, app: App, redirect: String, verifier: Option<&'static str>| {
+        let server = &server;
+        async move {
+            let mut form = vec![
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", redirect.as_str()),
+            ];
+            if let Some(v) = verifier {
+                form.push(("code_verifier", v));
+            }
+            oauth_error(token_request(server, &app, &form).await).await
+        }
+    };
+    let bad = "x".repeat(43);
+    let bad: &'static str = Box::leak(bad.into_boxed_str());
+    for (who, redirect, verifier, expected) in [
+        (&app, app.redirect_uri.clone(), Some(bad), "invalid_grant"),
+        (&app, app.redirect_uri.clone(), None, "invalid_grant"),
+        (
+            &app,
+            app.redirect_uri.clone(),
+            Some("short"),
+            "invalid_request",
+        ),
+        (
+            &app,
+            format!("{}?x=1", app.redirect_uri),
+            Some(VERIFIER),
+            "invalid_grant",
+        ),
+        (
+            &other,
+            app.redirect_uri.clone(),
+            Some(VERIFIER),
+            "invalid_grant",
+        ),
+    ] {
+        let code = code_for(&alice, &server, &app, "openid").await;
+        let (status, error) = redeem_with(code.clone(), who.clone(), redirect, verifier).await;
+        assert_eq!(
+            (status, error.as_str()),
+            (StatusCode::BAD_REQUEST, expected)
+        );
+        if expected == "invalid_grant" {
+            // A code presented wrongly is burnt: the right request fails too.
+            let (_, error) = oauth_error(redeem(&server, &app, &code).await).await;
+            assert_eq!(error, "invalid_grant");
+        }
+    }
+    // Expired after 60 s.
+    let code = code_for(&alice, &server, &app, "openid").await;
+    exec(&t.db, "UPDATE auth_codes SET expires_at = expires_at - 61").await;
+    assert_eq!(
+        oauth_error(redeem(&server, &app, &code).await).await.1,
+        "invalid_grant"
+    );
+    // A verifier for a request that had no challenge.
+    let mut params = authorize_params(&app, "openid");
+    params.retain(|(k, _)| !k.starts_with("code_challenge"));
+    let res = get_authorize(&alice.http, &server, &params).await;
+    let code = query_of(&location(&res))["code"].clone();
+    assert_eq!(
+        oauth_error(redeem(&server, &app, &code).await).await.1,
+        "invalid_grant"
+    );
+    assert_eq!(count(&t.db, "token_families").await, 0, "nothing issued");
+    t.cleanup().await;
+}
+
+async fn code_replay_revokes_every_token_issued_from_it(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let code = code_for(&alice, &server, &app, "openid offline_access").await;
+    let first: Value = redeem(&server, &app, &code).await.json().await.unwrap();
+    let access = str_of(&first, "access_token");
+    assert!(is_active(&server, &app, access).await);
+    let (status, error) = oauth_error(redeem(&server, &app, &code).await).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_grant")
+    );
+    assert!(
+        !is_active(&server, &app, access).await,
+        "replay revoked the access token"
+    );
+    let (_, error) =
+        oauth_error(refresh(&server, &app, str_of(&first, "refresh_token")).await).await;
+    assert_eq!(error, "invalid_grant", "and the refresh token");
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'reuse_detected'").await,
+        1
+    );
+    assert_eq!(
+        count(&t.db, "token_families WHERE revoked_at IS NOT NULL").await,
+        1
+    );
+    t.cleanup().await;
+}
+
+async fn refresh_rotates_and_reuse_revokes_the_family(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let first = tokens_for(&alice, &server, &app, "openid notes:read").await;
+    let r1 = str_of(&first, "refresh_token");
+    let res = refresh(&server, &app, r1).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+    let second: Value = res.json().await.unwrap();
+    let r2 = str_of(&second, "refresh_token");
+    assert_ne!(r1, r2, "rotated");
+    let a2 = str_of(&second, "access_token");
+    assert_eq!(
+        jwt_part(a2, 1)["fid"],
+        jwt_part(str_of(&first, "access_token"), 1)["fid"]
+    );
+    assert_eq!(second["scope"], "openid notes:read");
+    assert!(is_active(&server, &app, a2).await);
+
+    // The used token comes back: the whole family dies, the new token with it.
+    let (status, error) = oauth_error(refresh(&server, &app, r1).await).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_grant")
+    );
+    assert!(!is_active(&server, &app, a2).await);
+    assert!(!is_active(&server, &app, str_of(&first, "access_token")).await);
+    assert_eq!(
+        oauth_error(refresh(&server, &app, r2).await).await.1,
+        "invalid_grant"
+    );
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'reuse_detected'").await,
+        1
+    );
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'token_refreshed'").await,
+        1
+    );
+    assert_eq!(
+        count(&t.db, "refresh_tokens WHERE revoked_at IS NULL").await,
+        0
+    );
+
+    // Rotation off: the same refresh token keeps working and none is returned.
+    policy::set_client(
+        &t.db,
+        &app.client_id,
+        &PolicyChange {
+            rotate_refresh: Some(Some(false)),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let third = tokens_for(&alice, &server, &app, "openid").await;
+    let r3 = str_of(&third, "refresh_token");
+    for _ in 0..2 {
+        let res = refresh(&server, &app, r3).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert!(body.get("refresh_token").is_none());
+    }
+    t.cleanup().await;
+}
+
+async fn refresh_scope_may_narrow_never_widen_and_stays_with_its_client(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let other = common::flow::app(&t, "Other", ClientKind::Confidential, &[]).await;
+    let first = tokens_for(&alice, &server, &app, "openid notes:read").await;
+    let r1 = str_of(&first, "refresh_token");
+    let scoped = |scope: &'static str, token: String| {
+        let (server, app) = (&server, &app);
+        async move {
+            token_request(
+                server,
+                app,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &token),
+                    ("scope", scope),
+                ],
+            )
+            .await
+        }
+    };
+    let (_, error) = oauth_error(scoped("openid notes:read profile", r1.into()).await).await;
+    assert_eq!(error, "invalid_scope");
+    let res = scoped("notes:read", r1.into()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let narrowed: Value = res.json().await.unwrap();
+    assert_eq!(narrowed["scope"], "notes:read");
+    assert_eq!(
+        jwt_part(str_of(&narrowed, "access_token"), 1)["scope"],
+        "notes:read"
+    );
+    // The successor keeps the full scope of the grant.
+    let r2 = str_of(&narrowed, "refresh_token");
+    let res = scoped("openid notes:read", r2.into()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let r3 = res.json::<Value>().await.unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Another client presenting it: invalid_grant, and the token is not spent.
+    let (_, error) = oauth_error(refresh(&server, &other, &r3).await).await;
+    assert_eq!(error, "invalid_grant");
+    assert_eq!(refresh(&server, &app, &r3).await.status(), StatusCode::OK);
+    t.cleanup().await;
+}
+
+async fn refresh_policy_is_read_at_every_use(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let set = |change: PolicyChange| {
+        let (db, id) = (t.db.clone(), app.client_id.clone());
+        async move { policy::set_client(&db, &id, &change, None).await.unwrap() }
+    };
+    let body = tokens_for(&alice, &server, &app, "openid").await;
+    let r1 = str_of(&body, "refresh_token").to_owned();
+    set(PolicyChange {
+        refresh_enabled: Some(Some(false)),
+        ..Default::default()
+    })
+    .await;
+    let (status, error) = oauth_error(refresh(&server, &app, &r1).await).await;
+    assert_eq!(
+        (status, error.as_str()),
+        (StatusCode::BAD_REQUEST, "unauthorized_client")
+    );
+    // No refresh token is issued while it is off.
+    let body = tokens_for(&alice, &server, &app, "openid").await;
+    assert!(body.get("refresh_token").is_none());
+    set(PolicyChange {
+        refresh_enabled: Some(None),
+        access_ttl_secs: Some(Some(300)),
+        ..Default::default()
+    })
+    .await;
+    let res = refresh(&server, &app, &r1).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the switch was all that stopped it"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["expires_in"], 300);
+    let r2 = str_of(&body, "refresh_token").to_owned();
+
+    // Idle lifetime: unused for too long.
+    exec(
+        &t.db,
+        "UPDATE refresh_tokens SET expires_at = expires_at - 1209601",
+    )
+    .await;
+    assert_eq!(
+        oauth_error(refresh(&server, &app, &r2).await).await.1,
+        "invalid_grant"
+    );
+    // Absolute lifetime: capped from the family's start, whatever the idle time says.
+    let body = tokens_for(&alice, &server, &app, "openid").await;
+    let r3 = str_of(&body, "refresh_token").to_owned();
+    set(PolicyChange {
+        refresh_absolute_ttl_secs: Some(Some(3600)),
+        refresh_idle_ttl_secs: Some(Some(600)),
+        ..Default::default()
+    })
+    .await;
+    exec(
+        &t.db,
+        "UPDATE token_families SET created_at = created_at - 3601",
+    )
+    .await;
+    let (_, error) = oauth_error(refresh(&server, &app, &r3).await).await;
+    assert_eq!(error, "invalid_grant");
+    t.cleanup().await;
+}
+
+async fn reuse_grace_lets_a_retry_through(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    policy::set_client(
+        &t.db,
+        &app.client_id,
+        &PolicyChange {
+            reuse_grace_secs: Some(Some(30)),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let body = tokens_for(&alice, &server, &app, "openid").await;
+    let r1 = str_of(&body, "refresh_token");
+    assert_eq!(refresh(&server, &app, r1).await.status(), StatusCode::OK);
+    // A retry within the grace (say the first answer was lost) still works...
+    let retry = refresh(&server, &app, r1).await;
+    assert_eq!(retry.status(), StatusCode::OK);
+    let retried: Value = retry.json().await.unwrap();
+    // ...but after the grace it is reuse.
+    exec(
+        &t.db,
+        "UPDATE refresh_tokens SET used_at = used_at - 31 WHERE used_at IS NOT NULL",
+    )
+    .await;
+    assert_eq!(
+        oauth_error(refresh(&server, &app, r1).await).await.1,
+        "invalid_grant"
+    );
+    assert!(!is_active(&server, &app, str_of(&retried, "access_token")).await);
+    t.cleanup().await;
+}
+
+async fn concurrent_refreshes_have_exactly_one_winner(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let body = tokens_for(&alice, &server, &app, "openid").await;
+    let r1 = str_of(&body, "refresh_token").to_owned();
+    let attempts = (0..10).map(|_| {
+        let (server, app, r1) = (&server, &app, r1.clone());
+        async move {
+            let res = refresh(server, app, &r1).await;
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let winners: Vec<&Value> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::OK) {
+        assert_eq!(*status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"], "invalid_grant");
+    }
+    // Exactly one successor was stored.
+    assert_eq!(count(&t.db, "refresh_tokens").await, 2);
+    t.cleanup().await;
+}
+
+async fn refresh_tokens_introspect_and_revoke_for_their_client_only(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let other = common::flow::app(&t, "Other", ClientKind::Confidential, &[]).await;
+    let body = tokens_for(&alice, &server, &app, "openid notes:read").await;
+    let (access, refresh_token) = (
+        str_of(&body, "access_token"),
+        str_of(&body, "refresh_token"),
+    );
+    let answer: Value = reqwest::Client::new()
+        .post(server.url("/oauth/introspect"))
+        .basic_auth(&app.client_id, app.secret.as_deref())
+        .form(&[
+            ("token", refresh_token),
+            ("token_type_hint", "access_token"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["token_type"], "refresh_token");
+    assert_eq!(answer["scope"], "openid notes:read");
+    assert_eq!(answer["sub"], alice.user_id.as_str());
+    assert_eq!(answer["client_id"], app.client_id.as_str());
+    assert!(
+        !is_active(&server, &other, refresh_token).await,
+        "not theirs"
+    );
+
+    // Another client revoking it: 200 and nothing happens.
+    let revoke = |by: &App, token: &str| {
+        reqwest::Client::new()
+            .post(server.url("/oauth/revoke"))
+            .basic_auth(&by.client_id, by.secret.as_deref())
+            .form(&[
+                ("token", token.to_owned()),
+                ("token_type_hint", "access_token".into()),
+            ])
+            .send()
+    };
+    assert_eq!(
+        revoke(&other, refresh_token).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert!(is_active(&server, &app, refresh_token).await);
+    // Its client revoking it (with a wrong hint): the family ends, access token too.
+    assert_eq!(
+        revoke(&app, refresh_token).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert!(!is_active(&server, &app, refresh_token).await);
+    assert!(!is_active(&server, &app, access).await);
+    assert_eq!(
+        oauth_error(refresh(&server, &app, refresh_token).await)
+            .await
+            .1,
+        "invalid_grant"
+    );
+    t.cleanup().await;
+}
+
+async fn userinfo_needs_a_live_openid_token(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let http = reqwest::Client::new();
+    let body = tokens_for(&alice, &server, &app, "openid profile").await;
+    let access = str_of(&body, "access_token");
+    let res = http
+        .get(server.url("/oauth/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let info: Value = res.json().await.unwrap();
+    assert_eq!(
+        info,
+        json!({ "sub": alice.user_id, "preferred_username": "alice", "name": "alice" })
+    );
+
+    let res = http
+        .get(server.url("/oauth/userinfo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.headers()[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"latchkey\""
+    );
+    for bad in ["garbage", &format!("{access}x")] {
+        let res = http
+            .get(server.url("/oauth/userinfo"))
+            .bearer_auth(bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let challenge = res.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_token");
+    }
+    // Without openid: 403 insufficient_scope.
+    let narrow = tokens_for(&alice, &server, &app, "notes:read").await;
+    let res = http
+        .get(server.url("/oauth/userinfo"))
+        .bearer_auth(str_of(&narrow, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // Revoked: 401 from the next request on.
+    let res = http
+        .post(server.url("/oauth/revoke"))
+        .basic_auth(&app.client_id, app.secret.as_deref())
+        .form(&[("token", access)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = http
+        .get(server.url("/oauth/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    t.cleanup().await;
+}
+
+/// Alice signed in, with tokens for `keep` (revoke-on-logout off), `app`
+/// (default: on), and a client_credentials token of a service.
+struct LogoutScene {
+    server: TestServer,
+    app: App,
+    keep: App,
+    alice: Person,
+    app_tokens: Value,
+    keep_tokens: Value,
+    service_token: String,
+}
+
+async fn logout_scene(t: &TestDb) -> LogoutScene {
+    let (server, app, alice) = setup(t).await;
+    let keep = common::flow::app(t, "Keeper", ClientKind::Confidential, &[]).await;
+    policy::set_client(
+        &t.db,
+        &keep.client_id,
+        &PolicyChange {
+            revoke_on_logout: Some(Some(false)),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let app_tokens = tokens_for(&alice, &server, &app, "openid").await;
+    let keep_tokens = tokens_for(&alice, &server, &keep, "openid").await;
+    let (service, secret) = app::domain::clients::add_client(
+        &t.db,
+        &app::domain::clients::NewClient {
+            name: "Service".into(),
+            kind: ClientKind::Confidential,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![app::domain::clients::GrantType::ClientCredentials],
+            extra_scopes: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let res: Value = reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .basic_auth(&service.client_id, Some(secret.unwrap().0))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    LogoutScene {
+        server,
+        app,
+        keep,
+        alice,
+        app_tokens,
+        keep_tokens,
+        service_token: str_of(&res, "access_token").to_owned(),
+    }
+}
+
+/// After a logout: the revoke-on-logout app's tokens are dead, the others live.
+async fn assert_logout_effects(s: &LogoutScene) {
+    let server = &s.server;
+    assert!(!is_active(server, &s.app, str_of(&s.app_tokens, "access_token")).await);
+    assert!(!is_active(server, &s.app, str_of(&s.app_tokens, "refresh_token")).await);
+    assert_eq!(
+        oauth_error(refresh(server, &s.app, str_of(&s.app_tokens, "refresh_token")).await)
+            .await
+            .1,
+        "invalid_grant"
+    );
+    assert!(is_active(server, &s.keep, str_of(&s.keep_tokens, "access_token")).await);
+    assert_eq!(
+        refresh(server, &s.keep, str_of(&s.keep_tokens, "refresh_token"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert!(
+        is_active(server, &s.app, &s.service_token).await,
+        "client_credentials untouched"
+    );
+    // The browser is signed out.
+    let res = s.alice.http.get(server.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+}
+
+async fn rp_logout_with_a_hint_revokes_that_sign_ins_families(t: TestDb) {
+    let s = logout_scene(&t).await;
+    let hint = str_of(&s.app_tokens, "id_token");
+    let res = s
+        .alice
+        .http
+        .get(s.server.url("/oauth/logout"))
+        .query(&[
+            ("id_token_hint", hint),
+            ("post_logout_redirect_uri", &s.app.post_logout_uri),
+            ("state", "bye-1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&res),
+        format!("{}?state=bye-1", s.app.post_logout_uri)
+    );
+    assert_logout_effects(&s).await;
+    assert_eq!(count(&t.db, "audit_events WHERE kind = 'logout'").await, 1);
+
+    // An expired hint still works (people log out long after signing in),
+    // here from a browser without cookies: the hint's sid ends.
+    sign_in(&s.alice, &s.server).await;
+    let fresh = tokens_for(&s.alice, &s.server, &s.app, "openid").await;
+    let mut claims = jwt_part(str_of(&fresh, "id_token"), 1);
+    claims["exp"] = json!(claims["iat"].as_i64().unwrap() - 10);
+    let expired = s
+        .server
+        .keys
+        .sign(SigningAlg::RS256, "JWT", &claims)
+        .unwrap();
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(s.server.url("/oauth/logout"))
+        .header(header::ORIGIN, "https://app.example")
+        .form(&[("id_token_hint", expired.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains(r#"data-testid="signed-out""#));
+    assert!(!is_active(&s.server, &s.app, str_of(&fresh, "access_token")).await);
+    // A hint we did not sign is refused.
+    let res = s
+        .alice
+        .http
+        .get(s.server.url("/oauth/logout"))
+        .query(&[("id_token_hint", "a.b.c")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    t.cleanup().await;
+}
+
+async fn rp_logout_without_a_hint_asks_first_and_never_redirects_unregistered(t: TestDb) {
+    let s = logout_scene(&t).await;
+    let res = s
+        .alice
+        .http
+        .get(s.server.url("/oauth/logout"))
+        .query(&[
+            ("client_id", s.app.client_id.as_str()),
+            ("post_logout_redirect_uri", "https://evil.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"data-testid="logout-confirm""#));
+    assert!(
+        is_active(&s.server, &s.app, str_of(&s.app_tokens, "access_token")).await,
+        "not yet"
+    );
+    let marker = r#"name="confirm" value=""#;
+    let start = html.find(marker).unwrap() + marker.len();
+    let confirm = html[start..].split('"').next().unwrap().to_owned();
+    // A forged confirmation does nothing.
+    let res = s
+        .alice
+        .http
+        .post(s.server.url("/oauth/logout"))
+        .form(&[("confirm", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains(r#"data-testid="logout-confirm""#));
+    assert!(is_active(&s.server, &s.app, str_of(&s.app_tokens, "access_token")).await);
+    // The page was shown again with a new token; the old one is spent.
+    let res = s
+        .alice
+        .http
+        .get(s.server.url("/oauth/logout"))
+        .send()
+        .await
+        .unwrap();
+    let html = res.text().await.unwrap();
+    let start = html.find(marker).unwrap() + marker.len();
+    let confirm2 = html[start..].split('"').next().unwrap().to_owned();
+    assert_ne!(confirm, confirm2);
+    let res = s
+        .alice
+        .http
+        .post(s.server.url("/oauth/logout"))
+        .form(&[
+            ("confirm", confirm2.as_str()),
+            ("client_id", s.app.client_id.as_str()),
+            ("post_logout_redirect_uri", "https://evil.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "no redirect to an unregistered address"
+    );
+    assert!(res.headers().get(header::LOCATION).is_none());
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains(r#"data-testid="signed-out""#));
+    assert_logout_effects(&s).await;
+    t.cleanup().await;
+}
+
+async fn dashboard_sign_out_revokes_the_sign_ins_families(t: TestDb) {
+    let s = logout_scene(&t).await;
+    let res = s
+        .alice
+        .http
+        .post(s.server.url("/signout"))
+        .header(header::ORIGIN, s.server.base.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_logout_effects(&s).await;
+    assert_eq!(
+        count(
+            &t.db,
+            "audit_events WHERE kind = 'revoked' AND actor_user_id IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    t.cleanup().await;
+}
+
+async fn revocation_reaches_another_instance_at_once(t: TestDb) {
+    // Two instances on one PostgreSQL database: a revocation at one is seen
+    // by the other through LISTEN/NOTIFY, well before its 5 s reload timer
+    // (which these test servers do not even run). SQLite is one process.
+    if t.schema().is_none() {
+        return;
+    }
+    let (a, app, alice) = setup(&t).await;
+    let b = TestServer::start_with_issuer(&t.db, Some(&a.base)).await;
+    let body = tokens_for(&alice, &a, &app, "openid").await;
+    let access = str_of(&body, "access_token");
+    assert!(is_active(&b, &app, access).await);
+    // Give B's listener a moment to be subscribed before the revocation.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let res = reqwest::Client::new()
+        .post(a.url("/oauth/revoke"))
+        .basic_auth(&app.client_id, app.secret.as_deref())
+        .form(&[("token", access)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let started = std::time::Instant::now();
+    while is_active(&b, &app, access).await {
+        assert!(
+            started.elapsed().as_millis() < 2000,
+            "B still thinks the token is live"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    t.cleanup().await;
+}
