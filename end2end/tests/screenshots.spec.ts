@@ -20,5 +20,27 @@ for (const size of sizes) {
     await signIn(page, DEMO_USER.username, DEMO_USER.password);
     await expect(page.getByTestId('username')).toBeVisible();
     await page.screenshot({ path: `screenshots/home-${size.name}.png`, fullPage: true });
+
+    const authorize = new URLSearchParams({
+      response_type: 'code',
+      client_id: 'demo-notes',
+      redirect_uri: 'http://127.0.0.1:8080/callback',
+      scope: 'openid profile email offline_access notes:read notes:write',
+      state: 's',
+      prompt: 'consent',
+    });
+    await page.goto(`/oauth/authorize?${authorize}`);
+    await expect(page.getByTestId('consent')).toBeVisible();
+    await page.screenshot({ path: `screenshots/consent-${size.name}.png`, fullPage: true });
+    authorize.set('redirect_uri', 'https://evil.example/cb');
+    await page.goto(`/oauth/authorize?${authorize}`);
+    await expect(page.getByTestId('oauth-error')).toBeVisible();
+    await page.screenshot({ path: `screenshots/authorize-error-${size.name}.png`, fullPage: true });
+    await page.goto('/oauth/logout');
+    await expect(page.getByTestId('logout-confirm')).toBeVisible();
+    await page.screenshot({ path: `screenshots/logout-confirm-${size.name}.png`, fullPage: true });
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await expect(page.getByTestId('signed-out')).toBeVisible();
+    await page.screenshot({ path: `screenshots/signed-out-${size.name}.png`, fullPage: true });
   });
 }

@@ -104,6 +104,13 @@ async fn code_flow_with_pkce_issues_access_refresh_and_id_tokens(t: TestDb) {
     let res = get_authorize(&alice.http, &server, &params).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert!(query_of(&location(&res)).contains_key("code"));
+    // prompt=consent asks again, for everything requested.
+    let mut again = params.clone();
+    again.push(("prompt", "consent".into()));
+    let res = get_authorize(&alice.http, &server, &again).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"data-scope="openid""#) && html.contains(r#"data-scope="notes:read""#));
     // A new scope: consent again, naming only the new one.
     let res = get_authorize(
         &alice.http,
@@ -576,6 +583,12 @@ async fn refresh_policy_is_read_at_every_use(t: TestDb) {
     )
     .await;
     let (_, error) = oauth_error(refresh(&server, &app, &r3).await).await;
+    assert_eq!(error, "invalid_grant");
+    // A disabled user's refresh tokens stop at once.
+    let body = tokens_for(&alice, &server, &app, "openid").await;
+    exec(&t.db, "UPDATE users SET disabled_at = 1").await;
+    let (_, error) =
+        oauth_error(refresh(&server, &app, str_of(&body, "refresh_token")).await).await;
     assert_eq!(error, "invalid_grant");
     t.cleanup().await;
 }

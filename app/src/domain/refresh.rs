@@ -38,6 +38,8 @@ pub struct RefreshRow {
     pub grant_revoked_at: Option<i64>,
     pub client_id: String,
     pub user_id: Option<String>,
+    /// Set when the token's user was disabled (their tokens die with them).
+    pub user_disabled_at: Option<i64>,
 }
 
 impl RefreshRow {
@@ -51,6 +53,7 @@ impl RefreshRow {
         self.revoked_at.is_some()
             || self.family_revoked_at.is_some()
             || self.grant_revoked_at.is_some()
+            || self.user_disabled_at.is_some()
     }
 }
 
@@ -60,9 +63,11 @@ pub async fn find(db: &Db, token: &str) -> DomainResult<Option<RefreshRow>> {
         sqlx::query_as::<_, RefreshRow>(
         "SELECT t.hash, t.family_id, t.scopes, t.issued_at, t.expires_at, t.used_at, t.revoked_at, \
          f.created_at AS family_created_at, f.revoked_at AS family_revoked_at, f.login_session_id, \
-         g.id AS grant_id, g.revoked_at AS grant_revoked_at, g.client_id, g.user_id \
+         g.id AS grant_id, g.revoked_at AS grant_revoked_at, g.client_id, g.user_id, \
+         u.disabled_at AS user_disabled_at \
          FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id \
-         JOIN grants g ON g.id = f.grant_id WHERE t.hash = $1"
+         JOIN grants g ON g.id = f.grant_id LEFT JOIN users u ON u.id = g.user_id \
+         WHERE t.hash = $1"
     )
     .bind(sha256_hex(token))
     .fetch_optional(pool)

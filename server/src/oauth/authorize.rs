@@ -174,7 +174,8 @@ pub async fn authorize(
         Ok(r) => r,
         Err((error, description)) => return to_app(error, &description),
     };
-    let prompt_none = request.prompt.split(' ').any(|p| p == "none");
+    let prompt = |value: &str| request.prompt.split(' ').any(|p| p == value);
+    let (prompt_none, prompt_consent) = (prompt("none"), prompt("consent"));
 
     // 3. The sign-in.
     let signed_in = match signed_in_from(&state.db, &session, &caller.0).await {
@@ -204,13 +205,15 @@ pub async fn authorize(
         nonce: request.nonce,
         code_challenge: request.code_challenge,
     };
-    let missing: Vec<String> = Grant::missing(grant.as_ref(), &pending.scopes)
+    let mut missing: Vec<String> = Grant::missing(grant.as_ref(), &pending.scopes)
         .into_iter()
         .cloned()
         .collect();
-    if missing.is_empty() {
-        let grant = grant.expect("no missing scope means a grant");
-        return issue_code(&state, &pending, &grant.id).await;
+    match (&grant, missing.is_empty(), prompt_consent) {
+        (Some(grant), true, false) => return issue_code(&state, &pending, &grant.id).await,
+        // prompt=consent: ask again for everything requested.
+        (_, true, true) => missing = pending.scopes.clone(),
+        _ => {}
     }
     if prompt_none {
         return to_app("consent_required", "the user has not allowed this yet");

@@ -31,6 +31,11 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<Value> 
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "access_token_signing_alg_values_supported": ["EdDSA"],
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none", "consent"],
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "claims_parameter_supported": false,
         "frontchannel_logout_supported": false,
         "backchannel_logout_supported": false,
     }))

@@ -34,7 +34,6 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light">
-<meta name="referrer" content="no-referrer">
 <title>{title} · Latchkey</title>
 <link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/pkg/latchkey.css">
