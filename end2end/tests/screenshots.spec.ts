@@ -10,7 +10,7 @@ const sizes = [
 test.skip(!process.env.LATCHKEY_SCREENSHOTS, 'set LATCHKEY_SCREENSHOTS=1 to refresh the screenshots');
 
 for (const size of sizes) {
-  test(`pages at ${size.name} width`, async ({ page }) => {
+  test(`pages at ${size.name} width`, async ({ page, pageErrors }) => {
     await page.setViewportSize({ width: size.width, height: size.height });
     await page.goto('/signin');
     await page.screenshot({ path: `screenshots/sign-in-${size.name}.png`, fullPage: true });
@@ -36,6 +36,10 @@ for (const size of sizes) {
     await page.goto(`/oauth/authorize?${authorize}`);
     await expect(page.getByTestId('oauth-error')).toBeVisible();
     await page.screenshot({ path: `screenshots/authorize-error-${size.name}.png`, fullPage: true });
+    // Chromium logs the error page's 400 status as a console error: expected.
+    expect(pageErrors.splice(0)).toEqual([
+      'console: Failed to load resource: the server responded with a status of 400 (Bad Request)',
+    ]);
     await page.goto('/oauth/logout');
     await expect(page.getByTestId('logout-confirm')).toBeVisible();
     await page.screenshot({ path: `screenshots/logout-confirm-${size.name}.png`, fullPage: true });

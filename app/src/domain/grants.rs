@@ -38,7 +38,7 @@ pub fn describe_scope(scope: &str) -> String {
             "Keep access while you are away: it can renew its access without asking you again"
                 .into()
         }
-        other => format!("Use the permission “{other}” this app defines"),
+        other => format!("Use the “{other}” permission this app defines"),
     }
 }
 

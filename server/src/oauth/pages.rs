@@ -87,7 +87,7 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
         .iter()
         .map(|(scope, words)| {
             format!(
-                r#"<li data-scope="{}"><strong>{}</strong> <code class="muted">{}</code></li>"#,
+                r#"<li data-scope="{}">{}<code>{}</code></li>"#,
                 escape(scope),
                 escape(words),
                 escape(scope)
