@@ -150,6 +150,28 @@ impl RevokedSets {
         Ok(!done.grants.is_empty())
     }
 
+    /// Revokes every live grant of a user ("revoke all apps"); returns what changed.
+    pub async fn revoke_user_grants(
+        &self,
+        db: &Db,
+        user_id: &str,
+        by: &RevokedBy<'_>,
+    ) -> DomainResult<Revoked> {
+        self.revoke(db, Target::UserGrants(user_id), by, None).await
+    }
+
+    /// Revokes every live grant of a client, its client_credentials grant
+    /// included: no token of the client works any more.
+    pub async fn revoke_client_grants(
+        &self,
+        db: &Db,
+        client_id: &str,
+        by: &RevokedBy<'_>,
+    ) -> DomainResult<Revoked> {
+        self.revoke(db, Target::ClientGrants(client_id), by, None)
+            .await
+    }
+
     /// Ends a sign-in session and revokes every token family issued under it
     /// for clients whose revoke-on-logout is on (dashboard sign-out,
     /// RP-initiated logout). `logout` is the audit event of the sign-out,
@@ -177,17 +199,31 @@ impl RevokedSets {
         logout: Option<&AuditEvent>,
     ) -> DomainResult<Revoked> {
         let at = now();
+        // The grants column a grant-level target selects on, if any.
+        let grants_by = match target {
+            Target::Grant(_) => Some("id"),
+            Target::UserGrants(_) => Some("user_id"),
+            Target::ClientGrants(_) => Some("client_id"),
+            Target::Family(_) | Target::SignIn(_) => None,
+        };
         let (what, id, families_where) = match target {
-            Target::Family(id) => ("family", id, "id = $3"),
-            Target::Grant(id) => ("grant", id, "grant_id = $3"),
+            Target::Family(id) => ("family", id, "id = $3".to_owned()),
+            Target::Grant(id) => ("grant", id, String::new()),
+            Target::UserGrants(id) => ("user_grants", id, String::new()),
+            Target::ClientGrants(id) => ("client_grants", id, String::new()),
             Target::SignIn(id) => (
                 "sign_in",
                 id,
                 "login_session_id = $3 AND grant_id IN \
                 (SELECT g.id FROM grants g JOIN clients c ON c.id = g.client_id \
                  CROSS JOIN policy_default d WHERE d.id = 1 \
-                 AND COALESCE(c.revoke_on_logout, d.revoke_on_logout))",
+                 AND COALESCE(c.revoke_on_logout, d.revoke_on_logout))"
+                    .to_owned(),
             ),
+        };
+        let families_where = match grants_by {
+            Some(column) => format!("grant_id IN (SELECT id FROM grants WHERE {column} = $3)"),
+            None => families_where,
         };
         let revoke_families = format!(
             "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 \
@@ -200,22 +236,19 @@ impl RevokedSets {
         let done = on_db!(db, |pool| {
             let mut tx = pool.begin().await?;
             let mut done = Revoked::default();
+            if let Some(column) = grants_by {
+                done.grants = sqlx::query_scalar(&format!(
+                    "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 \
+                     WHERE revoked_at IS NULL AND {column} = $4 RETURNING id"
+                ))
+                .bind(at)
+                .bind(by.actor)
+                .bind(by.reason)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            }
             match target {
-                Target::Grant(grant_id) => {
-                    let changed = sqlx::query(
-                        "UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 \
-                         WHERE id = $4 AND revoked_at IS NULL",
-                    )
-                    .bind(at)
-                    .bind(by.actor)
-                    .bind(by.reason)
-                    .bind(grant_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    if changed.rows_affected() > 0 {
-                        done.grants.push(grant_id.to_owned());
-                    }
-                }
                 Target::SignIn(sid) => {
                     let ended = sqlx::query(
                         "UPDATE login_sessions SET ended_at = $1, end_reason = $2 \
@@ -230,7 +263,7 @@ impl RevokedSets {
                         crate::bind_audit!(event).execute(&mut *tx).await?;
                     }
                 }
-                Target::Family(_) => {}
+                _ => {}
             }
             done.families = sqlx::query_scalar(&revoke_families)
                 .bind(at)
@@ -265,7 +298,7 @@ impl RevokedSets {
                 grants: vec![id.to_owned()],
                 ..Revoked::default()
             }),
-            Target::SignIn(_) => self.remember(&done),
+            _ => self.remember(&done),
         }
         notify(db, &done).await;
         Ok(done)
@@ -285,6 +318,10 @@ impl RevokedSets {
 enum Target<'a> {
     Family(&'a str),
     Grant(&'a str),
+    /// Every live grant of a user.
+    UserGrants(&'a str),
+    /// Every live grant of a client (users' consents and its own client_credentials grant).
+    ClientGrants(&'a str),
     /// A sign-in session (`sid`): ended, and its families revoked where the
     /// client's policy says revoke-on-logout.
     SignIn(&'a str),
