@@ -3,8 +3,8 @@
 //!
 //! | module | owns |
 //! | --- | --- |
-//! | [`pages`] | one component per route: sign-in, home |
-//! | [`components`] | pieces pages share: the page layout |
+//! | [`pages`] | one component per route: sign-in, My apps (home), app detail, sessions |
+//! | [`components`] | pieces pages share: the page layout, notices, confirm, pager |
 //! | [`api`] | `#[server]` functions: thin, check the session, call the domain |
 //! | [`model`] | wire types shared with the browser (never secrets) |
 //! | `domain` (ssr) | store, users, clients, sign-in sessions, audit, demo data |
@@ -34,6 +34,12 @@ pub mod paths {
     pub const HOME: &str = "/";
     pub const SIGN_IN: &str = "/signin";
     pub const SIGN_OUT: &str = "/signout";
+    pub const SESSIONS: &str = "/sessions";
+
+    /// The detail page of one of the user's apps (by grant id).
+    pub fn app(grant_id: &str) -> String {
+        format!("/apps/{grant_id}")
+    }
 }
 
 /// The HTML document around the app, rendered on the server.
@@ -57,19 +63,39 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// The document title as it goes into the page. leptos_meta 0.8 writes the
+/// server-rendered `<title>` without escaping it, and titles carry app names
+/// that clients chose: on the server they are escaped here (in the browser
+/// the title is set as text, so it stays as it is).
+fn title_markup(title: String) -> String {
+    #[cfg(feature = "ssr")]
+    {
+        title
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        title
+    }
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
         <Stylesheet id="leptos" href="/pkg/latchkey.css"/>
         <Title formatter=|page: String| {
-            if page.is_empty() { "Latchkey".to_string() } else { format!("{page} · Latchkey") }
+            title_markup(if page.is_empty() { "Latchkey".to_string() } else { format!("{page} · Latchkey") })
         }/>
         <Router>
             <Routes fallback=pages::not_found::NotFound>
                 // Data pages render completely on the server (SsrMode::Async), so they
                 // work with JavaScript off; hydration then takes over.
                 <Route path=path!("/") view=pages::home::HomePage ssr=SsrMode::Async/>
+                <Route path=path!("/apps/:id") view=pages::app_detail::AppDetailPage ssr=SsrMode::Async/>
+                <Route path=path!("/sessions") view=pages::sessions::SessionsPage ssr=SsrMode::Async/>
                 <Route path=path!("/signin") view=pages::sign_in::SignInPage/>
             </Routes>
         </Router>

@@ -9,3 +9,134 @@ pub struct CurrentUser {
     pub username: String,
     pub is_admin: bool,
 }
+
+/// A scope and what it lets an app do, in plain words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeInfo {
+    pub scope: String,
+    pub description: String,
+}
+
+/// One app that holds a live grant for the signed-in user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSummary {
+    pub grant_id: String,
+    pub client_name: String,
+    pub scopes: Vec<ScopeInfo>,
+    /// When access was first given (unix seconds).
+    pub granted_at: i64,
+    pub last_used_at: Option<i64>,
+    pub last_used_ip: Option<String>,
+    /// Browser and system, read from the user agent ("Firefox on Linux").
+    pub last_used_device: Option<String>,
+    /// Live token families: app sessions on devices.
+    pub active_sessions: i64,
+    /// The admin switched this app's refresh tokens off.
+    pub refresh_off: bool,
+}
+
+/// A page of a longer list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    /// 1-based.
+    pub page: i64,
+    pub per_page: i64,
+}
+
+impl<T> Page<T> {
+    pub fn pages(&self) -> i64 {
+        ((self.total + self.per_page - 1) / self.per_page).max(1)
+    }
+}
+
+/// One app session (token family): one device's chain of tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSession {
+    pub family_id: String,
+    pub device: String,
+    pub ip: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    /// When the sign-in it came from started; `None` once that sign-in ended.
+    pub sign_in_started_at: Option<i64>,
+}
+
+/// One line of an app's activity timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    pub at: i64,
+    /// `consent_granted`, `code_redeemed`, `token_refreshed`, `reuse_detected`, `revoked`.
+    pub kind: String,
+    /// How many events this line stands for (refreshes are counted per day).
+    pub count: i64,
+}
+
+/// Everything the app detail page shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppDetail {
+    pub app: AppSummary,
+    pub sessions: Vec<AppSession>,
+    pub activity: Vec<Activity>,
+}
+
+/// One of the user's signed-in browser sessions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInSession {
+    pub id: String,
+    pub device: String,
+    pub ip: String,
+    pub started_at: i64,
+    pub last_seen_at: i64,
+    /// Live app sessions started from this sign-in.
+    pub app_sessions: i64,
+    /// The session of the browser looking at the page.
+    pub current: bool,
+}
+
+/// `2026-11-23 15:04 UTC`: the same text on the server and in the browser.
+pub fn format_time(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        secs / 3600,
+        (secs % 3600) / 60
+    )
+}
+
+/// `2026-11-23`.
+pub fn format_day(unix: i64) -> String {
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_the_same_everywhere() {
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_time(1_795_446_000), "2026-11-23 15:00 UTC");
+        assert_eq!(format_time(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(format_day(1_795_446_000 + 32_399), "2026-11-23");
+        assert_eq!(format_day(1_795_446_000 + 32_400), "2026-11-24");
+    }
+}

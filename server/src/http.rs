@@ -140,10 +140,11 @@ async fn server_fn_handler(
     caller: Caller,
     request: Request<Body>,
 ) -> Response {
-    let db = state.db.clone();
+    let (db, revoked) = (state.db.clone(), state.revoked.clone());
     handle_server_fns_with_context(
         move || {
             provide_context(db.clone());
+            provide_context(revoked.clone());
             provide_context(caller.0.clone());
         },
         request,
@@ -175,12 +176,13 @@ async fn page_handler(
             Err(e) => return web::internal_error("resolving the sign-in", &e),
         }
     }
-    let db = state.db.clone();
+    let (db, revoked) = (state.db.clone(), state.revoked.clone());
     let options = state.leptos_options.clone();
     let render = leptos_axum::render_route_with_context(
         (*state.routes).clone(),
         move || {
             provide_context(db.clone());
+            provide_context(revoked.clone());
             provide_context(caller.0.clone());
         },
         move || shell(options.clone()),

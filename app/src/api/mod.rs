@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::model::CurrentUser;
+use crate::model::{AppDetail, AppSummary, CurrentUser, Page, SignInSession};
 
 #[cfg(feature = "ssr")]
 pub mod ssr;
@@ -12,8 +12,138 @@ pub mod ssr;
 #[server(endpoint = "current_user")]
 pub async fn get_current_user() -> Result<Option<CurrentUser>, ServerFnError> {
     let signed_in = ssr::signed_in().await?;
-    Ok(signed_in.map(|s| CurrentUser {
-        username: s.user.username,
-        is_admin: s.user.is_admin,
-    }))
+    Ok(signed_in.as_ref().map(ssr::current_user))
+}
+
+/// What the My apps page needs: who is signed in and one page of their apps.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppsView {
+    pub user: CurrentUser,
+    pub apps: Page<AppSummary>,
+}
+
+/// One page of the apps holding tokens for the signed-in user.
+#[server(endpoint = "my_apps")]
+pub async fn get_my_apps(page: i64) -> Result<AppsView, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    let apps = crate::domain::my_apps::list_apps(&ssr::db()?, &me.user.id, page)
+        .await
+        .map_err(ssr::failed)?;
+    Ok(AppsView {
+        user: ssr::current_user(&me),
+        apps,
+    })
+}
+
+/// One of the signed-in user's apps; `None` (and 404) if it is not theirs or not live.
+#[server(endpoint = "app_detail")]
+pub async fn get_app_detail(
+    grant_id: String,
+) -> Result<(CurrentUser, Option<AppDetail>), ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    let detail = crate::domain::my_apps::app_detail(&ssr::db()?, &me.user.id, &grant_id).await;
+    let detail = match detail {
+        Ok(d) => Some(d),
+        Err(crate::domain::DomainError::NotFound) => {
+            ssr::set_status(404);
+            None
+        }
+        Err(e) => return Err(ssr::failed(e)),
+    };
+    Ok((ssr::current_user(&me), detail))
+}
+
+/// "Revoke access": ends every token of one app for the signed-in user.
+#[server(endpoint = "revoke_app")]
+pub async fn revoke_app(grant_id: String) -> Result<String, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    let name = crate::domain::my_apps::revoke_app(
+        &ssr::db()?,
+        &ssr::revoked()?,
+        &me.user.id,
+        &grant_id,
+    )
+    .await
+    .map_err(ssr::failed)?;
+    ssr::redirect_with(crate::paths::HOME, &[("revoked", &name)]);
+    Ok(name)
+}
+
+/// "Revoke all apps".
+#[server(endpoint = "revoke_all_apps")]
+pub async fn revoke_all_apps() -> Result<usize, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    let done = crate::domain::my_apps::revoke_all_apps(&ssr::db()?, &ssr::revoked()?, &me.user.id)
+        .await
+        .map_err(ssr::failed)?;
+    let n = done.grants.len();
+    ssr::redirect_with(crate::paths::HOME, &[("revoked_all", &n.to_string())]);
+    Ok(n)
+}
+
+/// "Sign out this session" for one app session (token family).
+#[server(endpoint = "sign_out_app_session")]
+pub async fn sign_out_app_session(
+    grant_id: String,
+    family_id: String,
+) -> Result<String, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    let name = crate::domain::my_apps::sign_out_app_session(
+        &ssr::db()?,
+        &ssr::revoked()?,
+        &me.user.id,
+        &family_id,
+    )
+    .await
+    .map_err(ssr::failed)?;
+    ssr::redirect_with(&crate::paths::app(&grant_id), &[("signed_out", &name)]);
+    Ok(name)
+}
+
+/// What the Sessions page needs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionsView {
+    pub user: CurrentUser,
+    pub sessions: Page<SignInSession>,
+}
+
+#[server(endpoint = "my_sessions")]
+pub async fn get_my_sessions(page: i64) -> Result<SessionsView, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    let sessions = crate::domain::my_apps::list_sign_ins(&ssr::db()?, &me, page)
+        .await
+        .map_err(ssr::failed)?;
+    Ok(SessionsView {
+        user: ssr::current_user(&me),
+        sessions,
+    })
+}
+
+/// "Sign out" one sign-in session; the current one signs this browser out.
+#[server(endpoint = "end_session")]
+pub async fn end_session(session_id: String) -> Result<(), ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    let from = ssr::client_info();
+    crate::domain::my_apps::end_sign_in(&ssr::db()?, &ssr::revoked()?, &me, &session_id, &from)
+        .await
+        .map_err(ssr::failed)?;
+    if session_id == me.login_session_id {
+        ssr::forget_browser_session().await?;
+        ssr::redirect_with(crate::paths::SIGN_IN, &[("signed_out", "1")]);
+    } else {
+        ssr::redirect_with(crate::paths::SESSIONS, &[("ended", "1")]);
+    }
+    Ok(())
+}
+
+/// "Sign out all other sessions".
+#[server(endpoint = "end_other_sessions")]
+pub async fn end_other_sessions() -> Result<usize, ServerFnError> {
+    let me = ssr::require_signed_in().await?;
+    let from = ssr::client_info();
+    let n = crate::domain::my_apps::end_other_sign_ins(&ssr::db()?, &ssr::revoked()?, &me, &from)
+        .await
+        .map_err(ssr::failed)?;
+    ssr::redirect_with(crate::paths::SESSIONS, &[("ended", &n.to_string())]);
+    Ok(n)
 }

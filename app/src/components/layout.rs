@@ -18,6 +18,12 @@ pub fn Layout(#[prop(optional)] user: Option<CurrentUser>, children: Children) -
                 </svg>
                 "Latchkey"
             </a>
+            {user.is_some().then(|| view! {
+                <nav class="topnav" aria-label="Dashboard">
+                    <a href=paths::HOME>"My apps"</a>
+                    <a href=paths::SESSIONS>"Sessions"</a>
+                </nav>
+            })}
             {user.map(|u| view! {
                 <div class="topbar-user">
                     <span class="muted">"Signed in as "<strong data-testid="topbar-username">{u.username}</strong></span>
@@ -36,5 +42,30 @@ pub fn SignOutButton() -> impl IntoView {
         <form method="post" action=paths::SIGN_OUT class="inline-form">
             <button type="submit" class="button secondary">"Sign out"</button>
         </form>
+    }
+}
+
+/// The page shown when a page's data could not be loaded.
+#[component]
+pub fn LoadFailed(error: String) -> impl IntoView {
+    let signed_out = error.contains("not signed in");
+    view! {
+        <Layout>
+            <section class="card narrow" role="alert">
+                {if signed_out {
+                    view! {
+                        <h1>"You are signed out"</h1>
+                        <p><a href=paths::SIGN_IN>"Sign in again"</a></p>
+                    }
+                    .into_any()
+                } else {
+                    view! {
+                        <h1>"Something went wrong"</h1>
+                        <p>"This page could not be loaded. Please reload it."</p>
+                    }
+                    .into_any()
+                }}
+            </section>
+        </Layout>
     }
 }

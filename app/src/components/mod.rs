@@ -1,3 +1,4 @@
 //! Pieces pages share.
 
 pub mod layout;
+pub mod widgets;

@@ -13,6 +13,7 @@
 //! | [`grants`] | consent: a user's grant to a client; scopes in plain words; PKCE rules |
 //! | [`codes`] | authorization codes: issue, redeem once (a replay revokes what it issued) |
 //! | [`refresh`] | refresh tokens: rotation, reuse detection, lifetimes, introspection |
+//! | [`my_apps`] | the user's apps, app sessions, activity and sign-ins; revoking them (owner-checked) |
 //! | [`policy`] | token policy: defaults, per-client overrides, the effective value, validation |
 //! | [`revocation`] | revoking grants, families, access tokens: database first, then the in-memory sets |
 //! | [`tokens`] | access-token and ID-token claims, client_credentials issuance, introspection |
@@ -28,6 +29,7 @@ pub mod error;
 pub mod grants;
 pub mod keys;
 pub mod login_sessions;
+pub mod my_apps;
 pub mod policy;
 pub mod refresh;
 pub mod revocation;

@@ -278,7 +278,40 @@ impl RevokedSets {
                 .execute(&mut *tx)
                 .await?;
             if !done.is_empty() {
-                let event = audit_event(by).detail(serde_json::json!({
+                // Whose access it was and of which app, so the user's and the
+                // app's timelines show it.
+                let (subject, client) = match target {
+                    Target::Grant(id) => {
+                        sqlx::query_as::<_, (Option<String>, Option<String>)>(
+                            "SELECT user_id, client_id FROM grants WHERE id = $1",
+                        )
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .unwrap_or_default()
+                    }
+                    Target::Family(id) => sqlx::query_as::<_, (Option<String>, Option<String>)>(
+                        "SELECT g.user_id, g.client_id FROM token_families f \
+                         JOIN grants g ON g.id = f.grant_id WHERE f.id = $1",
+                    )
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or_default(),
+                    Target::UserGrants(id) => (Some(id.to_owned()), None),
+                    Target::ClientGrants(id) => (None, Some(id.to_owned())),
+                    Target::SignIn(id) => (
+                        sqlx::query_scalar("SELECT user_id FROM login_sessions WHERE id = $1")
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
+                            .await?,
+                        None,
+                    ),
+                };
+                let mut event = audit_event(by);
+                event.subject_user_id = subject;
+                event.client_id = client;
+                let event = event.detail(serde_json::json!({
                     "what": what,
                     "id": id,
                     "grants": done.grants,

@@ -1,5 +1,7 @@
 //! One component per dashboard route.
 
+pub mod app_detail;
 pub mod home;
 pub mod not_found;
+pub mod sessions;
 pub mod sign_in;
