@@ -107,4 +107,8 @@ pub fn App() -> impl IntoView {
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(App);
+    // Tells browser tests (and curious people) that the page is interactive now.
+    if let Some(body) = document().body() {
+        let _ = body.set_attribute("data-hydrated", "");
+    }
 }

@@ -18,7 +18,7 @@ for (const size of sizes) {
     await expect(page.getByTestId('signin-error')).toBeVisible();
     await page.screenshot({ path: `screenshots/sign-in-error-${size.name}.png`, fullPage: true });
     await signIn(page, DEMO_USER.username, DEMO_USER.password);
-    await expect(page.getByTestId('username')).toBeVisible();
+    await expect(page.getByTestId('topbar-username')).toBeVisible();
     await page.screenshot({ path: `screenshots/home-${size.name}.png`, fullPage: true });
 
     const authorize = new URLSearchParams({

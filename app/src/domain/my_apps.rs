@@ -399,7 +399,14 @@ pub fn describe_user_agent(ua: &str) -> String {
     };
     match (browser, system) {
         ("", "") if ua.trim().is_empty() => "Unknown device".into(),
-        ("", "") => ua.chars().take(40).collect(),
+        // Not a browser: the product name is enough ("Playwright/1.65 (…)" → "Playwright").
+        ("", "") => ua
+            .split(['/', ' ', '('])
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(40)
+            .collect(),
         (b, "") => b.into(),
         ("", s) => format!("A browser on {s}"),
         (b, s) => format!("{b} on {s}"),
@@ -426,6 +433,10 @@ mod tests {
         );
         assert_eq!(describe_user_agent("curl/8.5.0"), "curl");
         assert_eq!(describe_user_agent(""), "Unknown device");
+        assert_eq!(
+            describe_user_agent("Playwright/1.65.1 (x64; debian 12) node/20.20"),
+            "Playwright"
+        );
     }
 
     #[test]
