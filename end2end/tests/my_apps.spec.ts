@@ -82,7 +82,7 @@ async function revokeFromMyApps(page: Page, request: APIRequestContext, tokens: 
 
   await card.getByText('Revoke access', { exact: true }).click();
   await expect(card.getByRole('group', { name: `Revoke access for ${APP.name}?` })).toContainText(
-    'will no longer be able to',
+    `${APP.name} loses: Know who you are`,
   );
   await card.getByRole('button', { name: `Yes, revoke ${APP.name}` }).click();
   await expect(page.getByTestId('notice')).toHaveText(

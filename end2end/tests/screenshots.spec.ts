@@ -32,6 +32,30 @@ for (const size of sizes) {
     await page.goto(`/oauth/authorize?${authorize}`);
     await expect(page.getByTestId('consent')).toBeVisible();
     await page.screenshot({ path: `screenshots/consent-${size.name}.png`, fullPage: true });
+    await page.route('http://127.0.0.1:8080/**', (route) =>
+      route.fulfill({ status: 200, contentType: 'text/html', body: '<title>App</title>back at the app' }),
+    );
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await expect(page).toHaveURL(/8080\/callback/);
+    const code = new URL(page.url()).searchParams.get('code')!;
+    const basic = 'Basic ' + Buffer.from('demo-notes:demo-notes-secret-for-local-use-only').toString('base64');
+    const token = await page.request.post('/oauth/token', {
+      headers: { Authorization: basic },
+      form: { grant_type: 'authorization_code', code, redirect_uri: 'http://127.0.0.1:8080/callback' },
+    });
+    expect(token.status()).toBe(200);
+    await page.goto('/');
+    await expect(page.getByTestId('app-card').first()).toBeVisible();
+    await page.screenshot({ path: `screenshots/my-apps-${size.name}.png`, fullPage: true });
+    const card = page.locator('[data-testid="app-card"][data-app="Demo Notes"]');
+    await card.getByText('Revoke access', { exact: true }).click();
+    await page.screenshot({ path: `screenshots/revoke-confirm-${size.name}.png`, fullPage: true });
+    await card.getByRole('link', { name: 'Details' }).click();
+    await expect(page.getByTestId('app-detail')).toBeVisible();
+    await page.screenshot({ path: `screenshots/app-detail-${size.name}.png`, fullPage: true });
+    await page.goto('/sessions');
+    await expect(page.getByTestId('sign-in-session').first()).toBeVisible();
+    await page.screenshot({ path: `screenshots/sessions-${size.name}.png`, fullPage: true });
     authorize.set('redirect_uri', 'https://evil.example/cb');
     await page.goto(`/oauth/authorize?${authorize}`);
     await expect(page.getByTestId('oauth-error')).toBeVisible();

@@ -82,7 +82,7 @@ fn Detail(
     let loses: Vec<String> = app
         .scopes
         .iter()
-        .map(|s| s.description.to_lowercase())
+        .map(|s| s.description.clone())
         .collect();
     let yes = format!("Yes, revoke {name}");
     let grant_id = app.grant_id.clone();
@@ -112,7 +112,7 @@ fn Detail(
                     label="Revoke access".to_string()
                     question=format!("Revoke access for {name}?")
                     detail=format!(
-                        "{name} will no longer be able to: {}. All its sessions end at once, on every device; it has to ask you again to get access back.",
+                        "{name} loses: {}. All its sessions end at once, on every device; it has to ask you again to get access back.",
                         loses.join("; ")
                     )
                 >

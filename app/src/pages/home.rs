@@ -176,8 +176,8 @@ fn AppCard(app: AppSummary, revoke: ServerAction<RevokeApp>) -> impl IntoView {
                     label="Revoke access".to_string()
                     question=format!("Revoke access for {name}?")
                     detail=format!(
-                        "{name} will no longer be able to: {}. Its tokens stop working at once, on every device; it has to ask you again to get access back.",
-                        loses.join("; ").to_lowercase()
+                        "{name} loses: {}. Its tokens stop working at once, on every device; it has to ask you again to get access back.",
+                        loses.join("; ")
                     )
                 >
                     <ActionForm action=revoke>
