@@ -19,6 +19,7 @@ on_both_backends!(
     cross_site_posts_to_server_functions_are_refused,
     app_names_are_escaped,
     signing_out_other_sessions_ends_their_app_sessions,
+    long_lists_are_paginated,
 );
 
 /// Calls a server function the way a JavaScript-less form post does.
@@ -261,5 +262,31 @@ async fn signing_out_other_sessions_ends_their_app_sessions(t: TestDb) {
     assert!(!is_active(&server, &notes, str_of(&on_phone, "access_token")).await);
     let (status, _) = page(&phone, &server, "/").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    t.cleanup().await;
+}
+
+async fn long_lists_are_paginated(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let alice = person(&t, &server, "alice").await;
+    // 120 apps holding a grant (consent recorded the way the consent page does).
+    for i in 0..120 {
+        let a = app(&t, &format!("App {i:03}"), ClientKind::Confidential, &[]).await;
+        app::domain::grants::consent(
+            &t.db,
+            &alice.user_id,
+            &a.client_id,
+            &["openid".to_string()],
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let (_, html) = page(&alice, &server, "/").await;
+    assert_eq!(html.matches(r#"data-testid="app-card""#).count(), 50);
+    assert!(html.contains("120 apps have access."));
+    assert!(html.contains("Page 1 of 3") && html.contains(r#"href="/?page=2""#));
+    let (_, html) = page(&alice, &server, "/?page=3").await;
+    assert_eq!(html.matches(r#"data-testid="app-card""#).count(), 20);
+    assert!(html.contains(r#"href="/?page=2""#) && !html.contains(r#"href="/?page=4""#));
     t.cleanup().await;
 }
