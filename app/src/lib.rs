@@ -36,6 +36,13 @@ pub mod paths {
     pub const SIGN_OUT: &str = "/signout";
     pub const SESSIONS: &str = "/sessions";
 
+    pub const ADMIN: &str = "/admin";
+
+    /// Whether a path belongs to the admin console.
+    pub fn is_admin(path: &str) -> bool {
+        path == ADMIN || path.starts_with("/admin/")
+    }
+
     /// The detail page of one of the user's apps (by grant id).
     pub fn app(grant_id: &str) -> String {
         format!("/apps/{grant_id}")
@@ -96,6 +103,13 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/") view=pages::home::HomePage ssr=SsrMode::Async/>
                 <Route path=path!("/apps/:id") view=pages::app_detail::AppDetailPage ssr=SsrMode::Async/>
                 <Route path=path!("/sessions") view=pages::sessions::SessionsPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin") view=pages::admin::AdminHomePage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/clients") view=pages::admin::AdminClientsPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/clients/:id") view=pages::admin::AdminClientPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/defaults") view=pages::admin::AdminDefaultsPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/users") view=pages::admin::AdminUsersPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/users/:id") view=pages::admin::AdminUserPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/audit") view=pages::admin::AdminAuditPage ssr=SsrMode::Async/>
                 <Route path=path!("/signin") view=pages::sign_in::SignInPage/>
             </Routes>
         </Router>

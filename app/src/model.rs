@@ -140,3 +140,121 @@ mod tests {
         assert_eq!(format_day(1_795_446_000 + 32_400), "2026-11-24");
     }
 }
+
+/// Audit counts in one period (an hour or a day).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityBucket {
+    /// Start of the period (unix seconds).
+    pub start: i64,
+    pub issued: i64,
+    pub refreshed: i64,
+    pub revoked: i64,
+    pub reuse: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopClient {
+    pub client_id: String,
+    pub name: String,
+    /// Live token families (app sessions).
+    pub families: i64,
+}
+
+/// The admin home's charts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityStats {
+    /// 24 hours, oldest first.
+    pub hourly: Vec<ActivityBucket>,
+    /// 30 days, oldest first.
+    pub daily: Vec<ActivityBucket>,
+    pub top_clients: Vec<TopClient>,
+}
+
+/// A client in the admin console's list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminClient {
+    pub client_id: String,
+    pub name: String,
+    pub kind: String,
+    pub grant_types: Vec<String>,
+    pub refresh_enabled: bool,
+    pub active_grants: i64,
+    pub active_families: i64,
+    pub last_activity: Option<i64>,
+}
+
+/// One policy field as the admin sees it: the default, this client's
+/// override (if any) and the value in effect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyField {
+    /// Form field name: `refresh_enabled`, `access_ttl`, ...
+    pub key: String,
+    pub label: String,
+    /// `true` for on/off fields, `false` for durations.
+    pub switch: bool,
+    pub default: String,
+    pub overridden: Option<String>,
+    pub effective: String,
+    pub help: String,
+}
+
+/// The admin console's client page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminClientDetail {
+    pub client: AdminClient,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub extra_scopes: Vec<String>,
+    pub created_at: i64,
+    pub policy: Vec<PolicyField>,
+    /// Refresh tokens that stop working if refresh is switched off.
+    pub live_refresh_tokens: i64,
+}
+
+/// A user in the admin console.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUser {
+    pub id: String,
+    pub username: String,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+/// An app of a user, as the admin sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUserApp {
+    pub client_id: String,
+    pub client_name: String,
+    pub scopes: Vec<String>,
+    pub granted_at: i64,
+    pub last_used_at: Option<i64>,
+    pub active_families: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUserSession {
+    pub device: String,
+    pub ip: String,
+    pub started_at: i64,
+    pub last_seen_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUserDetail {
+    pub user: AdminUser,
+    pub apps: Vec<AdminUserApp>,
+    pub sessions: Vec<AdminUserSession>,
+}
+
+/// One audit event in the admin console.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLine {
+    pub at: i64,
+    pub kind: String,
+    pub actor: String,
+    pub subject: String,
+    pub client: String,
+    pub ip: String,
+    pub detail: String,
+}

@@ -56,6 +56,26 @@ for (const size of sizes) {
     await page.goto('/sessions');
     await expect(page.getByTestId('sign-in-session').first()).toBeVisible();
     await page.screenshot({ path: `screenshots/sessions-${size.name}.png`, fullPage: true });
+
+    // The admin console, after the other tests made some activity.
+    await page.getByRole('button', { name: 'Sign out' }).first().click();
+    await expect(page).toHaveURL(/signed_out=1/);
+    await page.getByLabel('Username').fill('admin');
+    await page.getByLabel('Password').fill('latchkey-admin-demo');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect(page.getByTestId('topbar-username')).toHaveText('admin');
+    await page.goto('/admin');
+    await expect(page.getByTestId('chart')).toHaveCount(2);
+    await page.screenshot({ path: `screenshots/admin-charts-${size.name}.png`, fullPage: true });
+    await page.goto('/admin/clients/demo-notes');
+    await expect(page.getByTestId('policy-form')).toBeVisible();
+    await page.screenshot({ path: `screenshots/admin-client-policy-${size.name}.png`, fullPage: true });
+    await page.goto('/admin/clients');
+    await page.screenshot({ path: `screenshots/admin-clients-${size.name}.png`, fullPage: true });
+    await page.goto('/admin/users');
+    await page.screenshot({ path: `screenshots/admin-users-${size.name}.png`, fullPage: true });
+    await page.goto('/admin/audit');
+    await page.screenshot({ path: `screenshots/admin-audit-${size.name}.png`, fullPage: true });
     authorize.set('redirect_uri', 'https://evil.example/cb');
     await page.goto(`/oauth/authorize?${authorize}`);
     await expect(page.getByTestId('oauth-error')).toBeVisible();

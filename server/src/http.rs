@@ -90,6 +90,7 @@ pub fn router(
     Router::new()
         .route("/healthz", get(healthz))
         .merge(crate::oauth::router())
+        .merge(crate::admin_api::router())
         .route(paths::SIGN_IN, post(web::sign_in))
         .route(paths::SIGN_OUT, post(web::sign_out))
         .route(
@@ -164,6 +165,10 @@ async fn page_handler(
     let path = request.uri().path();
     if path != paths::SIGN_IN {
         match signed_in_from(&state.db, &session, &caller.0).await {
+            // The admin console is for admins only (its server functions check too).
+            Ok(Some(s)) if paths::is_admin(path) && !s.user.is_admin => {
+                return web::forbidden_page();
+            }
             Ok(Some(_)) => {}
             Ok(None) => {
                 let here = request

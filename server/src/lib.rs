@@ -7,10 +7,12 @@
 //! | [`http`] | the axum router and its middleware |
 //! | [`web`] | sign-in / sign-out form posts, the cross-site check |
 //! | [`oauth`] | the OAuth / OpenID Connect protocol endpoints |
+//! | [`admin_api`] | the admin REST API under `/api/admin/` (Bearer token with `latchkey:admin`) |
 //!
 //! The domain (users, clients, sessions, storage) lives in `app::domain`,
 //! shared with the dashboard's server functions.
 
+pub mod admin_api;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -212,6 +212,17 @@ pub async fn refuse_cross_site(
     }
 }
 
+/// 403 for a signed-in user who is not allowed here (the admin console).
+pub fn forbidden_page() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Not allowed · Latchkey</title><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"><link rel=\"stylesheet\" href=\"/pkg/latchkey.css\"></head>\
+              <body><main class=\"page\"><section class=\"card narrow\" data-testid=\"forbidden\"><h1>Not allowed</h1>\
+              <p>This part of Latchkey is for administrators. Your account is not one.</p><p><a href=\"/\">Back to My apps</a></p></section></main></body></html>"),
+    )
+        .into_response()
+}
+
 /// Logs an internal error under a fresh request id and shows a plain page with that id.
 pub fn internal_error(doing: &str, error: &dyn std::fmt::Display) -> Response {
     let request_id = new_id();

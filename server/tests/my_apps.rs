@@ -70,8 +70,18 @@ async fn my_apps_lists_what_holds_access_and_revoking_kills_every_token(t: TestD
     assert!(!html.contains("Refresh off"));
     assert!(!html.contains(r#"data-testid="no-apps""#));
 
-    let res = call(&alice, &server, "revoke_app", &[("grant_id", &gid(&tokens))]).await;
-    assert_eq!(res.status(), StatusCode::FOUND, "a form post goes back with a message");
+    let res = call(
+        &alice,
+        &server,
+        "revoke_app",
+        &[("grant_id", &gid(&tokens))],
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::FOUND,
+        "a form post goes back with a message"
+    );
     let to = res.headers()[header::LOCATION].to_str().unwrap().to_owned();
     assert_eq!(to, "/?revoked=Notes");
     let (_, html) = page(&alice, &server, &to).await;
@@ -81,7 +91,8 @@ async fn my_apps_lists_what_holds_access_and_revoking_kills_every_token(t: TestD
     // Dead at the protocol level, from the next request on.
     assert!(!is_active(&server, &notes, str_of(&tokens, "access_token")).await);
     assert!(!is_active(&server, &notes, str_of(&tokens, "refresh_token")).await);
-    let (_, error) = oauth_error(refresh(&server, &notes, str_of(&tokens, "refresh_token")).await).await;
+    let (_, error) =
+        oauth_error(refresh(&server, &notes, str_of(&tokens, "refresh_token")).await).await;
     assert_eq!(error, "invalid_grant");
     let res = reqwest::Client::new()
         .get(server.url("/oauth/userinfo"))
@@ -93,7 +104,11 @@ async fn my_apps_lists_what_holds_access_and_revoking_kills_every_token(t: TestD
     // Signing in to it again asks for consent again.
     let res = get_authorize(&alice.http, &server, &authorize_params(&notes, "openid")).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.text().await.unwrap().contains(r#"data-testid="consent""#));
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains(r#"data-testid="consent""#));
     assert_eq!(
         count(&t.db, "audit_events WHERE kind = 'revoked' AND actor_user_id IS NOT NULL AND client_id IS NOT NULL").await,
         1,
@@ -108,7 +123,12 @@ async fn app_detail_shows_sessions_and_activity_and_signs_one_out(t: TestDb) {
     let alice = person(&t, &server, "alice").await;
     let first = tokens_for(&alice, &server, &notes, "openid").await;
     let second = tokens_for(&alice, &server, &notes, "openid").await;
-    assert_eq!(refresh(&server, &notes, str_of(&second, "refresh_token")).await.status(), StatusCode::OK);
+    assert_eq!(
+        refresh(&server, &notes, str_of(&second, "refresh_token"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     let path = format!("/apps/{}", gid(&first));
     let (status, html) = page(&alice, &server, &path).await;
     assert_eq!(status, StatusCode::OK);
@@ -117,7 +137,10 @@ async fn app_detail_shows_sessions_and_activity_and_signs_one_out(t: TestDb) {
     assert!(html.contains("Renewed its access once"));
     assert!(html.contains("Signed in on a device 2 times"));
 
-    let fid = jwt_part(str_of(&first, "access_token"), 1)["fid"].as_str().unwrap().to_owned();
+    let fid = jwt_part(str_of(&first, "access_token"), 1)["fid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let res = call(
         &alice,
         &server,
@@ -127,7 +150,10 @@ async fn app_detail_shows_sessions_and_activity_and_signs_one_out(t: TestDb) {
     .await;
     assert_eq!(res.status(), StatusCode::FOUND);
     assert!(!is_active(&server, &notes, str_of(&first, "access_token")).await);
-    assert!(is_active(&server, &notes, str_of(&second, "access_token")).await, "the other session lives");
+    assert!(
+        is_active(&server, &notes, str_of(&second, "access_token")).await,
+        "the other session lives"
+    );
     let (_, html) = page(&alice, &server, &path).await;
     assert_eq!(html.matches(r#"data-testid="app-session""#).count(), 1);
     t.cleanup().await;
@@ -157,8 +183,14 @@ async fn nobody_sees_or_touches_another_users_apps_or_sessions(t: TestDb) {
     let mallory = person(&t, &server, "mallory").await;
     let tokens = tokens_for(&alice, &server, &notes, "openid").await;
     let grant = gid(&tokens);
-    let fid = jwt_part(str_of(&tokens, "access_token"), 1)["fid"].as_str().unwrap().to_owned();
-    let sid = jwt_part(str_of(&tokens, "access_token"), 1)["sid"].as_str().unwrap().to_owned();
+    let fid = jwt_part(str_of(&tokens, "access_token"), 1)["fid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sid = jwt_part(str_of(&tokens, "access_token"), 1)["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let (status, html) = page(&mallory, &server, &format!("/apps/{grant}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -167,7 +199,10 @@ async fn nobody_sees_or_touches_another_users_apps_or_sessions(t: TestDb) {
     assert!(!html.contains("Notes"));
     for (endpoint, form) in [
         ("revoke_app", vec![("grant_id", grant.as_str())]),
-        ("sign_out_app_session", vec![("grant_id", grant.as_str()), ("family_id", fid.as_str())]),
+        (
+            "sign_out_app_session",
+            vec![("grant_id", grant.as_str()), ("family_id", fid.as_str())],
+        ),
         ("end_session", vec![("session_id", sid.as_str())]),
     ] {
         let res = call(&mallory, &server, endpoint, &form).await;
@@ -178,7 +213,10 @@ async fn nobody_sees_or_touches_another_users_apps_or_sessions(t: TestDb) {
     // Nothing of Alice's changed.
     assert!(is_active(&server, &notes, str_of(&tokens, "access_token")).await);
     assert_eq!(count(&t.db, "grants WHERE revoked_at IS NOT NULL").await, 0);
-    assert_eq!(count(&t.db, "login_sessions WHERE ended_at IS NOT NULL").await, 0);
+    assert_eq!(
+        count(&t.db, "login_sessions WHERE ended_at IS NOT NULL").await,
+        0
+    );
     let (_, html) = page(&alice, &server, "/").await;
     assert!(html.contains(r#"data-app="Notes""#));
     // Signed out: the server functions refuse.
@@ -221,13 +259,22 @@ async fn cross_site_posts_to_server_functions_are_refused(t: TestDb) {
 async fn app_names_are_escaped(t: TestDb) {
     let server = TestServer::start(&t.db).await;
     // Also a title breakout: leptos_meta writes <title> unescaped, the app escapes it.
-    let evil = app(&t, "</title><script>alert(1)</script>", ClientKind::Confidential, &[]).await;
+    let evil = app(
+        &t,
+        "</title><script>alert(1)</script>",
+        ClientKind::Confidential,
+        &[],
+    )
+    .await;
     let alice = person(&t, &server, "alice").await;
     let tokens = tokens_for(&alice, &server, &evil, "openid").await;
     for path in ["/".to_string(), format!("/apps/{}", gid(&tokens))] {
         let (_, html) = page(&alice, &server, &path).await;
         assert!(!html.contains("<script>alert(1)"), "{path}: {html}");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{path}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{path}"
+        );
     }
     t.cleanup().await;
 }
@@ -256,7 +303,10 @@ async fn signing_out_other_sessions_ends_their_app_sessions(t: TestDb) {
     assert!(!is_active(&server, &notes, str_of(&on_laptop, "access_token")).await);
     assert!(is_active(&server, &notes, str_of(&on_phone, "access_token")).await);
     // Signing out "here" signs this browser out.
-    let sid = jwt_part(str_of(&on_phone, "access_token"), 1)["sid"].as_str().unwrap().to_owned();
+    let sid = jwt_part(str_of(&on_phone, "access_token"), 1)["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let res = call(&phone, &server, "end_session", &[("session_id", &sid)]).await;
     assert_eq!(res.headers()[header::LOCATION], "/signin?signed_out=1");
     assert!(!is_active(&server, &notes, str_of(&on_phone, "access_token")).await);

@@ -100,7 +100,7 @@ async fn demo_user_signs_in_and_sees_their_name(t: TestDb) {
     assert_eq!(home.status(), StatusCode::OK);
     let body = home.text().await.unwrap();
     assert!(
-        body.contains(r#"<span data-testid="username">alice</span>"#),
+        body.contains(r#"<strong data-testid="topbar-username">alice</strong>"#),
         "{body}"
     );
     assert!(body.contains(r#"action="/signout""#));

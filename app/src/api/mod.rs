@@ -5,6 +5,7 @@ use leptos::prelude::*;
 
 use crate::model::{AppDetail, AppSummary, CurrentUser, Page, SignInSession};
 
+pub mod admin;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
@@ -57,14 +58,10 @@ pub async fn get_app_detail(
 #[server(endpoint = "revoke_app")]
 pub async fn revoke_app(grant_id: String) -> Result<String, ServerFnError> {
     let me = ssr::require_signed_in().await?;
-    let name = crate::domain::my_apps::revoke_app(
-        &ssr::db()?,
-        &ssr::revoked()?,
-        &me.user.id,
-        &grant_id,
-    )
-    .await
-    .map_err(ssr::failed)?;
+    let name =
+        crate::domain::my_apps::revoke_app(&ssr::db()?, &ssr::revoked()?, &me.user.id, &grant_id)
+            .await
+            .map_err(ssr::failed)?;
     ssr::redirect_with(crate::paths::HOME, &[("revoked", &name)]);
     Ok(name)
 }

@@ -8,7 +8,7 @@ use crate::{
     domain::{
         login_sessions::{self, ClientInfo, SignedIn, SESSION_KEY},
         revocation::RevokedSets,
-        DomainError, Db,
+        Db, DomainError,
     },
     model::CurrentUser,
 };
@@ -51,7 +51,9 @@ pub async fn require_signed_in() -> Result<SignedIn, ServerFnError> {
         Some(s) => Ok(s),
         None => {
             set_status(401);
-            Err(ServerFnError::new("You are not signed in. Sign in and try again."))
+            Err(ServerFnError::new(
+                "You are not signed in. Sign in and try again.",
+            ))
         }
     }
 }
@@ -65,7 +67,8 @@ pub fn current_user(signed_in: &SignedIn) -> CurrentUser {
 
 /// The in-memory revoked sets, provided as context by the server.
 pub fn revoked() -> Result<RevokedSets, ServerFnError> {
-    use_context::<RevokedSets>().ok_or_else(|| ServerFnError::new("revoked sets missing from context"))
+    use_context::<RevokedSets>()
+        .ok_or_else(|| ServerFnError::new("revoked sets missing from context"))
 }
 
 /// Where the request came from (for sign-in sessions and the audit log).

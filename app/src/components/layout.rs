@@ -18,11 +18,15 @@ pub fn Layout(#[prop(optional)] user: Option<CurrentUser>, children: Children) -
                 </svg>
                 "Latchkey"
             </a>
-            {user.is_some().then(|| view! {
-                <nav class="topnav" aria-label="Dashboard">
-                    <a href=paths::HOME>"My apps"</a>
-                    <a href=paths::SESSIONS>"Sessions"</a>
-                </nav>
+            {user.as_ref().map(|u| {
+                let admin = u.is_admin;
+                view! {
+                    <nav class="topnav" aria-label="Dashboard">
+                        <a href=paths::HOME>"My apps"</a>
+                        <a href=paths::SESSIONS>"Sessions"</a>
+                        {admin.then(|| view! { <a href=paths::ADMIN>"Admin"</a> })}
+                    </nav>
+                }
             })}
             {user.map(|u| view! {
                 <div class="topbar-user">

@@ -1,4 +1,5 @@
 //! Pieces pages share.
 
+pub mod chart;
 pub mod layout;
 pub mod widgets;

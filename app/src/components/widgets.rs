@@ -23,15 +23,19 @@ where
     S::Error: Clone + Send + Sync + std::fmt::Display + 'static,
 {
     move || {
-        action.value().get().and_then(|result| result.err()).map(|e| {
-            let text = e.to_string();
-            // ServerFnError's Display prefixes its kind; people need the message.
-            let text = text
-                .split_once(": ")
-                .map(|(_, m)| m.to_string())
-                .unwrap_or(text);
-            view! { <p class="notice error" role="alert" data-testid="action-error">{text}</p> }
-        })
+        action
+            .value()
+            .get()
+            .and_then(|result| result.err())
+            .map(|e| {
+                let text = e.to_string();
+                // ServerFnError's Display prefixes its kind; people need the message.
+                let text = text
+                    .split_once(": ")
+                    .map(|(_, m)| m.to_string())
+                    .unwrap_or(text);
+                view! { <p class="notice error" role="alert" data-testid="action-error">{text}</p> }
+            })
     }
 }
 
@@ -39,7 +43,12 @@ where
 /// keyboard-operable and working without JavaScript. `children` holds the form
 /// that really does it.
 #[component]
-pub fn Confirm(label: String, question: String, detail: String, children: Children) -> impl IntoView {
+pub fn Confirm(
+    label: String,
+    question: String,
+    detail: String,
+    children: Children,
+) -> impl IntoView {
     let group_label = question.clone();
     view! {
         <details class="confirm">
@@ -57,7 +66,8 @@ pub fn Confirm(label: String, question: String, detail: String, children: Childr
 #[component]
 pub fn Pager(page: i64, pages: i64, base: String) -> impl IntoView {
     (pages > 1).then(|| {
-        let link = move |n: i64| format!("{base}?page={n}");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let link = move |n: i64| format!("{base}{sep}page={n}");
         view! {
             <nav class="pager" aria-label="Pages">
                 {(page > 1).then(|| view! { <a class="button secondary" href=link(page - 1) rel="prev">"Previous"</a> })}

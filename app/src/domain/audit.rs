@@ -24,6 +24,12 @@ pub enum AuditKind {
     ReuseDetected,
     Revoked,
     KeysRotated,
+    UserDisabled,
+    UserEnabled,
+    UserAdminChanged,
+    ClientUpdated,
+    ClientDeleted,
+    ClientSecretRotated,
 }
 
 impl AuditKind {
@@ -42,6 +48,12 @@ impl AuditKind {
             AuditKind::ReuseDetected => "reuse_detected",
             AuditKind::Revoked => "revoked",
             AuditKind::KeysRotated => "keys_rotated",
+            AuditKind::UserDisabled => "user_disabled",
+            AuditKind::UserEnabled => "user_enabled",
+            AuditKind::UserAdminChanged => "user_admin_changed",
+            AuditKind::ClientUpdated => "client_updated",
+            AuditKind::ClientDeleted => "client_deleted",
+            AuditKind::ClientSecretRotated => "client_secret_rotated",
         }
     }
 }
@@ -130,4 +142,51 @@ pub async fn record(db: &Db, event: &AuditEvent) -> DomainResult<()> {
         .await
         .map(|r| r.rows_affected()))?;
     Ok(())
+}
+
+/// Who did something: a signed-in person (dashboard, CLI) or a client (the
+/// admin API, with a `latchkey:admin` token). Both `None`: the system, or a
+/// CLI command run on the server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+}
+
+impl Actor {
+    pub fn user(user_id: &str) -> Actor {
+        Actor {
+            user_id: Some(user_id.to_owned()),
+            client_id: None,
+        }
+    }
+
+    pub fn client(client_id: &str) -> Actor {
+        Actor {
+            user_id: None,
+            client_id: Some(client_id.to_owned()),
+        }
+    }
+
+    /// How revocations name the actor (`revoked_by`): `user:<id>`, `client:<id>` or `system`.
+    pub fn label(&self) -> String {
+        match (&self.user_id, &self.client_id) {
+            (Some(user), _) => format!("user:{user}"),
+            (None, Some(client)) => format!("client:{client}"),
+            (None, None) => "system".to_owned(),
+        }
+    }
+}
+
+impl AuditEvent {
+    /// The actor (user or client) who did it.
+    pub fn by(mut self, actor: &Actor) -> Self {
+        if actor.user_id.is_some() {
+            self.actor_user_id.clone_from(&actor.user_id);
+        }
+        if actor.client_id.is_some() {
+            self.actor_client_id.clone_from(&actor.client_id);
+        }
+        self
+    }
 }

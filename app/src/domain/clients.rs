@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{
-    audit::{AuditEvent, AuditKind},
+    audit::{Actor, AuditEvent, AuditKind},
     error::{DomainError, DomainResult},
     secrets::{new_secret, random_token, sha256_hex},
     store::{is_unique_violation, now, Db},
@@ -231,8 +231,17 @@ fn unique(mut items: Vec<String>) -> Vec<String> {
 
 /// Registers a client with a fresh client_id (and secret, for a confidential one).
 pub async fn add_client(db: &Db, new: &NewClient) -> DomainResult<(Client, Option<ClientSecret>)> {
+    add_client_by(db, new, &Actor::default()).await
+}
+
+/// [`add_client`] done by an actor (recorded on the audit event).
+pub async fn add_client_by(
+    db: &Db,
+    new: &NewClient,
+    actor: &Actor,
+) -> DomainResult<(Client, Option<ClientSecret>)> {
     let secret = (new.kind == ClientKind::Confidential).then(|| ClientSecret(new_secret()));
-    let client = insert_client(db, &random_token(15), new, secret.as_ref()).await?;
+    let client = insert_client(db, &random_token(15), new, secret.as_ref(), actor).await?;
     Ok((client, secret))
 }
 
@@ -243,7 +252,7 @@ pub async fn add_client_with_id(
     new: &NewClient,
     secret: Option<&ClientSecret>,
 ) -> DomainResult<Client> {
-    insert_client(db, client_id, new, secret).await
+    insert_client(db, client_id, new, secret, &Actor::default()).await
 }
 
 async fn insert_client(
@@ -251,6 +260,7 @@ async fn insert_client(
     client_id: &str,
     new: &NewClient,
     secret: Option<&ClientSecret>,
+    actor: &Actor,
 ) -> DomainResult<Client> {
     let new = new.validated()?;
     let at = now();
@@ -276,6 +286,7 @@ async fn insert_client(
     let extra_scopes = client.extra_scopes.join(" ");
     let event = AuditEvent::new(AuditKind::ClientCreated)
         .client(&client.client_id)
+        .by(actor)
         .detail(serde_json::json!({ "name": client.name, "kind": client.kind, "grant_types": grant_types }));
     let inserted = on_db!(db, |pool| {
         let mut tx = pool.begin().await?;
@@ -421,6 +432,187 @@ struct ClientAuthRow {
 impl Client {
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+}
+
+/// What an admin may change on a registered client (`None`: keep as is).
+/// The kind cannot change: a public client has no secret to start from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientChange {
+    pub name: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub grant_types: Option<Vec<GrantType>>,
+    pub extra_scopes: Option<Vec<String>>,
+}
+
+/// Edits a client under the same rules as registration ([`NewClient::validated`]);
+/// audits `client_updated` with before and after. A grant type or scope taken
+/// away applies at the tokens' next use (refresh checks the grant types).
+pub async fn update_client(
+    db: &Db,
+    client_id: &str,
+    change: &ClientChange,
+    actor: &Actor,
+) -> DomainResult<Client> {
+    if *change == ClientChange::default() {
+        return Err(DomainError::invalid("client", "nothing to change"));
+    }
+    let before = find_client(db, client_id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    let wanted = NewClient {
+        name: change.name.clone().unwrap_or_else(|| before.name.clone()),
+        kind: before.kind,
+        redirect_uris: change
+            .redirect_uris
+            .clone()
+            .unwrap_or_else(|| before.redirect_uris.clone()),
+        post_logout_redirect_uris: change
+            .post_logout_redirect_uris
+            .clone()
+            .unwrap_or_else(|| before.post_logout_redirect_uris.clone()),
+        grant_types: change
+            .grant_types
+            .clone()
+            .unwrap_or_else(|| before.grant_types.clone()),
+        extra_scopes: change
+            .extra_scopes
+            .clone()
+            .unwrap_or_else(|| before.extra_scopes.clone()),
+    }
+    .validated()?;
+    let after = Client {
+        client_id: before.client_id.clone(),
+        name: wanted.name,
+        kind: before.kind,
+        redirect_uris: wanted.redirect_uris,
+        post_logout_redirect_uris: wanted.post_logout_redirect_uris,
+        grant_types: wanted.grant_types,
+        extra_scopes: wanted.extra_scopes,
+        created_at: before.created_at,
+    };
+    let grant_types = after
+        .grant_types
+        .iter()
+        .map(|g| g.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let event = AuditEvent::new(AuditKind::ClientUpdated)
+        .client(client_id)
+        .by(actor)
+        .detail(serde_json::json!({ "before": before, "after": after }));
+    let updated = on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE clients SET name = $1, redirect_uris = $2, post_logout_redirect_uris = $3, \
+             grant_types = $4, extra_scopes = $5, updated_at = $6 WHERE id = $7 AND deleted_at IS NULL",
+        )
+        .bind(&after.name)
+        .bind(json_list(&after.redirect_uris))
+        .bind(json_list(&after.post_logout_redirect_uris))
+        .bind(&grant_types)
+        .bind(after.extra_scopes.join(" "))
+        .bind(now())
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        crate::bind_audit!(&event).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(true)
+    });
+    match updated {
+        Ok(true) => Ok(after),
+        Ok(false) => Err(DomainError::NotFound),
+        Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(format!(
+            "a client named {:?} already exists",
+            after.name
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Gives a confidential client a new secret, shown once; the old one stops
+/// working at once (every authentication reads the stored hash).
+pub async fn rotate_secret(db: &Db, client_id: &str, actor: &Actor) -> DomainResult<ClientSecret> {
+    let client = find_client(db, client_id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    if client.kind == ClientKind::Public {
+        return Err(DomainError::invalid(
+            "kind",
+            "a public client has no secret to rotate",
+        ));
+    }
+    let secret = ClientSecret(new_secret());
+    let event = AuditEvent::new(AuditKind::ClientSecretRotated)
+        .client(client_id)
+        .by(actor);
+    let rotated = on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE clients SET secret_hash = $1, updated_at = $2 \
+             WHERE id = $3 AND deleted_at IS NULL AND kind = 'confidential'",
+        )
+        .bind(sha256_hex(&secret.0))
+        .bind(now())
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        crate::bind_audit!(&event).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(true)
+    })?;
+    if rotated {
+        Ok(secret)
+    } else {
+        Err(DomainError::NotFound)
+    }
+}
+
+/// Marks a client deleted (its row stays for the audit log and foreign keys;
+/// its name is free again) and audits `client_deleted` with `detail`. It can
+/// no longer authenticate. Revoking its tokens is the caller's part.
+pub async fn mark_deleted(
+    db: &Db,
+    client_id: &str,
+    actor: &Actor,
+    detail: serde_json::Value,
+) -> DomainResult<()> {
+    let event = AuditEvent::new(AuditKind::ClientDeleted)
+        .client(client_id)
+        .by(actor)
+        .detail(detail);
+    let deleted = on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let at = now();
+        let done = sqlx::query(
+            "UPDATE clients SET deleted_at = $1, updated_at = $1 WHERE id = $2 AND deleted_at IS NULL",
+        )
+        .bind(at)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        crate::bind_audit!(&event).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(true)
+    })?;
+    if deleted {
+        Ok(())
+    } else {
+        Err(DomainError::NotFound)
     }
 }
 

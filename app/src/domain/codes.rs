@@ -39,6 +39,7 @@ pub struct NewCode<'a> {
 pub async fn issue_code(db: &Db, new: &NewCode<'_>) -> DomainResult<String> {
     let code = new_secret();
     let at = now();
+    let _writing = db.write_guard().await;
     on_db!(db, |pool| {
         sqlx::query(
         "INSERT INTO auth_codes (hash, client_id, user_id, grant_id, login_session_id, redirect_uri, \
@@ -123,6 +124,7 @@ pub async fn redeem_code(
             .refresh_idle_ttl_secs
             .min(policy.refresh_absolute_ttl_secs);
 
+    let writing = db.write_guard().await;
     let outcome = on_db!(db, |pool| {
         let mut tx = pool.begin().await?;
         let row: Option<CodeRow> = sqlx::query_as(
@@ -196,13 +198,17 @@ pub async fn redeem_code(
             .execute(&mut *tx)
             .await?;
         }
+        // At most once a minute per grant (see refresh::LAST_USED_GRANULARITY_SECS):
+        // a user's sign-ins to one app share this row.
         sqlx::query(
-            "UPDATE grants SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 WHERE id = $4",
+            "UPDATE grants SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
+             WHERE id = $4 AND (last_used_at IS NULL OR last_used_at <= $5)",
         )
         .bind(at)
         .bind(&r.from.ip)
         .bind(&r.from.user_agent)
         .bind(&row.grant_id)
+        .bind(at - super::refresh::LAST_USED_GRANULARITY_SECS)
         .execute(&mut *tx)
         .await?;
         let event = AuditEvent::new(AuditKind::CodeRedeemed)
@@ -222,6 +228,7 @@ pub async fn redeem_code(
         tx.commit().await?;
         Ok(Ok(Ok((row, holder))))
     })?;
+    drop(writing);
 
     let (row, holder) = match outcome {
         Ok(Ok(found)) => found,

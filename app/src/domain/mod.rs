@@ -19,9 +19,15 @@
 //! | [`tokens`] | access-token and ID-token claims, client_credentials issuance, introspection |
 //! | [`web_session`] | the tower-sessions store over the same database |
 //! | [`audit`] | the audit log |
+//! | [`audit_search`] | reading the audit log: filters, pages, CSV/JSON export |
+//! | [`admin`] | what admins do: clients and users with their usage, editing, disabling, bulk revocation |
+//! | [`activity`] | the admin charts' counts from the audit log |
 //! | [`demo`] | demo data |
 
+pub mod activity;
+pub mod admin;
 pub mod audit;
+pub mod audit_search;
 pub mod clients;
 pub mod codes;
 pub mod demo;

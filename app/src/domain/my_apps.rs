@@ -213,7 +213,11 @@ pub async fn revoke_app(
     let app = find_app(db, user_id, grant_id).await?;
     let actor = format!("user:{user_id}");
     revoked
-        .revoke_grant(db, grant_id, &by_user(&actor, user_id, "revoked by the user"))
+        .revoke_grant(
+            db,
+            grant_id,
+            &by_user(&actor, user_id, "revoked by the user"),
+        )
         .await?;
     Ok(app.client_name)
 }
@@ -226,7 +230,11 @@ pub async fn revoke_all_apps(
 ) -> DomainResult<Revoked> {
     let actor = format!("user:{user_id}");
     revoked
-        .revoke_user_grants(db, user_id, &by_user(&actor, user_id, "revoked by the user"))
+        .revoke_user_grants(
+            db,
+            user_id,
+            &by_user(&actor, user_id, "revoked by the user"),
+        )
         .await
 }
 
@@ -420,7 +428,9 @@ mod tests {
     #[test]
     fn user_agents_read_as_devices() {
         assert_eq!(
-            describe_user_agent("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+            describe_user_agent(
+                "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+            ),
             "Firefox on Linux"
         );
         assert_eq!(
@@ -443,12 +453,30 @@ mod tests {
     fn refreshes_are_summed_per_day() {
         let day = 86_400 * 20_000;
         let events = vec![
-            EventRow { at: day + 500, kind: "token_refreshed".into() },
-            EventRow { at: day + 400, kind: "revoked".into() },
-            EventRow { at: day + 300, kind: "token_refreshed".into() },
-            EventRow { at: day + 200, kind: "token_refreshed".into() },
-            EventRow { at: day - 10, kind: "token_refreshed".into() },
-            EventRow { at: day - 20, kind: "consent_granted".into() },
+            EventRow {
+                at: day + 500,
+                kind: "token_refreshed".into(),
+            },
+            EventRow {
+                at: day + 400,
+                kind: "revoked".into(),
+            },
+            EventRow {
+                at: day + 300,
+                kind: "token_refreshed".into(),
+            },
+            EventRow {
+                at: day + 200,
+                kind: "token_refreshed".into(),
+            },
+            EventRow {
+                at: day - 10,
+                kind: "token_refreshed".into(),
+            },
+            EventRow {
+                at: day - 20,
+                kind: "consent_granted".into(),
+            },
         ];
         let lines = timeline(events);
         let shape: Vec<(&str, i64)> = lines.iter().map(|l| (l.kind.as_str(), l.count)).collect();

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    audit::{AuditEvent, AuditKind},
+    audit::{Actor, AuditEvent, AuditKind},
     error::{DomainError, DomainResult},
     store::{now, Db},
 };
@@ -231,6 +231,19 @@ pub async fn set_defaults(
     change: &PolicyChange,
     actor_user_id: Option<&str>,
 ) -> DomainResult<Policy> {
+    set_defaults_by(db, change, &actor_of(actor_user_id)).await
+}
+
+fn actor_of(user_id: Option<&str>) -> Actor {
+    user_id.map(Actor::user).unwrap_or_default()
+}
+
+/// [`set_defaults`] done by any actor (a user, or a client through the admin API).
+pub async fn set_defaults_by(
+    db: &Db,
+    change: &PolicyChange,
+    actor: &Actor,
+) -> DomainResult<Policy> {
     change_is_empty(change)?;
     if change.sets_inherit() {
         return Err(DomainError::invalid(
@@ -241,11 +254,9 @@ pub async fn set_defaults(
     let before = defaults(db).await?;
     let after = before.into_overrides().apply(change).over(&before);
     validate(&after)?;
-    let mut event = AuditEvent::new(AuditKind::PolicyChanged)
+    let event = AuditEvent::new(AuditKind::PolicyChanged)
+        .by(actor)
         .detail(serde_json::json!({ "scope": "defaults", "before": before, "after": after }));
-    if let Some(actor) = actor_user_id {
-        event = event.actor(actor);
-    }
     store(db, &after.into_overrides(), None, &event).await?;
     Ok(after)
 }
@@ -272,14 +283,25 @@ pub async fn set_client(
     change: &PolicyChange,
     actor_user_id: Option<&str>,
 ) -> DomainResult<(PolicyOverrides, Policy)> {
+    set_client_by(db, client_id, change, &actor_of(actor_user_id)).await
+}
+
+/// [`set_client`] done by any actor (a user, or a client through the admin API).
+pub async fn set_client_by(
+    db: &Db,
+    client_id: &str,
+    change: &PolicyChange,
+    actor: &Actor,
+) -> DomainResult<(PolicyOverrides, Policy)> {
     change_is_empty(change)?;
     let before = overrides(db, client_id).await?;
     let defaults = defaults(db).await?;
     let after = before.apply(change);
     let effective = after.over(&defaults);
     validate(&effective)?;
-    let mut event = AuditEvent::new(AuditKind::PolicyChanged)
+    let event = AuditEvent::new(AuditKind::PolicyChanged)
         .client(client_id)
+        .by(actor)
         .detail(serde_json::json!({
             "scope": "client",
             "before": before,
@@ -287,9 +309,6 @@ pub async fn set_client(
             "effective_before": before.over(&defaults),
             "effective_after": effective,
         }));
-    if let Some(actor) = actor_user_id {
-        event = event.actor(actor);
-    }
     store(db, &after, Some(client_id), &event).await?;
     Ok((after, effective))
 }

@@ -6,18 +6,24 @@
 //! successor; the mark is one conditional UPDATE, so of N concurrent uses
 //! exactly one wins. A used token presented again after the reuse grace means
 //! two parties hold the chain (RFC 9700 §4.14.2): the whole family is revoked.
+//!
+//! A refresh is one read (the token, its family, grant, user and the client's
+//! policy, in one query) and one short write transaction. The "last used"
+//! columns of families and grants are written at most once per
+//! [`LAST_USED_GRANULARITY_SECS`] per row (see there), so refreshes of one
+//! user's app do not queue on the grant row they share.
 
 use super::{
     audit::{AuditEvent, AuditKind},
     clients::{Client, GrantType},
     keys::KeyRing,
     login_sessions::ClientInfo,
-    policy::{self, Policy},
+    policy::Policy,
     revocation::{RevokedBy, RevokedSets},
     secrets::{new_secret, sha256_hex},
     store::{now, Db},
     tokens::{narrow_scope, sign_access_token, AccessClaims, GrantError, TokenSet},
-    DomainResult,
+    DomainError, DomainResult,
 };
 use crate::on_db;
 
@@ -57,22 +63,70 @@ impl RefreshRow {
     }
 }
 
+/// How stale the "last used" time (and IP and user agent) of a token family
+/// or a grant may be, in seconds. A refresh writes them only when they are at
+/// least this old, with a conditional UPDATE that matches (and so locks) no
+/// row otherwise: every refresh of a user's app would else update the one
+/// grant row all its sessions share, and queue on its lock. The dashboard's
+/// "last used" is therefore accurate to this granularity (a session used from
+/// a new IP shows it within a minute of use). The same bound throttles pushing
+/// out the idle expiry of a refresh token that is not rotated.
+pub const LAST_USED_GRANULARITY_SECS: i64 = 60;
+
+/// A presented refresh token with everything a refresh decides on: its
+/// family, grant and user, and the effective policy of the grant's client
+/// (the same COALESCE as [`super::policy::effective`]), read in one query.
+#[derive(sqlx::FromRow)]
+struct Lookup {
+    #[sqlx(flatten)]
+    row: RefreshRow,
+    family_last_used_at: i64,
+    grant_last_used_at: Option<i64>,
+    /// NULL when the client is deleted (then `policy` holds the defaults).
+    live_client_id: Option<String>,
+    #[sqlx(flatten)]
+    policy: Policy,
+}
+
+impl Lookup {
+    /// The client's effective policy; `NotFound` for a deleted client, as
+    /// [`super::policy::effective`] says.
+    fn policy(&self) -> DomainResult<Policy> {
+        match self.live_client_id {
+            Some(_) => Ok(self.policy),
+            None => Err(DomainError::NotFound),
+        }
+    }
+}
+
+const LOOKUP_SQL: &str = "SELECT t.hash, t.family_id, t.scopes, t.issued_at, t.expires_at, \
+     t.used_at, t.revoked_at, f.created_at AS family_created_at, f.revoked_at AS family_revoked_at, \
+     f.login_session_id, f.last_used_at AS family_last_used_at, g.id AS grant_id, \
+     g.revoked_at AS grant_revoked_at, g.client_id, g.user_id, g.last_used_at AS grant_last_used_at, \
+     u.disabled_at AS user_disabled_at, c.id AS live_client_id, \
+     COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, \
+     COALESCE(c.access_ttl_secs, d.access_ttl_secs) AS access_ttl_secs, \
+     COALESCE(c.refresh_idle_ttl_secs, d.refresh_idle_ttl_secs) AS refresh_idle_ttl_secs, \
+     COALESCE(c.refresh_absolute_ttl_secs, d.refresh_absolute_ttl_secs) AS refresh_absolute_ttl_secs, \
+     COALESCE(c.rotate_refresh, d.rotate_refresh) AS rotate_refresh, \
+     COALESCE(c.reuse_grace_secs, d.reuse_grace_secs) AS reuse_grace_secs, \
+     COALESCE(c.revoke_on_logout, d.revoke_on_logout) AS revoke_on_logout \
+     FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id \
+     JOIN grants g ON g.id = f.grant_id LEFT JOIN users u ON u.id = g.user_id \
+     LEFT JOIN clients c ON c.id = g.client_id AND c.deleted_at IS NULL \
+     CROSS JOIN policy_default d \
+     WHERE t.hash = $1 AND d.id = 1";
+
+async fn lookup(db: &Db, token: &str) -> DomainResult<Option<Lookup>> {
+    Ok(on_db!(db, |pool| sqlx::query_as::<_, Lookup>(LOOKUP_SQL)
+        .bind(sha256_hex(token))
+        .fetch_optional(pool)
+        .await)?)
+}
+
 /// Looks a presented refresh token up by its hash.
 pub async fn find(db: &Db, token: &str) -> DomainResult<Option<RefreshRow>> {
-    Ok(on_db!(db, |pool| {
-        sqlx::query_as::<_, RefreshRow>(
-        "SELECT t.hash, t.family_id, t.scopes, t.issued_at, t.expires_at, t.used_at, t.revoked_at, \
-         f.created_at AS family_created_at, f.revoked_at AS family_revoked_at, f.login_session_id, \
-         g.id AS grant_id, g.revoked_at AS grant_revoked_at, g.client_id, g.user_id, \
-         u.disabled_at AS user_disabled_at \
-         FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id \
-         JOIN grants g ON g.id = f.grant_id LEFT JOIN users u ON u.id = g.user_id \
-         WHERE t.hash = $1"
-    )
-    .bind(sha256_hex(token))
-    .fetch_optional(pool)
-    .await
-    })?)
+    Ok(lookup(db, token).await?.map(|found| found.row))
 }
 
 /// Whether the client may use refresh tokens right now (checked at every use).
@@ -108,16 +162,17 @@ pub async fn refresh(
     r: RefreshRequest<'_>,
 ) -> Result<TokenSet, GrantError> {
     let client = r.client;
-    let Some(row) = find(db, r.refresh_token).await? else {
+    let Some(found) = lookup(db, r.refresh_token).await? else {
         return Err(GrantError::InvalidGrant("unknown refresh token".into()));
     };
+    let row = &found.row;
     if row.client_id != client.client_id {
         tracing::warn!(client_id = %client.client_id, "a client presented another client's refresh token");
         return Err(GrantError::InvalidGrant(
             "this refresh token was not issued to this client".into(),
         ));
     }
-    let policy = policy::effective(db, &client.client_id).await?;
+    let policy = found.policy()?;
     refresh_allowed(client, &policy)?;
     if row.is_revoked() {
         return Err(GrantError::InvalidGrant(
@@ -136,7 +191,7 @@ pub async fn refresh(
         |used_at: i64| policy.reuse_grace_secs > 0 && at - used_at <= policy.reuse_grace_secs;
     if let Some(used_at) = row.used_at {
         if !grace(used_at) {
-            return Err(reuse_detected(db, revoked, client, &row, r.from).await);
+            return Err(reuse_detected(db, revoked, client, row, r.from).await);
         }
     }
 
@@ -144,6 +199,11 @@ pub async fn refresh(
     let successor = rotate.then(new_secret);
     let expires_at = (at + policy.refresh_idle_ttl_secs)
         .min(row.family_created_at + policy.refresh_absolute_ttl_secs);
+    // What needs writing besides the audit record (see LAST_USED_GRANULARITY_SECS).
+    let stale_before = at - LAST_USED_GRANULARITY_SECS;
+    let touch_family = found.family_last_used_at <= stale_before;
+    let touch_grant = found.grant_last_used_at.is_none_or(|t| t <= stale_before);
+    let push_expiry = !rotate && expires_at - row.expires_at >= LAST_USED_GRANULARITY_SECS;
     let event = {
         let mut event = AuditEvent::new(AuditKind::TokenRefreshed)
             .client(&client.client_id)
@@ -160,44 +220,72 @@ pub async fn refresh(
         event.actor_client_id = Some(client.client_id.clone());
         event
     };
-    let won = on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
-        // The family must still be live: a revocation committed since the
-        // lookup wins over this refresh.
-        let live = sqlx::query(
-            "UPDATE token_families SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
-             WHERE id = $4 AND revoked_at IS NULL",
-        )
-        .bind(at)
-        .bind(&r.from.ip)
-        .bind(&r.from.user_agent)
-        .bind(&row.family_id)
-        .execute(&mut *tx)
-        .await?;
-        if live.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok::<_, sqlx::Error>(Some(false));
-        }
-        match &successor {
-            Some(next) => {
-                if row.used_at.is_none() {
-                    let claimed = sqlx::query(
+    // Liveness: the lookup saw the family, grant and token live. A revocation
+    // that commits after it still wins over this refresh:
+    // * with rotation, the claim below (and, for a retry within the reuse
+    //   grace, the successor's INSERT) only goes through while the token and
+    //   its family are unrevoked, and a revocation marks both in one
+    //   transaction; a revocation committing after our claim finds the
+    //   successor's family revoked, which the lookup checks at every refresh;
+    // * every access token issued here carries the family id (`fid`), which
+    //   the revoked sets hold as soon as the revocation commits, so
+    //   introspection and userinfo refuse it; that is all a refresh without
+    //   rotation hands out, so it needs no check of its own.
+    let won = {
+        let _writing = db.write_guard().await;
+        on_db!(db, |pool| {
+            let needs_transaction =
+                successor.is_some() || push_expiry || touch_family || touch_grant;
+            if !needs_transaction {
+                // No rotation, nothing stale: the audit record is all there is to write.
+                crate::bind_audit!(&event).execute(pool).await?;
+                return Ok::<_, sqlx::Error>(Some(true));
+            }
+            let mut tx = pool.begin().await?;
+            if let Some(next) = &successor {
+                let mut claimed = row.used_at.is_some();
+                if !claimed {
+                    claimed = sqlx::query(
                         "UPDATE refresh_tokens SET used_at = $1 \
-                         WHERE hash = $2 AND used_at IS NULL AND revoked_at IS NULL",
+                         WHERE hash = $2 AND used_at IS NULL AND revoked_at IS NULL \
+                         AND EXISTS (SELECT 1 FROM token_families \
+                                     WHERE id = $3 AND revoked_at IS NULL)",
                     )
                     .bind(at)
                     .bind(&row.hash)
+                    .bind(&row.family_id)
                     .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        > 0;
+                }
+                if !claimed {
+                    // Revoked since the lookup, or another request used it a moment ago.
+                    let now_is: Option<(Option<i64>, bool)> = sqlx::query_as(
+                        "SELECT t.used_at, t.revoked_at IS NOT NULL OR f.revoked_at IS NOT NULL \
+                         FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id \
+                         WHERE t.hash = $1",
+                    )
+                    .bind(&row.hash)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                    if claimed.rows_affected() == 0 {
-                        // Another request used it a moment ago.
+                    let Some((used_at, false)) = now_is else {
+                        tx.rollback().await?;
+                        return Ok(Some(false));
+                    };
+                    if !used_at.is_some_and(grace) {
                         tx.rollback().await?;
                         return Ok(None);
                     }
+                    // Used a moment ago, within the reuse grace: a retry; it gets
+                    // a successor of its own, below.
                 }
-                sqlx::query(
+                // The successor, stored only while the family is live (this is
+                // the liveness check of a retry within the grace, which claims nothing).
+                let inserted = sqlx::query(
                     "INSERT INTO refresh_tokens (hash, family_id, parent_hash, scopes, issued_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                     SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS \
+                     (SELECT 1 FROM token_families WHERE id = $2 AND revoked_at IS NULL)",
                 )
                 .bind(sha256_hex(next))
                 .bind(&row.family_id)
@@ -207,31 +295,53 @@ pub async fn refresh(
                 .bind(expires_at)
                 .execute(&mut *tx)
                 .await?;
-            }
-            None => {
+                if inserted.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(Some(false));
+                }
+            } else if push_expiry {
                 // No rotation: the same token lives on, its idle expiry pushed out.
                 sqlx::query(
-                    "UPDATE refresh_tokens SET expires_at = $1 WHERE hash = $2 AND revoked_at IS NULL",
+                    "UPDATE refresh_tokens SET expires_at = $1 \
+                     WHERE hash = $2 AND revoked_at IS NULL AND expires_at <= $3",
                 )
                 .bind(expires_at)
                 .bind(&row.hash)
+                .bind(expires_at - LAST_USED_GRANULARITY_SECS)
                 .execute(&mut *tx)
                 .await?;
             }
-        }
-        sqlx::query(
-            "UPDATE grants SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 WHERE id = $4",
-        )
-        .bind(at)
-        .bind(&r.from.ip)
-        .bind(&r.from.user_agent)
-        .bind(&row.grant_id)
-        .execute(&mut *tx)
-        .await?;
-        crate::bind_audit!(&event).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(Some(true))
-    })?;
+            if touch_family {
+                sqlx::query(
+                    "UPDATE token_families SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
+                     WHERE id = $4 AND last_used_at <= $5",
+                )
+                .bind(at)
+                .bind(&r.from.ip)
+                .bind(&r.from.user_agent)
+                .bind(&row.family_id)
+                .bind(stale_before)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if touch_grant {
+                sqlx::query(
+                    "UPDATE grants SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
+                     WHERE id = $4 AND (last_used_at IS NULL OR last_used_at <= $5)",
+                )
+                .bind(at)
+                .bind(&r.from.ip)
+                .bind(&r.from.user_agent)
+                .bind(&row.grant_id)
+                .bind(stale_before)
+                .execute(&mut *tx)
+                .await?;
+            }
+            crate::bind_audit!(&event).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Some(true))
+        })?
+    };
     match won {
         Some(true) => {}
         Some(false) => {
@@ -239,9 +349,8 @@ pub async fn refresh(
                 "the refresh token was revoked".into(),
             ))
         }
-        // Lost the race to a concurrent use of the same token.
-        None if grace(at) => {}
-        None => return Err(reuse_detected(db, revoked, client, &row, r.from).await),
+        // Lost the race to a concurrent use of the same token, outside any grace.
+        None => return Err(reuse_detected(db, revoked, client, row, r.from).await),
     }
 
     let access = sign_access_token(
@@ -322,18 +431,20 @@ pub async fn introspect(
     client: &Client,
     token: &str,
 ) -> DomainResult<Option<serde_json::Value>> {
-    let Some(row) = find(db, token).await? else {
+    let Some(found) = lookup(db, token).await? else {
         return Ok(None);
     };
+    let row = &found.row;
     if row.client_id != client.client_id || row.is_revoked() {
         return Ok(None);
     }
-    let policy = policy::effective(db, &client.client_id).await?;
+    let policy = found.policy()?;
     let exp = row.expires_at(&policy);
     let used = row.used_at.is_some() && policy.rotate_refresh;
     if refresh_allowed(client, &policy).is_err() || used || now() >= exp {
         return Ok(None);
     }
+    let row = found.row;
     Ok(Some(serde_json::json!({
         "active": true,
         "scope": row.scopes,

@@ -248,22 +248,19 @@ impl RevokedSets {
                 .fetch_all(&mut *tx)
                 .await?;
             }
-            match target {
-                Target::SignIn(sid) => {
-                    let ended = sqlx::query(
-                        "UPDATE login_sessions SET ended_at = $1, end_reason = $2 \
-                         WHERE id = $3 AND ended_at IS NULL",
-                    )
-                    .bind(at)
-                    .bind(by.reason)
-                    .bind(sid)
-                    .execute(&mut *tx)
-                    .await?;
-                    if let (Some(event), true) = (logout, ended.rows_affected() > 0) {
-                        crate::bind_audit!(event).execute(&mut *tx).await?;
-                    }
+            if let Target::SignIn(sid) = target {
+                let ended = sqlx::query(
+                    "UPDATE login_sessions SET ended_at = $1, end_reason = $2 \
+                     WHERE id = $3 AND ended_at IS NULL",
+                )
+                .bind(at)
+                .bind(by.reason)
+                .bind(sid)
+                .execute(&mut *tx)
+                .await?;
+                if let (Some(event), true) = (logout, ended.rows_affected() > 0) {
+                    crate::bind_audit!(event).execute(&mut *tx).await?;
                 }
-                _ => {}
             }
             done.families = sqlx::query_scalar(&revoke_families)
                 .bind(at)
@@ -281,15 +278,13 @@ impl RevokedSets {
                 // Whose access it was and of which app, so the user's and the
                 // app's timelines show it.
                 let (subject, client) = match target {
-                    Target::Grant(id) => {
-                        sqlx::query_as::<_, (Option<String>, Option<String>)>(
-                            "SELECT user_id, client_id FROM grants WHERE id = $1",
-                        )
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .unwrap_or_default()
-                    }
+                    Target::Grant(id) => sqlx::query_as::<_, (Option<String>, Option<String>)>(
+                        "SELECT user_id, client_id FROM grants WHERE id = $1",
+                    )
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or_default(),
                     Target::Family(id) => sqlx::query_as::<_, (Option<String>, Option<String>)>(
                         "SELECT g.user_id, g.client_id FROM token_families f \
                          JOIN grants g ON g.id = f.grant_id WHERE f.id = $1",

@@ -6,7 +6,13 @@
 //! difference forces two statements, they sit side by side in the function that
 //! needs them, matched on [`Db`].
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::{Arc, LazyLock, Mutex},
+    time::Duration,
+};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -173,6 +179,62 @@ impl Db {
     pub async fn close(&self) {
         on_db!(self, |pool| pool.close().await)
     }
+
+    /// Whether [`Db::close`] was called (shutting down): nothing should be
+    /// answered from memory that the database would have to confirm.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Db::Sqlite(pool) => pool.is_closed(),
+            Db::Postgres(pool) => pool.is_closed(),
+        }
+    }
+
+    /// Waits for this process's turn to write to the SQLite file; `None` (at
+    /// once) on PostgreSQL, whose row locks need no help. Hold it over the
+    /// whole write transaction, from before `BEGIN` to after `COMMIT`:
+    ///
+    /// ```ignore
+    /// let _writing = db.write_guard().await; // not `let _ =`: that drops it at once
+    /// on_db!(db, |pool| { let mut tx = pool.begin().await?; /* ... */ tx.commit().await })?;
+    /// ```
+    ///
+    /// SQLite has one writer at a time. Without this, concurrent writers
+    /// collide on its lock and its busy handler puts the losers to sleep
+    /// (1, 2, 5, 10, ... ms), which is what the slowest requests wait for. With
+    /// it, they queue in order on a fair async mutex instead, and a deferred
+    /// transaction that reads before it writes can no longer lose its snapshot
+    /// to another writer of this process.
+    ///
+    /// Take it before acquiring a connection (never while holding one or an
+    /// open transaction): the holder may be waiting for a pooled connection.
+    /// Writers that do not take it (other processes such as the CLI, rare
+    /// paths in this one) still work: they queue on the busy timeout as before.
+    pub async fn write_guard(&self) -> Option<WriteGuard> {
+        match self {
+            Db::Sqlite(pool) => Some(sqlite_write_lock(pool).lock_owned().await),
+            Db::Postgres(_) => None,
+        }
+    }
+}
+
+/// What [`Db::write_guard`] hands out: the turn to write, until dropped.
+pub type WriteGuard = tokio::sync::OwnedMutexGuard<()>;
+
+/// The write lock of a SQLite file: one per file per process, so pools opened
+/// on the same path (tests, a CLI command inside the server process) share it.
+fn sqlite_write_lock(pool: &SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Mutex::default);
+    let options = pool.connect_options();
+    let file: &Path = options.get_filename();
+    let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(lock) = locks.get(file) {
+        return lock.clone();
+    }
+    locks
+        .entry(file.to_path_buf())
+        .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+        .clone()
 }
 
 /// Quotes an SQL identifier (schema names in tests); never used with user input.

@@ -8,7 +8,6 @@ use super::{
     clients::Client,
     error::{DomainError, DomainResult},
     keys::{KeyRing, SigningAlg},
-    policy,
     revocation::RevokedSets,
     secrets::{new_id, random_token},
     store::{is_unique_violation, now, Db},
@@ -96,42 +95,66 @@ pub fn narrow_scope(requested: Option<&str>, allowed: &[String]) -> DomainResult
     }
 }
 
-/// The client's own grant for client_credentials (one live grant per client, made on first use).
-async fn client_grant(db: &Db, client_id: &str, scopes: &str) -> DomainResult<String> {
-    let find = || async {
-        on_db!(db, |pool| sqlx::query_scalar::<_, String>(
-            "SELECT id FROM grants WHERE client_id = $1 AND user_id IS NULL AND revoked_at IS NULL"
-        )
-        .bind(client_id)
-        .fetch_optional(pool)
-        .await)
-    };
-    if let Some(id) = find().await? {
-        return Ok(id);
-    }
-    let id = new_id();
-    let inserted = on_db!(db, |pool| {
-        sqlx::query(
-        "INSERT INTO grants (id, user_id, client_id, scopes, created_at) VALUES ($1, NULL, $2, $3, $4)"
+/// What client_credentials issuance reads, in one query: the client's access
+/// token lifetime (its override, else the default, as [`super::policy::effective`]
+/// computes it) and its own live grant, if it has one yet. No row: the client
+/// is unknown or deleted.
+#[derive(sqlx::FromRow)]
+struct ClientCredentialsFacts {
+    access_ttl_secs: i64,
+    grant_id: Option<String>,
+}
+
+async fn client_credentials_facts(
+    db: &Db,
+    client_id: &str,
+) -> DomainResult<Option<ClientCredentialsFacts>> {
+    Ok(on_db!(db, |pool| {
+        sqlx::query_as::<_, ClientCredentialsFacts>(
+        "SELECT COALESCE(c.access_ttl_secs, d.access_ttl_secs) AS access_ttl_secs, g.id AS grant_id \
+         FROM clients c CROSS JOIN policy_default d \
+         LEFT JOIN grants g ON g.client_id = c.id AND g.user_id IS NULL AND g.revoked_at IS NULL \
+         WHERE c.id = $1 AND c.deleted_at IS NULL AND d.id = 1"
     )
-    .bind(&id)
     .bind(client_id)
-    .bind(scopes)
-    .bind(now())
-    .execute(pool)
+    .fetch_optional(pool)
     .await
-    .map(|_| ())
-    });
+    })?)
+}
+
+/// Creates the client's own grant for client_credentials on first use (one
+/// live grant per client); a concurrent first use may win, then it is theirs.
+async fn create_client_grant(db: &Db, client_id: &str, scopes: &str) -> DomainResult<String> {
+    let id = new_id();
+    let inserted = {
+        let _writing = db.write_guard().await;
+        on_db!(db, |pool| {
+            sqlx::query(
+                "INSERT INTO grants (id, user_id, client_id, scopes, created_at) VALUES ($1, NULL, $2, $3, $4)"
+            )
+            .bind(&id)
+            .bind(client_id)
+            .bind(scopes)
+            .bind(now())
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })
+    };
     match inserted {
         Ok(()) => Ok(id),
         // Another request created it at the same moment: use theirs.
-        Err(e) if is_unique_violation(&e) => find().await?.ok_or(DomainError::NotFound),
+        Err(e) if is_unique_violation(&e) => client_credentials_facts(db, client_id)
+            .await?
+            .and_then(|facts| facts.grant_id)
+            .ok_or(DomainError::NotFound),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Issues an access token for the client_credentials grant (RFC 6749 §4.4):
 /// never a refresh token; scope narrowed to what the client may ask for.
+/// `NotFound` when the client is deleted.
 pub async fn issue_client_credentials(
     db: &Db,
     keys: &KeyRing,
@@ -140,12 +163,17 @@ pub async fn issue_client_credentials(
     requested_scope: Option<&str>,
 ) -> DomainResult<IssuedAccessToken> {
     let scope = narrow_scope(requested_scope, &client.extra_scopes)?;
-    let policy = policy::effective(db, &client.client_id).await?;
-    let grant_id = client_grant(db, &client.client_id, &client.extra_scopes.join(" ")).await?;
+    let facts = client_credentials_facts(db, &client.client_id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    let grant_id = match facts.grant_id {
+        Some(id) => id,
+        None => create_client_grant(db, &client.client_id, &client.extra_scopes.join(" ")).await?,
+    };
     let issued = sign_access_token(
         keys,
         issuer,
-        policy.access_ttl_secs,
+        facts.access_ttl_secs,
         AccessClaims {
             iss: String::new(),
             sub: client.client_id.clone(),
@@ -167,6 +195,7 @@ pub async fn issue_client_credentials(
             "jti": issued.claims.jti,
             "scope": issued.claims.scope,
         }));
+    let _writing = db.write_guard().await;
     super::audit::record(db, &event).await?;
     Ok(issued)
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{
-    audit::{self, AuditEvent, AuditKind},
+    audit::{self, Actor, AuditEvent, AuditKind},
     error::{DomainError, DomainResult},
     secrets::{hash_password, new_id, verify_password, PasswordHashString},
     store::{is_unique_violation, now, Db},
@@ -73,6 +73,17 @@ pub async fn add_user(
     password: &str,
     is_admin: bool,
 ) -> DomainResult<User> {
+    add_user_by(db, username, password, is_admin, &Actor::default()).await
+}
+
+/// [`add_user`] done by an actor (recorded on the audit event).
+pub async fn add_user_by(
+    db: &Db,
+    username: &str,
+    password: &str,
+    is_admin: bool,
+    actor: &Actor,
+) -> DomainResult<User> {
     let username = validate_username(username)?;
     validate_password(password)?;
     let hash = hash_password(password.to_owned())
@@ -99,6 +110,7 @@ pub async fn add_user(
         .await?;
         let event = AuditEvent::new(AuditKind::UserCreated)
             .subject(&user.id)
+            .by(actor)
             .detail(serde_json::json!({ "username": user.username, "is_admin": is_admin }));
         crate::bind_audit!(&event).execute(&mut *tx).await?;
         tx.commit().await

@@ -33,10 +33,9 @@ pub fn AppDetailPage() -> impl IntoView {
         |(id, ..)| get_app_detail(id),
     );
     let notice = move || {
-        query
-            .read()
-            .get("signed_out")
-            .map(|name| format!("One session of {name} signed out. Its tokens stopped working at once."))
+        query.read().get("signed_out").map(|name| {
+            format!("One session of {name} signed out. Its tokens stopped working at once.")
+        })
     };
     view! {
         <Suspense fallback=|| view! { <p class="page muted">"Loading…"</p> }>
@@ -79,11 +78,7 @@ fn Detail(
 ) -> impl IntoView {
     let app = detail.app;
     let name = app.client_name.clone();
-    let loses: Vec<String> = app
-        .scopes
-        .iter()
-        .map(|s| s.description.clone())
-        .collect();
+    let loses: Vec<String> = app.scopes.iter().map(|s| s.description.clone()).collect();
     let yes = format!("Yes, revoke {name}");
     let grant_id = app.grant_id.clone();
     let form_grant_id = grant_id.clone();

@@ -1,5 +1,6 @@
 //! One component per dashboard route.
 
+pub mod admin;
 pub mod app_detail;
 pub mod home;
 pub mod not_found;

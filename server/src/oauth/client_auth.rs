@@ -2,8 +2,21 @@
 //! endpoints (RFC 6749 §2.3.1): `client_secret_basic`, `client_secret_post`,
 //! or `none` for public clients. One function; every failure is the same
 //! 401 `invalid_client`.
+//!
+//! Successful confidential-client authentications are remembered for
+//! [`CACHE_TTL`] (see [`AuthCache`]), so a resource server introspecting
+//! thousands of tokens a second costs no database read per request.
 
-use app::domain::clients::{self, Client};
+use std::{
+    collections::HashMap,
+    sync::{LazyLock, RwLock},
+    time::{Duration, Instant},
+};
+
+use app::domain::{
+    clients::{self, Client},
+    secrets::{secret_matches, sha256_hex},
+};
 use axum::http::{header, HeaderMap};
 use base64::{engine::general_purpose::STANDARD, Engine};
 
@@ -57,14 +70,105 @@ pub async fn authenticate(
             None => return Err(OAuthError::invalid_client(false)),
         },
     };
+    // A closed pool (shutting down) authenticates nobody, remembered or not.
+    if let (Some(secret), false) = (&secret, state.db.is_closed()) {
+        if let Some(client) = CACHE.get(&client_id, secret) {
+            return Ok((client, method));
+        }
+    }
     match clients::authenticate_client(&state.db, &client_id, secret.as_deref()).await {
-        Ok(Ok(client)) => Ok((client, method)),
+        Ok(Ok(client)) => {
+            if let Some(secret) = &secret {
+                CACHE.insert(&client, secret);
+            }
+            Ok((client, method))
+        }
         Ok(Err(why)) => {
             tracing::info!(client_id = %client_id, ?why, "client authentication failed");
             Err(OAuthError::invalid_client(method == AuthMethod::Basic))
         }
         Err(e) => Err(OAuthError::unavailable("client authentication", &e)),
     }
+}
+
+/// How long a successful authentication is remembered.
+pub const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// How many clients are remembered at most.
+const CACHE_CAPACITY: usize = 1024;
+
+static CACHE: LazyLock<AuthCache> = LazyLock::new(AuthCache::default);
+
+/// Recent successful confidential-client authentications of this process:
+/// per client_id, the SHA-256 of the secret that worked and the client as read
+/// then. Failures are never remembered, nor public clients (no secret to
+/// check). The secret itself is never kept, only its hash, which is what the
+/// database holds as well.
+///
+/// Staleness: for up to [`CACHE_TTL`] after it was read, a remembered client
+/// keeps authenticating with the old secret after a secret rotation, keeps
+/// authenticating after it was deleted, and keeps its old registration
+/// (kind, grant types, scopes) after an edit, on every instance (the change
+/// itself does not reach this cache). The same holds while the database is
+/// unreachable: a client authenticated in the last [`CACHE_TTL`] keeps being
+/// answered (introspection needs no database), everyone else gets 503 or 401
+/// as before. What a deleted client can do meanwhile
+/// is limited: issuing tokens and refreshing read the client row again
+/// (policy), and answer `invalid_client`; introspection and revocation still
+/// answer it.
+#[derive(Default)]
+struct AuthCache {
+    entries: RwLock<HashMap<String, Remembered>>,
+}
+
+struct Remembered {
+    /// Hex SHA-256 of the secret presented (the stored `secret_hash`'s form).
+    secret_sha256: String,
+    client: Client,
+    at: Instant,
+}
+
+impl AuthCache {
+    /// The client, if `secret` authenticated it less than [`CACHE_TTL`] ago.
+    /// The secret's hash is compared with the remembered one in constant time.
+    fn get(&self, client_id: &str, secret: &str) -> Option<Client> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let hit = entries.get(client_id)?;
+        (hit.at.elapsed() < CACHE_TTL && secret_matches(secret, &hit.secret_sha256))
+            .then(|| hit.client.clone())
+    }
+
+    /// Remembers a successful authentication. When full, forgets what has
+    /// expired, and if that is not enough, everything.
+    fn insert(&self, client: &Client, secret: &str) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CACHE_CAPACITY && !entries.contains_key(&client.client_id) {
+            entries.retain(|_, r| r.at.elapsed() < CACHE_TTL);
+            if entries.len() >= CACHE_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            client.client_id.clone(),
+            Remembered {
+                secret_sha256: sha256_hex(secret),
+                client: client.clone(),
+                at: Instant::now(),
+            },
+        );
+    }
+}
+
+/// Forgets what this process remembers about a client, so that its next
+/// authentication reads the database: called by the admin API after a secret
+/// rotation, an edit or a deletion, which must apply at once. Other instances
+/// keep their entry for up to [`CACHE_TTL`].
+pub fn forget(client_id: &str) {
+    CACHE
+        .entries
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(client_id);
 }
 
 /// `base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).

@@ -43,7 +43,7 @@ async fn exchange(
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(headers, body)?;
     let grant_type = params.require("grant_type")?;
-    let (client, _method) = client_auth::authenticate(state, headers, &params).await?;
+    let (client, method) = client_auth::authenticate(state, headers, &params).await?;
     match grant_type {
         "client_credentials" => {
             if !client.allows(GrantType::ClientCredentials) {
@@ -61,6 +61,10 @@ async fn exchange(
             .await
             .map_err(|e| match e {
                 DomainError::Invalid { message, .. } => OAuthError::invalid_scope(message),
+                // Deleted since its authentication was cached (client_auth).
+                DomainError::NotFound => {
+                    OAuthError::invalid_client(method == client_auth::AuthMethod::Basic)
+                }
                 other => OAuthError::unavailable("client_credentials issuance", &other),
             })?;
             // RFC 6749 §4.4.3: no refresh token for client_credentials.
@@ -91,7 +95,7 @@ async fn exchange(
                 redemption,
             )
             .await
-            .map_err(grant_error)?;
+            .map_err(|e| grant_error(e, method))?;
             Ok(token_response(set))
         }
         "refresh_token" => {
@@ -109,7 +113,7 @@ async fn exchange(
                 request,
             )
             .await
-            .map_err(grant_error)?;
+            .map_err(|e| grant_error(e, method))?;
             Ok(token_response(set))
         }
         other => Err(OAuthError::unsupported_grant_type(format!(
@@ -135,12 +139,16 @@ fn token_response(set: TokenSet) -> Response {
     Json(body).into_response()
 }
 
-fn grant_error(e: GrantError) -> OAuthError {
+fn grant_error(e: GrantError, method: client_auth::AuthMethod) -> OAuthError {
     match e {
         GrantError::InvalidRequest(m) => OAuthError::invalid_request(m),
         GrantError::InvalidGrant(m) => OAuthError::invalid_grant(m),
         GrantError::InvalidScope(m) => OAuthError::invalid_scope(m),
         GrantError::UnauthorizedClient(m) => OAuthError::unauthorized_client(m),
+        // The client was deleted since its authentication was cached (client_auth).
+        GrantError::Failed(DomainError::NotFound) => {
+            OAuthError::invalid_client(method == client_auth::AuthMethod::Basic)
+        }
         GrantError::Failed(e) => OAuthError::unavailable("token issuance", &e),
     }
 }

@@ -1,0 +1,656 @@
+//! Server functions of the admin console (under `/api/console/`; the REST API
+//! owns `/api/admin/`). Every one checks, on the server,
+//! that the signed-in user is an admin (403 otherwise), calls one function of
+//! `domain::admin` (shared with the REST API) and maps to wire types.
+
+// The policy and client forms post one argument per field (plain HTML forms,
+// JavaScript off); the lint cannot be silenced on the macro-generated items alone.
+#![allow(clippy::too_many_arguments)]
+
+use leptos::prelude::*;
+
+use crate::model::{
+    ActivityStats, AdminClient, AdminClientDetail, AdminUser, AdminUserDetail, AuditLine,
+    CurrentUser, Page, PolicyField,
+};
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    pub use super::super::ssr::*;
+    use crate::{
+        domain::{
+            admin::ClientSummary,
+            audit::Actor,
+            login_sessions::SignedIn,
+            policy::{format_duration, Policy, PolicyOverrides},
+            users::User,
+        },
+        model::{AdminClient, AdminUser, PolicyField},
+    };
+    use leptos::prelude::ServerFnError;
+
+    /// The signed-in admin, or 403.
+    pub async fn require_admin() -> Result<SignedIn, ServerFnError> {
+        let me = require_signed_in().await?;
+        if !me.user.is_admin {
+            set_status(403);
+            return Err(ServerFnError::new(
+                "This part of Latchkey is for administrators.",
+            ));
+        }
+        Ok(me)
+    }
+
+    pub fn actor(me: &SignedIn) -> Actor {
+        Actor::user(&me.user.id)
+    }
+
+    pub fn client(s: ClientSummary) -> AdminClient {
+        AdminClient {
+            client_id: s.client_id,
+            name: s.name,
+            kind: s.kind.as_str().to_owned(),
+            grant_types: s
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
+            refresh_enabled: s.refresh_enabled,
+            active_grants: s.active_grants,
+            active_families: s.active_families,
+            last_activity: s.last_activity,
+        }
+    }
+
+    pub fn user(u: User) -> AdminUser {
+        AdminUser {
+            disabled: u.disabled_at.is_some(),
+            id: u.id,
+            username: u.username,
+            is_admin: u.is_admin,
+            created_at: u.created_at,
+        }
+    }
+
+    fn on_off(v: bool) -> String {
+        if v { "on" } else { "off" }.to_owned()
+    }
+
+    /// The seven policy fields: default, override, effective.
+    pub fn policy_fields(defaults: &Policy, overrides: &PolicyOverrides) -> Vec<PolicyField> {
+        let effective = overrides.over(defaults);
+        let d = format_duration;
+        let field = |key: &str,
+                     label: &str,
+                     switch: bool,
+                     default: String,
+                     overridden: Option<String>,
+                     effective: String,
+                     help: &str| PolicyField {
+            key: key.into(),
+            label: label.into(),
+            switch,
+            default,
+            overridden,
+            effective,
+            help: help.into(),
+        };
+        vec![
+            field("refresh_enabled", "Refresh tokens", true, on_off(defaults.refresh_enabled), overrides.refresh_enabled.map(on_off), on_off(effective.refresh_enabled), "Off: no refresh token is issued, and those out there fail with unauthorized_client at their next use."),
+            field("access_ttl", "Access token lifetime", false, d(defaults.access_ttl_secs), overrides.access_ttl_secs.map(d), d(effective.access_ttl_secs), "1m to 24h, e.g. 5m, 1h."),
+            field("refresh_idle_ttl", "Refresh idle lifetime", false, d(defaults.refresh_idle_ttl_secs), overrides.refresh_idle_ttl_secs.map(d), d(effective.refresh_idle_ttl_secs), "A refresh token unused this long stops working."),
+            field("refresh_absolute_ttl", "Refresh absolute lifetime", false, d(defaults.refresh_absolute_ttl_secs), overrides.refresh_absolute_ttl_secs.map(d), d(effective.refresh_absolute_ttl_secs), "From sign-in, whatever the use; at least the idle lifetime."),
+            field("rotate_refresh", "Rotate refresh tokens", true, on_off(defaults.rotate_refresh), overrides.rotate_refresh.map(on_off), on_off(effective.rotate_refresh), "On: each use returns a new refresh token; a used one presented again ends the session."),
+            field("reuse_grace", "Reuse grace", false, d(defaults.reuse_grace_secs), overrides.reuse_grace_secs.map(d), d(effective.reuse_grace_secs), "0s to 5m: how long a rotated token may still be retried."),
+            field("revoke_on_logout", "Revoke on logout", true, on_off(defaults.revoke_on_logout), overrides.revoke_on_logout.map(on_off), on_off(effective.revoke_on_logout), "On: signing out ends this app's sessions started from that sign-in."),
+        ]
+    }
+}
+
+/// The admin home: activity charts.
+#[server(endpoint = "console/home")]
+pub async fn get_admin_home() -> Result<(CurrentUser, ActivityStats), ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let stats = crate::domain::activity::stats(&ssr::db()?)
+        .await
+        .map_err(ssr::failed)?;
+    Ok((ssr::current_user(&me), stats))
+}
+
+#[server(endpoint = "console/clients")]
+pub async fn get_admin_clients(
+    q: String,
+) -> Result<(CurrentUser, Vec<AdminClient>), ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let q = q.trim();
+    let list = crate::domain::admin::list_clients(&ssr::db()?, (!q.is_empty()).then_some(q))
+        .await
+        .map_err(ssr::failed)?;
+    Ok((
+        ssr::current_user(&me),
+        list.into_iter().map(ssr::client).collect(),
+    ))
+}
+
+/// What the client page shows, plus a secret to show once (after creation or rotation).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClientView {
+    pub me: CurrentUser,
+    pub detail: Option<AdminClientDetail>,
+    pub new_secret: Option<String>,
+}
+
+/// Where a secret waits, in the admin's browser session, to be shown once.
+#[cfg(feature = "ssr")]
+const SECRET_FLASH: &str = "admin_new_secret";
+
+#[server(endpoint = "console/client")]
+pub async fn get_admin_client(client_id: String) -> Result<ClientView, ServerFnError> {
+    use crate::domain::{admin, policy, DomainError};
+    let me = ssr::require_admin().await?;
+    let db = ssr::db()?;
+    let found = admin::client_detail(&db, &client_id).await;
+    let (client, summary) = match found {
+        Ok(found) => found,
+        Err(DomainError::NotFound) => {
+            ssr::set_status(404);
+            return Ok(ClientView {
+                me: ssr::current_user(&me),
+                detail: None,
+                new_secret: None,
+            });
+        }
+        Err(e) => return Err(ssr::failed(e)),
+    };
+    let defaults = policy::defaults(&db).await.map_err(ssr::failed)?;
+    let overrides = policy::overrides(&db, &client_id)
+        .await
+        .map_err(ssr::failed)?;
+    let live = admin::live_refresh_tokens(&db, Some(&client_id))
+        .await
+        .map_err(ssr::failed)?;
+    let session: tower_sessions::Session = leptos_axum::extract().await?;
+    let new_secret = match session.remove::<(String, String)>(SECRET_FLASH).await {
+        Ok(Some((id, secret))) if id == client_id => Some(secret),
+        _ => None,
+    };
+    Ok(ClientView {
+        me: ssr::current_user(&me),
+        detail: Some(AdminClientDetail {
+            client: ssr::client(summary),
+            redirect_uris: client.redirect_uris,
+            post_logout_redirect_uris: client.post_logout_redirect_uris,
+            extra_scopes: client.extra_scopes,
+            created_at: client.created_at,
+            policy: ssr::policy_fields(&defaults, &overrides),
+            live_refresh_tokens: live,
+        }),
+        new_secret,
+    })
+}
+
+/// Parses the policy form: `""`/`inherit` → back to the default (clients
+/// only), `on`/`off` for switches, durations like `15m`.
+#[cfg(feature = "ssr")]
+fn policy_change(
+    fields: [(&'static str, String); 7],
+    allow_inherit: bool,
+) -> Result<crate::domain::policy::PolicyChange, crate::domain::DomainError> {
+    use crate::domain::{policy::parse_duration, DomainError};
+    let mut change = crate::domain::policy::PolicyChange::default();
+    for (key, raw) in fields {
+        let raw = raw.trim();
+        let inherit = raw.is_empty() || raw == "inherit";
+        if inherit && !allow_inherit {
+            continue;
+        }
+        let switch = |raw: &str| match raw {
+            "on" => Ok(Some(true)),
+            "off" => Ok(Some(false)),
+            _ if inherit => Ok(None),
+            other => Err(DomainError::invalid(
+                key,
+                format!("{other:?} is not on or off"),
+            )),
+        };
+        let duration = |raw: &str| {
+            if inherit {
+                Ok(None)
+            } else {
+                parse_duration(key, raw).map(Some)
+            }
+        };
+        match key {
+            "refresh_enabled" => change.refresh_enabled = Some(switch(raw)?),
+            "rotate_refresh" => change.rotate_refresh = Some(switch(raw)?),
+            "revoke_on_logout" => change.revoke_on_logout = Some(switch(raw)?),
+            "access_ttl" => change.access_ttl_secs = Some(duration(raw)?),
+            "refresh_idle_ttl" => change.refresh_idle_ttl_secs = Some(duration(raw)?),
+            "refresh_absolute_ttl" => change.refresh_absolute_ttl_secs = Some(duration(raw)?),
+            _ => change.reuse_grace_secs = Some(duration(raw)?),
+        }
+    }
+    Ok(change)
+}
+
+#[server(endpoint = "console/client_policy")]
+pub async fn save_client_policy(
+    client_id: String,
+    refresh_enabled: String,
+    access_ttl: String,
+    refresh_idle_ttl: String,
+    refresh_absolute_ttl: String,
+    rotate_refresh: String,
+    reuse_grace: String,
+    revoke_on_logout: String,
+) -> Result<(), ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let change = policy_change(
+        [
+            ("refresh_enabled", refresh_enabled),
+            ("access_ttl", access_ttl),
+            ("refresh_idle_ttl", refresh_idle_ttl),
+            ("refresh_absolute_ttl", refresh_absolute_ttl),
+            ("rotate_refresh", rotate_refresh),
+            ("reuse_grace", reuse_grace),
+            ("revoke_on_logout", revoke_on_logout),
+        ],
+        true,
+    )
+    .map_err(ssr::failed)?;
+    crate::domain::policy::set_client(&ssr::db()?, &client_id, &change, Some(&me.user.id))
+        .await
+        .map_err(ssr::failed)?;
+    ssr::redirect_with(
+        &format!("/admin/clients/{client_id}"),
+        &[("saved", "policy")],
+    );
+    Ok(())
+}
+
+#[server(endpoint = "console/defaults")]
+pub async fn get_policy_defaults() -> Result<(CurrentUser, Vec<PolicyField>, i64), ServerFnError> {
+    use crate::domain::{admin, policy};
+    let me = ssr::require_admin().await?;
+    let db = ssr::db()?;
+    let defaults = policy::defaults(&db).await.map_err(ssr::failed)?;
+    let live = admin::live_refresh_tokens(&db, None)
+        .await
+        .map_err(ssr::failed)?;
+    Ok((
+        ssr::current_user(&me),
+        ssr::policy_fields(&defaults, &Default::default()),
+        live,
+    ))
+}
+
+#[server(endpoint = "console/save_defaults")]
+pub async fn save_policy_defaults(
+    refresh_enabled: String,
+    access_ttl: String,
+    refresh_idle_ttl: String,
+    refresh_absolute_ttl: String,
+    rotate_refresh: String,
+    reuse_grace: String,
+    revoke_on_logout: String,
+) -> Result<(), ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let change = policy_change(
+        [
+            ("refresh_enabled", refresh_enabled),
+            ("access_ttl", access_ttl),
+            ("refresh_idle_ttl", refresh_idle_ttl),
+            ("refresh_absolute_ttl", refresh_absolute_ttl),
+            ("rotate_refresh", rotate_refresh),
+            ("reuse_grace", reuse_grace),
+            ("revoke_on_logout", revoke_on_logout),
+        ],
+        false,
+    )
+    .map_err(ssr::failed)?;
+    crate::domain::policy::set_defaults(&ssr::db()?, &change, Some(&me.user.id))
+        .await
+        .map_err(ssr::failed)?;
+    ssr::redirect_with("/admin/defaults", &[("saved", "1")]);
+    Ok(())
+}
+
+/// "Revoke all tokens of this client".
+#[server(endpoint = "console/revoke_client")]
+pub async fn revoke_client_tokens(client_id: String) -> Result<(), ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let done = crate::domain::admin::revoke_client(
+        &ssr::db()?,
+        &ssr::revoked()?,
+        &client_id,
+        &ssr::actor(&me),
+    )
+    .await
+    .map_err(ssr::failed)?;
+    ssr::redirect_with(
+        &format!("/admin/clients/{client_id}"),
+        &[
+            ("revoked_grants", &done.grants_revoked.to_string()),
+            ("revoked_families", &done.families_revoked.to_string()),
+        ],
+    );
+    Ok(())
+}
+
+#[server(endpoint = "console/rotate_secret")]
+pub async fn rotate_client_secret(client_id: String) -> Result<(), ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let secret = crate::domain::clients::rotate_secret(&ssr::db()?, &client_id, &ssr::actor(&me))
+        .await
+        .map_err(ssr::failed)?;
+    let session: tower_sessions::Session = leptos_axum::extract().await?;
+    session
+        .insert(SECRET_FLASH, (client_id.clone(), secret.0))
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    ssr::redirect_with(
+        &format!("/admin/clients/{client_id}"),
+        &[("saved", "secret")],
+    );
+    Ok(())
+}
+
+#[server(endpoint = "console/delete_client")]
+pub async fn delete_client(client_id: String, name: String) -> Result<(), ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let done = crate::domain::admin::delete_client(
+        &ssr::db()?,
+        &ssr::revoked()?,
+        &client_id,
+        &ssr::actor(&me),
+    )
+    .await
+    .map_err(ssr::failed)?;
+    ssr::redirect_with(
+        "/admin/clients",
+        &[
+            ("deleted", &name),
+            ("revoked_families", &done.families_revoked.to_string()),
+        ],
+    );
+    Ok(())
+}
+
+#[server(endpoint = "console/create_client")]
+pub async fn create_client(
+    name: String,
+    kind: String,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    grant_code: Option<String>,
+    grant_refresh: Option<String>,
+    grant_client_credentials: Option<String>,
+    extra_scopes: String,
+) -> Result<(), ServerFnError> {
+    use crate::domain::clients::{self, ClientKind, GrantType, NewClient};
+    let me = ssr::require_admin().await?;
+    let lines = |s: &str| -> Vec<String> { s.split_whitespace().map(str::to_owned).collect() };
+    let mut grant_types = Vec::new();
+    for (on, g) in [
+        (grant_code, GrantType::AuthorizationCode),
+        (grant_refresh, GrantType::RefreshToken),
+        (grant_client_credentials, GrantType::ClientCredentials),
+    ] {
+        if on.is_some() {
+            grant_types.push(g);
+        }
+    }
+    if grant_types.is_empty() {
+        ssr::set_status(400);
+        return Err(ServerFnError::new(
+            "grant_type: choose at least one grant type",
+        ));
+    }
+    let new = NewClient {
+        name,
+        kind: if kind == "public" {
+            ClientKind::Public
+        } else {
+            ClientKind::Confidential
+        },
+        redirect_uris: lines(&redirect_uris),
+        post_logout_redirect_uris: lines(&post_logout_redirect_uris),
+        grant_types,
+        extra_scopes: lines(&extra_scopes),
+    };
+    let (client, secret) = clients::add_client_by(&ssr::db()?, &new, &ssr::actor(&me))
+        .await
+        .map_err(ssr::failed)?;
+    if let Some(secret) = secret {
+        let session: tower_sessions::Session = leptos_axum::extract().await?;
+        session
+            .insert(SECRET_FLASH, (client.client_id.clone(), secret.0))
+            .await
+            .map_err(|e| ServerFnError::new(e.to_string()))?;
+    }
+    ssr::redirect_with(
+        &format!("/admin/clients/{}", client.client_id),
+        &[("saved", "created")],
+    );
+    Ok(())
+}
+
+#[server(endpoint = "console/users")]
+pub async fn get_admin_users(q: String) -> Result<(CurrentUser, Vec<AdminUser>), ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let q = q.trim();
+    let list = crate::domain::admin::list_users(&ssr::db()?, (!q.is_empty()).then_some(q))
+        .await
+        .map_err(ssr::failed)?;
+    Ok((
+        ssr::current_user(&me),
+        list.into_iter().map(ssr::user).collect(),
+    ))
+}
+
+#[server(endpoint = "console/create_user")]
+pub async fn create_user(
+    username: String,
+    password: String,
+    is_admin: Option<String>,
+) -> Result<(), ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let user = crate::domain::users::add_user_by(
+        &ssr::db()?,
+        &username,
+        &password,
+        is_admin.is_some(),
+        &ssr::actor(&me),
+    )
+    .await
+    .map_err(ssr::failed)?;
+    ssr::redirect_with(
+        &format!("/admin/users/{}", user.id),
+        &[("saved", "created")],
+    );
+    Ok(())
+}
+
+#[server(endpoint = "console/user")]
+pub async fn get_admin_user(
+    user_id: String,
+) -> Result<(CurrentUser, Option<AdminUserDetail>), ServerFnError> {
+    use crate::{
+        domain::{admin, my_apps::describe_user_agent, DomainError},
+        model::{AdminUserApp, AdminUserSession},
+    };
+    let me = ssr::require_admin().await?;
+    let detail = match admin::user_detail(&ssr::db()?, &user_id).await {
+        Ok(d) => d,
+        Err(DomainError::NotFound) => {
+            ssr::set_status(404);
+            return Ok((ssr::current_user(&me), None));
+        }
+        Err(e) => return Err(ssr::failed(e)),
+    };
+    Ok((
+        ssr::current_user(&me),
+        Some(AdminUserDetail {
+            user: ssr::user(detail.user),
+            apps: detail
+                .apps
+                .into_iter()
+                .map(|a| AdminUserApp {
+                    client_id: a.client_id,
+                    client_name: a.client_name,
+                    scopes: a.scopes,
+                    granted_at: a.granted_at,
+                    last_used_at: a.last_used_at,
+                    active_families: a.active_families,
+                })
+                .collect(),
+            sessions: detail
+                .sessions
+                .into_iter()
+                .map(|s| AdminUserSession {
+                    device: describe_user_agent(&s.user_agent),
+                    ip: s.ip,
+                    started_at: s.created_at,
+                    last_seen_at: s.last_seen_at,
+                })
+                .collect(),
+        }),
+    ))
+}
+
+/// Disable/enable, grant/remove admin: `what` is `disable`, `enable`, `make_admin` or `remove_admin`.
+#[server(endpoint = "console/update_user")]
+pub async fn update_user(user_id: String, what: String) -> Result<(), ServerFnError> {
+    use crate::domain::admin::{self, UserChange};
+    let me = ssr::require_admin().await?;
+    let change = match what.as_str() {
+        "disable" => UserChange {
+            disabled: Some(true),
+            ..Default::default()
+        },
+        "enable" => UserChange {
+            disabled: Some(false),
+            ..Default::default()
+        },
+        "make_admin" => UserChange {
+            is_admin: Some(true),
+            ..Default::default()
+        },
+        "remove_admin" => UserChange {
+            is_admin: Some(false),
+            ..Default::default()
+        },
+        _ => {
+            ssr::set_status(400);
+            return Err(ServerFnError::new("unknown change"));
+        }
+    };
+    let done = admin::update_user(
+        &ssr::db()?,
+        &ssr::revoked()?,
+        &user_id,
+        change,
+        &ssr::actor(&me),
+    )
+    .await
+    .map_err(ssr::failed)?;
+    let mut query = vec![("saved".to_string(), what)];
+    if let Some(cut) = done.cut_off {
+        query.push(("revoked_grants".into(), cut.grants_revoked.to_string()));
+        query.push(("sessions_ended".into(), cut.sessions_ended.to_string()));
+    }
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    ssr::redirect_with(&format!("/admin/users/{user_id}"), &pairs);
+    Ok(())
+}
+
+/// "Revoke all of this user's apps" (`what = apps`) or "Sign out everywhere" (`what = sessions`).
+#[server(endpoint = "console/cut_user")]
+pub async fn cut_user_off(user_id: String, what: String) -> Result<(), ServerFnError> {
+    use crate::domain::admin;
+    let me = ssr::require_admin().await?;
+    let (db, revoked, actor) = (ssr::db()?, ssr::revoked()?, ssr::actor(&me));
+    let query: Vec<(&str, String)> = if what == "apps" {
+        let done = admin::revoke_user_apps(
+            &db,
+            &revoked,
+            &user_id,
+            &actor,
+            "revoked by an administrator",
+        )
+        .await
+        .map_err(ssr::failed)?;
+        vec![("revoked_grants", done.grants_revoked.to_string())]
+    } else {
+        let done = admin::sign_out_everywhere(&db, &revoked, &user_id, &actor)
+            .await
+            .map_err(ssr::failed)?;
+        vec![("sessions_ended", done.sessions_ended.to_string())]
+    };
+    let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ssr::redirect_with(&format!("/admin/users/{user_id}"), &pairs);
+    Ok(())
+}
+
+/// The audit log page: filters as typed (times as `YYYY-MM-DD`).
+#[server(endpoint = "console/audit")]
+pub async fn get_audit(
+    user: String,
+    client: String,
+    kind: String,
+    from: String,
+    to: String,
+    page: i64,
+) -> Result<(CurrentUser, Page<AuditLine>), ServerFnError> {
+    use crate::domain::audit_search::{self, parse_time, AuditFilter};
+    let me = ssr::require_admin().await?;
+    let time = |field: &'static str, raw: &str, end: bool| -> Result<Option<i64>, ServerFnError> {
+        if raw.trim().is_empty() {
+            Ok(None)
+        } else {
+            parse_time(field, raw.trim(), end)
+                .map(Some)
+                .map_err(ssr::failed)
+        }
+    };
+    let filter = AuditFilter {
+        user: Some(user),
+        client: Some(client),
+        kind: Some(kind),
+        from: time("from", &from, false)?,
+        to: time("to", &to, true)?,
+    }
+    .validated()
+    .map_err(ssr::failed)?;
+    let found = audit_search::search(&ssr::db()?, &filter, page.max(1), 50)
+        .await
+        .map_err(ssr::failed)?;
+    let text = |v: Option<String>| v.unwrap_or_default();
+    Ok((
+        ssr::current_user(&me),
+        Page {
+            items: found
+                .events
+                .into_iter()
+                .map(|e| AuditLine {
+                    at: e.at,
+                    kind: e.kind,
+                    actor: text(
+                        e.actor_user_id
+                            .or(e.actor_client_id.map(|c| format!("client {c}"))),
+                    ),
+                    subject: text(e.subject_user_id),
+                    client: text(e.client_id),
+                    ip: text(e.ip),
+                    detail: e.detail.to_string(),
+                })
+                .collect(),
+            total: found.total,
+            page: found.page,
+            per_page: found.per_page,
+        },
+    ))
+}

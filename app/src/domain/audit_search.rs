@@ -1,0 +1,407 @@
+//! Reading the audit log: filtering by user, client, kind and time, one page
+//! at a time (newest first), and exporting as CSV or JSON.
+
+use serde::Serialize;
+
+use super::{
+    error::{DomainError, DomainResult},
+    store::Db,
+};
+use crate::on_db;
+
+/// Largest page of the audit log.
+pub const MAX_PER_PAGE: i64 = 200;
+/// Default page size.
+pub const DEFAULT_PER_PAGE: i64 = 50;
+/// An export holds at most this many events (the newest).
+pub const MAX_EXPORT: i64 = 100_000;
+
+/// Which events to read; `None` fields do not filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// A user id or username: events the user did or that concern them.
+    pub user: Option<String>,
+    /// A client_id: events about the client or done by it.
+    pub client: Option<String>,
+    /// An event kind (`login`, `revoked`, ...).
+    pub kind: Option<String>,
+    /// From this time on (unix seconds, inclusive).
+    pub from: Option<i64>,
+    /// Up to this time (unix seconds, inclusive).
+    pub to: Option<i64>,
+}
+
+/// One audit event as it is shown and exported.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub id: String,
+    pub at: i64,
+    pub kind: String,
+    pub actor_user_id: Option<String>,
+    pub actor_client_id: Option<String>,
+    pub subject_user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: String,
+    at: i64,
+    kind: String,
+    actor_user_id: Option<String>,
+    actor_client_id: Option<String>,
+    subject_user_id: Option<String>,
+    client_id: Option<String>,
+    ip: Option<String>,
+    detail: String,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(row: AuditRow) -> Self {
+        AuditRecord {
+            detail: serde_json::from_str(&row.detail)
+                .unwrap_or(serde_json::Value::String(row.detail)),
+            id: row.id,
+            at: row.at,
+            kind: row.kind,
+            actor_user_id: row.actor_user_id,
+            actor_client_id: row.actor_client_id,
+            subject_user_id: row.subject_user_id,
+            client_id: row.client_id,
+            ip: row.ip,
+        }
+    }
+}
+
+/// One page of events.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditPage {
+    pub events: Vec<AuditRecord>,
+    pub page: i64,
+    pub per_page: i64,
+    pub total: i64,
+}
+
+impl AuditFilter {
+    /// Checks the filter's values (lengths, kind spelling, time order).
+    pub fn validated(self) -> DomainResult<AuditFilter> {
+        let text = |field: &'static str, v: Option<String>| -> DomainResult<Option<String>> {
+            match v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) {
+                Some(s) if s.chars().count() > 200 => Err(DomainError::invalid(
+                    field,
+                    "must be at most 200 characters",
+                )),
+                other => Ok(other),
+            }
+        };
+        let kind = text("kind", self.kind)?;
+        if let Some(k) = &kind {
+            if !k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                return Err(DomainError::invalid(
+                    "kind",
+                    format!("{k:?} is not an event kind (e.g. login, revoked, policy_changed)"),
+                ));
+            }
+        }
+        if let (Some(from), Some(to)) = (self.from, self.to) {
+            if from > to {
+                return Err(DomainError::invalid("to", "must not be before from"));
+            }
+        }
+        Ok(AuditFilter {
+            user: text("user", self.user)?,
+            client: text("client", self.client)?,
+            kind,
+            from: self.from,
+            to: self.to,
+        })
+    }
+}
+
+/// `$1` user, `$2` client, `$3` kind, `$4` from, `$5` to.
+const WHERE_SQL: &str = "WHERE ($1 IS NULL OR actor_user_id = $1 OR subject_user_id = $1 \
+        OR actor_user_id IN (SELECT id FROM users WHERE lower(username) = lower($1)) \
+        OR subject_user_id IN (SELECT id FROM users WHERE lower(username) = lower($1))) \
+    AND ($2 IS NULL OR client_id = $2 OR actor_client_id = $2) \
+    AND ($3 IS NULL OR kind = $3) \
+    AND ($4 IS NULL OR at >= $4) \
+    AND ($5 IS NULL OR at <= $5)";
+
+const COLUMNS: &str =
+    "id, at, kind, actor_user_id, actor_client_id, subject_user_id, client_id, ip, detail";
+
+/// Events matching `filter`, newest first, `limit` from `offset`.
+async fn fetch(
+    db: &Db,
+    filter: &AuditFilter,
+    limit: i64,
+    offset: i64,
+) -> DomainResult<Vec<AuditRecord>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audit_events {WHERE_SQL} ORDER BY at DESC, id DESC LIMIT $6 OFFSET $7"
+    );
+    let rows = on_db!(db, |pool| sqlx::query_as::<_, AuditRow>(&sql)
+        .bind(&filter.user)
+        .bind(&filter.client)
+        .bind(&filter.kind)
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await)?;
+    Ok(rows.into_iter().map(AuditRecord::from).collect())
+}
+
+/// One page (from 1) of the events matching `filter`, newest first.
+pub async fn search(
+    db: &Db,
+    filter: &AuditFilter,
+    page: i64,
+    per_page: i64,
+) -> DomainResult<AuditPage> {
+    if page < 1 {
+        return Err(DomainError::invalid("page", "must be 1 or more"));
+    }
+    if !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(DomainError::invalid(
+            "per_page",
+            format!("must be between 1 and {MAX_PER_PAGE}"),
+        ));
+    }
+    let offset = (page - 1)
+        .checked_mul(per_page)
+        .ok_or_else(|| DomainError::invalid("page", "is too large"))?;
+    let events = fetch(db, filter, per_page, offset).await?;
+    let count_sql = format!("SELECT COUNT(*) FROM audit_events {WHERE_SQL}");
+    let total = on_db!(db, |pool| sqlx::query_scalar::<_, i64>(&count_sql)
+        .bind(&filter.user)
+        .bind(&filter.client)
+        .bind(&filter.kind)
+        .bind(filter.from)
+        .bind(filter.to)
+        .fetch_one(pool)
+        .await)?;
+    Ok(AuditPage {
+        events,
+        page,
+        per_page,
+        total,
+    })
+}
+
+/// Every event matching `filter` (the newest [`MAX_EXPORT`]), newest first.
+pub async fn export(db: &Db, filter: &AuditFilter) -> DomainResult<Vec<AuditRecord>> {
+    fetch(db, filter, MAX_EXPORT, 0).await
+}
+
+/// The CSV header of [`to_csv`].
+pub const CSV_HEADER: &str =
+    "id,at,time,kind,actor_user_id,actor_client_id,subject_user_id,client_id,ip,detail";
+
+/// Events as CSV (RFC 4180): a header row, CRLF line ends, a field quoted
+/// when it holds a comma, quote, CR or LF, quotes doubled. `time` is the
+/// event time in RFC 3339 UTC; `detail` is the event's JSON.
+pub fn to_csv(events: &[AuditRecord]) -> String {
+    let mut out = String::with_capacity(128 * (events.len() + 1));
+    out.push_str(CSV_HEADER);
+    out.push_str("\r\n");
+    for e in events {
+        let fields = [
+            e.id.clone(),
+            e.at.to_string(),
+            format_rfc3339(e.at),
+            e.kind.clone(),
+            e.actor_user_id.clone().unwrap_or_default(),
+            e.actor_client_id.clone().unwrap_or_default(),
+            e.subject_user_id.clone().unwrap_or_default(),
+            e.client_id.clone().unwrap_or_default(),
+            e.ip.clone().unwrap_or_default(),
+            e.detail.to_string(),
+        ];
+        for (i, field) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&csv_field(field));
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// One CSV field, quoted when it needs to be.
+pub fn csv_field(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", value.replace('"', "\"\"")).into()
+    } else {
+        value.into()
+    }
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian; H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+/// Unix seconds as RFC 3339 UTC (`2026-11-23T10:00:00Z`).
+pub fn format_rfc3339(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Reads a time filter: unix seconds, a UTC date `YYYY-MM-DD` (its first
+/// second, or with `end_of_day` its last), or `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn parse_time(field: &'static str, raw: &str, end_of_day: bool) -> DomainResult<i64> {
+    let raw = raw.trim();
+    let bad = || {
+        DomainError::invalid(
+            field,
+            format!("{raw:?} is not a time (use unix seconds, 2026-11-23 or 2026-11-23T10:00:00Z)"),
+        )
+    };
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return raw.parse().map_err(|_| bad());
+    }
+    let num = |s: &str, len: usize| -> Option<i64> {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (date, time) = match raw.split_once(['T', 't']) {
+        Some((date, time)) => (date, Some(time)),
+        None => (raw, None),
+    };
+    let mut parts = date.split('-');
+    let (Some(y), Some(m), Some(d), None) = (
+        parts.next().and_then(|s| num(s, 4)),
+        parts.next().and_then(|s| num(s, 2)),
+        parts.next().and_then(|s| num(s, 2)),
+        parts.next(),
+    ) else {
+        return Err(bad());
+    };
+    let month_days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if !(1..=month_days).contains(&d) {
+        return Err(bad());
+    }
+    let day = days_from_civil(y, m, d) * 86_400;
+    let Some(time) = time else {
+        return Ok(if end_of_day { day + 86_399 } else { day });
+    };
+    let time = time.strip_suffix(['Z', 'z']).ok_or_else(bad)?;
+    let mut parts = time.split(':');
+    let (Some(h), Some(min), Some(s), None) = (
+        parts.next().and_then(|s| num(s, 2)),
+        parts.next().and_then(|s| num(s, 2)),
+        parts.next().and_then(|s| num(s, 2)),
+        parts.next(),
+    ) else {
+        return Err(bad());
+    };
+    if h > 23 || min > 59 || s > 59 {
+        return Err(bad());
+    }
+    Ok(day + h * 3600 + min * 60 + s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_and_format() {
+        assert_eq!(parse_time("from", "0", false).unwrap(), 0);
+        assert_eq!(parse_time("from", "1970-01-02", false).unwrap(), 86_400);
+        assert_eq!(
+            parse_time("to", "1970-01-02", true).unwrap(),
+            2 * 86_400 - 1
+        );
+        let t = parse_time("from", "2026-11-23T10:20:30Z", false).unwrap();
+        assert_eq!(format_rfc3339(t), "2026-11-23T10:20:30Z");
+        assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            parse_time("from", "2000-02-29", false).unwrap(),
+            951_782_400
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-02-29",
+            "2026-13-01",
+            "2026-1-01",
+            "2026-11-23T25:00:00Z",
+            "2026-11-23T10:00:00",
+            "-5",
+        ] {
+            let err = parse_time("from", bad, false).unwrap_err();
+            assert!(err.to_string().starts_with("from: "), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        let csv = to_csv(&[AuditRecord {
+            id: "1".into(),
+            at: 0,
+            kind: "login".into(),
+            actor_user_id: Some("u".into()),
+            actor_client_id: None,
+            subject_user_id: Some("u".into()),
+            client_id: None,
+            ip: None,
+            detail: serde_json::json!({ "a": "x,y" }),
+        }]);
+        let mut lines = csv.split("\r\n");
+        assert_eq!(lines.next(), Some(CSV_HEADER));
+        assert_eq!(
+            lines.next(),
+            Some("1,0,1970-01-01T00:00:00Z,login,u,,u,,,\"{\"\"a\"\":\"\"x,y\"\"}\"")
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! Who may call the admin API: the holder of a live Latchkey access token
+//! (RFC 6750 Bearer) with the `latchkey:admin` scope, issued by the
+//! client_credentials grant to a client that still has that scope.
+//!
+//! - no token → 401, `WWW-Authenticate: Bearer realm="latchkey"`;
+//! - invalid, expired or revoked (checked in memory) → 401 `invalid_token`;
+//! - no `latchkey:admin` scope, or a token of a person's sign-in (any user
+//!   could consent to a scope an app asks for; admin rights are not a
+//!   consent) → 403 `insufficient_scope`;
+//! - the client was deleted → 401; its `latchkey:admin` scope was taken away
+//!   → 403: the registration is read at every call, so either applies at once.
+
+use app::domain::{audit::Actor, clients, tokens};
+use axum::{
+    extract::FromRequestParts,
+    http::{header, request::Parts, StatusCode},
+};
+
+use super::{
+    error::{ApiError, ErrorBody},
+    ADMIN_SCOPE,
+};
+use crate::http::AppState;
+
+/// An authenticated admin API caller.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    /// The client whose token it is.
+    pub client_id: String,
+    /// How changes are audited: `actor_client_id` is the client.
+    pub actor: Actor,
+}
+
+fn challenge(status: StatusCode, error: Option<&'static str>, message: &str) -> ApiError {
+    let header = match error {
+        None => "Bearer realm=\"latchkey\"".to_owned(),
+        Some(code) => {
+            let mut h = format!(
+                "Bearer realm=\"latchkey\", error=\"{code}\", error_description=\"{message}\""
+            );
+            if code == "insufficient_scope" {
+                h.push_str(&format!(", scope=\"{ADMIN_SCOPE}\""));
+            }
+            h
+        }
+    };
+    ApiError {
+        status,
+        body: ErrorBody {
+            error: error.unwrap_or("invalid_token"),
+            field: None,
+            message: message.to_owned(),
+        },
+        challenge: Some(header),
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let Some(token) = bearer else {
+            // No credentials: the challenge carries no error code (RFC 6750 §3.1).
+            return Err(challenge(
+                StatusCode::UNAUTHORIZED,
+                None,
+                "a Bearer access token with the latchkey:admin scope is required",
+            ));
+        };
+        let Some(claims) =
+            tokens::live_access_token(&state.keys, &state.revoked, &state.config.issuer, token)
+        else {
+            return Err(challenge(
+                StatusCode::UNAUTHORIZED,
+                Some("invalid_token"),
+                "the access token is invalid, expired or revoked",
+            ));
+        };
+        let insufficient =
+            |message: &str| challenge(StatusCode::FORBIDDEN, Some("insufficient_scope"), message);
+        if !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
+            return Err(insufficient(
+                "the access token does not carry the latchkey:admin scope",
+            ));
+        }
+        // client_credentials tokens have no family and the client as subject.
+        if claims.fid.is_some() || claims.sid.is_some() || claims.sub != claims.client_id {
+            return Err(insufficient(
+                "the admin API takes client_credentials tokens of an admin client, not a person's token",
+            ));
+        }
+        match clients::find_client(&state.db, &claims.client_id).await {
+            Ok(Some(client)) if client.extra_scopes.iter().any(|s| s == ADMIN_SCOPE) => Ok(Admin {
+                actor: Actor::client(&client.client_id),
+                client_id: client.client_id,
+            }),
+            Ok(Some(_)) => Err(insufficient(
+                "the client of this token is no longer allowed the latchkey:admin scope",
+            )),
+            Ok(None) => Err(challenge(
+                StatusCode::UNAUTHORIZED,
+                Some("invalid_token"),
+                "the client of this token no longer exists",
+            )),
+            Err(e) => Err(ApiError::from_domain("checking the admin client", e)),
+        }
+    }
+}

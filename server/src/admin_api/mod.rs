@@ -1,0 +1,89 @@
+//! The admin REST API under `/api/admin/`: JSON in and out, for scripts and
+//! tools. Latchkey eats its own cooking: a caller presents a Bearer access
+//! token from Latchkey itself — a client_credentials token of a confidential
+//! client an admin allowed the `latchkey:admin` scope — validated by the same
+//! function as everywhere (`tokens::live_access_token`, revocation checked in
+//! memory), so revoking that client's tokens cuts its API access from the
+//! next request. Handlers parse and check, then call `app::domain::admin`,
+//! `audit_search`, `clients`, `users` and `policy`; every change is audited
+//! with the calling client as the actor.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`clients`] | `/api/admin/clients…`: list, create, read, edit, delete, secret rotation, revoke all |
+//! | [`policy`] | `/api/admin/clients/{id}/policy`, `/api/admin/policy/defaults` |
+//! | [`users`] | `/api/admin/users…`: list, create, read, disable/enable, admin rights, revoke apps, sign out everywhere |
+//! | [`audit`] | `/api/admin/audit`, `/api/admin/audit/export` |
+//! | [`openapi`] | `/api/admin/openapi.json`, generated from the handlers with utoipa |
+//! | [`auth`] | the Bearer token check (401 / 403 with `WWW-Authenticate`) |
+//! | [`error`] | JSON errors (`{"error", "field", "message"}`), the JSON body and query extractors |
+
+pub mod audit;
+pub mod auth;
+pub mod clients;
+pub mod error;
+pub mod openapi;
+pub mod policy;
+pub mod users;
+
+use axum::{
+    http::{header, HeaderValue},
+    routing::{get, post},
+    Router,
+};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::http::AppState;
+
+/// The scope an access token needs for the admin API.
+pub const ADMIN_SCOPE: &str = "latchkey:admin";
+
+pub const CLIENTS: &str = "/api/admin/clients";
+pub const CLIENT: &str = "/api/admin/clients/{id}";
+pub const CLIENT_SECRET: &str = "/api/admin/clients/{id}/secret";
+pub const CLIENT_REVOKE: &str = "/api/admin/clients/{id}/revoke";
+pub const CLIENT_POLICY: &str = "/api/admin/clients/{id}/policy";
+pub const POLICY_DEFAULTS: &str = "/api/admin/policy/defaults";
+pub const USERS: &str = "/api/admin/users";
+pub const USER: &str = "/api/admin/users/{id}";
+pub const USER_REVOKE_APPS: &str = "/api/admin/users/{id}/revoke-apps";
+pub const USER_SIGN_OUT_EVERYWHERE: &str = "/api/admin/users/{id}/sign-out-everywhere";
+pub const AUDIT: &str = "/api/admin/audit";
+pub const AUDIT_EXPORT: &str = "/api/admin/audit/export";
+pub const OPENAPI: &str = "/api/admin/openapi.json";
+
+/// The admin API's routes. Their static paths win over the Leptos server
+/// functions' `/api/{*fn_name}`; other paths under `/api/admin/` are left to
+/// it, so a server function named `admin/...` keeps working unless its path
+/// is one of these. Answers are never cached (some carry a client secret).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(CLIENTS, get(clients::list).post(clients::create))
+        .route(
+            CLIENT,
+            get(clients::read)
+                .patch(clients::update)
+                .delete(clients::delete),
+        )
+        .route(CLIENT_SECRET, post(clients::rotate_secret))
+        .route(CLIENT_REVOKE, post(clients::revoke))
+        .route(
+            CLIENT_POLICY,
+            get(policy::read_client).patch(policy::update_client),
+        )
+        .route(
+            POLICY_DEFAULTS,
+            get(policy::read_defaults).patch(policy::update_defaults),
+        )
+        .route(USERS, get(users::list).post(users::create))
+        .route(USER, get(users::read).patch(users::update))
+        .route(USER_REVOKE_APPS, post(users::revoke_apps))
+        .route(USER_SIGN_OUT_EVERYWHERE, post(users::sign_out_everywhere))
+        .route(AUDIT, get(audit::list))
+        .route(AUDIT_EXPORT, get(audit::export))
+        .route(OPENAPI, get(openapi::document))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}
