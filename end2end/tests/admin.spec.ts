@@ -124,6 +124,18 @@ test('policy and revocation from the console take effect at the protocol level',
   res = await refresh(request, renewed.refresh_token);
   expect((await res.json()).error).toBe('invalid_grant');
 
+  // The audit log shows it and exports the filtered rows.
+  await page.goto('/admin/audit?kind=revoked');
+  await expect(page.getByTestId('audit')).toContainText('revoked');
+  const csv = await page.request.get('/admin/audit/export?format=csv&kind=revoked');
+  expect(csv.status()).toBe(200);
+  expect(csv.headers()['content-type']).toContain('text/csv');
+  const lines = (await csv.text()).trim().split('\r\n');
+  expect(lines[0]).toBe('id,at,time,kind,actor_user_id,actor_client_id,subject_user_id,client_id,ip,detail');
+  expect(lines.length).toBeGreaterThan(1);
+  expect(lines.slice(1).every((l) => l.split(',')[3] === 'revoked')).toBe(true);
+  await page.goto(`/admin/clients/${APP.clientId}`);
+
   // Leave the defaults as they were for other tests.
   await savePolicy(page, { access_ttl: '' });
   await expect(page.getByTestId('policy-state-access_ttl')).toContainText('Inherits default (10m)');
@@ -143,4 +155,6 @@ test('a non-admin gets 403 on the console and on the admin API', async ({ page, 
   // The REST API wants a bearer token with latchkey:admin.
   const api = await request.get('/api/admin/clients');
   expect(api.status()).toBe(401);
+  const exported = await page.request.get('/admin/audit/export?format=csv');
+  expect(exported.status()).toBe(403);
 });

@@ -93,6 +93,7 @@ pub fn router(
         .merge(crate::admin_api::router())
         .route(paths::SIGN_IN, post(web::sign_in))
         .route(paths::SIGN_OUT, post(web::sign_out))
+        .route("/admin/audit/export", get(web::audit_export))
         .route(
             "/api/{*fn_name}",
             get(server_fn_handler).post(server_fn_handler),

@@ -212,6 +212,27 @@ pub async fn refuse_cross_site(
     }
 }
 
+/// `GET /admin/audit/export`: the console's CSV/JSON download of the filtered
+/// audit log, for a signed-in admin (the REST API has the same with a bearer token).
+pub async fn audit_export(
+    State(state): State<AppState>,
+    session: Session,
+    Caller(from): Caller,
+    axum::extract::Query(query): axum::extract::Query<crate::admin_api::audit::AuditQuery>,
+) -> Response {
+    match signed_in_from(&state.db, &session, &from).await {
+        Ok(Some(s)) if s.user.is_admin => {
+            match crate::admin_api::audit::export_response(&state, &query).await {
+                Ok(response) => response,
+                Err(e) => e.into_response(),
+            }
+        }
+        Ok(Some(_)) => forbidden_page(),
+        Ok(None) => Redirect::to(&sign_in_url("/admin/audit", None)).into_response(),
+        Err(e) => internal_error("resolving the sign-in", &e),
+    }
+}
+
 /// 403 for a signed-in user who is not allowed here (the admin console).
 pub fn forbidden_page() -> Response {
     (

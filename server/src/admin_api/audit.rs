@@ -172,6 +172,12 @@ pub async fn export(
     _admin: Admin,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Response> {
+    export_response(&state, &query).await
+}
+
+/// The export download for a caller already checked to be an admin: by this
+/// API's bearer token, or by the console's browser session (`web::audit_export`).
+pub async fn export_response(state: &AppState, query: &AuditQuery) -> ApiResult<Response> {
     let format = query
         .format
         .as_deref()
