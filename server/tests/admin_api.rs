@@ -23,7 +23,7 @@ on_both_backends!(
     the_last_admin_keeps_their_rights,
     user_bulk_revocations_answer_counts,
     audit_log_filters_pages_and_exports,
-    unknown_ids_are_json_404s,
+    unknown_ids_and_routes_are_json_404s,
     openapi_document_lists_every_route_and_the_bearer_scheme,
 );
 
@@ -1346,7 +1346,7 @@ async fn audit_log_filters_pages_and_exports(t: TestDb) {
     t.cleanup().await;
 }
 
-async fn unknown_ids_are_json_404s(t: TestDb) {
+async fn unknown_ids_and_routes_are_json_404s(t: TestDb) {
     let (server, _admin, token) = setup(&t).await;
     let api = Api::new(&server, &token);
     let nope = "no-such-id";
@@ -1381,6 +1381,8 @@ async fn unknown_ids_are_json_404s(t: TestDb) {
             json!({}),
         )
         .await,
+        api.get("/api/admin/nothing-here").await,
+        api.post("/api/admin/clients/x/y/z", json!({})).await,
     ] {
         answer.error(StatusCode::NOT_FOUND, "not_found", None);
         assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");

@@ -104,6 +104,15 @@ impl IntoResponse for ApiError {
 /// Handlers answer this: a JSON success or an [`ApiError`].
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Any path under `/api/admin/` that is not a route.
+pub async fn unknown_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such admin API route; see /api/admin/openapi.json",
+    )
+}
+
 /// A JSON body (`Content-Type: application/json`). Not JSON → 400; a
 /// missing, unknown or mistyped field → 422 naming it.
 pub struct ApiJson<T>(pub T);

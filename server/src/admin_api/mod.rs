@@ -53,9 +53,10 @@ pub const AUDIT_EXPORT: &str = "/api/admin/audit/export";
 pub const OPENAPI: &str = "/api/admin/openapi.json";
 
 /// The admin API's routes. Their static paths win over the Leptos server
-/// functions' `/api/{*fn_name}`; other paths under `/api/admin/` are left to
-/// it, so a server function named `admin/...` keeps working unless its path
-/// is one of these. Answers are never cached (some carry a client secret).
+/// functions' `/api/{*fn_name}`, and any other path under `/api/admin/` is a
+/// JSON 404: server functions must not use `admin/...` endpoints (the admin
+/// console's are `console/...`). Answers are never cached (some carry a
+/// client secret).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(CLIENTS, get(clients::list).post(clients::create))
@@ -82,6 +83,10 @@ pub fn router() -> Router<AppState> {
         .route(AUDIT, get(audit::list))
         .route(AUDIT_EXPORT, get(audit::export))
         .route(OPENAPI, get(openapi::document))
+        .route(
+            "/api/admin/{*rest}",
+            axum::routing::any(error::unknown_route),
+        )
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
