@@ -387,25 +387,8 @@ pub async fn create_client(
     grant_client_credentials: Option<String>,
     extra_scopes: String,
 ) -> Result<(), ServerFnError> {
-    use crate::domain::clients::{self, ClientKind, GrantType, NewClient};
+    use crate::domain::clients::{self, ClientKind, NewClient};
     let me = ssr::require_admin().await?;
-    let lines = |s: &str| -> Vec<String> { s.split_whitespace().map(str::to_owned).collect() };
-    let mut grant_types = Vec::new();
-    for (on, g) in [
-        (grant_code, GrantType::AuthorizationCode),
-        (grant_refresh, GrantType::RefreshToken),
-        (grant_client_credentials, GrantType::ClientCredentials),
-    ] {
-        if on.is_some() {
-            grant_types.push(g);
-        }
-    }
-    if grant_types.is_empty() {
-        ssr::set_status(400);
-        return Err(ServerFnError::new(
-            "grant_type: choose at least one grant type",
-        ));
-    }
     let new = NewClient {
         name,
         kind: if kind == "public" {
@@ -413,10 +396,10 @@ pub async fn create_client(
         } else {
             ClientKind::Confidential
         },
-        redirect_uris: lines(&redirect_uris),
-        post_logout_redirect_uris: lines(&post_logout_redirect_uris),
-        grant_types,
-        extra_scopes: lines(&extra_scopes),
+        redirect_uris: words(&redirect_uris),
+        post_logout_redirect_uris: words(&post_logout_redirect_uris),
+        grant_types: grant_types(grant_code, grant_refresh, grant_client_credentials)?,
+        extra_scopes: words(&extra_scopes),
     };
     let (client, secret) = clients::add_client_by(&ssr::db()?, &new, &ssr::actor(&me))
         .await
@@ -433,6 +416,72 @@ pub async fn create_client(
         &[("saved", "created")],
     );
     Ok(())
+}
+
+/// Edits a client's registration (same rules as creating one).
+#[server(endpoint = "console/update_client")]
+pub async fn update_client(
+    client_id: String,
+    name: String,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    grant_code: Option<String>,
+    grant_refresh: Option<String>,
+    grant_client_credentials: Option<String>,
+    extra_scopes: String,
+) -> Result<(), ServerFnError> {
+    use crate::domain::clients::{self, ClientChange};
+    let me = ssr::require_admin().await?;
+    let change = ClientChange {
+        name: Some(name),
+        redirect_uris: Some(words(&redirect_uris)),
+        post_logout_redirect_uris: Some(words(&post_logout_redirect_uris)),
+        grant_types: Some(grant_types(
+            grant_code,
+            grant_refresh,
+            grant_client_credentials,
+        )?),
+        extra_scopes: Some(words(&extra_scopes)),
+    };
+    clients::update_client(&ssr::db()?, &client_id, &change, &ssr::actor(&me))
+        .await
+        .map_err(ssr::failed)?;
+    ssr::redirect_with(
+        &format!("/admin/clients/{client_id}"),
+        &[("saved", "registration")],
+    );
+    Ok(())
+}
+
+/// A textarea or input of URIs or scopes, split on whitespace.
+#[cfg(feature = "ssr")]
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The grant-type checkboxes; at least one must be ticked.
+#[cfg(feature = "ssr")]
+fn grant_types(
+    code: Option<String>,
+    refresh: Option<String>,
+    client_credentials: Option<String>,
+) -> Result<Vec<crate::domain::clients::GrantType>, ServerFnError> {
+    use crate::domain::clients::GrantType;
+    let chosen: Vec<GrantType> = [
+        (code, GrantType::AuthorizationCode),
+        (refresh, GrantType::RefreshToken),
+        (client_credentials, GrantType::ClientCredentials),
+    ]
+    .into_iter()
+    .filter_map(|(on, g)| on.map(|_| g))
+    .collect();
+    if chosen.is_empty() {
+        ssr::set_status(400);
+        return Err(ServerFnError::new(
+            "grant_type: choose at least one grant type",
+        ));
+    }
+    Ok(chosen)
 }
 
 #[server(endpoint = "console/users")]

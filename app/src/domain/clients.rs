@@ -229,6 +229,21 @@ fn unique(mut items: Vec<String>) -> Vec<String> {
     items
 }
 
+/// Counts changes to client registrations in this process (edit, secret
+/// rotation, deletion). Whatever remembers a client's authentication (the
+/// token endpoint's short cache) compares this number and reads the database
+/// again after any change, so such a change applies here at once.
+static REGISTRATION_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The current [`REGISTRATION_GENERATION`].
+pub fn registration_generation() -> u64 {
+    REGISTRATION_GENERATION.load(std::sync::atomic::Ordering::Acquire)
+}
+
+fn registration_changed() {
+    REGISTRATION_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
 /// Registers a client with a fresh client_id (and secret, for a confidential one).
 pub async fn add_client(db: &Db, new: &NewClient) -> DomainResult<(Client, Option<ClientSecret>)> {
     add_client_by(db, new, &Actor::default()).await
@@ -526,7 +541,10 @@ pub async fn update_client(
         Ok::<_, sqlx::Error>(true)
     });
     match updated {
-        Ok(true) => Ok(after),
+        Ok(true) => {
+            registration_changed();
+            Ok(after)
+        }
         Ok(false) => Err(DomainError::NotFound),
         Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(format!(
             "a client named {:?} already exists",
@@ -572,6 +590,7 @@ pub async fn rotate_secret(db: &Db, client_id: &str, actor: &Actor) -> DomainRes
         Ok::<_, sqlx::Error>(true)
     })?;
     if rotated {
+        registration_changed();
         Ok(secret)
     } else {
         Err(DomainError::NotFound)
@@ -610,6 +629,7 @@ pub async fn mark_deleted(
         Ok::<_, sqlx::Error>(true)
     })?;
     if deleted {
+        registration_changed();
         Ok(())
     } else {
         Err(DomainError::NotFound)

@@ -222,6 +222,7 @@ pub fn AdminClientPage() -> impl IntoView {
     let revoke = ServerAction::<RevokeClientTokens>::new();
     let rotate = ServerAction::<RotateClientSecret>::new();
     let delete = ServerAction::<DeleteClient>::new();
+    let edit = ServerAction::<UpdateClient>::new();
     let data = Resource::new(
         move || {
             (
@@ -229,6 +230,7 @@ pub fn AdminClientPage() -> impl IntoView {
                 query.read().get("saved"),
                 query.read().get("revoked_grants"),
                 save.version().get(),
+                edit.version().get(),
             )
         },
         |(id, ..)| get_admin_client(id),
@@ -250,6 +252,7 @@ pub fn AdminClientPage() -> impl IntoView {
                 Some("New secret made. The old one stopped working.".to_string())
             }
             (Some("created"), ..) => Some("Client registered.".to_string()),
+            (Some("registration"), ..) => Some("Registration saved.".to_string()),
             _ => None,
         }
     };
@@ -260,6 +263,7 @@ pub fn AdminClientPage() -> impl IntoView {
                     Ok(ClientView { me, detail: Some(d), new_secret }) => {
                         let c = d.client.clone();
                         let id = c.client_id.clone();
+                        let edit_id = id.clone();
                         let (id2, id3, id4) = (id.clone(), id.clone(), id.clone());
                         let name = c.name.clone();
                         view! {
@@ -302,6 +306,28 @@ pub fn AdminClientPage() -> impl IntoView {
                                         <div><dt>"Extra scopes"</dt><dd>{d.extra_scopes.join(" ")}</dd></div>
                                         <div><dt>"In use"</dt><dd>{format!("{} grants, {} sessions", c.active_grants, c.active_families)}</dd></div>
                                     </dl>
+                                    <details class="edit">
+                                        <summary class="button secondary">"Edit registration"</summary>
+                                        <ActionError action=edit/>
+                                        <ActionForm action=edit attr:class="stack">
+                                            <input type="hidden" name="client_id" value=edit_id/>
+                                            <label for="e-name">"Name"</label>
+                                            <input id="e-name" name="name" type="text" required maxlength="100" value=c.name.clone()/>
+                                            <fieldset>
+                                                <legend>"Grant types"</legend>
+                                                <label class="check"><input type="checkbox" name="grant_code" checked=c.grant_types.iter().any(|g| g == "authorization_code")/>" authorization_code"</label>
+                                                <label class="check"><input type="checkbox" name="grant_refresh" checked=c.grant_types.iter().any(|g| g == "refresh_token")/>" refresh_token"</label>
+                                                <label class="check"><input type="checkbox" name="grant_client_credentials" checked=c.grant_types.iter().any(|g| g == "client_credentials")/>" client_credentials"</label>
+                                            </fieldset>
+                                            <label for="e-redirect">"Redirect URIs (one per line)"</label>
+                                            <textarea id="e-redirect" name="redirect_uris" rows="2">{d.redirect_uris.join("\n")}</textarea>
+                                            <label for="e-logout">"Post-logout redirect URIs (one per line)"</label>
+                                            <textarea id="e-logout" name="post_logout_redirect_uris" rows="2">{d.post_logout_redirect_uris.join("\n")}</textarea>
+                                            <label for="e-scopes">"Extra scopes (space-separated)"</label>
+                                            <input id="e-scopes" name="extra_scopes" type="text" value=d.extra_scopes.join(" ")/>
+                                            <button type="submit" class="button primary" disabled=move || edit.pending().get()>"Save registration"</button>
+                                        </ActionForm>
+                                    </details>
                                     <ActionError action=rotate/>
                                     {(c.kind == "confidential").then(|| view! {
                                         <Confirm label="Rotate secret".to_string() question="Make a new secret?".to_string()

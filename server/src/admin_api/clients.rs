@@ -19,7 +19,7 @@ use super::{
     auth::Admin,
     error::{check_id, ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody},
 };
-use crate::{http::AppState, oauth::client_auth};
+use crate::http::AppState;
 
 /// A client kind.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema)]
@@ -353,8 +353,6 @@ pub async fn update(
     clients::update_client(&state.db, id, &change, &admin.actor)
         .await
         .map_err(|e| ApiError::from_domain("updating a client", e))?;
-    // Token requests see the new registration from now on.
-    client_auth::forget(id);
     let (client, usage) = admin::client_detail(&state.db, id)
         .await
         .map_err(|e| ApiError::from_domain("reading a client", e))?;
@@ -381,7 +379,6 @@ pub async fn delete(
     let counts = admin::delete_client(&state.db, &state.revoked, id, &admin.actor)
         .await
         .map_err(|e| ApiError::from_domain("deleting a client", e))?;
-    client_auth::forget(id);
     Ok(Json(ClientDeleted {
         client_id: id.to_owned(),
         deleted: true,
@@ -411,8 +408,6 @@ pub async fn rotate_secret(
     let secret = clients::rotate_secret(&state.db, id, &admin.actor)
         .await
         .map_err(|e| ApiError::from_domain("rotating a client secret", e))?;
-    // The old secret stops working at once (not after the auth cache's TTL).
-    client_auth::forget(id);
     Ok(Json(SecretRotated {
         client_id: id.to_owned(),
         client_secret: secret.0,

@@ -76,10 +76,12 @@ pub async fn authenticate(
             return Ok((client, method));
         }
     }
+    // Read before the database, so a change committed meanwhile is not cached as current.
+    let generation = clients::registration_generation();
     match clients::authenticate_client(&state.db, &client_id, secret.as_deref()).await {
         Ok(Ok(client)) => {
             if let Some(secret) = &secret {
-                CACHE.insert(&client, secret);
+                CACHE.insert(&client, secret, generation);
             }
             Ok((client, method))
         }
@@ -105,11 +107,12 @@ static CACHE: LazyLock<AuthCache> = LazyLock::new(AuthCache::default);
 /// check). The secret itself is never kept, only its hash, which is what the
 /// database holds as well.
 ///
-/// Staleness: for up to [`CACHE_TTL`] after it was read, a remembered client
-/// keeps authenticating with the old secret after a secret rotation, keeps
-/// authenticating after it was deleted, and keeps its old registration
-/// (kind, grant types, scopes) after an edit, on every instance (the change
-/// itself does not reach this cache). The same holds while the database is
+/// Staleness: an edit, a secret rotation or a deletion made by this process
+/// (console, admin API, CLI in-process) applies at once: every entry carries
+/// [`clients::registration_generation`] and is ignored once it moved. Made by
+/// another instance, the change reaches this one within [`CACHE_TTL`]: until
+/// then a remembered client keeps authenticating with its old secret, after
+/// its deletion, and with its old registration (kind, grant types, scopes). The same holds while the database is
 /// unreachable: a client authenticated in the last [`CACHE_TTL`] keeps being
 /// answered (introspection needs no database), everyone else gets 503 or 401
 /// as before. What a deleted client can do meanwhile
@@ -126,6 +129,8 @@ struct Remembered {
     secret_sha256: String,
     client: Client,
     at: Instant,
+    /// [`clients::registration_generation`] when it was read.
+    generation: u64,
 }
 
 impl AuthCache {
@@ -134,13 +139,15 @@ impl AuthCache {
     fn get(&self, client_id: &str, secret: &str) -> Option<Client> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let hit = entries.get(client_id)?;
-        (hit.at.elapsed() < CACHE_TTL && secret_matches(secret, &hit.secret_sha256))
-            .then(|| hit.client.clone())
+        (hit.at.elapsed() < CACHE_TTL
+            && hit.generation == clients::registration_generation()
+            && secret_matches(secret, &hit.secret_sha256))
+        .then(|| hit.client.clone())
     }
 
     /// Remembers a successful authentication. When full, forgets what has
     /// expired, and if that is not enough, everything.
-    fn insert(&self, client: &Client, secret: &str) {
+    fn insert(&self, client: &Client, secret: &str, generation: u64) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CACHE_CAPACITY && !entries.contains_key(&client.client_id) {
             entries.retain(|_, r| r.at.elapsed() < CACHE_TTL);
@@ -154,21 +161,10 @@ impl AuthCache {
                 secret_sha256: sha256_hex(secret),
                 client: client.clone(),
                 at: Instant::now(),
+                generation,
             },
         );
     }
-}
-
-/// Forgets what this process remembers about a client, so that its next
-/// authentication reads the database: called by the admin API after a secret
-/// rotation, an edit or a deletion, which must apply at once. Other instances
-/// keep their entry for up to [`CACHE_TTL`].
-pub fn forget(client_id: &str) {
-    CACHE
-        .entries
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(client_id);
 }
 
 /// `base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).

@@ -1,0 +1,453 @@
+//! The admin console's pages and server functions over real HTTP, on both
+//! backends: 403 for non-admins (pages and every function), and each
+//! function's effect — policy saved or refused with nothing changed, bulk
+//! revocation seen at the protocol level, users disabled, secrets rotated,
+//! clients created, edited and deleted, the audit log filtered and exported.
+
+mod common;
+
+use app::domain::{clients::ClientKind, users};
+use common::{count, flow::*, TestDb, TestServer};
+use reqwest::{header, StatusCode};
+use serde_json::Value;
+
+on_both_backends!(
+    non_admins_get_403_on_pages_and_functions,
+    policy_is_saved_or_refused_whole,
+    client_lifecycle_from_the_console,
+    bulk_revocation_and_user_controls_take_effect,
+    charts_and_audit_log_show_what_happened,
+);
+
+async fn admin(t: &TestDb, server: &TestServer) -> Person {
+    let user = users::add_user(&t.db, "root", PASSWORD, true)
+        .await
+        .unwrap();
+    let person = Person {
+        http: common::browser().0,
+        user_id: user.id,
+        username: "root".into(),
+    };
+    sign_in(&person, server).await;
+    person
+}
+
+/// A console server function called like a form post without JavaScript.
+async fn call(
+    person: &Person,
+    server: &TestServer,
+    name: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    person
+        .http
+        .post(server.url(&format!("/api/console/{name}")))
+        .header(header::ORIGIN, server.base.clone())
+        .header(header::ACCEPT, "text/html")
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+async fn html(person: &Person, server: &TestServer, path: &str) -> (StatusCode, String) {
+    let res = person.http.get(server.url(path)).send().await.unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+const POLICY_INHERIT: [(&str, &str); 7] = [
+    ("refresh_enabled", "inherit"),
+    ("access_ttl", ""),
+    ("refresh_idle_ttl", ""),
+    ("refresh_absolute_ttl", ""),
+    ("rotate_refresh", "inherit"),
+    ("reuse_grace", ""),
+    ("revoke_on_logout", "inherit"),
+];
+
+fn policy_form<'a>(client_id: &'a str, changes: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut form = vec![("client_id", client_id)];
+    for (k, v) in POLICY_INHERIT {
+        form.push((
+            k,
+            changes
+                .iter()
+                .find(|(c, _)| *c == k)
+                .map(|(_, v)| *v)
+                .unwrap_or(v),
+        ));
+    }
+    form
+}
+
+async fn non_admins_get_403_on_pages_and_functions(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let notes = app(&t, "Notes", ClientKind::Confidential, &[]).await;
+    let alice = person(&t, &server, "alice").await;
+    for path in [
+        "/admin",
+        "/admin/clients",
+        &format!("/admin/clients/{}", notes.client_id),
+        "/admin/users",
+        "/admin/audit",
+        "/admin/defaults",
+        "/admin/audit/export?format=csv",
+    ] {
+        let (status, body) = html(&alice, &server, path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert!(body.contains(r#"data-testid="forbidden""#), "{path}");
+    }
+    let id = notes.client_id.as_str();
+    for (name, form) in [
+        ("home", vec![]),
+        ("clients", vec![("q", "")]),
+        ("client", vec![("client_id", id)]),
+        (
+            "client_policy",
+            policy_form(id, &[("refresh_enabled", "off")]),
+        ),
+        ("revoke_client", vec![("client_id", id)]),
+        ("rotate_secret", vec![("client_id", id)]),
+        ("delete_client", vec![("client_id", id), ("name", "Notes")]),
+        ("users", vec![("q", "")]),
+        (
+            "update_user",
+            vec![("user_id", alice.user_id.as_str()), ("what", "make_admin")],
+        ),
+        (
+            "cut_user",
+            vec![("user_id", alice.user_id.as_str()), ("what", "apps")],
+        ),
+    ] {
+        let res = call(&alice, &server, name, &form).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{name}");
+    }
+    assert_eq!(
+        count(&t.db, "clients WHERE deleted_at IS NULL").await,
+        1,
+        "nothing changed"
+    );
+    assert_eq!(count(&t.db, "users WHERE is_admin").await, 0);
+    // Signed out: the page sends to sign-in.
+    let (anonymous, _) = common::browser();
+    let res = anonymous.get(server.url("/admin")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    t.cleanup().await;
+}
+
+async fn policy_is_saved_or_refused_whole(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let notes = app(&t, "Notes", ClientKind::Confidential, &[]).await;
+    let root = admin(&t, &server).await;
+    let alice = person(&t, &server, "alice").await;
+    let tokens = tokens_for(&alice, &server, &notes, "openid").await;
+    let id = notes.client_id.as_str();
+
+    let (status, page) = html(&root, &server, &format!("/admin/clients/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Inherits default (10m)"));
+    assert!(
+        page.contains("Switching refresh off stops 1 live refresh token"),
+        "{page}"
+    );
+
+    // Out of range (and inconsistent) values: refused, nothing saved.
+    for bad in [
+        policy_form(id, &[("access_ttl", "30s")]),
+        policy_form(
+            id,
+            &[("refresh_idle_ttl", "30d"), ("refresh_absolute_ttl", "1d")],
+        ),
+        policy_form(id, &[("refresh_enabled", "maybe")]),
+    ] {
+        let res = call(&root, &server, "client_policy", &bad).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'policy_changed'").await,
+        0
+    );
+
+    let res = call(
+        &root,
+        &server,
+        "client_policy",
+        &policy_form(id, &[("refresh_enabled", "off"), ("access_ttl", "5m")]),
+    )
+    .await;
+    assert_eq!(location(&res), format!("/admin/clients/{id}?saved=policy"));
+    let (_, error) =
+        oauth_error(refresh(&server, &notes, str_of(&tokens, "refresh_token")).await).await;
+    assert_eq!(error, "unauthorized_client");
+    let (_, page) = html(&root, &server, &format!("/admin/clients/{id}")).await;
+    assert!(page.contains("Override: 5m. Effective: 5m."));
+    let res = call(
+        &root,
+        &server,
+        "client_policy",
+        &policy_form(id, &[("access_ttl", "5m")]),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let renewed: Value = refresh(&server, &notes, str_of(&tokens, "refresh_token"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let claims = jwt_part(str_of(&renewed, "access_token"), 1);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        300
+    );
+
+    // Defaults: no "inherit" there; a valid change applies to inheriting clients.
+    let defaults: Vec<(&str, &str)> = vec![
+        ("refresh_enabled", "on"),
+        ("access_ttl", "15m"),
+        ("refresh_idle_ttl", "14d"),
+        ("refresh_absolute_ttl", "90d"),
+        ("rotate_refresh", "on"),
+        ("reuse_grace", "0s"),
+        ("revoke_on_logout", "on"),
+    ];
+    let res = call(&root, &server, "save_defaults", &defaults).await;
+    assert_eq!(location(&res), "/admin/defaults?saved=1");
+    let (_, page) = html(&root, &server, "/admin/defaults").await;
+    assert!(page.contains("Now: 15m."));
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'policy_changed'").await,
+        3
+    );
+    t.cleanup().await;
+}
+
+async fn client_lifecycle_from_the_console(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let root = admin(&t, &server).await;
+    let create = [
+        ("name", "Reports"),
+        ("kind", "confidential"),
+        ("redirect_uris", "https://reports.example/cb"),
+        ("post_logout_redirect_uris", ""),
+        ("grant_code", "on"),
+        ("grant_refresh", "on"),
+        ("extra_scopes", "reports:read"),
+    ];
+    // Bad input: a message naming the field, nothing created.
+    let mut bad = create.to_vec();
+    bad[2] = ("redirect_uris", "not a uri");
+    let res = call(&root, &server, "create_client", &bad).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.text().await.unwrap().contains("redirect_uri"));
+    assert_eq!(count(&t.db, "clients").await, 0);
+
+    let res = call(&root, &server, "create_client", &create).await;
+    let to = location(&res);
+    let id = to
+        .trim_start_matches("/admin/clients/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    // The secret is shown once, on the next page view only.
+    let (_, page) = html(&root, &server, &to).await;
+    let marker = r#"data-testid="new-secret""#;
+    assert!(page.contains(marker), "{page}");
+    let start = page.find(marker).unwrap();
+    let value_at = page[..start].rfind("value=\"").unwrap() + 7;
+    let secret = page[value_at..].split('"').next().unwrap().to_owned();
+    let (_, again) = html(&root, &server, &to).await;
+    assert!(!again.contains(marker), "shown once");
+    let reports = App {
+        client_id: id.clone(),
+        secret: Some(secret.clone()),
+        redirect_uri: "https://reports.example/cb".into(),
+        post_logout_uri: String::new(),
+    };
+    let (_, error) = oauth_error(
+        token_request(&server, &reports, &[("grant_type", "client_credentials")]).await,
+    )
+    .await;
+    assert_eq!(
+        error, "unauthorized_client",
+        "authenticated with the shown secret"
+    );
+
+    // Edit: a grant type and a name.
+    let res = call(
+        &root,
+        &server,
+        "update_client",
+        &[
+            ("client_id", id.as_str()),
+            ("name", "Reports v2"),
+            ("redirect_uris", "https://reports.example/cb"),
+            ("post_logout_redirect_uris", ""),
+            ("grant_code", "on"),
+            ("grant_refresh", "on"),
+            ("grant_client_credentials", "on"),
+            ("extra_scopes", "reports:read"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let res = token_request(&server, &reports, &[("grant_type", "client_credentials")]).await;
+    let status = res.status();
+    let body = res.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, page) = html(&root, &server, "/admin/clients?q=v2").await;
+    assert!(page.contains("Reports v2"));
+
+    // Rotate: the old secret stops at once.
+    call(
+        &root,
+        &server,
+        "rotate_secret",
+        &[("client_id", id.as_str())],
+    )
+    .await;
+    let res = token_request(&server, &reports, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // Delete: gone from the list, cannot authenticate.
+    let res = call(
+        &root,
+        &server,
+        "delete_client",
+        &[("client_id", id.as_str()), ("name", "Reports v2")],
+    )
+    .await;
+    assert!(location(&res).starts_with("/admin/clients?deleted=Reports+v2"));
+    let (_, page) = html(&root, &server, "/admin/clients").await;
+    assert!(!page.contains("Reports v2"));
+    t.cleanup().await;
+}
+
+async fn bulk_revocation_and_user_controls_take_effect(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let notes = app(&t, "Notes", ClientKind::Confidential, &[]).await;
+    let root = admin(&t, &server).await;
+    let alice = person(&t, &server, "alice").await;
+    let first = tokens_for(&alice, &server, &notes, "openid").await;
+    let id = notes.client_id.as_str();
+
+    let (_, page) = html(&root, &server, &format!("/admin/clients/{id}")).await;
+    assert!(
+        page.contains("1 grants and 1 sessions end at once"),
+        "counts stated before"
+    );
+    let res = call(&root, &server, "revoke_client", &[("client_id", id)]).await;
+    assert_eq!(
+        location(&res),
+        format!("/admin/clients/{id}?revoked_grants=1&revoked_families=1")
+    );
+    assert!(!is_active(&server, &notes, str_of(&first, "access_token")).await);
+
+    // The user's page: revoke their apps, sign out everywhere, disable.
+    let second = tokens_for(&alice, &server, &notes, "openid").await;
+    let user_page = format!("/admin/users/{}", alice.user_id);
+    let (_, page) = html(&root, &server, &user_page).await;
+    assert!(page.contains("Notes") && page.contains("Apps (1)"));
+    let res = call(
+        &root,
+        &server,
+        "cut_user",
+        &[("user_id", alice.user_id.as_str()), ("what", "apps")],
+    )
+    .await;
+    assert_eq!(location(&res), format!("{user_page}?revoked_grants=1"));
+    assert!(!is_active(&server, &notes, str_of(&second, "access_token")).await);
+    let res = call(
+        &root,
+        &server,
+        "cut_user",
+        &[("user_id", alice.user_id.as_str()), ("what", "sessions")],
+    )
+    .await;
+    assert_eq!(location(&res), format!("{user_page}?sessions_ended=1"));
+    let (status, _) = html(&alice, &server, "/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "signed out everywhere");
+
+    sign_in(&alice, &server).await;
+    let third = tokens_for(&alice, &server, &notes, "openid").await;
+    let res = call(
+        &root,
+        &server,
+        "update_user",
+        &[("user_id", alice.user_id.as_str()), ("what", "disable")],
+    )
+    .await;
+    assert!(location(&res).starts_with(&format!("{user_page}?saved=disable")));
+    assert!(!is_active(&server, &notes, str_of(&third, "access_token")).await);
+    let res = alice
+        .http
+        .post(server.url("/signin"))
+        .form(&[("username", "alice"), ("password", PASSWORD), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        location(&res).starts_with("/signin?error=invalid"),
+        "a disabled user cannot sign in"
+    );
+
+    // The last admin keeps their rights.
+    let res = call(
+        &root,
+        &server,
+        "update_user",
+        &[("user_id", root.user_id.as_str()), ("what", "remove_admin")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(count(&t.db, "users WHERE is_admin").await, 1);
+    // Users are found literally: `%` matches nothing here.
+    let (_, page) = html(&root, &server, "/admin/users?q=%25").await;
+    assert!(!page.contains("alice"));
+    let (_, page) = html(&root, &server, "/admin/users?q=LIC").await;
+    assert!(page.contains("alice"));
+    t.cleanup().await;
+}
+
+async fn charts_and_audit_log_show_what_happened(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let notes = app(&t, "Notes", ClientKind::Confidential, &[]).await;
+    let root = admin(&t, &server).await;
+    let alice = person(&t, &server, "alice").await;
+    let tokens = tokens_for(&alice, &server, &notes, "openid").await;
+    refresh(&server, &notes, str_of(&tokens, "refresh_token")).await;
+    let (status, page) = html(&root, &server, "/admin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches(r#"data-testid="chart""#).count(), 2);
+    assert!(
+        page.contains("Issued (1)") && page.contains("Refreshed (1)"),
+        "{page}"
+    );
+    assert!(page.contains(r#"data-testid="top-clients""#) && page.contains(">Notes<"));
+    assert!(page.contains("<svg"), "server-rendered SVG");
+
+    let (_, page) = html(&root, &server, "/admin/audit?kind=token_refreshed").await;
+    assert!(page.contains("1 events."));
+    let res = root
+        .http
+        .get(server.url("/admin/audit/export?format=json&kind=consent_granted"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()[header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    let rows: Vec<Value> = res.json().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["kind"], "consent_granted");
+    t.cleanup().await;
+}
