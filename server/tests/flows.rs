@@ -208,6 +208,15 @@ async fn authorize_errors_stay_here_until_the_redirect_uri_is_known_good(t: Test
     let q = query_of(&location(&res));
     assert_eq!(q["error"], "invalid_request");
     assert!(q["error_description"].contains("PKCE"));
+    // A client allowed Latchkey's admin scope still cannot get it from a person.
+    let ops = common::flow::app(&t, "Ops", ClientKind::Confidential, &["latchkey:admin"]).await;
+    let res = get_authorize(
+        &alice.http,
+        &server,
+        &authorize_params(&ops, "openid latchkey:admin"),
+    )
+    .await;
+    assert_eq!(query_of(&location(&res))["error"], "invalid_scope");
     assert_eq!(count(&t.db, "auth_codes").await, 0);
     t.cleanup().await;
 }

@@ -3,10 +3,6 @@
 //! that the signed-in user is an admin (403 otherwise), calls one function of
 //! `domain::admin` (shared with the REST API) and maps to wire types.
 
-// The policy and client forms post one argument per field (plain HTML forms,
-// JavaScript off); the lint cannot be silenced on the macro-generated items alone.
-#![allow(clippy::too_many_arguments)]
-
 use leptos::prelude::*;
 
 use crate::model::{
@@ -189,14 +185,50 @@ pub async fn get_admin_client(client_id: String) -> Result<ClientView, ServerFnE
     })
 }
 
+/// The seven fields of a policy form, as typed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PolicyForm {
+    pub refresh_enabled: String,
+    pub access_ttl: String,
+    pub refresh_idle_ttl: String,
+    pub refresh_absolute_ttl: String,
+    pub rotate_refresh: String,
+    pub reuse_grace: String,
+    pub revoke_on_logout: String,
+}
+
+/// A client's registration as the create and edit forms post it (checkboxes
+/// are absent when not ticked).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RegistrationForm {
+    pub name: String,
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    pub grant_code: Option<String>,
+    pub grant_refresh: Option<String>,
+    pub grant_client_credentials: Option<String>,
+    pub extra_scopes: String,
+}
+
 /// Parses the policy form: `""`/`inherit` → back to the default (clients
 /// only), `on`/`off` for switches, durations like `15m`.
 #[cfg(feature = "ssr")]
 fn policy_change(
-    fields: [(&'static str, String); 7],
+    form: PolicyForm,
     allow_inherit: bool,
 ) -> Result<crate::domain::policy::PolicyChange, crate::domain::DomainError> {
     use crate::domain::{policy::parse_duration, DomainError};
+    let fields = [
+        ("refresh_enabled", form.refresh_enabled),
+        ("access_ttl", form.access_ttl),
+        ("refresh_idle_ttl", form.refresh_idle_ttl),
+        ("refresh_absolute_ttl", form.refresh_absolute_ttl),
+        ("rotate_refresh", form.rotate_refresh),
+        ("reuse_grace", form.reuse_grace),
+        ("revoke_on_logout", form.revoke_on_logout),
+    ];
     let mut change = crate::domain::policy::PolicyChange::default();
     for (key, raw) in fields {
         let raw = raw.trim();
@@ -236,28 +268,10 @@ fn policy_change(
 #[server(endpoint = "console/client_policy")]
 pub async fn save_client_policy(
     client_id: String,
-    refresh_enabled: String,
-    access_ttl: String,
-    refresh_idle_ttl: String,
-    refresh_absolute_ttl: String,
-    rotate_refresh: String,
-    reuse_grace: String,
-    revoke_on_logout: String,
+    #[server(flatten)] form: PolicyForm,
 ) -> Result<(), ServerFnError> {
     let me = ssr::require_admin().await?;
-    let change = policy_change(
-        [
-            ("refresh_enabled", refresh_enabled),
-            ("access_ttl", access_ttl),
-            ("refresh_idle_ttl", refresh_idle_ttl),
-            ("refresh_absolute_ttl", refresh_absolute_ttl),
-            ("rotate_refresh", rotate_refresh),
-            ("reuse_grace", reuse_grace),
-            ("revoke_on_logout", revoke_on_logout),
-        ],
-        true,
-    )
-    .map_err(ssr::failed)?;
+    let change = policy_change(form, true).map_err(ssr::failed)?;
     crate::domain::policy::set_client(&ssr::db()?, &client_id, &change, Some(&me.user.id))
         .await
         .map_err(ssr::failed)?;
@@ -286,28 +300,10 @@ pub async fn get_policy_defaults() -> Result<(CurrentUser, Vec<PolicyField>, i64
 
 #[server(endpoint = "console/save_defaults")]
 pub async fn save_policy_defaults(
-    refresh_enabled: String,
-    access_ttl: String,
-    refresh_idle_ttl: String,
-    refresh_absolute_ttl: String,
-    rotate_refresh: String,
-    reuse_grace: String,
-    revoke_on_logout: String,
+    #[server(flatten)] form: PolicyForm,
 ) -> Result<(), ServerFnError> {
     let me = ssr::require_admin().await?;
-    let change = policy_change(
-        [
-            ("refresh_enabled", refresh_enabled),
-            ("access_ttl", access_ttl),
-            ("refresh_idle_ttl", refresh_idle_ttl),
-            ("refresh_absolute_ttl", refresh_absolute_ttl),
-            ("rotate_refresh", rotate_refresh),
-            ("reuse_grace", reuse_grace),
-            ("revoke_on_logout", revoke_on_logout),
-        ],
-        false,
-    )
-    .map_err(ssr::failed)?;
+    let change = policy_change(form, false).map_err(ssr::failed)?;
     crate::domain::policy::set_defaults(&ssr::db()?, &change, Some(&me.user.id))
         .await
         .map_err(ssr::failed)?;
@@ -378,28 +374,26 @@ pub async fn delete_client(client_id: String, name: String) -> Result<(), Server
 
 #[server(endpoint = "console/create_client")]
 pub async fn create_client(
-    name: String,
     kind: String,
-    redirect_uris: String,
-    post_logout_redirect_uris: String,
-    grant_code: Option<String>,
-    grant_refresh: Option<String>,
-    grant_client_credentials: Option<String>,
-    extra_scopes: String,
+    #[server(flatten)] form: RegistrationForm,
 ) -> Result<(), ServerFnError> {
     use crate::domain::clients::{self, ClientKind, NewClient};
     let me = ssr::require_admin().await?;
     let new = NewClient {
-        name,
+        name: form.name,
         kind: if kind == "public" {
             ClientKind::Public
         } else {
             ClientKind::Confidential
         },
-        redirect_uris: words(&redirect_uris),
-        post_logout_redirect_uris: words(&post_logout_redirect_uris),
-        grant_types: grant_types(grant_code, grant_refresh, grant_client_credentials)?,
-        extra_scopes: words(&extra_scopes),
+        redirect_uris: words(&form.redirect_uris),
+        post_logout_redirect_uris: words(&form.post_logout_redirect_uris),
+        grant_types: grant_types(
+            form.grant_code,
+            form.grant_refresh,
+            form.grant_client_credentials,
+        )?,
+        extra_scopes: words(&form.extra_scopes),
     };
     let (client, secret) = clients::add_client_by(&ssr::db()?, &new, &ssr::actor(&me))
         .await
@@ -422,26 +416,20 @@ pub async fn create_client(
 #[server(endpoint = "console/update_client")]
 pub async fn update_client(
     client_id: String,
-    name: String,
-    redirect_uris: String,
-    post_logout_redirect_uris: String,
-    grant_code: Option<String>,
-    grant_refresh: Option<String>,
-    grant_client_credentials: Option<String>,
-    extra_scopes: String,
+    #[server(flatten)] form: RegistrationForm,
 ) -> Result<(), ServerFnError> {
     use crate::domain::clients::{self, ClientChange};
     let me = ssr::require_admin().await?;
     let change = ClientChange {
-        name: Some(name),
-        redirect_uris: Some(words(&redirect_uris)),
-        post_logout_redirect_uris: Some(words(&post_logout_redirect_uris)),
+        name: Some(form.name),
+        redirect_uris: Some(words(&form.redirect_uris)),
+        post_logout_redirect_uris: Some(words(&form.post_logout_redirect_uris)),
         grant_types: Some(grant_types(
-            grant_code,
-            grant_refresh,
-            grant_client_credentials,
+            form.grant_code,
+            form.grant_refresh,
+            form.grant_client_credentials,
         )?),
-        extra_scopes: Some(words(&extra_scopes)),
+        extra_scopes: Some(words(&form.extra_scopes)),
     };
     clients::update_client(&ssr::db()?, &client_id, &change, &ssr::actor(&me))
         .await

@@ -77,3 +77,28 @@ pub fn Pager(page: i64, pages: i64, base: String) -> impl IntoView {
         }
     })
 }
+
+/// The `page` query parameter (1 when absent or not a number).
+pub fn page_param(
+    query: Memo<leptos_router::params::ParamsMap>,
+) -> impl Fn() -> i64 + Copy + Send + Sync + 'static {
+    move || {
+        query
+            .read()
+            .get("page")
+            .and_then(|p| p.parse::<i64>().ok())
+            .unwrap_or(1)
+    }
+}
+
+/// A GET search form (`?q=`): works without JavaScript, keeps the query.
+#[component]
+pub fn SearchForm(action: &'static str, label: &'static str, value: String) -> impl IntoView {
+    view! {
+        <form method="get" action=action class="search" role="search">
+            <label for="q">{label}</label>
+            <input id="q" name="q" type="search" value=value/>
+            <button type="submit" class="button secondary">"Search"</button>
+        </form>
+    }
+}

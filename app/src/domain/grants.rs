@@ -19,12 +19,23 @@ use crate::on_db;
 /// The OpenID Connect scopes every client may ask for.
 pub const OPENID_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
-/// Every scope a client may ask for: the OpenID ones plus its own.
+/// The scope of Latchkey's own admin API. Only a client's own
+/// client_credentials tokens may carry it: a person's consent never grants it.
+pub const ADMIN_SCOPE: &str = "latchkey:admin";
+
+/// Every scope a client may ask a person for: the OpenID ones plus its own,
+/// but never [`ADMIN_SCOPE`].
 pub fn allowed_scopes(client: &Client) -> Vec<String> {
     OPENID_SCOPES
         .iter()
         .map(|s| s.to_string())
-        .chain(client.extra_scopes.iter().cloned())
+        .chain(
+            client
+                .extra_scopes
+                .iter()
+                .filter(|s| *s != ADMIN_SCOPE)
+                .cloned(),
+        )
         .collect()
 }
 

@@ -741,9 +741,17 @@ impl KeyRing {
             .decode(payload)
             .map_err(|_| TokenError::Malformed)?;
         let wrong_shape = || TokenError::BadSignatureOrClaims("claims of the wrong shape".into());
+        // Parsed once, into a Value: checked from there, then handed to T.
+        // (Unlike jsonwebtoken, a duplicated member is not refused but the
+        // last one taken; only a payload we signed gets here, and we never
+        // repeat a member.)
         let claims: serde_json::Value =
             serde_json::from_slice(&payload).map_err(|_| wrong_shape())?;
-        let valid = validate_access_claims(&claims, issuer, audience, now());
+        let valid = if claims.is_object() {
+            validate_access_claims(&claims, issuer, audience, now())
+        } else {
+            Err(wrong_shape())
+        };
         let claims = T::deserialize(claims).map_err(|_| wrong_shape())?;
         valid.map(|()| claims)
     }
@@ -1055,5 +1063,173 @@ mod tests {
                 assert!(!jwk.contains_key(private), "{alg}: {private}");
             }
         }
+    }
+
+    /// A ring with one fresh key per algorithm, without a database.
+    fn ring_in_memory() -> KeyRing {
+        let entries = SigningAlg::ALL
+            .into_iter()
+            .map(|alg| {
+                let kid = format!("kid-{alg}");
+                let der = generate_private_key(alg).unwrap();
+                let (signer, public) = parse_private_key(&kid, alg, &der).unwrap();
+                Entry {
+                    kid,
+                    alg,
+                    created_at: now(),
+                    retired_at: None,
+                    public: Arc::new(public),
+                    signer: Some(Arc::new(signer)),
+                }
+            })
+            .collect();
+        KeyRing {
+            entries: Arc::new(RwLock::new(entries)),
+        }
+    }
+
+    /// `verify_access_token` as it was, all through `jsonwebtoken::decode`:
+    /// the reference the fast path must agree with.
+    fn verify_with_jsonwebtoken(
+        ring: &KeyRing,
+        token: &str,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<serde_json::Value, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if !header.typ.as_deref().is_some_and(is_access_token_type) {
+            return Err(TokenError::WrongType);
+        }
+        let (alg, key) = ring.key_for(header.kid.as_deref())?;
+        if header.alg != alg.jwt_algorithm() {
+            return Err(TokenError::WrongAlgorithm);
+        }
+        let mut validation = Validation::new(alg.jwt_algorithm());
+        validation.leeway = 0;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(token_error)
+    }
+
+    #[test]
+    fn access_token_fast_path_agrees_with_jsonwebtoken() {
+        use serde_json::{json, Value};
+        const ISS: &str = "https://login.example";
+        const AUD: &str = "https://api.example";
+        let ring = ring_in_memory();
+        let t = now();
+        let good = json!({ "iss": ISS, "aud": AUD, "sub": "u", "exp": t + 300 });
+        let with = |key: &str, value: Value| {
+            let mut claims = good.clone();
+            claims[key] = value;
+            claims
+        };
+        let without = |key: &str| {
+            let mut claims = good.clone();
+            claims.as_object_mut().unwrap().remove(key);
+            claims
+        };
+        let mut payloads = vec![good.clone(), without("exp"), without("iss"), without("aud")];
+        for exp in [
+            json!(t - 10),
+            json!(t + 300),
+            json!(t as f64 + 300.4),
+            json!(t as f64 - 10.5),
+            json!(-5),
+            json!(1e30),
+            json!(u64::MAX),
+            json!("tomorrow"),
+            json!(null),
+            json!(true),
+            json!([t + 300]),
+        ] {
+            payloads.push(with("exp", exp));
+        }
+        for nbf in [
+            json!(t + 60),
+            json!(t - 5),
+            json!(t as f64 + 60.0),
+            json!(-1),
+            json!("later"),
+            json!(null),
+        ] {
+            payloads.push(with("nbf", nbf));
+        }
+        for (claim, ours) in [("iss", ISS), ("aud", AUD)] {
+            for value in [
+                json!("https://other.example"),
+                json!([ours, "x"]),
+                json!(["x", ours, ours]),
+                json!(["x"]),
+                json!([]),
+                json!([ours, 1]),
+                json!(5),
+                json!(null),
+                json!({ "v": ours }),
+            ] {
+                payloads.push(with(claim, value));
+            }
+        }
+        payloads.push(with("sub", json!(7)));
+        payloads.push(json!(1));
+        payloads.push(json!("claims"));
+        payloads.push(json!([]));
+        let mut tokens: Vec<String> = Vec::new();
+        for payload in &payloads {
+            for alg in SigningAlg::ALL {
+                tokens.push(ring.sign(alg, "at+jwt", payload).unwrap());
+            }
+        }
+        // Damaged and confused tokens.
+        let good_token = ring.sign(SigningAlg::EdDSA, "at+jwt", &good).unwrap();
+        let (message, signature) = good_token.rsplit_once('.').unwrap();
+        let (header, _) = message.split_once('.').unwrap();
+        let other = URL_SAFE_NO_PAD.encode(with("sub", json!("admin")).to_string());
+        tokens.extend([
+            format!("{header}.{other}.{signature}"),
+            format!("{message}."),
+            format!("{message}.!!"),
+            format!("{message}.{signature}="),
+            format!("{message}"),
+            format!("x.{good_token}"),
+            format!("{header}.%%.{signature}"),
+            format!(
+                "{header}.{}.{signature}",
+                URL_SAFE_NO_PAD.encode("not json")
+            ),
+            "not-a-jwt".into(),
+            "..".into(),
+            ring.sign(SigningAlg::EdDSA, "JWT", &good).unwrap(),
+            ring.sign(SigningAlg::RS256, "application/AT+JWT", &good)
+                .unwrap(),
+        ]);
+        for token in &tokens {
+            let fast = ring.verify_access_token::<Value>(token, ISS, AUD);
+            let reference = verify_with_jsonwebtoken(&ring, token, ISS, AUD);
+            assert_eq!(fast, reference, "{token}");
+        }
+        // Where they part: claims as a five-element array, which jsonwebtoken
+        // reads positionally as [exp, nbf, sub, iss, aud]. Not a JSON object,
+        // so not claims here (and nothing we sign).
+        let array = ring
+            .sign(
+                SigningAlg::EdDSA,
+                "at+jwt",
+                &json!([t + 300, t - 5, "u", ISS, AUD]),
+            )
+            .unwrap();
+        assert!(verify_with_jsonwebtoken(&ring, &array, ISS, AUD).is_ok());
+        assert_eq!(
+            ring.verify_access_token::<Value>(&array, ISS, AUD),
+            Err(TokenError::BadSignatureOrClaims(
+                "claims of the wrong shape".into()
+            ))
+        );
     }
 }

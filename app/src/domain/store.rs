@@ -17,7 +17,7 @@ use std::{
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    PgPool, SqlitePool,
+    Connection, PgPool, SqlitePool,
 };
 
 /// Runs `$body` with `$pool` bound to the concrete pool (`&SqlitePool` or `&PgPool`).
@@ -106,17 +106,16 @@ impl Db {
                     .busy_timeout(Duration::from_secs(10));
                 let pool = SqlitePoolOptions::new()
                     .max_connections(8)
+                    // A file does not hang up: no ping (a round trip to the
+                    // connection's worker thread) before every use.
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
                 Ok(Db::Sqlite(pool))
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url)?;
-                let pool = PgPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(options)
-                    .await?;
+                let pool = pg_pool_options().connect_with(options).await?;
                 Ok(Db::Postgres(pool))
             }
         }
@@ -137,9 +136,7 @@ impl Db {
         .execute(&admin)
         .await?;
         admin.close().await;
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
+        let pool = pg_pool_options()
             .connect_with(options.options([("search_path", schema)]))
             .await?;
         Ok(Db::Postgres(pool))
@@ -235,6 +232,29 @@ fn sqlite_write_lock(pool: &SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
         .entry(file.to_path_buf())
         .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
         .clone()
+}
+
+/// A pooled PostgreSQL connection idle at least this long is pinged before
+/// use (a server restart or a dropped connection shows there, not in a request).
+const PG_PING_AFTER_IDLE: Duration = Duration::from_secs(30);
+
+/// The PostgreSQL pool's settings. sqlx pings every connection before handing
+/// it out by default: one more round trip for every query. Here only
+/// connections idle for [`PG_PING_AFTER_IDLE`] are; a busy connection that
+/// broke fails its next query (the request gets a 503) and is replaced.
+fn pg_pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PG_PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Quotes an SQL identifier (schema names in tests); never used with user input.

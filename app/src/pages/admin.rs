@@ -12,7 +12,7 @@ use crate::{
     components::{
         chart::ActivityChart,
         layout::{Layout, LoadFailed},
-        widgets::{ActionError, Confirm, Notice, Pager},
+        widgets::{ActionError, Confirm, Notice, Pager, SearchForm},
     },
     model::{format_time, CurrentUser, PolicyField},
 };
@@ -99,11 +99,7 @@ pub fn AdminClientsPage() -> impl IntoView {
                         <AdminFrame user title="Clients".to_string()>
                             <h1>"Clients"</h1>
                             <Notice text=Signal::derive(move || deleted().map(|n| format!("{n} deleted; everything it held is revoked.")))/>
-                            <form method="get" action="/admin/clients" class="search" role="search">
-                                <label for="q">"Search by name or client_id"</label>
-                                <input id="q" name="q" type="text" value=q().unwrap_or_default()/>
-                                <button type="submit" class="button secondary">"Search"</button>
-                            </form>
+                            <SearchForm action="/admin/clients" label="Search by name or client_id" value=q().unwrap_or_default()/>
                             <div class="table-wrap card">
                                 <table class="list" data-testid="clients">
                                     <thead><tr><th>"Name"</th><th>"Kind"</th><th>"Grant types"</th><th>"Refresh"</th><th>"Grants"</th><th>"Sessions"</th><th>"Last activity"</th></tr></thead>
@@ -423,11 +419,7 @@ pub fn AdminUsersPage() -> impl IntoView {
                     Ok((user, users)) => view! {
                         <AdminFrame user title="Users".to_string()>
                             <h1>"Users"</h1>
-                            <form method="get" action="/admin/users" class="search" role="search">
-                                <label for="q">"Search by username"</label>
-                                <input id="q" name="q" type="text" value=q().unwrap_or_default()/>
-                                <button type="submit" class="button secondary">"Search"</button>
-                            </form>
+                            <SearchForm action="/admin/users" label="Search by username" value=q().unwrap_or_default()/>
                             <div class="table-wrap card">
                                 <table class="list" data-testid="users">
                                     <thead><tr><th>"Username"</th><th>"Role"</th><th>"Status"</th><th>"Created"</th></tr></thead>

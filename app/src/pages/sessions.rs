@@ -10,7 +10,7 @@ use crate::{
     api::{get_my_sessions, EndOtherSessions, EndSession},
     components::{
         layout::{Layout, LoadFailed},
-        widgets::{ActionError, Confirm, Notice, Pager},
+        widgets::{page_param, ActionError, Confirm, Notice, Pager},
     },
     model::{format_time, SignInSession},
     paths,
@@ -19,13 +19,7 @@ use crate::{
 #[component]
 pub fn SessionsPage() -> impl IntoView {
     let query = use_query_map();
-    let page = move || {
-        query
-            .read()
-            .get("page")
-            .and_then(|p| p.parse::<i64>().ok())
-            .unwrap_or(1)
-    };
+    let page = page_param(query);
     let end = ServerAction::<EndSession>::new();
     let end_others = ServerAction::<EndOtherSessions>::new();
     let sessions = Resource::new(

@@ -35,8 +35,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::http::AppState;
 
-/// The scope an access token needs for the admin API.
-pub const ADMIN_SCOPE: &str = "latchkey:admin";
+/// The scope a token needs for this API (defined with the scope rules).
+pub use app::domain::grants::ADMIN_SCOPE;
 
 pub const CLIENTS: &str = "/api/admin/clients";
 pub const CLIENT: &str = "/api/admin/clients/{id}";
