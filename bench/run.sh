@@ -23,6 +23,7 @@
 #   CARGO_TARGET_DIR      build directory (default ~/.cache/latchkey/target)
 #   BENCH_BIN             measure this latchkey binary instead of building one
 #                         (e.g. one built from another checkout, to compare)
+#   BENCH_ROWS            which rows to run (default "cc introspection rotation norotation")
 
 set -euo pipefail
 shopt -s inherit_errexit
@@ -36,6 +37,7 @@ WARMUP=${BENCH_WARMUP:-2s}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNS:-32}
 REFRESH_CONNS=${BENCH_REFRESH_CONNS:-8}
+ROWS_WANTED=" ${BENCH_ROWS:-cc introspection rotation norotation} "
 CHAIN_USERS=${BENCH_CHAIN_USERS:-1}
 PG_HOST=${BENCH_PG_HOST:-127.0.0.1}
 PG_USER=${BENCH_PG_USER:-postgres}
@@ -290,6 +292,17 @@ LOG_NOTES=()
 measure() {
   local backend=$1 label=$2 target_rps=$3 target_p99=$4 warm_tokens=$5 expect=$6
   shift 6
+  local row
+  case $label in
+    client_credentials) row=cc ;;
+    introspection) row=introspection ;;
+    "refresh (rotation)") row=rotation ;;
+    *) row=norotation ;;
+  esac
+  if [[ $ROWS_WANTED != *" $row "* ]]; then
+    say "$backend / $label: skipped (BENCH_ROWS)"
+    return 0
+  fi
   local slug out warm result warm_bad cpu0 cpu1
   slug=$(tr -c 'a-z0-9' '_' <<<"$backend-$label")
   out=$WORK/wrk-$slug.txt

@@ -794,6 +794,8 @@ impl KeyRing {
 /// is missing; `exp` before `now` is expired and `nbf` after it is not yet
 /// valid (NumericDate: a non-negative integer, or a float, rounded); `iss`
 /// and `aud` are a string equal to ours or an array of strings naming it.
+/// The unit test `access_token_fast_path_agrees_with_jsonwebtoken` holds the
+/// two to the same answers.
 fn validate_access_claims(
     claims: &serde_json::Value,
     issuer: &str,
@@ -802,6 +804,17 @@ fn validate_access_claims(
 ) -> Result<(), TokenError> {
     use serde_json::Value;
     let bad = |why: &str| TokenError::BadSignatureOrClaims(why.into());
+    // jsonwebtoken's reader of these claims loses its place in the JSON on a
+    // non-empty array or object as `exp` or `nbf`, and on any array or object
+    // as `sub`, and then refuses the whole payload: so does this.
+    let nested = |name: &str, empty_too: bool| match claims.get(name) {
+        Some(Value::Array(a)) => empty_too || !a.is_empty(),
+        Some(Value::Object(o)) => empty_too || !o.is_empty(),
+        _ => false,
+    };
+    if nested("exp", false) || nested("nbf", false) || nested("sub", true) {
+        return Err(bad("claims of the wrong shape"));
+    }
     let numeric_date = |name: &str| match claims.get(name) {
         Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
             (Some(u), _) => Some(u),
@@ -1148,6 +1161,9 @@ mod tests {
             json!(null),
             json!(true),
             json!([t + 300]),
+            json!([]),
+            json!({ "at": t + 300 }),
+            json!({}),
         ] {
             payloads.push(with("exp", exp));
         }
@@ -1158,6 +1174,10 @@ mod tests {
             json!(-1),
             json!("later"),
             json!(null),
+            json!([t + 60]),
+            json!([]),
+            json!({ "at": t + 60 }),
+            json!({}),
         ] {
             payloads.push(with("nbf", nbf));
         }
@@ -1176,7 +1196,16 @@ mod tests {
                 payloads.push(with(claim, value));
             }
         }
-        payloads.push(with("sub", json!(7)));
+        for sub in [
+            json!(7),
+            json!(null),
+            json!(["u"]),
+            json!([]),
+            json!({ "id": "u" }),
+            json!({}),
+        ] {
+            payloads.push(with("sub", sub));
+        }
         payloads.push(json!(1));
         payloads.push(json!("claims"));
         payloads.push(json!([]));

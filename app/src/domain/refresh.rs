@@ -233,35 +233,44 @@ pub async fn refresh(
     //   rotation hands out, so it needs no check of its own.
     let won = {
         let _writing = db.write_guard().await;
-        on_db!(db, |pool| {
-            let needs_transaction =
-                successor.is_some() || push_expiry || touch_family || touch_grant;
-            if !needs_transaction {
-                // No rotation, nothing stale: the audit record is all there is to write.
-                crate::bind_audit!(&event).execute(pool).await?;
-                return Ok::<_, sqlx::Error>(Some(true));
+        let done = match (db, &successor) {
+            (Db::Sqlite(pool), Some(next)) if !touch_family && !touch_grant => {
+                rotate_on_sqlite(pool, row, next, at, expires_at, &event).await?
             }
-            let mut tx = pool.begin().await?;
-            if let Some(next) = &successor {
-                let mut claimed = row.used_at.is_some();
-                if !claimed {
-                    claimed = sqlx::query(
-                        "UPDATE refresh_tokens SET used_at = $1 \
+            _ => false,
+        };
+        if done {
+            Some(true)
+        } else {
+            on_db!(db, |pool| {
+                let needs_transaction =
+                    successor.is_some() || push_expiry || touch_family || touch_grant;
+                if !needs_transaction {
+                    // No rotation, nothing stale: the audit record is all there is to write.
+                    crate::bind_audit!(&event).execute(pool).await?;
+                    return Ok::<_, sqlx::Error>(Some(true));
+                }
+                let mut tx = pool.begin().await?;
+                if let Some(next) = &successor {
+                    let mut claimed = row.used_at.is_some();
+                    if !claimed {
+                        claimed = sqlx::query(
+                            "UPDATE refresh_tokens SET used_at = $1 \
                          WHERE hash = $2 AND used_at IS NULL AND revoked_at IS NULL \
                          AND EXISTS (SELECT 1 FROM token_families \
                                      WHERE id = $3 AND revoked_at IS NULL)",
-                    )
-                    .bind(at)
-                    .bind(&row.hash)
-                    .bind(&row.family_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        > 0;
-                }
-                if !claimed {
-                    // Revoked since the lookup, or another request used it a moment ago.
-                    let now_is: Option<(Option<i64>, bool)> = sqlx::query_as(
+                        )
+                        .bind(at)
+                        .bind(&row.hash)
+                        .bind(&row.family_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                            > 0;
+                    }
+                    if !claimed {
+                        // Revoked since the lookup, or another request used it a moment ago.
+                        let now_is: Option<(Option<i64>, bool)> = sqlx::query_as(
                         "SELECT t.used_at, t.revoked_at IS NOT NULL OR f.revoked_at IS NOT NULL \
                          FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id \
                          WHERE t.hash = $1",
@@ -269,20 +278,20 @@ pub async fn refresh(
                     .bind(&row.hash)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    let Some((used_at, false)) = now_is else {
-                        tx.rollback().await?;
-                        return Ok(Some(false));
-                    };
-                    if !used_at.is_some_and(grace) {
-                        tx.rollback().await?;
-                        return Ok(None);
+                        let Some((used_at, false)) = now_is else {
+                            tx.rollback().await?;
+                            return Ok(Some(false));
+                        };
+                        if !used_at.is_some_and(grace) {
+                            tx.rollback().await?;
+                            return Ok(None);
+                        }
+                        // Used a moment ago, within the reuse grace: a retry; it gets
+                        // a successor of its own, below.
                     }
-                    // Used a moment ago, within the reuse grace: a retry; it gets
-                    // a successor of its own, below.
-                }
-                // The successor, stored only while the family is live (this is
-                // the liveness check of a retry within the grace, which claims nothing).
-                let inserted = sqlx::query(
+                    // The successor, stored only while the family is live (this is
+                    // the liveness check of a retry within the grace, which claims nothing).
+                    let inserted = sqlx::query(
                     "INSERT INTO refresh_tokens (hash, family_id, parent_hash, scopes, issued_at, expires_at) \
                      SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS \
                      (SELECT 1 FROM token_families WHERE id = $2 AND revoked_at IS NULL)",
@@ -295,24 +304,24 @@ pub async fn refresh(
                 .bind(expires_at)
                 .execute(&mut *tx)
                 .await?;
-                if inserted.rows_affected() == 0 {
-                    tx.rollback().await?;
-                    return Ok(Some(false));
-                }
-            } else if push_expiry {
-                // No rotation: the same token lives on, its idle expiry pushed out.
-                sqlx::query(
-                    "UPDATE refresh_tokens SET expires_at = $1 \
+                    if inserted.rows_affected() == 0 {
+                        tx.rollback().await?;
+                        return Ok(Some(false));
+                    }
+                } else if push_expiry {
+                    // No rotation: the same token lives on, its idle expiry pushed out.
+                    sqlx::query(
+                        "UPDATE refresh_tokens SET expires_at = $1 \
                      WHERE hash = $2 AND revoked_at IS NULL AND expires_at <= $3",
-                )
-                .bind(expires_at)
-                .bind(&row.hash)
-                .bind(expires_at - LAST_USED_GRANULARITY_SECS)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if touch_family {
-                sqlx::query(
+                    )
+                    .bind(expires_at)
+                    .bind(&row.hash)
+                    .bind(expires_at - LAST_USED_GRANULARITY_SECS)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if touch_family {
+                    sqlx::query(
                     "UPDATE token_families SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
                      WHERE id = $4 AND last_used_at <= $5",
                 )
@@ -323,9 +332,9 @@ pub async fn refresh(
                 .bind(stale_before)
                 .execute(&mut *tx)
                 .await?;
-            }
-            if touch_grant {
-                sqlx::query(
+                }
+                if touch_grant {
+                    sqlx::query(
                     "UPDATE grants SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
                      WHERE id = $4 AND (last_used_at IS NULL OR last_used_at <= $5)",
                 )
@@ -336,11 +345,12 @@ pub async fn refresh(
                 .bind(stale_before)
                 .execute(&mut *tx)
                 .await?;
-            }
-            crate::bind_audit!(&event).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(Some(true))
-        })?
+                }
+                crate::bind_audit!(&event).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(Some(true))
+            })?
+        }
     };
     match won {
         Some(true) => {}
@@ -379,6 +389,73 @@ pub async fn refresh(
         refresh_token: successor,
         id_token: None,
     })
+}
+
+/// The common case of a rotation on SQLite (nothing else to update), with its
+/// writes in one statement list: the audit record, the claim and the
+/// successor, which SQLite runs in one go on the connection's thread. sqlx
+/// sends each statement to that thread and waits for the answer, and each
+/// such round trip, taken while holding the write lock, costs more than the
+/// statement itself. The successor is stored only if the claim took
+/// (`changes()`), and only while the family is live, as on the general path.
+///
+/// `true` when all of it went through. Anything else (used or revoked since
+/// the lookup) is rolled back and answered `false`: the general path then
+/// does the same again, one statement at a time, and sorts out why.
+async fn rotate_on_sqlite(
+    pool: &sqlx::SqlitePool,
+    row: &RefreshRow,
+    successor: &str,
+    at: i64,
+    expires_at: i64,
+    event: &AuditEvent,
+) -> Result<bool, sqlx::Error> {
+    use sqlx::{Arguments, Execute};
+    let mut audit: sqlx::query::Query<'_, sqlx::Sqlite, _> = crate::bind_audit!(event);
+    let mut args = audit
+        .take_arguments()
+        .map_err(sqlx::Error::Encode)?
+        .unwrap_or_default();
+    // The audit record's parameters come first; ours are numbered after them.
+    let n = args.len();
+    let (at_, hash, family, next, scopes, expires) = (n + 1, n + 2, n + 3, n + 4, n + 5, n + 6);
+    let claim = row.used_at.is_none();
+    let mut sql = String::from(super::audit::INSERT_SQL);
+    if claim {
+        sql += &format!(
+            "; UPDATE refresh_tokens SET used_at = ${at_} \
+             WHERE hash = ${hash} AND used_at IS NULL AND revoked_at IS NULL \
+             AND EXISTS (SELECT 1 FROM token_families WHERE id = ${family} AND revoked_at IS NULL)"
+        );
+    }
+    sql += &format!(
+        "; INSERT INTO refresh_tokens (hash, family_id, parent_hash, scopes, issued_at, expires_at) \
+         SELECT ${next}, ${family}, ${hash}, ${scopes}, ${at_}, ${expires} WHERE {} EXISTS \
+         (SELECT 1 FROM token_families WHERE id = ${family} AND revoked_at IS NULL)",
+        if claim { "changes() = 1 AND" } else { "" }
+    );
+    let added = args
+        .add(at)
+        .and_then(|()| args.add(row.hash.clone()))
+        .and_then(|()| args.add(row.family_id.clone()))
+        .and_then(|()| args.add(sha256_hex(successor)))
+        .and_then(|()| args.add(row.scopes.clone()))
+        .and_then(|()| args.add(expires_at));
+    added.map_err(sqlx::Error::Encode)?;
+    // The audit record, the claim (when there is one), the successor.
+    let expected = if claim { 3 } else { 2 };
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query_with(&sql, args)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if done == expected {
+        tx.commit().await?;
+        Ok(true)
+    } else {
+        tx.rollback().await?;
+        Ok(false)
+    }
 }
 
 /// A used refresh token came back: revoke its family, audit, and answer
