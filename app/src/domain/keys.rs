@@ -1225,7 +1225,7 @@ mod tests {
             format!("{message}."),
             format!("{message}.!!"),
             format!("{message}.{signature}="),
-            format!("{message}"),
+            message.to_string(),
             format!("x.{good_token}"),
             format!("{header}.%%.{signature}"),
             format!(
