@@ -9,6 +9,7 @@ use app::domain::{
     keys::{at_hash, SigningAlg},
     policy::{self, PolicyChange},
 };
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use common::{count, exec, flow::*, TestDb, TestServer};
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
@@ -421,6 +422,8 @@ async fn code_replay_revokes_every_token_issued_from_it(t: TestDb) {
 async fn refresh_rotates_and_reuse_revokes_the_family(t: TestDb) {
     let (server, app, alice) = setup(&t).await;
     let first = tokens_for(&alice, &server, &app, "openid notes:read").await;
+    // The same app on another device: a family of its own.
+    let other_device = tokens_for(&alice, &server, &app, "openid notes:read").await;
     let r1 = str_of(&first, "refresh_token");
     let res = refresh(&server, &app, r1).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -444,6 +447,14 @@ async fn refresh_rotates_and_reuse_revokes_the_family(t: TestDb) {
     );
     assert!(!is_active(&server, &app, a2).await);
     assert!(!is_active(&server, &app, str_of(&first, "access_token")).await);
+    // Only that family: the user's other session of the same app lives on.
+    assert!(is_active(&server, &app, str_of(&other_device, "access_token")).await);
+    assert_eq!(
+        refresh(&server, &app, str_of(&other_device, "refresh_token"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     assert_eq!(
         oauth_error(refresh(&server, &app, r2).await).await.1,
         "invalid_grant"
@@ -454,11 +465,12 @@ async fn refresh_rotates_and_reuse_revokes_the_family(t: TestDb) {
     );
     assert_eq!(
         count(&t.db, "audit_events WHERE kind = 'token_refreshed'").await,
-        1
+        2
     );
     assert_eq!(
         count(&t.db, "refresh_tokens WHERE revoked_at IS NULL").await,
-        0
+        2,
+        "only the other device's chain (its used first token and the successor)"
     );
 
     // Rotation off: the same refresh token keeps working and none is returned.
@@ -754,7 +766,28 @@ async fn userinfo_needs_a_live_openid_token(t: TestDb) {
         res.headers()[header::WWW_AUTHENTICATE],
         "Bearer realm=\"latchkey\""
     );
-    for bad in ["garbage", &format!("{access}x")] {
+    // Forged: alg none, an ID-token type, an unknown kid (the one validation
+    // function rejects each; keys.rs covers HS256 keyed with our public key).
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let header = jwt_part(access, 0);
+    let payload = access.split('.').nth(1).unwrap();
+    let mut none = header.clone();
+    none["alg"] = json!("none");
+    let mut unknown_kid = header.clone();
+    unknown_kid["kid"] = json!("no-such-kid");
+    let signature = access.split('.').nth(2).unwrap();
+    let claims = jwt_part(access, 1);
+    let id_typed = server.keys.sign(SigningAlg::EdDSA, "JWT", &claims).unwrap();
+    let forged = [
+        format!("{}.{payload}.", b64(&none)),
+        format!("{}.{payload}.{signature}", b64(&unknown_kid)),
+        id_typed,
+    ];
+    for bad in ["garbage", &format!("{access}x")]
+        .into_iter()
+        .chain(forged.iter().map(String::as_str))
+    {
+        assert!(!is_active(&server, &app, bad).await, "{bad}");
         let res = http
             .get(server.url("/oauth/userinfo"))
             .bearer_auth(bad)
