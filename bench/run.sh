@@ -23,7 +23,7 @@
 #   CARGO_TARGET_DIR      build directory (default ~/.cache/latchkey/target)
 #   BENCH_BIN             measure this latchkey binary instead of building one
 #                         (e.g. one built from another checkout, to compare)
-#   BENCH_ROWS            which rows to run (default "cc introspection rotation norotation")
+#   BENCH_ROWS            which rows to run (default "cc introspection rotation norotation revocation")
 
 set -euo pipefail
 shopt -s inherit_errexit
@@ -37,7 +37,7 @@ WARMUP=${BENCH_WARMUP:-2s}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNS:-32}
 REFRESH_CONNS=${BENCH_REFRESH_CONNS:-8}
-ROWS_WANTED=" ${BENCH_ROWS:-cc introspection rotation norotation} "
+ROWS_WANTED=" ${BENCH_ROWS:-cc introspection rotation norotation revocation} "
 CHAIN_USERS=${BENCH_CHAIN_USERS:-1}
 PG_HOST=${BENCH_PG_HOST:-127.0.0.1}
 PG_USER=${BENCH_PG_USER:-postgres}
@@ -297,6 +297,7 @@ measure() {
     client_credentials) row=cc ;;
     introspection) row=introspection ;;
     "refresh (rotation)") row=rotation ;;
+    revocation) row=revocation ;;
     *) row=norotation ;;
   esac
   if [[ $ROWS_WANTED != *" $row "* ]]; then
@@ -341,9 +342,11 @@ measure() {
       target = "≥ " trps "/s"
       ok = rps >= trps && errors == 0
       if (tp99 != "") { target = target ", p99 < " tp99 " ms"; ok = ok && p99 < tp99 }
+      verdict = ok ? "meets target" : "below target"
+      if (trps == "") { target = "none"; verdict = errors == 0 ? "no errors" : "errors" }
       cpu_us = r["requests"] > 0 ? cpu_ticks / hz * 1e6 / r["requests"] : 0
       printf "| %s | %s | %.0f | %.2f ms | %.2f ms | %d | %s | %s | %.0f µs |",
-        backend, label, rps, p50, p99, errors, target, ok ? "meets target" : "below target", cpu_us
+        backend, label, rps, p50, p99, errors, target, verdict, cpu_us
     }')")
   if grep -q '^BENCH_FIRST_BAD ' "$out"; then
     echo "    first bad responses:"
@@ -450,6 +453,19 @@ run_backend() {
   BENCH_AUTH=$(basic "$nr_id" "$nr_secret")
   measure "$backend" "refresh (no rotation)" "$TARGET_REFRESH_RPS" "" "" '"access_token"' \
     -t "$REFRESH_CONNS" -c "$REFRESH_CONNS" -s "$BENCH_DIR/post.lua" "$BASE/oauth/token"
+
+  # revocation (RFC 7009): a client revokes one of its client_credentials
+  # tokens; the first request revokes it, every later one finds it revoked
+  # and still answers 200 after the same checks (no target in the issue).
+  local cc_token
+  cc_token=$(curl -sS -u "$cc_id:$cc_secret" -d grant_type=client_credentials "$BASE/oauth/token" |
+    jq -r .access_token)
+  export BENCH_BODY="token=$cc_token"
+  BENCH_AUTH=$(basic "$cc_id" "$cc_secret")
+  measure "$backend" revocation "" "" "" "" \
+    -t "$THREADS" -c "$CONNS" -s "$BENCH_DIR/post.lua" "$BASE/oauth/revoke"
+  curl -sS -u "$rs_id:$rs_secret" --data-urlencode "token=$cc_token" "$BASE/oauth/introspect" |
+    jq -e '.active == false' >/dev/null || die "the revoked token is still active"
 
   # 4. Peak resident memory of the server over all the runs above.
   local hwm

@@ -112,13 +112,13 @@ static CACHE: LazyLock<AuthCache> = LazyLock::new(AuthCache::default);
 /// [`clients::registration_generation`] and is ignored once it moved. Made by
 /// another instance, the change reaches this one within [`CACHE_TTL`]: until
 /// then a remembered client keeps authenticating with its old secret, after
-/// its deletion, and with its old registration (kind, grant types, scopes). The same holds while the database is
-/// unreachable: a client authenticated in the last [`CACHE_TTL`] keeps being
-/// answered (introspection needs no database), everyone else gets 503 or 401
-/// as before. What a deleted client can do meanwhile
-/// is limited: issuing tokens and refreshing read the client row again
-/// (policy), and answer `invalid_client`; introspection and revocation still
-/// answer it.
+/// its deletion, and with its old registration (kind, grant types, scopes).
+/// The same holds while the database is unreachable: a client authenticated
+/// in the last [`CACHE_TTL`] keeps being answered (introspection needs no
+/// database), everyone else gets 503 or 401 as before. What a deleted client
+/// can do meanwhile is limited: issuing tokens and refreshing read the client
+/// row again (policy), and answer `invalid_client`; introspection and
+/// revocation still answer it.
 #[derive(Default)]
 struct AuthCache {
     entries: RwLock<HashMap<String, Remembered>>,
