@@ -402,6 +402,11 @@ pub async fn refresh(
 /// `true` when all of it went through. Anything else (used or revoked since
 /// the lookup) is rolled back and answered `false`: the general path then
 /// does the same again, one statement at a time, and sorts out why.
+///
+/// This relies on sqlx-sqlite running every statement of a query string with
+/// bind parameters (sqlx 0.8 does; upstream calls that an SQLite-only
+/// idiosyncrasy, launchbadge/sqlx#3108). The SQLite flow tests go through
+/// here (a fresh family is not stale), so an upgrade that drops it fails them.
 async fn rotate_on_sqlite(
     pool: &sqlx::SqlitePool,
     row: &RefreshRow,
