@@ -14,7 +14,7 @@ use super::{
     revocation::{RevokedBy, RevokedSets},
     secrets::{new_id, new_secret, sha256_hex},
     store::{now, Db},
-    tokens::{sign_access_token, sign_id_token, AccessClaims, GrantError, IdTokenFacts, TokenSet},
+    tokens::{sign_access_token, sign_id_token, AccessFor, GrantError, IdTokenFacts, TokenSet},
     DomainResult,
 };
 use crate::on_db;
@@ -251,14 +251,9 @@ pub async fn redeem_code(
         keys,
         issuer,
         policy.access_ttl_secs,
-        AccessClaims {
-            iss: String::new(),
+        AccessFor {
             sub: row.user_id.clone(),
-            aud: String::new(),
             client_id: client.client_id.clone(),
-            iat: 0,
-            exp: 0,
-            jti: String::new(),
             scope: row.scopes.clone(),
             gid: row.grant_id.clone(),
             fid: Some(family_id),

@@ -22,7 +22,7 @@ use super::{
     revocation::{RevokedBy, RevokedSets},
     secrets::{new_secret, sha256_hex},
     store::{now, Db},
-    tokens::{narrow_scope, sign_access_token, AccessClaims, GrantError, TokenSet},
+    tokens::{narrow_scope, sign_access_token, AccessFor, GrantError, TokenSet},
     DomainError, DomainResult,
 };
 use crate::on_db;
@@ -367,17 +367,12 @@ pub async fn refresh(
         keys,
         issuer,
         policy.access_ttl_secs,
-        AccessClaims {
-            iss: String::new(),
+        AccessFor {
             sub: row
                 .user_id
                 .clone()
                 .unwrap_or_else(|| client.client_id.clone()),
-            aud: String::new(),
             client_id: client.client_id.clone(),
-            iat: 0,
-            exp: 0,
-            jti: String::new(),
             scope,
             gid: row.grant_id.clone(),
             fid: Some(row.family_id.clone()),

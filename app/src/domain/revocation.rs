@@ -101,6 +101,7 @@ impl RevokedSets {
     ) -> DomainResult<()> {
         let event = audit_event(by)
             .detail(serde_json::json!({ "what": "access_token", "jti": jti, "reason": by.reason }));
+        let writing = db.write_guard().await;
         on_db!(db, |pool| {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
@@ -117,6 +118,7 @@ impl RevokedSets {
             }
             tx.commit().await
         })?;
+        drop(writing);
         let done = Revoked {
             jtis: vec![jti.to_owned()],
             ..Revoked::default()
@@ -233,6 +235,8 @@ impl RevokedSets {
             "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id IN \
              (SELECT id FROM token_families WHERE revoked_at = $1 AND revoke_reason = $2 AND {families_where})"
         );
+        // Callers never hold the turn here (it is not reentrant).
+        let writing = db.write_guard().await;
         let done = on_db!(db, |pool| {
             let mut tx = pool.begin().await?;
             let mut done = Revoked::default();
@@ -318,6 +322,7 @@ impl RevokedSets {
             tx.commit().await?;
             Ok::<_, sqlx::Error>(done)
         })?;
+        drop(writing);
         // A family or grant revoked earlier (by another instance, say) is
         // remembered too: presenting its tokens must fail here as well.
         match target {

@@ -48,21 +48,39 @@ pub struct IssuedAccessToken {
     pub claims: AccessClaims,
 }
 
+/// Who and what an access token is for; [`sign_access_token`] adds the issuer,
+/// audience, times and `jti`.
+#[derive(Clone, Debug)]
+pub struct AccessFor {
+    /// The user id, or the client_id for client_credentials tokens.
+    pub sub: String,
+    pub client_id: String,
+    pub scope: String,
+    pub gid: String,
+    pub fid: Option<String>,
+    pub sid: Option<String>,
+}
+
 /// Signs an access token for a grant with the client's access-token lifetime.
 pub fn sign_access_token(
     keys: &KeyRing,
     issuer: &str,
     access_ttl_secs: i64,
-    base: AccessClaims,
+    token: AccessFor,
 ) -> DomainResult<IssuedAccessToken> {
     let iat = now();
     let claims = AccessClaims {
         iss: issuer.to_owned(),
+        sub: token.sub,
         aud: issuer.to_owned(),
+        client_id: token.client_id,
         iat,
         exp: iat + access_ttl_secs,
         jti: random_token(16),
-        ..base
+        scope: token.scope,
+        gid: token.gid,
+        fid: token.fid,
+        sid: token.sid,
     };
     let token = keys.sign(SigningAlg::EdDSA, ACCESS_TOKEN_TYP, &claims)?;
     Ok(IssuedAccessToken {
@@ -174,14 +192,9 @@ pub async fn issue_client_credentials(
         keys,
         issuer,
         facts.access_ttl_secs,
-        AccessClaims {
-            iss: String::new(),
+        AccessFor {
             sub: client.client_id.clone(),
-            aud: String::new(),
             client_id: client.client_id.clone(),
-            iat: 0,
-            exp: 0,
-            jti: String::new(),
             scope,
             gid: grant_id,
             fid: None,
