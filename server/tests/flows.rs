@@ -26,13 +26,14 @@ on_both_backends!(
     refresh_scope_may_narrow_never_widen_and_stays_with_its_client,
     refresh_policy_is_read_at_every_use,
     reuse_grace_lets_a_retry_through,
+    introspection_and_refresh_agree_on_a_used_refresh_token,
     concurrent_refreshes_have_exactly_one_winner,
     refresh_tokens_introspect_and_revoke_for_their_client_only,
     userinfo_needs_a_live_openid_token,
-    rp_logout_with_a_hint_revokes_that_sign_ins_families,
+    rp_logout_with_a_hint_of_this_browser_ends_its_sign_in_at_once,
+    rp_logout_with_a_replayed_hint_never_ends_a_sign_in_unasked,
     rp_logout_without_a_hint_asks_first_and_never_redirects_unregistered,
     dashboard_sign_out_revokes_the_sign_ins_families,
-    revocation_reaches_another_instance_at_once,
 );
 
 async fn setup(t: &TestDb) -> (TestServer, App, Person) {
@@ -648,6 +649,57 @@ async fn reuse_grace_lets_a_retry_through(t: TestDb) {
     t.cleanup().await;
 }
 
+/// Introspection says `active` exactly when a refresh with the token would go
+/// through (issue 9, fault 7): within the reuse grace a rotated token is
+/// active (a retry works); a token rotated before the client switched
+/// rotation off is inactive (presenting it is reuse).
+async fn introspection_and_refresh_agree_on_a_used_refresh_token(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let set = |change: PolicyChange| {
+        let (db, id) = (t.db.clone(), app.client_id.clone());
+        async move { policy::set_client(&db, &id, &change, None).await.unwrap() }
+    };
+    set(PolicyChange {
+        reuse_grace_secs: Some(Some(60)),
+        ..Default::default()
+    })
+    .await;
+    let body = tokens_for(&alice, &server, &app, "openid").await;
+    let r1 = str_of(&body, "refresh_token");
+    assert_eq!(refresh(&server, &app, r1).await.status(), StatusCode::OK);
+    assert!(
+        is_active(&server, &app, r1).await,
+        "rotated, within the grace"
+    );
+    assert_eq!(refresh(&server, &app, r1).await.status(), StatusCode::OK);
+
+    // Another session: rotated under rotation, then rotation switched off.
+    set(PolicyChange {
+        reuse_grace_secs: Some(Some(0)),
+        ..Default::default()
+    })
+    .await;
+    let body = tokens_for(&alice, &server, &app, "openid").await;
+    let r1 = str_of(&body, "refresh_token");
+    let rotated: Value = refresh(&server, &app, r1).await.json().await.unwrap();
+    set(PolicyChange {
+        rotate_refresh: Some(Some(false)),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        !is_active(&server, &app, r1).await,
+        "rotated: it has a successor"
+    );
+    assert_eq!(
+        oauth_error(refresh(&server, &app, r1).await).await.1,
+        "invalid_grant"
+    );
+    // Presenting it was reuse: the session's family is gone.
+    assert!(!is_active(&server, &app, str_of(&rotated, "refresh_token")).await);
+    t.cleanup().await;
+}
+
 async fn concurrent_refreshes_have_exactly_one_winner(t: TestDb) {
     let (server, app, alice) = setup(&t).await;
     let body = tokens_for(&alice, &server, &app, "openid").await;
@@ -858,22 +910,10 @@ async fn logout_scene(t: &TestDb) -> LogoutScene {
     .unwrap();
     let app_tokens = tokens_for(&alice, &server, &app, "openid").await;
     let keep_tokens = tokens_for(&alice, &server, &keep, "openid").await;
-    let (service, secret) = app::domain::clients::add_client(
-        &t.db,
-        &app::domain::clients::NewClient {
-            name: "Service".into(),
-            kind: ClientKind::Confidential,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            grant_types: vec![app::domain::clients::GrantType::ClientCredentials],
-            extra_scopes: vec![],
-        },
-    )
-    .await
-    .unwrap();
+    let (service, secret) = service(&t.db).await;
     let res: Value = reqwest::Client::new()
         .post(server.url("/oauth/token"))
-        .basic_auth(&service.client_id, Some(secret.unwrap().0))
+        .basic_auth(&service.client_id, Some(secret))
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await
@@ -919,7 +959,7 @@ async fn assert_logout_effects(s: &LogoutScene) {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
 }
 
-async fn rp_logout_with_a_hint_revokes_that_sign_ins_families(t: TestDb) {
+async fn rp_logout_with_a_hint_of_this_browser_ends_its_sign_in_at_once(t: TestDb) {
     let s = logout_scene(&t).await;
     let hint = str_of(&s.app_tokens, "id_token");
     let res = s
@@ -942,21 +982,14 @@ async fn rp_logout_with_a_hint_revokes_that_sign_ins_families(t: TestDb) {
     assert_logout_effects(&s).await;
     assert_eq!(count(&t.db, "audit_events WHERE kind = 'logout'").await, 1);
 
-    // An expired hint still works (people log out long after signing in),
-    // here from a browser without cookies: the hint's sid ends.
+    // An expired hint still works (people log out long after signing in)
+    // from the browser whose sign-in it names.
     sign_in(&s.alice, &s.server).await;
     let fresh = tokens_for(&s.alice, &s.server, &s.app, "openid").await;
-    let mut claims = jwt_part(str_of(&fresh, "id_token"), 1);
-    claims["exp"] = json!(claims["iat"].as_i64().unwrap() - 10);
-    let expired = s
-        .server
-        .keys
-        .sign(SigningAlg::RS256, "JWT", &claims)
-        .unwrap();
-    let res = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    let expired = expired_copy(&s.server, str_of(&fresh, "id_token"));
+    let res = s
+        .alice
+        .http
         .post(s.server.url("/oauth/logout"))
         .header(header::ORIGIN, "https://app.example")
         .form(&[("id_token_hint", expired.as_str())])
@@ -980,6 +1013,90 @@ async fn rp_logout_with_a_hint_revokes_that_sign_ins_families(t: TestDb) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    t.cleanup().await;
+}
+
+/// The ID token as it would be once expired, signed with the server's key.
+fn expired_copy(server: &TestServer, id_token: &str) -> String {
+    let mut claims = jwt_part(id_token, 1);
+    claims["exp"] = json!(claims["iat"].as_i64().unwrap() - 10);
+    server.keys.sign(SigningAlg::RS256, "JWT", &claims).unwrap()
+}
+
+/// The one-time token of a logout confirmation page.
+fn confirm_token(html: &str) -> String {
+    let marker = r#"name="confirm" value=""#;
+    let start = html.find(marker).expect("a confirmation form") + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// OpenID Connect RP-Initiated Logout 1.0 §2 and §6: a hint that does not
+/// name this browser's own sign-in (replayed from a log, sent by another
+/// party) never ends a sign-in without its person confirming (issue 9).
+async fn rp_logout_with_a_replayed_hint_never_ends_a_sign_in_unasked(t: TestDb) {
+    let s = logout_scene(&t).await;
+    let hint = str_of(&s.app_tokens, "id_token").to_owned();
+    let expired = expired_copy(&s.server, &hint);
+    let app_access = str_of(&s.app_tokens, "access_token");
+    // From a client with no session cookie, by GET and by cross-site POST,
+    // fresh or expired: nothing ends.
+    let stranger = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for token in [&hint, &expired] {
+        let res = stranger
+            .get(s.server.url("/oauth/logout"))
+            .query(&[("id_token_hint", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = stranger
+            .post(s.server.url("/oauth/logout"))
+            .header(header::ORIGIN, "https://evil.example")
+            .form(&[("id_token_hint", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert!(is_active(&s.server, &s.app, app_access).await);
+    let res = s.alice.http.get(s.server.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "alice is still signed in");
+    assert_eq!(count(&t.db, "audit_events WHERE kind = 'logout'").await, 0);
+
+    // From alice's other browser (another sign-in of hers): she is asked,
+    // and nothing ends until she confirms; then both sign-ins end.
+    let other = another_browser(&s.alice, &s.server).await.http;
+    let res = other
+        .get(s.server.url("/oauth/logout"))
+        .query(&[("id_token_hint", hint.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"data-testid="logout-confirm""#));
+    assert!(is_active(&s.server, &s.app, app_access).await, "not yet");
+    let res = other
+        .post(s.server.url("/oauth/logout"))
+        .header(header::ORIGIN, s.server.base.clone())
+        .form(&[
+            ("confirm", confirm_token(&html).as_str()),
+            ("id_token_hint", hint.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains(r#"data-testid="signed-out""#));
+    assert_logout_effects(&s).await;
+    let res = other.get(s.server.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "the other browser too");
     t.cleanup().await;
 }
 
@@ -1083,13 +1200,15 @@ async fn dashboard_sign_out_revokes_the_sign_ins_families(t: TestDb) {
     t.cleanup().await;
 }
 
-async fn revocation_reaches_another_instance_at_once(t: TestDb) {
-    // Two instances on one PostgreSQL database: a revocation at one is seen
-    // by the other through LISTEN/NOTIFY, well before its 5 s reload timer
-    // (which these test servers do not even run). SQLite is one process.
-    if t.schema().is_none() {
+/// Two instances on one PostgreSQL database: a revocation at one is seen by
+/// the other through LISTEN/NOTIFY, well before its 5 s reload timer (which
+/// these test servers do not even run). SQLite has no notifications: two
+/// processes on one file are tested in `instances.rs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_revocation_reaches_another_instance_at_once() {
+    let Some(t) = TestDb::postgres().await else {
         return;
-    }
+    };
     let (a, app, alice) = setup(&t).await;
     let b = TestServer::start_with_issuer(&t.db, Some(&a.base)).await;
     let body = tokens_for(&alice, &a, &app, "openid").await;

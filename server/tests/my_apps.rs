@@ -22,24 +22,6 @@ on_both_backends!(
     long_lists_are_paginated,
 );
 
-/// Calls a server function the way a JavaScript-less form post does.
-async fn call(
-    person: &Person,
-    server: &TestServer,
-    endpoint: &str,
-    form: &[(&str, &str)],
-) -> reqwest::Response {
-    person
-        .http
-        .post(server.url(&format!("/api/{endpoint}")))
-        .header(header::ORIGIN, server.base.clone())
-        .header(header::ACCEPT, "text/html")
-        .form(form)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn page(person: &Person, server: &TestServer, path: &str) -> (StatusCode, String) {
     let res = person.http.get(server.url(path)).send().await.unwrap();
     (res.status(), res.text().await.unwrap())
@@ -319,17 +301,25 @@ async fn long_lists_are_paginated(t: TestDb) {
     let server = TestServer::start(&t.db).await;
     let alice = person(&t, &server, "alice").await;
     // 120 apps holding a grant (consent recorded the way the consent page does).
+    let sid = common::text_value(
+        &t.db,
+        "SELECT id FROM login_sessions WHERE user_id = $1",
+        &alice.user_id,
+    )
+    .await
+    .unwrap();
     for i in 0..120 {
         let a = app(&t, &format!("App {i:03}"), ClientKind::Confidential, &[]).await;
-        app::domain::grants::consent(
-            &t.db,
-            &alice.user_id,
-            &a.client_id,
-            &["openid".to_string()],
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+        let answer = app::domain::grants::ConsentAnswer {
+            user_id: &alice.user_id,
+            login_session_id: &sid,
+            client_id: &a.client_id,
+            scopes: &["openid".to_string()],
+            asked_against: None,
+        };
+        app::domain::grants::consent(&t.db, &answer, &Default::default())
+            .await
+            .unwrap();
     }
     let (_, html) = page(&alice, &server, "/").await;
     assert_eq!(html.matches(r#"data-testid="app-card""#).count(), 50);

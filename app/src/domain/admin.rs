@@ -394,7 +394,7 @@ pub async fn update_user(
     }
     let at = now();
     let outcome = on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         // Two admins demoting each other at once must not both succeed: lock
         // the rows the "last admin" count reads. SQLite has one writer at a
         // time, and the conditional UPDATE below decides within it.

@@ -137,8 +137,8 @@ macro_rules! bind_audit {
 
 /// Writes one event on its own.
 pub async fn record(db: &Db, event: &AuditEvent) -> DomainResult<()> {
-    on_db!(db, |pool| crate::bind_audit!(event)
-        .execute(pool)
+    on_db!(db, |pool| pool
+        .execute_write(crate::bind_audit!(event))
         .await
         .map(|r| r.rows_affected()))?;
     Ok(())

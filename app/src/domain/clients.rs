@@ -304,7 +304,7 @@ async fn insert_client(
         .by(actor)
         .detail(serde_json::json!({ "name": client.name, "kind": client.kind, "grant_types": grant_types }));
     let inserted = on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(
             "INSERT INTO clients (id, name, kind, secret_hash, redirect_uris, post_logout_redirect_uris, \
              grant_types, extra_scopes, created_at, updated_at) \
@@ -518,7 +518,7 @@ pub async fn update_client(
         .by(actor)
         .detail(serde_json::json!({ "before": before, "after": after }));
     let updated = on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let done = sqlx::query(
             "UPDATE clients SET name = $1, redirect_uris = $2, post_logout_redirect_uris = $3, \
              grant_types = $4, extra_scopes = $5, updated_at = $6 WHERE id = $7 AND deleted_at IS NULL",
@@ -571,7 +571,7 @@ pub async fn rotate_secret(db: &Db, client_id: &str, actor: &Actor) -> DomainRes
         .client(client_id)
         .by(actor);
     let rotated = on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let done = sqlx::query(
             "UPDATE clients SET secret_hash = $1, updated_at = $2 \
              WHERE id = $3 AND deleted_at IS NULL AND kind = 'confidential'",
@@ -611,7 +611,7 @@ pub async fn mark_deleted(
         .by(actor)
         .detail(detail);
     let deleted = on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let at = now();
         let done = sqlx::query(
             "UPDATE clients SET deleted_at = $1, updated_at = $1 WHERE id = $2 AND deleted_at IS NULL",

@@ -7,7 +7,7 @@
 use super::{
     audit::{AuditEvent, AuditKind},
     clients::{Client, GrantType},
-    grants::{s256_challenge, valid_code_verifier},
+    grants::{issuer_locks, s256_challenge, valid_code_verifier, LIVE_AUTHORITY_SQL},
     keys::KeyRing,
     login_sessions::ClientInfo,
     policy,
@@ -15,7 +15,7 @@ use super::{
     secrets::{new_id, new_secret, sha256_hex},
     store::{now, Db},
     tokens::{sign_access_token, sign_id_token, AccessFor, GrantError, IdTokenFacts, TokenSet},
-    DomainResult,
+    DomainError, DomainResult,
 };
 use crate::on_db;
 
@@ -36,31 +36,65 @@ pub struct NewCode<'a> {
 }
 
 /// Issues a code; only its hash is stored.
+///
+/// `Conflict` (and no code) when what the code would hang from is no longer
+/// live: the sign-in ended, the user was disabled, the client deleted or the
+/// grant revoked since the request was checked. Checked in the transaction
+/// that stores the code (see [`super::grants::issuer_locks`]), so a code is
+/// either refused here or stored before the revocation that would have
+/// refused it, which then revokes it.
 pub async fn issue_code(db: &Db, new: &NewCode<'_>) -> DomainResult<String> {
     let code = new_secret();
     let at = now();
-    let _writing = db.write_guard().await;
-    on_db!(db, |pool| {
+    let live_sql = format!("{LIVE_AUTHORITY_SQL}{}", issuer_locks(db, "u, s, c"));
+    let grant_sql = format!(
+        "SELECT id FROM grants WHERE id = $1 AND user_id = $2 AND client_id = $3 \
+         AND revoked_at IS NULL{}",
+        issuer_locks(db, "grants")
+    );
+    let stored = on_db!(db, |pool| {
+        let mut tx = pool.begin_write().await?;
+        let live: Option<String> = sqlx::query_scalar(&live_sql)
+            .bind(new.user_id)
+            .bind(new.login_session_id)
+            .bind(new.client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let grant: Option<String> = sqlx::query_scalar(&grant_sql)
+            .bind(new.grant_id)
+            .bind(new.user_id)
+            .bind(new.client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if live.is_none() || grant.is_none() {
+            return Ok(false);
+        }
         sqlx::query(
-        "INSERT INTO auth_codes (hash, client_id, user_id, grant_id, login_session_id, redirect_uri, \
-         code_challenge, scopes, nonce, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-    )
-    .bind(sha256_hex(&code))
-    .bind(new.client_id)
-    .bind(new.user_id)
-    .bind(new.grant_id)
-    .bind(new.login_session_id)
-    .bind(new.redirect_uri)
-    .bind(new.code_challenge)
-    .bind(new.scopes)
-    .bind(new.nonce)
-    .bind(at)
-    .bind(at + CODE_TTL_SECS)
-    .execute(pool)
-    .await
-    .map(|_| ())
+            "INSERT INTO auth_codes (hash, client_id, user_id, grant_id, login_session_id, redirect_uri, \
+             code_challenge, scopes, nonce, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(sha256_hex(&code))
+        .bind(new.client_id)
+        .bind(new.user_id)
+        .bind(new.grant_id)
+        .bind(new.login_session_id)
+        .bind(new.redirect_uri)
+        .bind(new.code_challenge)
+        .bind(new.scopes)
+        .bind(new.nonce)
+        .bind(at)
+        .bind(at + CODE_TTL_SECS)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(true)
     })?;
+    if !stored {
+        return Err(DomainError::Conflict(
+            "the sign-in or the access this request was made under has ended".into(),
+        ));
+    }
     Ok(code)
 }
 
@@ -124,12 +158,11 @@ pub async fn redeem_code(
             .refresh_idle_ttl_secs
             .min(policy.refresh_absolute_ttl_secs);
 
-    let writing = db.write_guard().await;
     let outcome = on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let row: Option<CodeRow> = sqlx::query_as(
             "UPDATE auth_codes SET consumed_at = $1 WHERE hash = $2 AND consumed_at IS NULL \
-             RETURNING client_id, user_id, grant_id, login_session_id, redirect_uri, code_challenge, \
+             AND revoked_at IS NULL RETURNING client_id, user_id, grant_id, login_session_id, redirect_uri, code_challenge, \
              scopes, nonce, expires_at",
         )
         .bind(at)
@@ -137,9 +170,11 @@ pub async fn redeem_code(
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            // Unknown, or consumed before: which one decides whether this is a replay.
+            // Unknown, revoked before its redemption, or consumed before:
+            // only the last is a replay.
             let earlier: Option<(String, Option<String>, String)> = sqlx::query_as(
-                "SELECT client_id, family_id, user_id FROM auth_codes WHERE hash = $1",
+                "SELECT client_id, family_id, user_id FROM auth_codes \
+                 WHERE hash = $1 AND consumed_at IS NOT NULL",
             )
             .bind(&hash)
             .fetch_optional(&mut *tx)
@@ -228,14 +263,13 @@ pub async fn redeem_code(
         tx.commit().await?;
         Ok(Ok(Ok((row, holder))))
     })?;
-    drop(writing);
 
     let (row, holder) = match outcome {
         Ok(Ok(found)) => found,
         Ok(Err(problem)) => return Err(GrantError::InvalidGrant(problem)),
         Err(None) => {
             return Err(GrantError::InvalidGrant(
-                "unknown or expired authorization code".into(),
+                "unknown, expired or revoked authorization code".into(),
             ))
         }
         Err(Some((code_client, family, user_id))) => {

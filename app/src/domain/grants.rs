@@ -102,6 +102,28 @@ impl Grant {
     }
 }
 
+/// One row while a user may be issued something under a sign-in for a
+/// client: the user is not disabled, the sign-in (`sid`) has not ended and
+/// the client is not deleted. Parameters: `$1` user id, `$2` sign-in id, `$3`
+/// client id. See [`issuer_locks`] for the locking suffix.
+pub const LIVE_AUTHORITY_SQL: &str = "SELECT u.id FROM users u \
+     JOIN login_sessions s ON s.user_id = u.id JOIN clients c ON c.id = $3 \
+     WHERE u.id = $1 AND s.id = $2 AND u.disabled_at IS NULL AND s.ended_at IS NULL \
+     AND c.deleted_at IS NULL";
+
+/// What a write transaction that issues (a grant, a code) appends to its
+/// liveness reads: on PostgreSQL, share locks on the rows it read. A
+/// sign-out, a disabling, a deletion or a revocation committing at the same
+/// moment then either waits for the issuing transaction, and the revocation
+/// that follows it finds what was issued, or commits first and the issuing
+/// transaction sees it. SQLite has one writer at a time: nothing to add.
+pub fn issuer_locks(db: &Db, of: &str) -> String {
+    match db {
+        Db::Postgres(_) => format!(" FOR SHARE OF {of}"),
+        Db::Sqlite(_) => String::new(),
+    }
+}
+
 /// The user's live grant to a client, if any.
 pub async fn live_grant(db: &Db, user_id: &str, client_id: &str) -> DomainResult<Option<Grant>> {
     let row: Option<(String, String)> = on_db!(db, |pool| {
@@ -119,25 +141,61 @@ pub async fn live_grant(db: &Db, user_id: &str, client_id: &str) -> DomainResult
     }))
 }
 
-/// Records the user's consent to `scopes` for a client: creates the grant, or
-/// widens the live one, and audits `consent_granted`. Returns the grant.
+/// A person's answer "Allow" to a consent page.
+#[derive(Clone, Copy, Debug)]
+pub struct ConsentAnswer<'a> {
+    pub user_id: &'a str,
+    /// The sign-in the question was asked in.
+    pub login_session_id: &'a str,
+    pub client_id: &'a str,
+    /// Everything the request asked for (the page asked only for what the
+    /// grant below did not cover yet).
+    pub scopes: &'a [String],
+    /// The live grant the page was computed against, `None` if there was none.
+    pub asked_against: Option<&'a str>,
+}
+
+/// Records the user's consent: creates the grant, or widens the live one, and
+/// audits `consent_granted`. Returns the grant.
+///
+/// The answer counts only for the question that was asked: `Conflict` (and
+/// nothing written) when the sign-in has ended, the user was disabled, the
+/// client deleted, or the grant the page was computed against is no longer
+/// the live one (revoked, or replaced) — a consent page left open in another
+/// tab dies with what it was asked under (issue 9).
 pub async fn consent(
     db: &Db,
-    user_id: &str,
-    client_id: &str,
-    scopes: &[String],
+    answer: &ConsentAnswer<'_>,
     from: &ClientInfo,
 ) -> DomainResult<Grant> {
     let at = now();
+    let ConsentAnswer {
+        user_id,
+        client_id,
+        scopes,
+        ..
+    } = *answer;
+    let live_sql = format!("{LIVE_AUTHORITY_SQL}{}", issuer_locks(db, "u, s, c"));
+    let grant_sql = format!(
+        "SELECT id, scopes FROM grants WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL{}",
+        issuer_locks(db, "grants")
+    );
     let result = on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
-        let existing: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, scopes FROM grants WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(client_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let mut tx = pool.begin_write().await?;
+        let live: Option<String> = sqlx::query_scalar(&live_sql)
+            .bind(user_id)
+            .bind(answer.login_session_id)
+            .bind(client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let existing: Option<(String, String)> = sqlx::query_as(&grant_sql)
+            .bind(user_id)
+            .bind(client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if live.is_none() || existing.as_ref().map(|(id, _)| id.as_str()) != answer.asked_against {
+            return Ok(None);
+        }
         let (grant, added) = match existing {
             Some((id, current)) => {
                 let mut all = split_scopes(&current);
@@ -189,10 +247,13 @@ pub async fn consent(
             crate::bind_audit!(&event).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok::<_, sqlx::Error>(grant)
+        Ok::<_, sqlx::Error>(Some(grant))
     });
     match result {
-        Ok(grant) => Ok(grant),
+        Ok(Some(grant)) => Ok(grant),
+        Ok(None) => Err(super::DomainError::Conflict(
+            "the sign-in or the access this question was asked under has changed since".into(),
+        )),
         // Two consents at once created two grants: the unique index kept one; use it.
         Err(e) if super::store::is_unique_violation(&e) => live_grant(db, user_id, client_id)
             .await?

@@ -548,13 +548,15 @@ impl KeyRing {
         if !missing.is_empty() {
             let created_at = now();
             for key in generate_keys(master, missing).await? {
-                on_db!(db, |pool| sqlx::query(INSERT_KEY)
-                    .bind(&key.kid)
-                    .bind(key.alg.as_str())
-                    .bind(&key.private_key)
-                    .bind(&key.public_jwk)
-                    .bind(created_at)
-                    .execute(pool)
+                on_db!(db, |pool| pool
+                    .execute_write(
+                        sqlx::query(INSERT_KEY)
+                            .bind(&key.kid)
+                            .bind(key.alg.as_str())
+                            .bind(&key.private_key)
+                            .bind(&key.public_jwk)
+                            .bind(created_at)
+                    )
                     .await
                     .map(|_| ()))?;
                 tracing::info!(kid = %key.kid, alg = %key.alg, "created a signing key");
@@ -913,7 +915,7 @@ pub async fn rotate(db: &Db, master: &MasterKey) -> DomainResult<Vec<String>> {
     let keys = generate_keys(master, SigningAlg::ALL.to_vec()).await?;
     let at = now();
     on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(at)
             .execute(&mut *tx)

@@ -45,7 +45,7 @@ pub async fn start(db: &Db, user: &User, from: &ClientInfo) -> DomainResult<Stri
         .ip(&from.ip)
         .detail(serde_json::json!({ "sid": id, "user_agent": ua }));
     on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(
             "INSERT INTO login_sessions (id, user_id, user_agent, ip, created_at, last_seen_at) \
              VALUES ($1, $2, $3, $4, $5, $5)",
@@ -92,15 +92,17 @@ pub async fn resolve(
     let at = now();
     if at - row.last_seen_at >= TOUCH_EVERY {
         on_db!(db, |pool| {
-            sqlx::query(
-            "UPDATE login_sessions SET last_seen_at = $1, ip = $2 WHERE id = $3 AND ended_at IS NULL"
-        )
-        .bind(at)
-        .bind(&from.ip)
-        .bind(login_session_id)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected())
+            pool.execute_write(
+                sqlx::query(
+                    "UPDATE login_sessions SET last_seen_at = $1, ip = $2 \
+                     WHERE id = $3 AND ended_at IS NULL",
+                )
+                .bind(at)
+                .bind(&from.ip)
+                .bind(login_session_id),
+            )
+            .await
+            .map(|r| r.rows_affected())
         })?;
     }
     Ok(Some(SignedIn {

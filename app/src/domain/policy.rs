@@ -331,7 +331,7 @@ async fn store(
          updated_at = $8 WHERE {target}"
     );
     on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let mut query = sqlx::query(&sql)
             .bind(values.refresh_enabled)
             .bind(values.access_ttl_secs)

@@ -63,6 +63,69 @@ impl RefreshRow {
     }
 }
 
+/// What a presented refresh token is, right now, under its client's policy:
+/// the one decision refresh and introspection share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshState {
+    /// Never used, or used under a client that does not rotate (the same
+    /// token lives on): it refreshes.
+    Live,
+    /// Rotated (it has a successor) within the client's reuse grace: a retry
+    /// of a refresh whose answer was lost; it refreshes once more.
+    RotatedWithinGrace,
+    /// Rotated, and presented again after the reuse grace: two parties hold
+    /// the chain (RFC 9700 §4.14.2); the family is revoked.
+    Reused,
+    /// Past its idle or its family's absolute lifetime.
+    Expired(Lifetime),
+    /// The token, its family or grant was revoked, or its user disabled.
+    Revoked,
+}
+
+/// Which lifetime ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime {
+    Idle,
+    Absolute,
+}
+
+impl RefreshState {
+    /// Decides at `now` (unix seconds). Revocation wins over expiry, expiry
+    /// over use. A token is "used" when a refresh rotated it (`used_at`): it
+    /// has a successor whatever the client's rotation setting is now, so
+    /// presenting it again is reuse unless within the grace.
+    pub fn of(row: &RefreshRow, policy: &Policy, now: i64) -> RefreshState {
+        if row.is_revoked() {
+            return RefreshState::Revoked;
+        }
+        if now >= row.family_created_at + policy.refresh_absolute_ttl_secs {
+            return RefreshState::Expired(Lifetime::Absolute);
+        }
+        if now >= row.expires_at {
+            return RefreshState::Expired(Lifetime::Idle);
+        }
+        match row.used_at {
+            None => RefreshState::Live,
+            Some(used_at) if within_reuse_grace(policy, used_at, now) => {
+                RefreshState::RotatedWithinGrace
+            }
+            Some(_) => RefreshState::Reused,
+        }
+    }
+
+    /// Whether a refresh with this token goes through (and so whether
+    /// introspection calls it active).
+    pub fn refreshes(self) -> bool {
+        matches!(self, RefreshState::Live | RefreshState::RotatedWithinGrace)
+    }
+}
+
+/// Whether a token rotated at `used_at` may still be presented at `now`
+/// (the client's reuse grace; zero means never).
+fn within_reuse_grace(policy: &Policy, used_at: i64, now: i64) -> bool {
+    policy.reuse_grace_secs > 0 && now - used_at <= policy.reuse_grace_secs
+}
+
 /// How stale the "last used" time (and IP and user agent) of a token family
 /// or a grant may be, in seconds. A refresh writes them only when they are at
 /// least this old, with a conditional UPDATE that matches (and so locks) no
@@ -174,26 +237,24 @@ pub async fn refresh(
     }
     let policy = found.policy()?;
     refresh_allowed(client, &policy)?;
-    if row.is_revoked() {
-        return Err(GrantError::InvalidGrant(
-            "the refresh token was revoked".into(),
-        ));
-    }
     let at = now();
-    if at >= row.expires_at(&policy) {
-        return Err(GrantError::InvalidGrant(
-            "the refresh token has expired".into(),
-        ));
+    match RefreshState::of(row, &policy, at) {
+        RefreshState::Live | RefreshState::RotatedWithinGrace => {}
+        RefreshState::Revoked => {
+            return Err(GrantError::InvalidGrant(
+                "the refresh token was revoked".into(),
+            ))
+        }
+        RefreshState::Expired(_) => {
+            return Err(GrantError::InvalidGrant(
+                "the refresh token has expired".into(),
+            ))
+        }
+        RefreshState::Reused => return Err(reuse_detected(db, revoked, client, row, r.from).await),
     }
     let scope = narrow_scope(r.scope, &super::grants::split_scopes(&row.scopes))
         .map_err(|e| GrantError::InvalidScope(e.to_string()))?;
-    let grace =
-        |used_at: i64| policy.reuse_grace_secs > 0 && at - used_at <= policy.reuse_grace_secs;
-    if let Some(used_at) = row.used_at {
-        if !grace(used_at) {
-            return Err(reuse_detected(db, revoked, client, row, r.from).await);
-        }
-    }
+    let grace = |used_at: i64| within_reuse_grace(&policy, used_at, at);
 
     let rotate = policy.rotate_refresh;
     let successor = rotate.then(new_secret);
@@ -232,7 +293,6 @@ pub async fn refresh(
     //   introspection and userinfo refuse it; that is all a refresh without
     //   rotation hands out, so it needs no check of its own.
     let won = {
-        let _writing = db.write_guard().await;
         let done = match (db, &successor) {
             (Db::Sqlite(pool), Some(next)) if !touch_family && !touch_grant => {
                 rotate_on_sqlite(pool, row, next, at, expires_at, &event).await?
@@ -247,10 +307,10 @@ pub async fn refresh(
                     successor.is_some() || push_expiry || touch_family || touch_grant;
                 if !needs_transaction {
                     // No rotation, nothing stale: the audit record is all there is to write.
-                    crate::bind_audit!(&event).execute(pool).await?;
+                    pool.execute_write(crate::bind_audit!(&event)).await?;
                     return Ok::<_, sqlx::Error>(Some(true));
                 }
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 if let Some(next) = &successor {
                     let mut claimed = row.used_at.is_some();
                     if !claimed {
@@ -410,6 +470,7 @@ async fn rotate_on_sqlite(
     expires_at: i64,
     event: &AuditEvent,
 ) -> Result<bool, sqlx::Error> {
+    use super::store::BeginWrite;
     use sqlx::{Arguments, Execute};
     let mut audit: sqlx::query::Query<'_, sqlx::Sqlite, _> = crate::bind_audit!(event);
     let mut args = audit
@@ -444,7 +505,7 @@ async fn rotate_on_sqlite(
     added.map_err(sqlx::Error::Encode)?;
     // The audit record, the claim (when there is one), the successor.
     let expected = if claim { 3 } else { 2 };
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_write().await?;
     let done = sqlx::query_with(&sql, args)
         .execute(&mut *tx)
         .await?
@@ -512,13 +573,15 @@ pub async fn introspect(
         return Ok(None);
     };
     let row = &found.row;
-    if row.client_id != client.client_id || row.is_revoked() {
+    if row.client_id != client.client_id {
         return Ok(None);
     }
     let policy = found.policy()?;
     let exp = row.expires_at(&policy);
-    let used = row.used_at.is_some() && policy.rotate_refresh;
-    if refresh_allowed(client, &policy).is_err() || used || now() >= exp {
+    // Active exactly when a refresh with it would go through now.
+    if refresh_allowed(client, &policy).is_err()
+        || !RefreshState::of(row, &policy, now()).refreshes()
+    {
         return Ok(None);
     }
     let row = found.row;
@@ -534,4 +597,169 @@ pub async fn introspect(
         "jti": &row.hash[..32],
         "token_type": "refresh_token",
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_000_000;
+
+    fn policy(rotate: bool, grace: i64) -> Policy {
+        Policy {
+            refresh_enabled: true,
+            access_ttl_secs: 600,
+            refresh_idle_ttl_secs: 3600,
+            refresh_absolute_ttl_secs: 86_400,
+            rotate_refresh: rotate,
+            reuse_grace_secs: grace,
+            revoke_on_logout: true,
+        }
+    }
+
+    /// A token issued 100 s ago in a family created 1,000 s ago, idle expiry in an hour.
+    fn row() -> RefreshRow {
+        RefreshRow {
+            hash: "h".into(),
+            family_id: "f".into(),
+            scopes: "openid".into(),
+            issued_at: NOW - 100,
+            expires_at: NOW + 3600,
+            used_at: None,
+            revoked_at: None,
+            family_created_at: NOW - 1000,
+            family_revoked_at: None,
+            login_session_id: None,
+            grant_id: "g".into(),
+            grant_revoked_at: None,
+            client_id: "c".into(),
+            user_id: Some("u".into()),
+            user_disabled_at: None,
+        }
+    }
+
+    #[test]
+    fn one_decision_for_every_refresh_token_state() {
+        use Lifetime::*;
+        use RefreshState::*;
+        let used = |ago: i64| RefreshRow {
+            used_at: Some(NOW - ago),
+            ..row()
+        };
+        // (case, token, rotation, grace, expected)
+        let table: Vec<(&str, RefreshRow, bool, i64, RefreshState)> = vec![
+            ("fresh, rotating", row(), true, 0, Live),
+            ("fresh, not rotating", row(), false, 0, Live),
+            ("used, no grace", used(1), true, 0, Reused),
+            ("used within grace", used(5), true, 10, RotatedWithinGrace),
+            (
+                "used at the grace's edge",
+                used(10),
+                true,
+                10,
+                RotatedWithinGrace,
+            ),
+            ("used past the grace", used(11), true, 10, Reused),
+            // Rotated while rotation was on, presented after it was switched
+            // off: it still has a successor, so it is reuse (issue 9, fault 7).
+            ("used, rotation now off", used(60), false, 0, Reused),
+            (
+                "used, rotation now off, in grace",
+                used(5),
+                false,
+                10,
+                RotatedWithinGrace,
+            ),
+            (
+                "idle expiry passed",
+                RefreshRow {
+                    expires_at: NOW,
+                    ..row()
+                },
+                true,
+                0,
+                Expired(Idle),
+            ),
+            (
+                "absolute lifetime passed",
+                RefreshRow {
+                    family_created_at: NOW - 86_400,
+                    ..row()
+                },
+                true,
+                0,
+                Expired(Absolute),
+            ),
+            (
+                "expired and used: expiry wins",
+                RefreshRow {
+                    expires_at: NOW - 1,
+                    ..used(60)
+                },
+                true,
+                0,
+                Expired(Idle),
+            ),
+            (
+                "token revoked",
+                RefreshRow {
+                    revoked_at: Some(NOW - 1),
+                    ..row()
+                },
+                true,
+                0,
+                Revoked,
+            ),
+            (
+                "family revoked",
+                RefreshRow {
+                    family_revoked_at: Some(NOW - 1),
+                    ..row()
+                },
+                true,
+                0,
+                Revoked,
+            ),
+            (
+                "grant revoked",
+                RefreshRow {
+                    grant_revoked_at: Some(NOW - 1),
+                    ..row()
+                },
+                true,
+                0,
+                Revoked,
+            ),
+            (
+                "user disabled",
+                RefreshRow {
+                    user_disabled_at: Some(NOW - 1),
+                    ..row()
+                },
+                true,
+                0,
+                Revoked,
+            ),
+            (
+                "revoked and expired: revoked wins",
+                RefreshRow {
+                    family_revoked_at: Some(NOW - 1),
+                    expires_at: NOW - 5,
+                    ..used(60)
+                },
+                true,
+                0,
+                Revoked,
+            ),
+        ];
+        for (case, token, rotate, grace, expected) in table {
+            let state = RefreshState::of(&token, &policy(rotate, grace), NOW);
+            assert_eq!(state, expected, "{case}");
+            assert_eq!(
+                state.refreshes(),
+                matches!(expected, Live | RotatedWithinGrace),
+                "{case}"
+            );
+        }
+    }
 }

@@ -101,9 +101,8 @@ impl RevokedSets {
     ) -> DomainResult<()> {
         let event = audit_event(by)
             .detail(serde_json::json!({ "what": "access_token", "jti": jti, "reason": by.reason }));
-        let writing = db.write_guard().await;
         on_db!(db, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let inserted = sqlx::query(
                 "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (jti) DO NOTHING",
@@ -118,7 +117,6 @@ impl RevokedSets {
             }
             tx.commit().await
         })?;
-        drop(writing);
         let done = Revoked {
             jtis: vec![jti.to_owned()],
             ..Revoked::default()
@@ -231,14 +229,27 @@ impl RevokedSets {
             "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 \
              WHERE revoked_at IS NULL AND {families_where} RETURNING id"
         );
+        // Codes not yet redeemed hang from the same grant and sign-in as the
+        // families they would start, so the same condition finds them. They go
+        // first: on PostgreSQL a redemption in progress holds its code's row,
+        // so this waits for it to commit, and the families UPDATE after it
+        // then sees the family that redemption started (READ COMMITTED takes a
+        // new snapshot per statement). A family target has no codes.
+        let revoke_codes = (!matches!(target, Target::Family(_))).then(|| {
+            format!(
+                "UPDATE auth_codes SET revoked_at = $1 \
+                 WHERE consumed_at IS NULL AND revoked_at IS NULL AND {}",
+                // The target id is the second parameter here (no reason is stored).
+                families_where.replace("$3", "$2")
+            )
+        });
         let revoke_refresh_tokens = format!(
             "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id IN \
              (SELECT id FROM token_families WHERE revoked_at = $1 AND revoke_reason = $2 AND {families_where})"
         );
-        // Callers never hold the turn here (it is not reentrant).
-        let writing = db.write_guard().await;
+        // Callers never hold a write transaction here (the turn is not reentrant).
         let done = on_db!(db, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut done = Revoked::default();
             if let Some(column) = grants_by {
                 done.grants = sqlx::query_scalar(&format!(
@@ -266,6 +277,14 @@ impl RevokedSets {
                     crate::bind_audit!(event).execute(&mut *tx).await?;
                 }
             }
+            if let Some(sql) = &revoke_codes {
+                done.codes = sqlx::query(sql)
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
             done.families = sqlx::query_scalar(&revoke_families)
                 .bind(at)
                 .bind(by.reason)
@@ -278,7 +297,7 @@ impl RevokedSets {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            if !done.is_empty() {
+            if !done.is_empty() || done.codes > 0 {
                 // Whose access it was and of which app, so the user's and the
                 // app's timelines show it.
                 let (subject, client) = match target {
@@ -315,6 +334,7 @@ impl RevokedSets {
                     "id": id,
                     "grants": done.grants,
                     "families": done.families,
+                    "codes": done.codes,
                     "reason": by.reason,
                 }));
                 crate::bind_audit!(&event).execute(&mut *tx).await?;
@@ -322,7 +342,6 @@ impl RevokedSets {
             tx.commit().await?;
             Ok::<_, sqlx::Error>(done)
         })?;
-        drop(writing);
         // A family or grant revoked earlier (by another instance, say) is
         // remembered too: presenting its tokens must fail here as well.
         match target {
@@ -369,6 +388,11 @@ pub struct Revoked {
     pub families: Vec<String>,
     #[serde(default, rename = "j", skip_serializing_if = "Vec::is_empty")]
     pub jtis: Vec<String>,
+    /// Authorization codes not yet redeemed that died with it (this
+    /// instance's count only: codes are refused from the database, not from
+    /// the in-memory sets, so other instances need not hear of them).
+    #[serde(skip)]
+    pub codes: u64,
 }
 
 impl Revoked {

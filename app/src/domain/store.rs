@@ -23,6 +23,8 @@ use sqlx::{
 /// Runs `$body` with `$pool` bound to the concrete pool (`&SqlitePool` or `&PgPool`).
 /// The body runs inside its own `async` block, so a `?` in it stops the body
 /// (and rolls back a transaction it opened), not the calling function.
+/// [`BeginWrite`] is in scope in the body: writes go through
+/// `pool.begin_write()` or `pool.execute_write(..)`.
 ///
 /// ```ignore
 /// let n: i64 = on_db!(db, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await)?;
@@ -31,8 +33,16 @@ use sqlx::{
 macro_rules! on_db {
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
-            $crate::domain::store::Db::Sqlite($pool) => async { $body }.await,
-            $crate::domain::store::Db::Postgres($pool) => async { $body }.await,
+            $crate::domain::store::Db::Sqlite($pool) => {
+                #[allow(unused_imports)]
+                use $crate::domain::store::BeginWrite as _;
+                async { $body }.await
+            }
+            $crate::domain::store::Db::Postgres($pool) => {
+                #[allow(unused_imports)]
+                use $crate::domain::store::BeginWrite as _;
+                async { $body }.await
+            }
         }
     };
 }
@@ -40,6 +50,9 @@ pub use on_db;
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// How long a SQLite writer waits for another process's write to end.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection pool to the configured backend.
 #[derive(Clone, Debug)]
@@ -86,8 +99,17 @@ pub fn sqlite_path(url: &str) -> &str {
 
 impl Db {
     /// Opens a pool. SQLite: the file (and its folder) is created when missing,
-    /// WAL journal, foreign keys on, a busy timeout so writers queue instead of failing.
+    /// WAL journal, foreign keys on, and a busy timeout of
+    /// [`SQLITE_BUSY_TIMEOUT`] for writers of other processes (the CLI).
     pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
+        Db::connect_with_busy_timeout(url, SQLITE_BUSY_TIMEOUT).await
+    }
+
+    /// [`Db::connect`] with another SQLite busy timeout (ignored on
+    /// PostgreSQL). Tests pass zero: then any write that does not wait for its
+    /// turn (see [`BeginWrite`]) fails at once with `database is locked`
+    /// instead of sleeping.
+    pub async fn connect_with_busy_timeout(url: &str, busy: Duration) -> Result<Db, sqlx::Error> {
         match Backend::of_url(url).map_err(|e| sqlx::Error::Configuration(e.into()))? {
             Backend::Sqlite => {
                 let path = sqlite_path(url);
@@ -103,7 +125,7 @@ impl Db {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(10));
+                    .busy_timeout(busy);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(8)
                     // A file does not hang up: no ping (a round trip to the
@@ -186,27 +208,10 @@ impl Db {
         }
     }
 
-    /// Waits for this process's turn to write to the SQLite file; `None` (at
-    /// once) on PostgreSQL, whose row locks need no help. Hold it over the
-    /// whole write transaction, from before `BEGIN` to after `COMMIT`:
-    ///
-    /// ```ignore
-    /// let _writing = db.write_guard().await; // not `let _ =`: that drops it at once
-    /// on_db!(db, |pool| { let mut tx = pool.begin().await?; /* ... */ tx.commit().await })?;
-    /// ```
-    ///
-    /// SQLite has one writer at a time. Without this, concurrent writers
-    /// collide on its lock and its busy handler puts the losers to sleep
-    /// (1, 2, 5, 10, ... ms), which is what the slowest requests wait for. With
-    /// it, they queue in order on a fair async mutex instead, and a deferred
-    /// transaction that reads before it writes can no longer lose its snapshot
-    /// to another writer of this process.
-    ///
-    /// Take it before acquiring a connection (never while holding one or an
-    /// open transaction): the holder may be waiting for a pooled connection.
-    /// Writers that do not take it (other processes such as the CLI, rare
-    /// paths in this one) still work: they queue on the busy timeout as before.
-    pub async fn write_guard(&self) -> Option<WriteGuard> {
+    /// This process's write turn on the SQLite file (`None` at once on
+    /// PostgreSQL), for writers that are not a [`WriteTx`]: the browser-session
+    /// store. Everything else writes through [`BeginWrite::begin_write`].
+    pub async fn write_turn(&self) -> Option<WriteGuard> {
         match self {
             Db::Sqlite(pool) => Some(sqlite_write_lock(pool).lock_owned().await),
             Db::Postgres(_) => None,
@@ -214,8 +219,120 @@ impl Db {
     }
 }
 
-/// What [`Db::write_guard`] hands out: the turn to write, until dropped.
+/// The turn to write to a SQLite file, until dropped.
 pub type WriteGuard = tokio::sync::OwnedMutexGuard<()>;
+
+/// The only way Latchkey begins a write transaction (clippy's
+/// `disallowed-methods` in `clippy.toml` refuses `Pool::begin` anywhere else).
+///
+/// SQLite has one writer at a time. Without a turn of their own, concurrent
+/// writers collide on its lock and its busy handler puts the losers to sleep
+/// (1, 2, 5, 10, ... ms, up to the busy timeout, then `database is locked`),
+/// and a deferred transaction that reads before it writes can lose its
+/// snapshot to another writer (`SQLITE_BUSY_SNAPSHOT`). So on SQLite a write
+/// transaction first waits for this process's turn on a fair async mutex, one
+/// per file, and holds it until it commits, rolls back or is dropped. On
+/// PostgreSQL, whose row locks need no help, it is a plain transaction.
+///
+/// Never begin a write while holding a [`WriteTx`] (the turn is not
+/// reentrant): the second would wait for the first forever.
+///
+/// ```ignore
+/// on_db!(db, |pool| { let mut tx = pool.begin_write().await?; /* ... */ tx.commit().await })?;
+/// ```
+pub trait BeginWrite {
+    type Database: sqlx::Database;
+
+    /// Begins a write transaction once it is this process's turn.
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<WriteTx<Self::Database>, sqlx::Error>> + Send;
+
+    /// Runs one writing statement on its own (autocommit) in this process's
+    /// turn: what a one-statement write uses instead of a [`WriteTx`].
+    fn execute_write<'q>(
+        &self,
+        statement: Statement<'q, Self::Database>,
+    ) -> impl std::future::Future<
+        Output = Result<<Self::Database as sqlx::Database>::QueryResult, sqlx::Error>,
+    > + Send;
+}
+
+/// A statement with its bound parameters, as `sqlx::query(..).bind(..)` builds it.
+pub type Statement<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>;
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+
+    async fn begin_write(&self) -> Result<WriteTx<sqlx::Sqlite>, sqlx::Error> {
+        // The turn first, then a connection: the holder may be waiting for one.
+        let turn = sqlite_write_lock(self).lock_owned().await;
+        #[allow(clippy::disallowed_methods)]
+        let tx = self.begin().await?;
+        Ok(WriteTx {
+            tx,
+            _turn: Some(turn),
+        })
+    }
+
+    async fn execute_write<'q>(
+        &self,
+        statement: Statement<'q, sqlx::Sqlite>,
+    ) -> Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error> {
+        let _turn = sqlite_write_lock(self).lock_owned().await;
+        statement.execute(self).await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+
+    async fn begin_write(&self) -> Result<WriteTx<sqlx::Postgres>, sqlx::Error> {
+        #[allow(clippy::disallowed_methods)]
+        let tx = self.begin().await?;
+        Ok(WriteTx { tx, _turn: None })
+    }
+
+    async fn execute_write<'q>(
+        &self,
+        statement: Statement<'q, sqlx::Postgres>,
+    ) -> Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
+        statement.execute(self).await
+    }
+}
+
+/// A write transaction holding the write turn (see [`BeginWrite`]). Queries
+/// run on `&mut *tx` as on a `sqlx::Transaction`; dropping it without
+/// [`WriteTx::commit`] rolls back.
+pub struct WriteTx<DB: sqlx::Database> {
+    // Field order matters: the transaction ends (drops) before the turn is released.
+    tx: sqlx::Transaction<'static, DB>,
+    _turn: Option<WriteGuard>,
+}
+
+impl<DB: sqlx::Database> WriteTx<DB> {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for WriteTx<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
+}
 
 /// The write lock of a SQLite file: one per file per process, so pools opened
 /// on the same path (tests, a CLI command inside the server process) share it.

@@ -145,16 +145,14 @@ async fn client_credentials_facts(
 async fn create_client_grant(db: &Db, client_id: &str, scopes: &str) -> DomainResult<String> {
     let id = new_id();
     let inserted = {
-        let _writing = db.write_guard().await;
         on_db!(db, |pool| {
-            sqlx::query(
+            pool.execute_write(sqlx::query(
                 "INSERT INTO grants (id, user_id, client_id, scopes, created_at) VALUES ($1, NULL, $2, $3, $4)"
             )
             .bind(&id)
             .bind(client_id)
             .bind(scopes)
-            .bind(now())
-            .execute(pool)
+            .bind(now()))
             .await
             .map(|_| ())
         })
@@ -208,7 +206,6 @@ pub async fn issue_client_credentials(
             "jti": issued.claims.jti,
             "scope": issued.claims.scope,
         }));
-    let _writing = db.write_guard().await;
     super::audit::record(db, &event).await?;
     Ok(issued)
 }

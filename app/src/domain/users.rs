@@ -97,7 +97,7 @@ pub async fn add_user_by(
         created_at: now(),
     };
     let inserted = on_db!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(
             "INSERT INTO users (id, username, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4, $5)",
         )

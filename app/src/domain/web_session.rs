@@ -1,5 +1,7 @@
 //! The browser-session store: tower-sessions' sqlx stores over the same
 //! database as everything else, behind one type whichever backend is in use.
+//! On SQLite its writes wait for this process's write turn like every other
+//! writer (see [`super::store::BeginWrite`]).
 
 use async_trait::async_trait;
 use tower_sessions::{
@@ -16,7 +18,8 @@ const TABLE: &str = "tower_sessions";
 
 #[derive(Clone, Debug)]
 pub enum WebSessionStore {
-    Sqlite(SqliteStore),
+    /// The store and its database, whose write turn its writes take.
+    Sqlite(SqliteStore, Db),
     Postgres(PostgresStore),
 }
 
@@ -28,6 +31,7 @@ impl WebSessionStore {
                 SqliteStore::new(pool.clone())
                     .with_table_name(TABLE)
                     .map_err(|e| sqlx::Error::Configuration(e.into()))?,
+                db.clone(),
             ),
             Db::Postgres(pool) => {
                 // Keep the table in the schema the pool works in (tests run one schema each).
@@ -44,7 +48,10 @@ impl WebSessionStore {
             }
         };
         match &store {
-            WebSessionStore::Sqlite(s) => s.migrate().await?,
+            WebSessionStore::Sqlite(s, db) => {
+                let _turn = db.write_turn().await;
+                s.migrate().await?
+            }
             WebSessionStore::Postgres(s) => s.migrate().await?,
         }
         Ok(store)
@@ -55,28 +62,37 @@ impl WebSessionStore {
 impl SessionStore for WebSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         match self {
-            WebSessionStore::Sqlite(s) => s.create(record).await,
+            WebSessionStore::Sqlite(s, db) => {
+                let _turn = db.write_turn().await;
+                s.create(record).await
+            }
             WebSessionStore::Postgres(s) => s.create(record).await,
         }
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         match self {
-            WebSessionStore::Sqlite(s) => s.save(record).await,
+            WebSessionStore::Sqlite(s, db) => {
+                let _turn = db.write_turn().await;
+                s.save(record).await
+            }
             WebSessionStore::Postgres(s) => s.save(record).await,
         }
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         match self {
-            WebSessionStore::Sqlite(s) => s.load(id).await,
+            WebSessionStore::Sqlite(s, _) => s.load(id).await,
             WebSessionStore::Postgres(s) => s.load(id).await,
         }
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         match self {
-            WebSessionStore::Sqlite(s) => s.delete(id).await,
+            WebSessionStore::Sqlite(s, db) => {
+                let _turn = db.write_turn().await;
+                s.delete(id).await
+            }
             WebSessionStore::Postgres(s) => s.delete(id).await,
         }
     }
@@ -86,7 +102,10 @@ impl SessionStore for WebSessionStore {
 impl ExpiredDeletion for WebSessionStore {
     async fn delete_expired(&self) -> session_store::Result<()> {
         match self {
-            WebSessionStore::Sqlite(s) => s.delete_expired().await,
+            WebSessionStore::Sqlite(s, db) => {
+                let _turn = db.write_turn().await;
+                s.delete_expired().await
+            }
             WebSessionStore::Postgres(s) => s.delete_expired().await,
         }
     }

@@ -14,10 +14,11 @@ use app::{
     domain::{
         clients::{self, Client, ClientKind, GrantType},
         codes::{self, NewCode},
-        grants::{self, Grant},
+        grants::{self, ConsentAnswer, Grant},
         login_sessions::SignedIn,
         secrets::new_id,
         store::now,
+        DomainError,
     },
 };
 use axum::{
@@ -56,6 +57,10 @@ struct Pending {
     scopes: Vec<String>,
     nonce: Option<String>,
     code_challenge: Option<String>,
+    /// The live grant the consent page was computed against (it asked only
+    /// for what this grant did not cover): the answer counts only while this
+    /// is still the live grant.
+    grant_id: Option<String>,
 }
 
 /// Query parameters, each name with every value it was given.
@@ -204,6 +209,7 @@ pub async fn authorize(
         scopes: request.scopes,
         nonce: request.nonce,
         code_challenge: request.code_challenge,
+        grant_id: grant.as_ref().map(|g| g.id.clone()),
     };
     let mut missing: Vec<String> = Grant::missing(grant.as_ref(), &pending.scopes)
         .into_iter()
@@ -241,6 +247,16 @@ pub async fn authorize(
             .collect(),
         redirect_host: &redirect_host,
     })
+}
+
+/// A consent answer that no longer counts: answered already, waited too long,
+/// or what it was asked under changed (the app revoked, the sign-in ended).
+fn expired_request_page() -> Response {
+    pages::error_page(
+        StatusCode::BAD_REQUEST,
+        "This request has expired",
+        "The question was already answered, waited too long, or your access to this app changed since. Start again from the app.",
+    )
 }
 
 fn bad_page(detail: &str) -> Response {
@@ -386,6 +402,14 @@ async fn issue_code(state: &AppState, p: &Pending, grant_id: &str) -> Response {
             p.state.as_deref(),
             &[("code", &code)],
         ),
+        // The sign-in or the grant ended while the request was answered.
+        Err(DomainError::Conflict(why)) => error_to_app(
+            state,
+            &p.redirect_uri,
+            p.state.as_deref(),
+            "access_denied",
+            &why,
+        ),
         Err(e) => {
             tracing::error!(error = %e, "issuing an authorization code failed");
             error_to_app(
@@ -432,25 +456,21 @@ pub async fn decide(
         {
             p
         }
-        Ok(_) => return pages::error_page(
-            StatusCode::BAD_REQUEST,
-            "This request has expired",
-            "The question was already answered, or it waited too long. Start again from the app.",
-        ),
+        Ok(_) => return expired_request_page(),
         Err(e) => return web::internal_error("loading the authorization request", &e),
     };
     match form.decision.as_str() {
         "allow" => {
-            let grant = grants::consent(
-                &state.db,
-                &pending.user_id,
-                &pending.client_id,
-                &pending.scopes,
-                &caller.0,
-            )
-            .await;
-            match grant {
+            let answer = ConsentAnswer {
+                user_id: &pending.user_id,
+                login_session_id: &pending.login_session_id,
+                client_id: &pending.client_id,
+                scopes: &pending.scopes,
+                asked_against: pending.grant_id.as_deref(),
+            };
+            match grants::consent(&state.db, &answer, &caller.0).await {
                 Ok(grant) => issue_code(&state, &pending, &grant.id).await,
+                Err(DomainError::Conflict(_)) => expired_request_page(),
                 Err(e) => web::internal_error("recording consent", &e),
             }
         }

@@ -3,11 +3,18 @@
 //! every token family issued under it for clients whose revoke-on-logout is
 //! on (the default); client_credentials tokens are untouched.
 //!
-//! With a valid `id_token_hint` (expired hints are accepted, §2) the sign-in it
-//! names (`sid`) ends at once. Without one, the browser's own sign-in ends only
-//! after the user confirms on a page whose form carries a one-time token kept
-//! in the session — so another site cannot sign people out by linking here,
-//! and GET and POST (§2: both must work, POST possibly cross-site) behave the
+//! Only the browser's own sign-in is ended here, and only by its person:
+//! * a valid `id_token_hint` (expired hints are accepted, §2) naming this
+//!   browser's sign-in (`sub` and `sid`) ends it at once;
+//! * otherwise the person confirms on a page whose form carries a one-time
+//!   token kept in the session, so another site cannot sign people out by
+//!   linking here; after confirming, the sign-in a hint names ends too when it
+//!   is the same person's;
+//! * with no sign-in in this browser nothing ends, whatever the hint says: a
+//!   replayed hint must not sign anyone out (§6). Apps revoke their tokens
+//!   server to server with RFC 7009.
+//!
+//! GET and POST (§2: both must work, POST possibly cross-site) behave the
 //! same. `post_logout_redirect_uri` is followed only when registered exactly
 //! for the client; otherwise the signed-out page is shown.
 
@@ -124,35 +131,33 @@ async fn logout(
         Ok(s) => s,
         Err(e) => return web::internal_error("resolving the sign-in", &e),
     };
-    let mut to_end: Vec<SignedIn> = Vec::new();
-    match &hint {
-        Some(hint) => {
-            if let Some(sid) = &hint.sid {
-                match login_sessions::resolve(&state.db, sid, &from).await {
-                    Ok(Some(s)) if s.user.id == hint.sub => to_end.push(s),
-                    Ok(_) => {}
-                    Err(e) => return web::internal_error("loading the sign-in", &e),
-                }
-            }
-            // The browser's own sign-in ends too when it is the same person's.
-            if let Some(b) = browser.as_ref().filter(|b| b.user.id == hint.sub) {
-                if !to_end
-                    .iter()
-                    .any(|s| s.login_session_id == b.login_session_id)
-                {
-                    to_end.push(b.clone());
-                }
-            }
-        }
-        None => {
-            let Some(b) = browser.clone() else {
-                // Nobody is signed in here: nothing to end.
-                return finish(back_to, get("state"), 0);
-            };
-            if !confirmed(&session, get("confirm")).await {
-                return confirm_page(&session, &params, &b).await;
-            }
-            to_end.push(b);
+    // Nobody is signed in in this browser: nothing ends. A hint alone never
+    // signs anyone out: hints are accepted expired and leak through logged
+    // URLs, so a replayed one would be a denial of service (§6). Apps end
+    // their tokens server to server with RFC 7009 revocation instead.
+    let Some(browser) = browser else {
+        return finish(back_to, get("state"), 0);
+    };
+    // §2: the person is asked unless the hint names this browser's own sign-in.
+    let hint_is_this_sign_in = hint.as_ref().is_some_and(|h| {
+        h.sub == browser.user.id && h.sid.as_deref() == Some(&browser.login_session_id)
+    });
+    if !hint_is_this_sign_in && !confirmed(&session, get("confirm")).await {
+        return confirm_page(&session, &params, &browser).await;
+    }
+    let mut to_end = vec![browser.clone()];
+    // Confirmed by its own person: the sign-in the hint names ends too (say,
+    // the app's sign-in on this person's other device).
+    let other_sid = hint
+        .as_ref()
+        .filter(|h| h.sub == browser.user.id)
+        .and_then(|h| h.sid.as_deref())
+        .filter(|sid| *sid != browser.login_session_id);
+    if let Some(sid) = other_sid {
+        match login_sessions::resolve(&state.db, sid, &from).await {
+            Ok(Some(s)) if s.user.id == browser.user.id => to_end.push(s),
+            Ok(_) => {}
+            Err(e) => return web::internal_error("loading the sign-in", &e),
         }
     }
 
@@ -163,14 +168,8 @@ async fn logout(
             Err(e) => return web::internal_error("ending the sign-in session", &e),
         }
     }
-    if browser.is_some_and(|b| {
-        to_end
-            .iter()
-            .any(|s| s.login_session_id == b.login_session_id)
-    }) {
-        if let Err(e) = session.flush().await {
-            return web::internal_error("deleting the browser session", &e);
-        }
+    if let Err(e) = session.flush().await {
+        return web::internal_error("deleting the browser session", &e);
     }
     finish(back_to, get("state"), families)
 }
@@ -204,16 +203,21 @@ async fn confirm_page(
     if let Err(e) = session.insert(CONFIRM_KEY, sha256_hex(&token)).await {
         return web::internal_error("storing the sign-out confirmation", &e);
     }
-    let carried: String = ["client_id", "post_logout_redirect_uri", "state"]
-        .iter()
-        .filter_map(|name| params.get(*name).map(|v| (name, v)))
-        .map(|(name, v)| {
-            format!(
-                r#"<input type="hidden" name="{name}" value="{}">"#,
-                pages::escape(v)
-            )
-        })
-        .collect();
+    let carried: String = [
+        "id_token_hint",
+        "client_id",
+        "post_logout_redirect_uri",
+        "state",
+    ]
+    .iter()
+    .filter_map(|name| params.get(*name).map(|v| (name, v)))
+    .map(|(name, v)| {
+        format!(
+            r#"<input type="hidden" name="{name}" value="{}">"#,
+            pages::escape(v)
+        )
+    })
+    .collect();
     pages::page(
         StatusCode::OK,
         "Sign out?",

@@ -55,6 +55,32 @@ pub async fn app(t: &TestDb, name: &str, kind: ClientKind, extra_scopes: &[&str]
     }
 }
 
+/// Registers a confidential client that may only use client_credentials;
+/// returns it and its secret.
+pub async fn service(db: &app::domain::Db) -> (App, String) {
+    let (client, secret) = clients::add_client(
+        db,
+        &NewClient {
+            name: "Service".into(),
+            kind: ClientKind::Confidential,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![GrantType::ClientCredentials],
+            extra_scopes: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let secret = secret.expect("a confidential client has a secret").0;
+    let app = App {
+        client_id: client.client_id,
+        secret: Some(secret.clone()),
+        redirect_uri: String::new(),
+        post_logout_uri: String::new(),
+    };
+    (app, secret)
+}
+
 /// A signed-in browser of a new user.
 pub struct Person {
     pub http: reqwest::Client,
@@ -73,6 +99,17 @@ pub async fn person(t: &TestDb, server: &TestServer, username: &str) -> Person {
     };
     sign_in(&person, server).await;
     person
+}
+
+/// The same person signed in again in a browser of its own (a second device).
+pub async fn another_browser(person: &Person, server: &TestServer) -> Person {
+    let again = Person {
+        http: browser().0,
+        user_id: person.user_id.clone(),
+        username: person.username.clone(),
+    };
+    sign_in(&again, server).await;
+    again
 }
 
 pub async fn sign_in(person: &Person, server: &TestServer) {
@@ -269,4 +306,23 @@ pub fn jwt_part(token: &str, i: usize) -> Value {
 
 pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
+/// Calls a dashboard server function (`/api/{endpoint}`) the way a
+/// JavaScript-less form post does.
+pub async fn call(
+    person: &Person,
+    server: &TestServer,
+    endpoint: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    person
+        .http
+        .post(server.url(&format!("/api/{endpoint}")))
+        .header(header::ORIGIN, server.base.clone())
+        .header(header::ACCEPT, "text/html")
+        .form(form)
+        .send()
+        .await
+        .unwrap()
 }
