@@ -216,7 +216,11 @@ pub fn is_json(headers: &HeaderMap) -> bool {
 /// - the origin otherwise.
 pub fn claimed_origin(headers: &HeaderMap) -> Option<Origin> {
     if let Some(value) = single(headers, header::ORIGIN) {
-        return Some(value.and_then(origin_header).unwrap_or_else(Origin::new_opaque));
+        return Some(
+            value
+                .and_then(origin_header)
+                .unwrap_or_else(Origin::new_opaque),
+        );
     }
     let referer = single(headers, header::REFERER)?;
     Some(
@@ -366,10 +370,16 @@ mod tests {
         assert!(form("application/x-www-form-urlencoded"));
         assert!(form("application/x-www-form-urlencoded; charset=UTF-8"));
         assert!(form("APPLICATION/X-WWW-FORM-URLENCODED;charset=utf-8"));
-        assert!(form("application/x-www-form-urlencoded ;  charset=\"UTF-8\""));
+        assert!(form(
+            "application/x-www-form-urlencoded ;  charset=\"UTF-8\""
+        ));
         assert!(form("application/x-www-form-urlencoded\t;\tcharset=utf-8;"));
-        assert!(!form("application/x-www-form-urlencoded; charset=ISO-8859-1"));
-        assert!(!form("application/x-www-form-urlencoded; charset=utf-8; charset=latin1"));
+        assert!(!form(
+            "application/x-www-form-urlencoded; charset=ISO-8859-1"
+        ));
+        assert!(!form(
+            "application/x-www-form-urlencoded; charset=utf-8; charset=latin1"
+        ));
         assert!(!form("application/x-www-form-urlencoded extra"));
         assert!(!form("application/json"));
         assert!(!form("application/x-www-form-urlencodedx"));
@@ -409,11 +419,17 @@ mod tests {
             "http://localhost:3000?",
         ] {
             let got = origin(header::ORIGIN, value);
-            assert!(got.as_ref().is_some_and(|o| !o.is_tuple()), "{value}: {got:?}");
+            assert!(
+                got.as_ref().is_some_and(|o| !o.is_tuple()),
+                "{value}: {got:?}"
+            );
         }
         for value in ["data:text/html,hi", "about:blank", "not a url"] {
             let got = origin(header::REFERER, value);
-            assert!(got.as_ref().is_some_and(|o| !o.is_tuple()), "{value}: {got:?}");
+            assert!(
+                got.as_ref().is_some_and(|o| !o.is_tuple()),
+                "{value}: {got:?}"
+            );
         }
         assert_eq!(claimed_origin(&HeaderMap::new()), None);
         let twice = with(&[
@@ -437,7 +453,10 @@ mod tests {
         assert!(host("latchkey.example", "https://latchkey.example"));
         assert!(!host("latchkey.example", "https://latchkey.example:8443"));
         assert!(!host("evil.example", "https://latchkey.example"));
-        assert!(!host("evil.example@latchkey.example", "https://latchkey.example"));
+        assert!(!host(
+            "evil.example@latchkey.example",
+            "https://latchkey.example"
+        ));
         assert!(!host("latchkey.example/x", "https://latchkey.example"));
         assert!(!is_request_host(&HeaderMap::new(), &Origin::new_opaque()));
     }

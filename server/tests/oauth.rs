@@ -5,12 +5,16 @@
 mod common;
 
 use app::domain::{
-    clients::{self, ClientKind, GrantType, NewClient},
+    clients::{self, ClientKind, NewClient},
     policy::{self, PolicyChange},
     Db,
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use common::{count, exec, flow::oauth_error, TestDb, TestServer};
+use common::{
+    count, exec,
+    flow::{oauth_error, service},
+    TestDb, TestServer,
+};
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 
@@ -36,22 +40,10 @@ struct Api {
 }
 
 async fn api_client(t: &TestDb, name: &str, scopes: &[&str]) -> Api {
-    let (client, secret) = clients::add_client(
-        &t.db,
-        &NewClient {
-            name: name.into(),
-            kind: ClientKind::Confidential,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            grant_types: vec![GrantType::ClientCredentials],
-            extra_scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        },
-    )
-    .await
-    .unwrap();
+    let app = service(t, name, scopes).await;
     Api {
-        client_id: client.client_id,
-        secret: secret.unwrap().0,
+        client_id: app.client_id,
+        secret: app.secret.expect("a confidential client"),
     }
 }
 
@@ -618,8 +610,10 @@ async fn token_errors_keep_their_rfc6749_codes(t: TestDb) {
     // A trigger makes the audit insert fail, as a database that stopped writing would.
     let (fail, undo) = match &t.db {
         Db::Sqlite(_) => (
-            vec!["CREATE TRIGGER audit_down BEFORE INSERT ON audit_events \
-                  BEGIN SELECT RAISE(ABORT, 'the audit log is down'); END"],
+            vec![
+                "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events \
+                  BEGIN SELECT RAISE(ABORT, 'the audit log is down'); END",
+            ],
             "DROP TRIGGER audit_down",
         ),
         Db::Postgres(_) => (

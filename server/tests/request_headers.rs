@@ -8,10 +8,7 @@
 
 mod common;
 
-use app::domain::{
-    clients::{self, ClientKind, GrantType, NewClient},
-    demo,
-};
+use app::domain::{clients::ClientKind, demo};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use common::{browser, flow::*, TestDb, TestServer};
 use reqwest::{
@@ -29,22 +26,9 @@ on_both_backends!(
     origin_and_referer_are_compared_normalised_and_fail_closed,
 );
 
-/// A confidential client_credentials client: (client_id, secret).
-async fn service(t: &TestDb, name: &str, scopes: &[&str]) -> (String, String) {
-    let (client, secret) = clients::add_client(
-        &t.db,
-        &NewClient {
-            name: name.into(),
-            kind: ClientKind::Confidential,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            grant_types: vec![GrantType::ClientCredentials],
-            extra_scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        },
-    )
-    .await
-    .unwrap();
-    (client.client_id, secret.unwrap().0)
+/// A confidential client's id and secret.
+fn id_and_secret(app: App) -> (String, String) {
+    (app.client_id, app.secret.expect("a confidential client"))
 }
 
 /// A form post to `path` with exactly these extra headers (repeated names are sent repeated).
@@ -59,6 +43,17 @@ async fn post_form(
         request = request.header(name.clone(), *value);
     }
     request.send().await.unwrap()
+}
+
+/// A token request with this one `Authorization` header.
+async fn token_with(server: &TestServer, auth: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    post_form(
+        server,
+        "/oauth/token",
+        &[(header::AUTHORIZATION, auth)],
+        form,
+    )
+    .await
 }
 
 /// `Authorization` with this scheme text (case and spaces as given) over `id:secret`.
@@ -79,18 +74,12 @@ const CLIENT_CREDENTIALS: &[(&str, &str)] = &[("grant_type", "client_credentials
 
 async fn basic_scheme_is_case_insensitive_at_every_client_endpoint(t: TestDb) {
     let server = TestServer::start(&t.db).await;
-    let (id, secret) = service(&t, "Reports", &["r"]).await;
-    let (rs_id, rs_secret) = service(&t, "Resource server", &[]).await;
+    let (id, secret) = id_and_secret(service(&t, "Reports", &["r"]).await);
+    let (rs_id, rs_secret) = id_and_secret(service(&t, "Resource server", &[]).await);
     let mut tokens = Vec::new();
     for scheme in ["Basic ", "BASIC ", "basic ", "bAsIc ", "Basic   "] {
         let auth = authorization(scheme, &id, &secret);
-        let res = post_form(
-            &server,
-            "/oauth/token",
-            &[(header::AUTHORIZATION, &auth)],
-            CLIENT_CREDENTIALS,
-        )
-        .await;
+        let res = token_with(&server, &auth, CLIENT_CREDENTIALS).await;
         assert_eq!(res.status(), StatusCode::OK, "{scheme:?}");
         let body: Value = res.json().await.unwrap();
         tokens.push(str_of(&body, "access_token").to_owned());
@@ -115,7 +104,10 @@ async fn basic_scheme_is_case_insensitive_at_every_client_endpoint(t: TestDb) {
     let res = post_form(
         &server,
         "/oauth/revoke",
-        &[(header::AUTHORIZATION, &authorization("basic ", &id, &secret))],
+        &[(
+            header::AUTHORIZATION,
+            &authorization("basic ", &id, &secret),
+        )],
         &[("token", &tokens[0])],
     )
     .await;
@@ -125,10 +117,9 @@ async fn basic_scheme_is_case_insensitive_at_every_client_endpoint(t: TestDb) {
 
     // The issue's input with a wrong secret: 401 invalid_client with the
     // Basic challenge, since the client used the header (RFC 6749 §5.2).
-    let res = post_form(
+    let res = token_with(
         &server,
-        "/oauth/token",
-        &[(header::AUTHORIZATION, &authorization("BASIC ", &id, "wrong"))],
+        &authorization("BASIC ", &id, "wrong"),
         CLIENT_CREDENTIALS,
     )
     .await;
@@ -138,10 +129,9 @@ async fn basic_scheme_is_case_insensitive_at_every_client_endpoint(t: TestDb) {
         (StatusCode::UNAUTHORIZED, "invalid_client".into())
     );
     // BASIC and client_secret_post at once: still invalid_request.
-    let res = post_form(
+    let res = token_with(
         &server,
-        "/oauth/token",
-        &[(header::AUTHORIZATION, &authorization("BASIC ", &id, &secret))],
+        &authorization("BASIC ", &id, &secret),
         &[
             ("grant_type", "client_credentials"),
             ("client_secret", &secret),
@@ -157,21 +147,21 @@ async fn basic_scheme_is_case_insensitive_at_every_client_endpoint(t: TestDb) {
 
 async fn malformed_basic_is_401_with_a_basic_challenge(t: TestDb) {
     let server = TestServer::start(&t.db).await;
-    let (id, secret) = service(&t, "Reports", &[]).await;
+    let (id, secret) = id_and_secret(service(&t, "Reports", &[]).await);
     let good = authorization("Basic ", &id, &secret);
     let cases: Vec<(&str, Vec<String>)> = vec![
         ("malformed base64", vec!["BASIC %%%".into()]),
-        (
-            "no colon",
-            vec![format!("Basic {}", STANDARD.encode(&id))],
-        ),
+        ("no colon", vec![format!("Basic {}", STANDARD.encode(&id))]),
         ("a tab, not a space", vec![good.replacen(' ', "\t", 1)]),
         ("no credentials", vec!["Basic".into()]),
         (
             "not UTF-8 once unescaped",
             vec![authorization("Basic ", &id, "%FF%FE")],
         ),
-        ("two Authorization headers", vec![good.clone(), good.clone()]),
+        (
+            "two Authorization headers",
+            vec![good.clone(), good.clone()],
+        ),
     ];
     for (why, values) in cases {
         let headers: Vec<(HeaderName, &str)> = values
@@ -191,13 +181,7 @@ async fn malformed_basic_is_401_with_a_basic_challenge(t: TestDb) {
         );
     }
     // Another scheme is no Basic attempt: the body's client_id is used.
-    let res = post_form(
-        &server,
-        "/oauth/token",
-        &[(header::AUTHORIZATION, "Digest username=\"x\"")],
-        CLIENT_CREDENTIALS,
-    )
-    .await;
+    let res = token_with(&server, "Digest username=\"x\"", CLIENT_CREDENTIALS).await;
     assert!(challenge(&res).is_none());
     assert_eq!(
         oauth_error(res).await,
@@ -208,24 +192,17 @@ async fn malformed_basic_is_401_with_a_basic_challenge(t: TestDb) {
 
 async fn basic_credentials_may_be_form_urlencoded(t: TestDb) {
     let server = TestServer::start(&t.db).await;
-    let (id, secret) = service(&t, "Reports", &[]).await;
+    let (id, secret) = id_and_secret(service(&t, "Reports", &[]).await);
     // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64; a
     // client may escape every byte.
     let escape_all = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
     let auth = authorization("Basic ", &escape_all(&id), &escape_all(&secret));
-    let res = post_form(
-        &server,
-        "/oauth/token",
-        &[(header::AUTHORIZATION, &auth)],
-        CLIENT_CREDENTIALS,
-    )
-    .await;
+    let res = token_with(&server, &auth, CLIENT_CREDENTIALS).await;
     assert_eq!(res.status(), StatusCode::OK);
     // The body's client_id is compared with the unescaped Basic id.
-    let res = post_form(
+    let res = token_with(
         &server,
-        "/oauth/token",
-        &[(header::AUTHORIZATION, &auth)],
+        &auth,
         &[("grant_type", "client_credentials"), ("client_id", &id)],
     )
     .await;
@@ -239,18 +216,11 @@ async fn bearer_scheme_is_case_insensitive_at_userinfo_and_the_admin_api(t: Test
     let alice = person(&t, &server, "alice").await;
     let body = tokens_for(&alice, &server, &web, "openid profile").await;
     let user_token = str_of(&body, "access_token").to_owned();
-    let (admin_id, admin_secret) = service(&t, "Ops robot", &["latchkey:admin"]).await;
-    let res = post_form(
+    let admin_token = cc_token(
         &server,
-        "/oauth/token",
-        &[(
-            header::AUTHORIZATION,
-            &authorization("Basic ", &admin_id, &admin_secret),
-        )],
-        CLIENT_CREDENTIALS,
+        &service(&t, "Ops robot", &["latchkey:admin"]).await,
     )
     .await;
-    let admin_token = str_of(&res.json::<Value>().await.unwrap(), "access_token").to_owned();
 
     let get = |path: &'static str, auth: String| {
         let server = &server;
@@ -274,7 +244,11 @@ async fn bearer_scheme_is_case_insensitive_at_userinfo_and_the_admin_api(t: Test
         // A Bearer header that cannot be read: 401 invalid_token.
         for malformed in ["Bearer".to_owned(), format!("Bearer\t{token}")] {
             let res = get(path, malformed.clone()).await;
-            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path} {malformed:?}");
+            assert_eq!(
+                res.status(),
+                StatusCode::UNAUTHORIZED,
+                "{path} {malformed:?}"
+            );
             let c = challenge(&res).unwrap();
             assert!(
                 c.starts_with("Bearer ") && c.contains("error=\"invalid_token\""),
@@ -298,7 +272,7 @@ async fn bearer_scheme_is_case_insensitive_at_userinfo_and_the_admin_api(t: Test
 
 async fn content_type_is_read_as_a_media_type(t: TestDb) {
     let server = TestServer::start(&t.db).await;
-    let (id, secret) = service(&t, "Reports", &[]).await;
+    let (id, secret) = id_and_secret(service(&t, "Reports", &[]).await);
     let auth = authorization("Basic ", &id, &secret);
     let token = |content_type: Option<&'static str>| {
         let mut request = reqwest::Client::new()
@@ -337,18 +311,11 @@ async fn content_type_is_read_as_a_media_type(t: TestDb) {
     }
 
     // The admin API's JSON bodies.
-    let (admin_id, admin_secret) = service(&t, "Ops robot", &["latchkey:admin"]).await;
-    let res = post_form(
+    let admin_token = cc_token(
         &server,
-        "/oauth/token",
-        &[(
-            header::AUTHORIZATION,
-            &authorization("Basic ", &admin_id, &admin_secret),
-        )],
-        CLIENT_CREDENTIALS,
+        &service(&t, "Ops robot", &["latchkey:admin"]).await,
     )
     .await;
-    let admin_token = str_of(&res.json::<Value>().await.unwrap(), "access_token").to_owned();
     let create_user = |content_type: &'static str, username: &str| {
         reqwest::Client::new()
             .post(server.url("/api/admin/users"))
@@ -366,7 +333,9 @@ async fn content_type_is_read_as_a_media_type(t: TestDb) {
     .into_iter()
     .enumerate()
     {
-        let res = create_user(content_type, &format!("user{i}")).await.unwrap();
+        let res = create_user(content_type, &format!("user{i}"))
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::CREATED, "{content_type}");
     }
     for content_type in ["text/plain", "garbage", "text/json", "application/jsonx"] {
@@ -416,7 +385,11 @@ async fn origin_and_referer_are_compared_normalised_and_fail_closed(t: TestDb) {
         vec![],
     ];
     for headers in accepted {
-        assert_eq!(post(headers.clone()).await, StatusCode::SEE_OTHER, "{headers:?}");
+        assert_eq!(
+            post(headers.clone()).await,
+            StatusCode::SEE_OTHER,
+            "{headers:?}"
+        );
     }
     let refused = [
         one(header::ORIGIN, "null"),
@@ -448,7 +421,10 @@ async fn origin_and_referer_are_compared_normalised_and_fail_closed(t: TestDb) {
         ],
         // Origin wins over Referer.
         vec![
-            (header::ORIGIN, HeaderValue::from_static("https://evil.example")),
+            (
+                header::ORIGIN,
+                HeaderValue::from_static("https://evil.example"),
+            ),
             (
                 header::REFERER,
                 HeaderValue::from_static("https://latchkey.example/"),
@@ -456,7 +432,11 @@ async fn origin_and_referer_are_compared_normalised_and_fail_closed(t: TestDb) {
         ],
     ];
     for headers in refused {
-        assert_eq!(post(headers.clone()).await, StatusCode::FORBIDDEN, "{headers:?}");
+        assert_eq!(
+            post(headers.clone()).await,
+            StatusCode::FORBIDDEN,
+            "{headers:?}"
+        );
     }
     t.cleanup().await;
 }

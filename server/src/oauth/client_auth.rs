@@ -57,7 +57,10 @@ pub async fn authenticate(
         }
         (Some(Err(_)), None) => return Err(OAuthError::invalid_client(true)),
         (Some(Ok(BasicCredentials { client_id, secret })), None) => {
-            if params.get("client_id").is_some_and(|body_id| body_id != client_id) {
+            if params
+                .get("client_id")
+                .is_some_and(|body_id| body_id != client_id)
+            {
                 return Err(OAuthError::invalid_request(
                     "client_id differs from the Basic credentials",
                 ));

@@ -169,7 +169,10 @@ mod tests {
             GrantError::Failed(DomainError::invalid("scope", "\"x\" is not allowed")),
             AuthMethod::Basic,
         );
-        assert_eq!((e.status, e.error), (StatusCode::BAD_REQUEST, "invalid_scope"));
+        assert_eq!(
+            (e.status, e.error),
+            (StatusCode::BAD_REQUEST, "invalid_scope")
+        );
         let e = grant_error(
             GrantError::Failed(DomainError::Internal("signing failed".into())),
             AuthMethod::Basic,

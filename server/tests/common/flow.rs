@@ -270,3 +270,45 @@ pub fn jwt_part(token: &str, i: usize) -> Value {
 pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}"))
 }
+
+/// A confidential client_credentials client with these extra scopes.
+pub async fn service(t: &TestDb, name: &str, scopes: &[&str]) -> App {
+    let (client, secret) = clients::add_client(
+        &t.db,
+        &NewClient {
+            name: name.into(),
+            kind: ClientKind::Confidential,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![GrantType::ClientCredentials],
+            extra_scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        },
+    )
+    .await
+    .unwrap();
+    App {
+        client_id: client.client_id,
+        secret: secret.map(|s| s.0),
+        redirect_uri: String::new(),
+        post_logout_uri: String::new(),
+    }
+}
+
+/// A client_credentials token request authenticated with Basic.
+pub async fn cc_token_response(server: &TestServer, app: &App) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .basic_auth(&app.client_id, app.secret.as_deref())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A client_credentials access token of `app`.
+pub async fn cc_token(server: &TestServer, app: &App) -> String {
+    let res = cc_token_response(server, app).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    str_of(&body, "access_token").to_owned()
+}
