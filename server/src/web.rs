@@ -177,7 +177,7 @@ pub async fn refuse_cross_site(
     let Some(claimed) = request_headers::claimed_origin(headers) else {
         return next.run(request).await;
     };
-    // An opaque origin serialises as "null", which no configured origin is.
+    // Opaque origins (`null`, malformed, repeated) are never ours: fail closed.
     let ours = claimed.is_tuple()
         && (claimed.ascii_serialization() == state.config.origin()
             || request_headers::is_request_host(headers, &claimed));
