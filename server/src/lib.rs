@@ -7,6 +7,7 @@
 //! | [`http`] | the axum router and its middleware |
 //! | [`web`] | sign-in / sign-out form posts, the cross-site check |
 //! | [`oauth`] | the OAuth / OpenID Connect protocol endpoints |
+//! | [`request_headers`] | `Authorization`, `Content-Type`, `Origin`/`Referer`: one parser each |
 //! | [`admin_api`] | the admin REST API under `/api/admin/` (Bearer token with `latchkey:admin`) |
 //!
 //! The domain (users, clients, sessions, storage) lives in `app::domain`,
@@ -17,4 +18,5 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod oauth;
+pub mod request_headers;
 pub mod web;

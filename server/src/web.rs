@@ -22,7 +22,7 @@ use axum::{
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::http::AppState;
+use crate::{http::AppState, request_headers};
 
 /// The caller's address and user agent, for sign-in sessions and the audit log.
 #[derive(Clone, Debug)]
@@ -154,10 +154,13 @@ pub async fn sign_out(
 
 /// Refuses state-changing browser requests from other sites (CSRF), on top
 /// of the SameSite=Lax cookie: a POST (PUT, PATCH, DELETE) whose `Origin` — or,
-/// without one, `Referer` — is neither the issuer nor this request's own host
-/// gets 403. Requests with neither header do not come from a browser page.
-/// The client-authenticated protocol endpoints (token, introspection,
-/// revocation) read no cookie and are exempt.
+/// without one, `Referer` — is neither the issuer's origin nor this request's
+/// own host gets 403. Origins are compared after normalisation (scheme and
+/// host case, default port: [`request_headers::claimed_origin`]); `null`, a
+/// malformed or a repeated value is refused (fail closed). Requests with
+/// neither header do not come from a browser page. The client-authenticated
+/// protocol endpoints (token, introspection, revocation) read no cookie and
+/// are exempt.
 pub async fn refuse_cross_site(
     State(state): State<AppState>,
     request: Request,
@@ -171,39 +174,17 @@ pub async fn refuse_cross_site(
         return next.run(request).await;
     }
     let headers = request.headers();
-    let claimed = headers
-        .get(header::ORIGIN)
-        .map(|v| v.to_str().unwrap_or("null").to_owned())
-        .or_else(|| {
-            headers
-                .get(header::REFERER)
-                .and_then(|v| v.to_str().ok())
-                .map(|r| {
-                    url::Url::parse(r)
-                        .map(|u| u.origin().ascii_serialization())
-                        .unwrap_or_else(|_| "null".into())
-                })
-        });
-    let Some(claimed) = claimed else {
+    let Some(claimed) = request_headers::claimed_origin(headers) else {
         return next.run(request).await;
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let same_host = url::Url::parse(&claimed)
-        .ok()
-        .and_then(|u| {
-            u.host_str().map(|h| match u.port() {
-                Some(p) => format!("{h}:{p}"),
-                None => h.to_owned(),
-            })
-        })
-        .is_some_and(|h| !host.is_empty() && h.eq_ignore_ascii_case(host));
-    if claimed == state.config.origin() || same_host {
+    // Opaque origins (`null`, malformed, repeated) are never ours: fail closed.
+    let ours = claimed.is_tuple()
+        && (claimed.ascii_serialization() == state.config.origin()
+            || request_headers::is_request_host(headers, &claimed));
+    if ours {
         next.run(request).await
     } else {
-        tracing::warn!(origin = %claimed, path = %request.uri().path(), "refused a cross-site request");
+        tracing::warn!(origin = %claimed.ascii_serialization(), path = %request.uri().path(), "refused a cross-site request");
         (
             StatusCode::FORBIDDEN,
             Html("<!DOCTYPE html><title>Refused</title><h1>Request refused</h1><p>This request came from another site, so Latchkey refused it. Go back to Latchkey and try again.</p>"),

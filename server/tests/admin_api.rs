@@ -5,7 +5,7 @@
 
 mod common;
 
-use app::domain::clients::{self, ClientKind, GrantType, NewClient};
+use app::domain::clients::ClientKind;
 use common::{browser, flow::*, TestDb, TestServer};
 use reqwest::{header, Method, StatusCode};
 use serde_json::{json, Value};
@@ -28,47 +28,6 @@ on_both_backends!(
 );
 
 const ADMIN_SCOPE: &str = "latchkey:admin";
-
-/// A confidential client_credentials client with these extra scopes.
-async fn service(t: &TestDb, name: &str, scopes: &[&str]) -> App {
-    let (client, secret) = clients::add_client(
-        &t.db,
-        &NewClient {
-            name: name.into(),
-            kind: ClientKind::Confidential,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            grant_types: vec![GrantType::ClientCredentials],
-            extra_scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        },
-    )
-    .await
-    .unwrap();
-    App {
-        client_id: client.client_id,
-        secret: secret.map(|s| s.0),
-        redirect_uri: String::new(),
-        post_logout_uri: String::new(),
-    }
-}
-
-async fn cc_token_response(server: &TestServer, app: &App) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(server.url("/oauth/token"))
-        .basic_auth(&app.client_id, app.secret.as_deref())
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-}
-
-/// A client_credentials access token of `app`.
-async fn cc_token(server: &TestServer, app: &App) -> String {
-    let res = cc_token_response(server, app).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let body: Value = res.json().await.unwrap();
-    str_of(&body, "access_token").to_owned()
-}
 
 /// Calls the admin API: status, headers and the JSON body (`Null` if none).
 struct Api<'a> {
@@ -148,7 +107,7 @@ impl<'a> Api<'a> {
 /// A server, an admin API client and an API handle with its token.
 async fn setup(t: &TestDb) -> (TestServer, App, String) {
     let server = TestServer::start(&t.db).await;
-    let admin = service(t, "Ops robot", &[ADMIN_SCOPE]).await;
+    let admin = service(&t.db, "Ops robot", &[ADMIN_SCOPE]).await;
     let token = cc_token(&server, &admin).await;
     (server, admin, token)
 }
@@ -209,7 +168,7 @@ async fn admin_api_needs_a_live_latchkey_admin_token(t: TestDb) {
     }
 
     // A client_credentials token without latchkey:admin: 403.
-    let reports = service(&t, "Reports", &["reports:read"]).await;
+    let reports = service(&t.db, "Reports", &["reports:read"]).await;
     let reports_token = cc_token(&server, &reports).await;
     let res = Api::new(&server, &reports_token)
         .get("/api/admin/clients")
@@ -601,7 +560,7 @@ async fn clients_are_created_edited_searched_and_deleted(t: TestDb) {
 async fn secret_rotation_stops_the_old_secret_at_once(t: TestDb) {
     let (server, _admin, token) = setup(&t).await;
     let api = Api::new(&server, &token);
-    let reports = service(&t, "Reports", &["reports:read"]).await;
+    let reports = service(&t.db, "Reports", &["reports:read"]).await;
     // Used just before: the server has just seen the old secret work.
     cc_token(&server, &reports).await;
     let res = api

@@ -910,10 +910,10 @@ async fn logout_scene(t: &TestDb) -> LogoutScene {
     .unwrap();
     let app_tokens = tokens_for(&alice, &server, &app, "openid").await;
     let keep_tokens = tokens_for(&alice, &server, &keep, "openid").await;
-    let (service, secret) = service(&t.db).await;
+    let service = service(&t.db, "Service", &[]).await;
     let res: Value = reqwest::Client::new()
         .post(server.url("/oauth/token"))
-        .basic_auth(&service.client_id, Some(secret))
+        .basic_auth(&service.client_id, service.secret.as_deref())
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await

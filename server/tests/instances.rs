@@ -97,7 +97,8 @@ async fn sqlite_revocation_reaches_another_process_on_the_same_file() {
 
     let db = Db::connect(&db_url).await.unwrap();
     db.migrate().await.unwrap();
-    let (service, secret) = service(&db).await;
+    let service = service(&db, "Service", &[]).await;
+    let secret = service.secret.clone().unwrap();
     db.close().await;
 
     // A first, so it alone creates the signing keys; B shares A's issuer.

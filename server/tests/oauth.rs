@@ -5,11 +5,16 @@
 mod common;
 
 use app::domain::{
-    clients::{self, ClientKind, GrantType, NewClient},
+    clients::{self, ClientKind, NewClient},
     policy::{self, PolicyChange},
+    Db,
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use common::{count, TestDb, TestServer};
+use common::{
+    count, exec,
+    flow::{oauth_error, service},
+    TestDb, TestServer,
+};
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 
@@ -26,6 +31,7 @@ on_both_backends!(
     forged_tokens_are_inactive,
     access_ttl_is_read_from_policy_at_use_time,
     revocation_answers_503_when_the_database_is_down,
+    token_errors_keep_their_rfc6749_codes,
 );
 
 struct Api {
@@ -34,22 +40,10 @@ struct Api {
 }
 
 async fn api_client(t: &TestDb, name: &str, scopes: &[&str]) -> Api {
-    let (client, secret) = clients::add_client(
-        &t.db,
-        &NewClient {
-            name: name.into(),
-            kind: ClientKind::Confidential,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            grant_types: vec![GrantType::ClientCredentials],
-            extra_scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        },
-    )
-    .await
-    .unwrap();
+    let app = service(&t.db, name, scopes).await;
     Api {
-        client_id: client.client_id,
-        secret: secret.unwrap().0,
+        client_id: app.client_id,
+        secret: app.secret.expect("a confidential client"),
     }
 }
 
@@ -600,4 +594,50 @@ async fn revocation_answers_503_when_the_database_is_down(t: TestDb) {
         .await
         .unwrap();
     assert_ne!(res.status(), StatusCode::OK);
+}
+
+async fn token_errors_keep_their_rfc6749_codes(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let api = api_client(&t, "Reports", &["a"]).await;
+    // A scope the client may not have, and only that, is invalid_scope.
+    let res = token(&server, &api, &[("scope", "a b")]).await;
+    assert_eq!(
+        oauth_error(res).await,
+        (StatusCode::BAD_REQUEST, "invalid_scope".into())
+    );
+    // The database failing while the token is issued (after the client
+    // authenticated): 503 temporarily_unavailable, not a client error.
+    // A trigger makes the audit insert fail, as a database that stopped writing would.
+    let (fail, undo) = match &t.db {
+        Db::Sqlite(_) => (
+            vec![
+                "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events \
+                  BEGIN SELECT RAISE(ABORT, 'the audit log is down'); END",
+            ],
+            "DROP TRIGGER audit_down",
+        ),
+        Db::Postgres(_) => (
+            vec![
+                "CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'the audit log is down'; END $$",
+                "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events \
+                 FOR EACH ROW EXECUTE FUNCTION audit_down()",
+            ],
+            "DROP TRIGGER audit_down ON audit_events",
+        ),
+    };
+    for statement in fail {
+        exec(&t.db, statement).await;
+    }
+    let res = token(&server, &api, &[]).await;
+    assert_eq!(
+        oauth_error(res).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable".into()
+        )
+    );
+    exec(&t.db, undo).await;
+    assert_eq!(token(&server, &api, &[]).await.status(), StatusCode::OK);
+    t.cleanup().await;
 }

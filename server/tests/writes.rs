@@ -50,7 +50,7 @@ type Write = BoxFuture<'static, Result<(), String>>;
 async fn every_kind_of_write_at_once(t: &TestDb, db: &Db) {
     let server = TestServer::start(db).await;
     let notes = app(t, "Notes", ClientKind::Confidential, &[]).await;
-    let (service, secret) = service(db).await;
+    let service = service(db, "Service", &[]).await;
     let admin_user = users::add_user(db, "root", PASSWORD, true).await.unwrap();
     let admin = Actor::user(&admin_user.id);
     let mut people = Vec::new();
@@ -100,7 +100,7 @@ async fn every_kind_of_write_at_once(t: &TestDb, db: &Db) {
             writes.push(http(
                 reqwest::Client::new()
                     .post(server.url("/oauth/token"))
-                    .basic_auth(&service.client_id, Some(&secret))
+                    .basic_auth(&service.client_id, service.secret.as_deref())
                     .form(&[("grant_type", "client_credentials")]),
             ));
         }

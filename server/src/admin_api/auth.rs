@@ -2,8 +2,11 @@
 //! (RFC 6750 Bearer) with the `latchkey:admin` scope, issued by the
 //! client_credentials grant to a client that still has that scope.
 //!
-//! - no token → 401, `WWW-Authenticate: Bearer realm="latchkey"`;
-//! - invalid, expired or revoked (checked in memory) → 401 `invalid_token`;
+//! - no token (no `Authorization`, or another scheme) → 401,
+//!   `WWW-Authenticate: Bearer realm="latchkey"`;
+//! - a malformed `Authorization: Bearer` (the scheme in any case,
+//!   [`request_headers::bearer_token`]), or a token that is invalid, expired or
+//!   revoked (checked in memory) → 401 `invalid_token`;
 //! - no `latchkey:admin` scope, or a token of a person's sign-in (any user
 //!   could consent to a scope an app asks for; admin rights are not a
 //!   consent) → 403 `insufficient_scope`;
@@ -13,14 +16,14 @@
 use app::domain::{audit::Actor, clients, tokens};
 use axum::{
     extract::FromRequestParts,
-    http::{header, request::Parts, StatusCode},
+    http::{request::Parts, StatusCode},
 };
 
 use super::{
     error::{ApiError, ErrorBody},
     ADMIN_SCOPE,
 };
-use crate::http::AppState;
+use crate::{http::AppState, request_headers};
 
 /// An authenticated admin API caller.
 #[derive(Clone, Debug)]
@@ -59,26 +62,15 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        let Some(token) = bearer else {
-            // No credentials: the challenge carries no error code (RFC 6750 §3.1).
-            return Err(challenge(
+        let token = request_headers::bearer_token(&parts.headers).map_err(|refused| {
+            challenge(
                 StatusCode::UNAUTHORIZED,
-                None,
-                "a Bearer access token with the latchkey:admin scope is required",
-            ));
-        };
+                refused.error(),
+                refused.description(),
+            )
+        })?;
         let Some(claims) =
-            tokens::live_access_token(&state.keys, &state.revoked, &state.config.issuer, token)
+            tokens::live_access_token(&state.keys, &state.revoked, &state.config.issuer, &token)
         else {
             return Err(challenge(
                 StatusCode::UNAUTHORIZED,

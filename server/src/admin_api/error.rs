@@ -113,7 +113,8 @@ pub async fn unknown_route() -> ApiError {
     )
 }
 
-/// A JSON body (`Content-Type: application/json`). Not JSON → 400; a
+/// A JSON body (`Content-Type: application/json` or `application/*+json`, any
+/// case and parameters: [`crate::request_headers::is_json`]). Not JSON → 400; a
 /// missing, unknown or mistyped field → 422 naming it.
 pub struct ApiJson<T>(pub T);
 
@@ -121,16 +122,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                let v = v.trim().to_ascii_lowercase();
-                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
-            });
-        if !json {
+        if !crate::request_headers::is_json(request.headers()) {
             return Err(ApiError::bad_request(
                 "the body must be JSON (Content-Type: application/json)",
             ));

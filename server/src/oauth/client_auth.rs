@@ -17,11 +17,13 @@ use app::domain::{
     clients::{self, Client},
     secrets::{secret_matches, sha256_hex},
 };
-use axum::http::{header, HeaderMap};
-use base64::{engine::general_purpose::STANDARD, Engine};
+use axum::http::HeaderMap;
 
 use super::{error::OAuthError, form::Params};
-use crate::http::AppState;
+use crate::{
+    http::AppState,
+    request_headers::{self, BasicCredentials},
+};
 
 /// How the client authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,34 +33,39 @@ pub enum AuthMethod {
     None,
 }
 
-/// Authenticates the calling client; both Basic and a body `client_secret` → `invalid_request`.
+/// Authenticates the calling client.
+///
+/// - `Authorization: Basic` (scheme in any case, see
+///   [`request_headers::basic_credentials`]) and a body `client_secret` at
+///   once → 400 `invalid_request` (RFC 6749 §2.3: one method per request);
+/// - a Basic header that cannot be read, or wrong Basic credentials → 401
+///   `invalid_client` with `WWW-Authenticate: Basic` (RFC 6749 §5.2);
+/// - wrong `client_secret_post` credentials, or none at all → 401
+///   `invalid_client` without a challenge;
+/// - the database failing → 503 `temporarily_unavailable`.
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<(Client, AuthMethod), OAuthError> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        });
+    let basic = request_headers::basic_credentials(headers);
     let (client_id, secret, method) = match (basic, params.get("client_secret")) {
         (Some(_), Some(_)) => {
             return Err(OAuthError::invalid_request(
                 "use one client authentication method, not both Basic and client_secret",
             ))
         }
-        (Some(encoded), None) => {
-            let (id, secret) =
-                decode_basic(encoded).ok_or_else(|| OAuthError::invalid_client(true))?;
-            if params.get("client_id").is_some_and(|body_id| body_id != id) {
+        (Some(Err(_)), None) => return Err(OAuthError::invalid_client(true)),
+        (Some(Ok(BasicCredentials { client_id, secret })), None) => {
+            if params
+                .get("client_id")
+                .is_some_and(|body_id| body_id != client_id)
+            {
                 return Err(OAuthError::invalid_request(
                     "client_id differs from the Basic credentials",
                 ));
             }
-            (id, Some(secret), AuthMethod::Basic)
+            (client_id, Some(secret), AuthMethod::Basic)
         }
         (None, Some(secret)) => (
             params.require("client_id")?.to_owned(),
@@ -89,7 +96,7 @@ pub async fn authenticate(
             tracing::info!(client_id = %client_id, ?why, "client authentication failed");
             Err(OAuthError::invalid_client(method == AuthMethod::Basic))
         }
-        Err(e) => Err(OAuthError::unavailable("client authentication", &e)),
+        Err(e) => Err(OAuthError::from_domain("client authentication", e)),
     }
 }
 
@@ -164,33 +171,5 @@ impl AuthCache {
                 generation,
             },
         );
-    }
-}
-
-/// `base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
-fn decode_basic(encoded: &str) -> Option<(String, String)> {
-    let decoded = STANDARD.decode(encoded.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (id, secret) = text.split_once(':')?;
-    let unescape = |s: &str| {
-        url::form_urlencoded::parse(format!("v={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-    };
-    Some((unescape(id)?, unescape(secret)?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_credentials_are_form_unescaped() {
-        let encoded = STANDARD.encode("my%20app:s%3Ac+ret");
-        assert_eq!(
-            decode_basic(&encoded),
-            Some(("my app".into(), "s:c ret".into()))
-        );
-        assert_eq!(decode_basic("%%%"), None);
     }
 }

@@ -1,6 +1,8 @@
 //! RFC 6749 §5.2 error responses: `{"error", "error_description"}` JSON,
-//! 401 with `WWW-Authenticate` when client authentication failed.
+//! 401 with `WWW-Authenticate` when client authentication failed, and the one
+//! mapping of domain errors onto those codes ([`OAuthError::from_domain`]).
 
+use app::domain::DomainError;
 use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
@@ -62,6 +64,43 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
     }
 
+    /// A domain error in RFC 6749 §5.2 terms, for every protocol endpoint:
+    ///
+    /// | domain error | status | `error` |
+    /// | --- | --- | --- |
+    /// | `Invalid` of the field `scope` | 400 | `invalid_scope` (§3.3: the scope asked for is not allowed) |
+    /// | `Invalid` of any other field, `Conflict` | 400 | `invalid_request` |
+    /// | `NotFound` | 400 | `invalid_grant` (what the request refers to is gone) |
+    /// | `Database` | 503 | `temporarily_unavailable` (logged) |
+    /// | `Internal` | 500 | `server_error` (logged) |
+    ///
+    /// A caller for which a missing row means something else (a client deleted
+    /// since it authenticated → `invalid_client`) matches `NotFound` first.
+    pub fn from_domain(doing: &str, e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid {
+                field: "scope",
+                message,
+            } => Self::invalid_scope(message),
+            DomainError::Invalid { field, message } => {
+                Self::invalid_request(format!("{field}: {message}"))
+            }
+            DomainError::Conflict(message) => Self::invalid_request(message),
+            DomainError::NotFound => {
+                Self::invalid_grant("what this request refers to no longer exists")
+            }
+            DomainError::Database(e) => Self::unavailable(doing, &e),
+            DomainError::Internal(e) => {
+                tracing::error!(error = %e, "{doing} failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "the server failed to handle this request",
+                )
+            }
+        }
+    }
+
     /// The database or another part failed: logged, never detailed to the client.
     pub fn unavailable(doing: &str, error: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %error, "{doing} failed");
@@ -87,5 +126,55 @@ impl IntoResponse for OAuthError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_errors_map_to_their_rfc6749_codes() {
+        let cases = [
+            (
+                DomainError::invalid("scope", "\"x\" is not allowed for this client"),
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+            ),
+            (
+                DomainError::invalid("redirect_uri", "not registered"),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                DomainError::Conflict("already exists".into()),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                DomainError::NotFound,
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+            ),
+            (
+                DomainError::Database(sqlx::Error::PoolClosed),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+            ),
+            (
+                DomainError::Internal("no active EdDSA signing key".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+            ),
+        ];
+        for (domain, status, code) in cases {
+            let shown = domain.to_string();
+            let e = OAuthError::from_domain("testing", domain);
+            assert_eq!((e.status, e.error), (status, code), "{shown}");
+            assert!(!e.basic_challenge);
+        }
+        // Database and internal details are logged, never shown.
+        let e = OAuthError::from_domain("testing", DomainError::Internal("secret detail".into()));
+        assert!(!e.description.contains("secret detail"));
     }
 }

@@ -5,13 +5,10 @@
 
 use std::collections::HashMap;
 
-use axum::{
-    body::Bytes,
-    extract::rejection::BytesRejection,
-    http::{header, HeaderMap},
-};
+use axum::{body::Bytes, extract::rejection::BytesRejection, http::HeaderMap};
 
 use super::error::OAuthError;
+use crate::request_headers;
 
 /// The parameters of a form body, each present once.
 #[derive(Debug, Default)]
@@ -22,18 +19,17 @@ pub struct Params(HashMap<String, String>);
 pub type Body = Result<Bytes, BytesRejection>;
 
 impl Params {
+    /// Reads a form body. `invalid_request` when the body could not be read,
+    /// `Content-Type` is not `application/x-www-form-urlencoded` (any case,
+    /// optionally `charset=UTF-8`: [`request_headers::is_form_urlencoded`]), or
+    /// a parameter is repeated.
     pub fn parse(headers: &HeaderMap, body: &Body) -> Result<Params, OAuthError> {
         let body = body
             .as_ref()
             .map_err(|e| OAuthError::invalid_request(format!("unreadable body: {e}")))?;
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let mime = content_type.split(';').next().unwrap_or_default().trim();
-        if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        if !request_headers::is_form_urlencoded(headers) {
             return Err(OAuthError::invalid_request(
-                "the body must be application/x-www-form-urlencoded",
+                "the body must be application/x-www-form-urlencoded (UTF-8)",
             ));
         }
         let mut params = HashMap::new();

@@ -49,14 +49,14 @@ async fn revoke_token(
         // A refresh token: its whole family ends.
         let found = refresh::find(&state.db, token)
             .await
-            .map_err(|e| OAuthError::unavailable("revocation", &e))?;
+            .map_err(|e| OAuthError::from_domain("revocation", e))?;
         return match found {
             Some(row) if row.client_id == client.client_id => state
                 .revoked
                 .revoke_family(&state.db, &row.family_id, &by)
                 .await
                 .map(|_| ())
-                .map_err(|e| OAuthError::unavailable("revocation", &e)),
+                .map_err(|e| OAuthError::from_domain("revocation", e)),
             Some(_) => {
                 tracing::warn!(client_id = %client.client_id, "a client tried to revoke another client's refresh token");
                 Ok(())
@@ -88,5 +88,5 @@ async fn revoke_token(
                 .await
         }
     };
-    result.map_err(|e| OAuthError::unavailable("revocation", &e))
+    result.map_err(|e| OAuthError::from_domain("revocation", e))
 }

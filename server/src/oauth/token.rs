@@ -59,14 +59,7 @@ async fn exchange(
                 params.get("scope"),
             )
             .await
-            .map_err(|e| match e {
-                DomainError::Invalid { message, .. } => OAuthError::invalid_scope(message),
-                // Deleted since its authentication was cached (client_auth).
-                DomainError::NotFound => {
-                    OAuthError::invalid_client(method == client_auth::AuthMethod::Basic)
-                }
-                other => OAuthError::unavailable("client_credentials issuance", &other),
-            })?;
+            .map_err(|e| grant_error(GrantError::Failed(e), method))?;
             // RFC 6749 §4.4.3: no refresh token for client_credentials.
             Ok(token_response(TokenSet {
                 access: issued,
@@ -139,6 +132,8 @@ fn token_response(set: TokenSet) -> Response {
     Json(body).into_response()
 }
 
+/// A failed grant in RFC 6749 §5.2 terms; domain errors go through
+/// [`OAuthError::from_domain`] (only a scope rule is `invalid_scope`).
 fn grant_error(e: GrantError, method: client_auth::AuthMethod) -> OAuthError {
     match e {
         GrantError::InvalidRequest(m) => OAuthError::invalid_request(m),
@@ -149,6 +144,53 @@ fn grant_error(e: GrantError, method: client_auth::AuthMethod) -> OAuthError {
         GrantError::Failed(DomainError::NotFound) => {
             OAuthError::invalid_client(method == client_auth::AuthMethod::Basic)
         }
-        GrantError::Failed(e) => OAuthError::unavailable("token issuance", &e),
+        GrantError::Failed(e) => OAuthError::from_domain("token issuance", e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+    use crate::oauth::client_auth::AuthMethod;
+
+    #[test]
+    fn only_scope_rules_are_invalid_scope() {
+        let e = grant_error(
+            GrantError::Failed(DomainError::invalid("redirect_uri", "not registered")),
+            AuthMethod::Basic,
+        );
+        assert_eq!(
+            (e.status, e.error),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        let e = grant_error(
+            GrantError::Failed(DomainError::invalid("scope", "\"x\" is not allowed")),
+            AuthMethod::Basic,
+        );
+        assert_eq!(
+            (e.status, e.error),
+            (StatusCode::BAD_REQUEST, "invalid_scope")
+        );
+        let e = grant_error(
+            GrantError::Failed(DomainError::Internal("signing failed".into())),
+            AuthMethod::Basic,
+        );
+        assert_eq!(
+            (e.status, e.error),
+            (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+        );
+    }
+
+    #[test]
+    fn a_client_deleted_since_it_authenticated_is_invalid_client() {
+        for (method, challenge) in [(AuthMethod::Basic, true), (AuthMethod::Post, false)] {
+            let e = grant_error(GrantError::Failed(DomainError::NotFound), method);
+            assert_eq!(
+                (e.status, e.error, e.basic_challenge),
+                (StatusCode::UNAUTHORIZED, "invalid_client", challenge)
+            );
+        }
     }
 }

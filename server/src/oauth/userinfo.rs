@@ -12,27 +12,21 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::http::AppState;
+use crate::{http::AppState, request_headers};
 
 pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let Some(token) = bearer else {
-        // No credentials: the challenge carries no error code (RFC 6750 §3.1).
-        return challenge(
-            StatusCode::UNAUTHORIZED,
-            None,
-            "a Bearer access token is required",
-        );
+    let token = match request_headers::bearer_token(&headers) {
+        Ok(token) => token,
+        Err(refused) => {
+            return challenge(
+                StatusCode::UNAUTHORIZED,
+                refused.error(),
+                refused.description(),
+            )
+        }
     };
     let Some(claims) =
-        tokens::live_access_token(&state.keys, &state.revoked, &state.config.issuer, token)
+        tokens::live_access_token(&state.keys, &state.revoked, &state.config.issuer, &token)
     else {
         return challenge(
             StatusCode::UNAUTHORIZED,

@@ -55,32 +55,6 @@ pub async fn app(t: &TestDb, name: &str, kind: ClientKind, extra_scopes: &[&str]
     }
 }
 
-/// Registers a confidential client that may only use client_credentials;
-/// returns it and its secret.
-pub async fn service(db: &app::domain::Db) -> (App, String) {
-    let (client, secret) = clients::add_client(
-        db,
-        &NewClient {
-            name: "Service".into(),
-            kind: ClientKind::Confidential,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            grant_types: vec![GrantType::ClientCredentials],
-            extra_scopes: vec![],
-        },
-    )
-    .await
-    .unwrap();
-    let secret = secret.expect("a confidential client has a secret").0;
-    let app = App {
-        client_id: client.client_id,
-        secret: Some(secret.clone()),
-        redirect_uri: String::new(),
-        post_logout_uri: String::new(),
-    };
-    (app, secret)
-}
-
 /// A signed-in browser of a new user.
 pub struct Person {
     pub http: reqwest::Client,
@@ -325,4 +299,46 @@ pub async fn call(
         .send()
         .await
         .unwrap()
+}
+
+/// A confidential client_credentials client with these extra scopes.
+pub async fn service(db: &app::domain::Db, name: &str, scopes: &[&str]) -> App {
+    let (client, secret) = clients::add_client(
+        db,
+        &NewClient {
+            name: name.into(),
+            kind: ClientKind::Confidential,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![GrantType::ClientCredentials],
+            extra_scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        },
+    )
+    .await
+    .unwrap();
+    App {
+        client_id: client.client_id,
+        secret: secret.map(|s| s.0),
+        redirect_uri: String::new(),
+        post_logout_uri: String::new(),
+    }
+}
+
+/// A client_credentials token request authenticated with Basic.
+pub async fn cc_token_response(server: &TestServer, app: &App) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .basic_auth(&app.client_id, app.secret.as_deref())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A client_credentials access token of `app`.
+pub async fn cc_token(server: &TestServer, app: &App) -> String {
+    let res = cc_token_response(server, app).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    str_of(&body, "access_token").to_owned()
 }
