@@ -222,7 +222,8 @@ pub struct SecretRotated {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// A substring of the name or client_id, any letter case; `%` and `_` match themselves.
+    /// A substring of the name or client_id, any letter case (Unicode case
+    /// folding and NFKC: `café` finds `Café`); `%` and `_` match themselves.
     pub q: Option<String>,
 }
 

@@ -170,7 +170,8 @@ pub struct UserPatch {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UserQuery {
-    /// A substring of the username, any letter case; `%`, `_` and quotes match themselves.
+    /// A substring of the username, any letter case (Unicode case folding and
+    /// NFKC: `jür` finds `Jürgen`); `%`, `_` and quotes match themselves.
     pub q: Option<String>,
 }
 
