@@ -439,16 +439,7 @@ async fn clients_are_created_edited_searched_and_deleted(t: TestDb) {
 
     // Search: substring of name or id, any case, wildcards literal.
     // Sorted here: the server sorts by the name's key in the database's collation.
-    let names = |body: &Value| -> Vec<String> {
-        let mut names: Vec<String> = body["clients"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap().to_owned())
-            .collect();
-        names.sort_by_key(|n| n.to_lowercase());
-        names
-    };
+    let names = |body: &Value| sorted_names(body, "clients", "name");
     let all = api.get("/api/admin/clients").await;
     assert_eq!(
         names(all.ok()),
@@ -876,6 +867,24 @@ async fn policy_defaults_are_read_and_changed(t: TestDb) {
     t.cleanup().await;
 }
 
+/// The `field` of every item of `body[list]`, sorted without regard to case
+/// (the server's order follows the database's collation).
+fn sorted_names(body: &Value, list: &str, field: &str) -> Vec<String> {
+    let mut names: Vec<String> = body[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[field].as_str().unwrap().to_owned())
+        .collect();
+    names.sort_by_key(|n| n.to_lowercase());
+    names
+}
+
+/// The usernames of a user list answer, sorted without regard to case.
+fn usernames(res: &Answer) -> Vec<String> {
+    sorted_names(res.ok(), "users", "username")
+}
+
 async fn users_are_created_searched_and_shown(t: TestDb) {
     let (server, admin, token) = setup(&t).await;
     let api = Api::new(&server, &token);
@@ -945,18 +954,8 @@ async fn users_are_created_searched_and_shown(t: TestDb) {
         .all(|e| e["actor_client_id"] == admin.client_id.as_str()));
 
     // Search: substring, any case; %, _ and quotes are literal.
-    let names = |res: &Answer| -> Vec<String> {
-        let mut names: Vec<String> = res.ok()["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["username"].as_str().unwrap().to_owned())
-            .collect();
-        names.sort_by_key(|n| n.to_lowercase());
-        names
-    };
     assert_eq!(
-        names(&api.get("/api/admin/users").await),
+        usernames(&api.get("/api/admin/users").await),
         ["a_c", "axc", "Mixed.Case", "root"]
     );
     for (q, expected) in [
@@ -970,7 +969,7 @@ async fn users_are_created_searched_and_shown(t: TestDb) {
         ("C", vec!["a_c", "axc", "Mixed.Case"]),
     ] {
         assert_eq!(
-            names(&api.get(&format!("/api/admin/users?q={q}")).await),
+            usernames(&api.get(&format!("/api/admin/users?q={q}")).await),
             expected,
             "q={q}"
         );
@@ -1017,31 +1016,23 @@ async fn non_ascii_names_are_refused_and_found_in_any_case(t: TestDb) {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let jurgen_id = str_of(&created.body, "id").to_owned();
     for taken in ["JÜRGEN", "jürgen", "JU\u{308}RGEN"] {
-        api.post("/api/admin/users", user(taken))
-            .await
-            .error(StatusCode::CONFLICT, "conflict", None);
+        api.post("/api/admin/users", user(taken)).await.error(
+            StatusCode::CONFLICT,
+            "conflict",
+            None,
+        );
     }
     assert_eq!(
         api.post("/api/admin/users", user("Jurgen")).await.status,
         StatusCode::CREATED
     );
-    let usernames = |res: Answer| -> Vec<String> {
-        let mut names: Vec<String> = res.ok()["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["username"].as_str().unwrap().to_owned())
-            .collect();
-        names.sort();
-        names
-    };
     // `jür`, `JÜR`, fullwidth `ＪÜＲ`, percent-encoded.
     for q in ["j%C3%BCr", "J%C3%9CR", "%EF%BC%AA%C3%9C%EF%BC%B2"] {
-        let found = usernames(api.get(&format!("/api/admin/users?q={q}")).await);
+        let found = usernames(&api.get(&format!("/api/admin/users?q={q}")).await);
         assert_eq!(found, ["Jürgen"], "q={q}");
     }
     assert_eq!(
-        usernames(api.get("/api/admin/users?q=RGEN").await),
+        usernames(&api.get("/api/admin/users?q=RGEN").await),
         ["Jurgen", "Jürgen"]
     );
 
@@ -1052,13 +1043,7 @@ async fn non_ascii_names_are_refused_and_found_in_any_case(t: TestDb) {
         .await
         .error(StatusCode::CONFLICT, "conflict", None);
     let found = api.get("/api/admin/clients?q=caf%C3%89").await;
-    let names: Vec<&str> = found.ok()["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["Café Notes"]);
+    assert_eq!(sorted_names(found.ok(), "clients", "name"), ["Café Notes"]);
 
     // The audit log's `user` filter takes the username in any case.
     let events = api.get("/api/admin/audit?user=J%C3%9CRGEN").await;
