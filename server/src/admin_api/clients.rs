@@ -148,7 +148,8 @@ impl ClientView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClientRequest {
-    /// 1–100 characters, unique regardless of letter case.
+    /// 1–100 characters, unique among live clients regardless of letter case
+    /// and compatibility form (NFKC case folding: `Café` and `CAFÉ` are one name).
     pub name: String,
     /// Default `confidential`.
     #[serde(default)]
