@@ -44,8 +44,8 @@ pub fn fold_key(name: &str) -> String {
     let once = fold.fold_string(&nfd);
     let nfkd = DecomposingNormalizerBorrowed::new_nfkd().normalize(&once);
     let twice = fold.fold_string(&nfkd);
-    // NFKC rather than D146's final NFKD: the same equality, and composed
-    // text keeps a LIKE search for `jür` from matching `ju` + another mark.
+    // NFKC rather than D146's final NFKD: the same equality, and in composed
+    // text a LIKE search for `ju` does not match the `u` of a decomposed `jü`.
     ComposingNormalizerBorrowed::new_nfkc()
         .normalize(&twice)
         .into_owned()
