@@ -19,6 +19,7 @@ on_both_backends!(
     policy_changes_are_validated_and_apply_at_once,
     policy_defaults_are_read_and_changed,
     users_are_created_searched_and_shown,
+    non_ascii_names_are_refused_and_found_in_any_case,
     disabling_a_user_cuts_off_tokens_and_sign_in,
     the_last_admin_keeps_their_rights,
     user_bulk_revocations_answer_counts,
@@ -396,17 +397,8 @@ async fn clients_are_created_edited_searched_and_deleted(t: TestDb) {
     tokens_for(&alice, &server, &notes, "openid notes:read").await;
 
     // Search: substring of name or id, any case, wildcards literal.
-    // Sorted here: the server sorts by lower(name) in the database's collation.
-    let names = |body: &Value| -> Vec<String> {
-        let mut names: Vec<String> = body["clients"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap().to_owned())
-            .collect();
-        names.sort_by_key(|n| n.to_lowercase());
-        names
-    };
+    // Sorted here: the server sorts by the name's key in the database's collation.
+    let names = |body: &Value| sorted_names(body, "clients", "name");
     let all = api.get("/api/admin/clients").await;
     assert_eq!(
         names(all.ok()),
@@ -834,6 +826,24 @@ async fn policy_defaults_are_read_and_changed(t: TestDb) {
     t.cleanup().await;
 }
 
+/// The `field` of every item of `body[list]`, sorted without regard to case
+/// (the server's order follows the database's collation).
+fn sorted_names(body: &Value, list: &str, field: &str) -> Vec<String> {
+    let mut names: Vec<String> = body[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[field].as_str().unwrap().to_owned())
+        .collect();
+    names.sort_by_key(|n| n.to_lowercase());
+    names
+}
+
+/// The usernames of a user list answer, sorted without regard to case.
+fn usernames(res: &Answer) -> Vec<String> {
+    sorted_names(res.ok(), "users", "username")
+}
+
 async fn users_are_created_searched_and_shown(t: TestDb) {
     let (server, admin, token) = setup(&t).await;
     let api = Api::new(&server, &token);
@@ -903,18 +913,8 @@ async fn users_are_created_searched_and_shown(t: TestDb) {
         .all(|e| e["actor_client_id"] == admin.client_id.as_str()));
 
     // Search: substring, any case; %, _ and quotes are literal.
-    let names = |res: &Answer| -> Vec<String> {
-        let mut names: Vec<String> = res.ok()["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["username"].as_str().unwrap().to_owned())
-            .collect();
-        names.sort_by_key(|n| n.to_lowercase());
-        names
-    };
     assert_eq!(
-        names(&api.get("/api/admin/users").await),
+        usernames(&api.get("/api/admin/users").await),
         ["a_c", "axc", "Mixed.Case", "root"]
     );
     for (q, expected) in [
@@ -928,7 +928,7 @@ async fn users_are_created_searched_and_shown(t: TestDb) {
         ("C", vec!["a_c", "axc", "Mixed.Case"]),
     ] {
         assert_eq!(
-            names(&api.get(&format!("/api/admin/users?q={q}")).await),
+            usernames(&api.get(&format!("/api/admin/users?q={q}")).await),
             expected,
             "q={q}"
         );
@@ -962,6 +962,54 @@ async fn users_are_created_searched_and_shown(t: TestDb) {
     let sessions = body["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0]["ip"], "127.0.0.1");
+    t.cleanup().await;
+}
+
+/// Issue 9: SQLite's `lower()` folds ASCII only, so `JÜRGEN` was a second
+/// user there (one on PostgreSQL) and `?q=jür` found nothing.
+async fn non_ascii_names_are_refused_and_found_in_any_case(t: TestDb) {
+    let (server, _admin, token) = setup(&t).await;
+    let api = Api::new(&server, &token);
+    let user = |username: &str| json!({ "username": username, "password": "long enough pw" });
+    let created = api.post("/api/admin/users", user("Jürgen")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let jurgen_id = str_of(&created.body, "id").to_owned();
+    for taken in ["JÜRGEN", "jürgen", "JU\u{308}RGEN"] {
+        api.post("/api/admin/users", user(taken)).await.error(
+            StatusCode::CONFLICT,
+            "conflict",
+            None,
+        );
+    }
+    assert_eq!(
+        api.post("/api/admin/users", user("Jurgen")).await.status,
+        StatusCode::CREATED
+    );
+    // `jür`, `JÜR`, fullwidth `ＪÜＲ`, percent-encoded.
+    for q in ["j%C3%BCr", "J%C3%9CR", "%EF%BC%AA%C3%9C%EF%BC%B2"] {
+        let found = usernames(&api.get(&format!("/api/admin/users?q={q}")).await);
+        assert_eq!(found, ["Jürgen"], "q={q}");
+    }
+    assert_eq!(
+        usernames(&api.get("/api/admin/users?q=RGEN").await),
+        ["Jurgen", "Jürgen"]
+    );
+
+    let client = |name: &str| json!({ "name": name, "redirect_uris": ["https://cafe.example/cb"] });
+    let res = api.post("/api/admin/clients", client("Café Notes")).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text);
+    api.post("/api/admin/clients", client("CAFÉ NOTES"))
+        .await
+        .error(StatusCode::CONFLICT, "conflict", None);
+    let found = api.get("/api/admin/clients?q=caf%C3%89").await;
+    assert_eq!(sorted_names(found.ok(), "clients", "name"), ["Café Notes"]);
+
+    // The audit log's `user` filter takes the username in any case.
+    let events = api.get("/api/admin/audit?user=J%C3%9CRGEN").await;
+    let events = events.ok()["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["kind"], "user_created");
+    assert_eq!(events[0]["subject_user_id"], jurgen_id.as_str());
     t.cleanup().await;
 }
 

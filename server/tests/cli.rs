@@ -294,6 +294,24 @@ fn duplicate_username_in_any_case_is_refused_and_changes_nothing() {
     assert_eq!(users[0]["is_admin"], false);
 }
 
+/// Issue 9: on SQLite (the default) `Émile` then `émile` both succeeded,
+/// since SQLite's `lower()` folds ASCII only.
+#[test]
+fn non_ascii_username_in_another_case_is_refused_and_changes_nothing() {
+    let sandbox = Sandbox::new();
+    assert_eq!(sandbox.add_user("Émile", "emile-password", false).code, 0);
+
+    for taken in ["émile", "ÉMILE", "E\u{301}MILE"] {
+        let run = sandbox.add_user(taken, "another-password", true);
+        assert_refused(&run, &["already exists"]);
+        assert!(run.stdout.is_empty(), "{run:?}");
+    }
+    // Different letters are a different user; each is listed as typed.
+    assert_eq!(sandbox.add_user("Emile", "emile-password", false).code, 0);
+    let users = sandbox.users();
+    assert_eq!(field(&users, "username"), ["Emile", "Émile"]);
+}
+
 #[test]
 fn empty_or_missing_password_is_refused_before_the_database_is_created() {
     let sandbox = Sandbox::new();

@@ -12,6 +12,7 @@ use super::{
     clients::{self, Client, ClientKind, GrantType},
     error::{DomainError, DomainResult},
     grants::split_scopes,
+    names::fold_key,
     revocation::{RevokedBy, RevokedSets},
     store::{now, Db},
     users::User,
@@ -33,14 +34,16 @@ pub fn like_pattern(q: &str) -> String {
     pattern
 }
 
-/// A search string: trimmed, empty means "no filter", at most 100 characters.
+/// A search string: trimmed, empty means "no filter", at most 100 characters;
+/// answers the `LIKE` pattern of its [`fold_key`], for the key columns (the
+/// fold comes first: fullwidth `％` folds to a `%` that must still be literal).
 fn search_term(q: Option<&str>) -> DomainResult<Option<String>> {
     match q.map(str::trim).filter(|q| !q.is_empty()) {
         None => Ok(None),
         Some(q) if q.chars().count() > 100 => {
             Err(DomainError::invalid("q", "must be at most 100 characters"))
         }
-        Some(q) => Ok(Some(like_pattern(q))),
+        Some(q) => Ok(Some(like_pattern(&fold_key(q)))),
     }
 }
 
@@ -116,7 +119,9 @@ impl From<ClientSummaryRow> for ClientSummary {
     }
 }
 
-/// Clients not deleted with their usage. `$1`: a LIKE pattern or NULL; `$2`: a client id or NULL.
+/// Clients not deleted with their usage. `$1`: a LIKE pattern of folded text
+/// (client ids are ASCII, so `lower()` folds them alike on both backends) or
+/// NULL; `$2`: a client id or NULL.
 const CLIENT_SUMMARY_SQL: &str = "SELECT c.id AS client_id, c.name, c.kind, c.grant_types, \
     COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, \
     (SELECT COUNT(*) FROM grants g WHERE g.client_id = c.id AND g.revoked_at IS NULL) AS active_grants, \
@@ -126,12 +131,13 @@ const CLIENT_SUMMARY_SQL: &str = "SELECT c.id AS client_id, c.name, c.kind, c.gr
      AND a.kind IN ('code_redeemed', 'token_refreshed', 'token_issued')) AS last_activity \
     FROM clients c CROSS JOIN policy_default d \
     WHERE d.id = 1 AND c.deleted_at IS NULL \
-    AND ($1 IS NULL OR lower(c.name) LIKE lower($1) ESCAPE '\\' OR lower(c.id) LIKE lower($1) ESCAPE '\\') \
+    AND ($1 IS NULL OR c.name_key LIKE $1 ESCAPE '\\' OR lower(c.id) LIKE $1 ESCAPE '\\') \
     AND ($2 IS NULL OR c.id = $2) \
-    ORDER BY lower(c.name), c.id";
+    ORDER BY c.name_key, c.id";
 
 /// Every client not deleted, by name; `q` matches a substring of the name or
-/// the client_id, in any letter case, with `%`, `_` and `\` taken literally.
+/// the client_id, in any letter case (Unicode case folding and NFKC, the same
+/// on both backends), with `%`, `_` and `\` taken literally.
 pub async fn list_clients(db: &Db, q: Option<&str>) -> DomainResult<Vec<ClientSummary>> {
     let pattern = search_term(q)?;
     let rows = on_db!(db, |pool| sqlx::query_as::<_, ClientSummaryRow>(
@@ -250,13 +256,14 @@ pub async fn live_refresh_tokens(db: &Db, client_id: Option<&str>) -> DomainResu
 const USER_COLUMNS: &str = "id, username, is_admin, disabled_at, created_at";
 
 /// Every user by name; `q` matches a substring of the username in any letter
-/// case, with `%`, `_`, `\` and quotes taken literally.
+/// case (Unicode case folding and NFKC: `jür` finds `Jürgen` on both
+/// backends), with `%`, `_`, `\` and quotes taken literally.
 pub async fn list_users(db: &Db, q: Option<&str>) -> DomainResult<Vec<User>> {
     let pattern = search_term(q)?;
     let sql = format!(
         "SELECT {USER_COLUMNS} FROM users \
-         WHERE $1 IS NULL OR lower(username) LIKE lower($1) ESCAPE '\\' \
-         ORDER BY lower(username), id"
+         WHERE $1 IS NULL OR username_key LIKE $1 ESCAPE '\\' \
+         ORDER BY username_key, id"
     );
     Ok(on_db!(db, |pool| sqlx::query_as::<_, User>(&sql)
         .bind(&pattern)

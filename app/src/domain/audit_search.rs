@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::{
     error::{DomainError, DomainResult},
+    names::fold_key,
     store::Db,
 };
 use crate::on_db;
@@ -85,6 +86,11 @@ pub struct AuditPage {
 }
 
 impl AuditFilter {
+    /// The key a username in [`AuditFilter::user`] is compared by.
+    fn user_key(&self) -> Option<String> {
+        self.user.as_deref().map(fold_key)
+    }
+
     /// Checks the filter's values (lengths, kind spelling, time order).
     pub fn validated(self) -> DomainResult<AuditFilter> {
         let text = |field: &'static str, v: Option<String>| -> DomainResult<Option<String>> {
@@ -120,10 +126,11 @@ impl AuditFilter {
     }
 }
 
-/// `$1` user, `$2` client, `$3` kind, `$4` from, `$5` to.
+/// `$1` user (an id), `$2` client, `$3` kind, `$4` from, `$5` to, `$6` the
+/// user filter's [`fold_key`] (a username in any letter case).
 const WHERE_SQL: &str = "WHERE ($1 IS NULL OR actor_user_id = $1 OR subject_user_id = $1 \
-        OR actor_user_id IN (SELECT id FROM users WHERE lower(username) = lower($1)) \
-        OR subject_user_id IN (SELECT id FROM users WHERE lower(username) = lower($1))) \
+        OR actor_user_id IN (SELECT id FROM users WHERE username_key = $6) \
+        OR subject_user_id IN (SELECT id FROM users WHERE username_key = $6)) \
     AND ($2 IS NULL OR client_id = $2 OR actor_client_id = $2) \
     AND ($3 IS NULL OR kind = $3) \
     AND ($4 IS NULL OR at >= $4) \
@@ -140,7 +147,7 @@ async fn fetch(
     offset: i64,
 ) -> DomainResult<Vec<AuditRecord>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM audit_events {WHERE_SQL} ORDER BY at DESC, id DESC LIMIT $6 OFFSET $7"
+        "SELECT {COLUMNS} FROM audit_events {WHERE_SQL} ORDER BY at DESC, id DESC LIMIT $7 OFFSET $8"
     );
     let rows = on_db!(db, |pool| sqlx::query_as::<_, AuditRow>(&sql)
         .bind(&filter.user)
@@ -148,6 +155,7 @@ async fn fetch(
         .bind(&filter.kind)
         .bind(filter.from)
         .bind(filter.to)
+        .bind(filter.user_key())
         .bind(limit)
         .bind(offset)
         .fetch_all(pool)
@@ -182,6 +190,7 @@ pub async fn search(
         .bind(&filter.kind)
         .bind(filter.from)
         .bind(filter.to)
+        .bind(filter.user_key())
         .fetch_one(pool)
         .await)?;
     Ok(AuditPage {

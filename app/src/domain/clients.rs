@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::{
     audit::{Actor, AuditEvent, AuditKind},
     error::{DomainError, DomainResult},
+    names::fold_key,
     secrets::{new_secret, random_token, sha256_hex},
     store::{is_unique_violation, now, Db},
 };
@@ -94,11 +95,19 @@ impl std::fmt::Debug for ClientSecret {
     }
 }
 
-/// Client names: 1–100 printable characters.
+/// Client names: 1–100 printable characters, at least one of them visible;
+/// unique by [`fold_key`] (any letter case or compatibility form) among
+/// clients not deleted.
 fn validate_name(raw: &str) -> DomainResult<String> {
     let name = raw.trim();
     if name.is_empty() {
         return Err(DomainError::invalid("name", "must not be empty"));
+    }
+    if fold_key(name).is_empty() {
+        return Err(DomainError::invalid(
+            "name",
+            "must contain a visible character",
+        ));
     }
     if name.chars().count() > 100 {
         return Err(DomainError::invalid(
@@ -306,12 +315,13 @@ async fn insert_client(
     let inserted = on_db!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         sqlx::query(
-            "INSERT INTO clients (id, name, kind, secret_hash, redirect_uris, post_logout_redirect_uris, \
-             grant_types, extra_scopes, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            "INSERT INTO clients (id, name, name_key, kind, secret_hash, redirect_uris, \
+             post_logout_redirect_uris, grant_types, extra_scopes, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
         )
         .bind(&client.client_id)
         .bind(&client.name)
+        .bind(fold_key(&client.name))
         .bind(client.kind.as_str())
         .bind(&secret_hash)
         .bind(&redirect_uris)
@@ -381,10 +391,10 @@ impl From<ClientRow> for Client {
 const CLIENT_COLUMNS: &str =
     "id, name, kind, redirect_uris, post_logout_redirect_uris, grant_types, extra_scopes, created_at";
 
-/// Every client not deleted, by name.
+/// Every client not deleted, by name (compared by key, as on both backends).
 pub async fn list_clients(db: &Db) -> DomainResult<Vec<Client>> {
     let sql = format!(
-        "SELECT {CLIENT_COLUMNS} FROM clients WHERE deleted_at IS NULL ORDER BY lower(name)"
+        "SELECT {CLIENT_COLUMNS} FROM clients WHERE deleted_at IS NULL ORDER BY name_key, id"
     );
     let rows = on_db!(db, |pool| sqlx::query_as::<_, ClientRow>(&sql)
         .fetch_all(pool)
@@ -520,10 +530,12 @@ pub async fn update_client(
     let updated = on_db!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE clients SET name = $1, redirect_uris = $2, post_logout_redirect_uris = $3, \
-             grant_types = $4, extra_scopes = $5, updated_at = $6 WHERE id = $7 AND deleted_at IS NULL",
+            "UPDATE clients SET name = $1, name_key = $2, redirect_uris = $3, \
+             post_logout_redirect_uris = $4, grant_types = $5, extra_scopes = $6, updated_at = $7 \
+             WHERE id = $8 AND deleted_at IS NULL",
         )
         .bind(&after.name)
+        .bind(fold_key(&after.name))
         .bind(json_list(&after.redirect_uris))
         .bind(json_list(&after.post_logout_redirect_uris))
         .bind(&grant_types)

@@ -7,6 +7,7 @@
 //! | [`store`] | the pool (SQLite or PostgreSQL), migrations, `on_db!` |
 //! | [`secrets`] | random ids and secrets, SHA-256, Argon2id |
 //! | [`keys`] | the master key, signing keys (EdDSA, RS256): rotation, JWKS, signing, JWT validation |
+//! | [`names`] | the case-insensitive key of usernames and client names (NFKC + case folding) |
 //! | [`users`] | users: create, list, authenticate |
 //! | [`clients`] | OAuth clients: registration rules, create, list |
 //! | [`login_sessions`] | sign-in sessions (`sid`): start, resolve, end |
@@ -36,6 +37,7 @@ pub mod grants;
 pub mod keys;
 pub mod login_sessions;
 pub mod my_apps;
+pub mod names;
 pub mod policy;
 pub mod refresh;
 pub mod revocation;

@@ -171,9 +171,12 @@ impl Db {
         }
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration, then stores the name keys that SQL
+    /// cannot compute ([`super::names::fill_missing_keys`]).
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        on_db!(self, |pool| MIGRATOR.run(pool).await)
+        on_db!(self, |pool| MIGRATOR.run(pool).await)?;
+        super::names::fill_missing_keys(self).await?;
+        Ok(())
     }
 
     /// `SELECT 1`: is the database answering?

@@ -1,10 +1,21 @@
 //! People who sign in: creating, listing, authenticating.
+//!
+//! A username is shown as typed and compared by its key
+//! ([`names::fold_key`](super::names::fold_key): NFKC and Unicode case
+//! folding), the same on SQLite and PostgreSQL: `Émile` and `émile` are one
+//! user, and `JÜRGEN` signs in as `Jürgen`.
 
+use icu_normalizer::ComposingNormalizerBorrowed;
+use icu_properties::{
+    props::{GeneralCategory, GeneralCategoryGroup},
+    CodePointMapData,
+};
 use serde::Serialize;
 
 use super::{
     audit::{self, Actor, AuditEvent, AuditKind},
     error::{DomainError, DomainResult},
+    names::{fold_key, is_invisible},
     secrets::{hash_password, new_id, verify_password, PasswordHashString},
     store::{is_unique_violation, now, Db},
 };
@@ -22,7 +33,10 @@ pub struct User {
 
 const USER_COLUMNS: &str = "id, username, is_admin, disabled_at, created_at";
 
-/// Usernames: 1–64 characters of letters, digits and `. _ - @ +`.
+/// Usernames: 1–64 characters of letters (with their combining marks),
+/// digits and `. _ - @ +`, trimmed; answers the username as typed. The
+/// characters are checked in NFKC, the form the key is made from, so a
+/// decomposed `ü` (`u` + U+0308) or a fullwidth `Ａ` is a letter like any other.
 pub fn validate_username(raw: &str) -> DomainResult<String> {
     let username = raw.trim();
     if username.is_empty() {
@@ -34,10 +48,16 @@ pub fn validate_username(raw: &str) -> DomainResult<String> {
             "must be at most 64 characters",
         ));
     }
-    if let Some(c) = username
-        .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+')))
-    {
+    let category = CodePointMapData::<GeneralCategory>::new();
+    let normal = ComposingNormalizerBorrowed::new_nfkc().normalize(username);
+    // A combining mark belongs to the letter before it (Devanagari virama,
+    // Thai vowel signs); an invisible one (a Hangul filler) is no letter.
+    let mut after_letter = false;
+    if let Some(c) = normal.chars().find(|&c| {
+        let mark = GeneralCategoryGroup::Mark.contains(category.get(c));
+        after_letter = !is_invisible(c) && (c.is_alphanumeric() || (mark && after_letter));
+        !(after_letter || matches!(c, '.' | '_' | '-' | '@' | '+'))
+    }) {
         return Err(DomainError::invalid(
             "username",
             format!("may contain letters, digits and . _ - @ + only, not {c:?}"),
@@ -66,7 +86,8 @@ pub fn validate_password(password: &str) -> DomainResult<()> {
     Ok(())
 }
 
-/// Creates a user; a taken username (in any letter case) is a conflict.
+/// Creates a user; a taken username (in any letter case or compatibility
+/// form: same [`fold_key`]) is a conflict.
 pub async fn add_user(
     db: &Db,
     username: &str,
@@ -99,10 +120,12 @@ pub async fn add_user_by(
     let inserted = on_db!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         sqlx::query(
-            "INSERT INTO users (id, username, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO users (id, username, username_key, password_hash, is_admin, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&user.id)
         .bind(&user.username)
+        .bind(fold_key(&user.username))
         .bind(&hash.0)
         .bind(user.is_admin)
         .bind(user.created_at)
@@ -125,17 +148,19 @@ pub async fn add_user_by(
     }
 }
 
+/// Every user, by username (compared by key, so the order is the same on both backends).
 pub async fn list_users(db: &Db) -> DomainResult<Vec<User>> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY lower(username)");
+    let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username_key, id");
     Ok(on_db!(db, |pool| sqlx::query_as::<_, User>(&sql)
         .fetch_all(pool)
         .await)?)
 }
 
+/// The user whose username has the same key as `username` (any letter case).
 pub async fn find_by_username(db: &Db, username: &str) -> DomainResult<Option<User>> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)");
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username_key = $1");
     Ok(on_db!(db, |pool| sqlx::query_as::<_, User>(&sql)
-        .bind(username.trim())
+        .bind(fold_key(username.trim()))
         .fetch_optional(pool)
         .await)?)
 }
@@ -155,14 +180,15 @@ struct Credentials {
     disabled_at: Option<i64>,
 }
 
-/// Checks a username and password. `None` for an unknown user, a wrong password
+/// Checks a username (any letter case: compared by [`fold_key`]) and
+/// password. `None` for an unknown user, a wrong password
 /// or a disabled user alike, and each takes one Argon2 verification, so neither
 /// the answer nor its timing tells which.
 pub async fn authenticate(db: &Db, username: &str, password: &str) -> DomainResult<Option<User>> {
     let found = on_db!(db, |pool| sqlx::query_as::<_, Credentials>(
-        "SELECT id, password_hash, disabled_at FROM users WHERE lower(username) = lower($1)"
+        "SELECT id, password_hash, disabled_at FROM users WHERE username_key = $1"
     )
-    .bind(username.trim())
+    .bind(fold_key(username.trim()))
     .fetch_optional(pool)
     .await)?;
     let hash = found

@@ -148,7 +148,8 @@ impl ClientView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewClientRequest {
-    /// 1–100 characters, unique regardless of letter case.
+    /// 1–100 characters, unique among live clients regardless of letter case
+    /// and compatibility form (NFKC case folding: `Café` and `CAFÉ` are one name).
     pub name: String,
     /// Default `confidential`.
     #[serde(default)]
@@ -222,7 +223,8 @@ pub struct SecretRotated {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// A substring of the name or client_id, any letter case; `%` and `_` match themselves.
+    /// A substring of the name or client_id, any letter case (Unicode case
+    /// folding and NFKC: `café` finds `Café`); `%` and `_` match themselves.
     pub q: Option<String>,
 }
 

@@ -149,7 +149,9 @@ pub struct SignedOutCounts {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    /// 1–64 letters, digits and `. _ - @ +`; unique regardless of letter case.
+    /// 1–64 letters (with their combining marks), digits and `. _ - @ +`;
+    /// unique regardless of letter case and compatibility form (NFKC case
+    /// folding: `Émile` and `émile` are one user); kept as typed.
     pub username: String,
     /// 8 characters or more.
     pub password: String,
@@ -170,7 +172,8 @@ pub struct UserPatch {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UserQuery {
-    /// A substring of the username, any letter case; `%`, `_` and quotes match themselves.
+    /// A substring of the username, any letter case (Unicode case folding and
+    /// NFKC: `jür` finds `Jürgen`); `%`, `_` and quotes match themselves.
     pub q: Option<String>,
 }
 
