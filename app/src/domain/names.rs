@@ -168,10 +168,8 @@ pub async fn fill_missing_keys(db: &Db) -> Result<KeyFill, sqlx::Error> {
             .await)?;
         for row in rows {
             let key = fold_key(&row.name);
-            let stored = on_db!(db, |pool| sqlx::query(&store)
-                .bind(&key)
-                .bind(&row.id)
-                .execute(pool)
+            let stored = on_db!(db, |pool| pool
+                .execute_write(sqlx::query(&store).bind(&key).bind(&row.id))
                 .await
                 .map(|done| done.rows_affected()));
             match stored {
