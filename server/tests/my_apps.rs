@@ -2,7 +2,7 @@
 //! real OAuth flows: the pages list what holds access; revoking through the
 //! server functions kills the tokens at the protocol level; one user can never
 //! see or touch another's grant, family or session; cross-site posts are refused;
-//! client-supplied names are escaped.
+//! client-supplied names are escaped; any page number answers a page.
 
 mod common;
 
@@ -20,6 +20,7 @@ on_both_backends!(
     app_names_are_escaped,
     signing_out_other_sessions_ends_their_app_sessions,
     long_lists_are_paginated,
+    page_numbers_of_any_size_answer_a_page,
 );
 
 /// Calls a server function the way a JavaScript-less form post does.
@@ -338,5 +339,91 @@ async fn long_lists_are_paginated(t: TestDb) {
     let (_, html) = page(&alice, &server, "/?page=3").await;
     assert_eq!(html.matches(r#"data-testid="app-card""#).count(), 20);
     assert!(html.contains(r#"href="/?page=2""#) && !html.contains(r#"href="/?page=4""#));
+    t.cleanup().await;
+}
+
+/// Page numbers that are huge (the input of issue 9: `(page - 1) * 50`
+/// overflowed and the request never got an answer), negative, zero, not a
+/// number: every one answers 200 with a page that exists, the last one for a
+/// page past the end — in the pages and in their server functions.
+async fn page_numbers_of_any_size_answer_a_page(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let alice = person(&t, &server, "alice").await;
+    // 51 apps: two pages of My apps, the second with one card.
+    for i in 0..51 {
+        let a = app(&t, &format!("App {i:03}"), ClientKind::Confidential, &[]).await;
+        app::domain::grants::consent(
+            &t.db,
+            &alice.user_id,
+            &a.client_id,
+            &["openid".to_string()],
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    // A hang fails the test instead of hanging it.
+    let patience = std::time::Duration::from_secs(10);
+    let get = |path: String| {
+        let request = alice.http.get(server.url(&path)).timeout(patience);
+        async move {
+            let res = request
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+            (res.status(), res.text().await.unwrap())
+        }
+    };
+    let last = [
+        "9223372036854775807",
+        "99999999999999999999",
+        "1000001",
+        "3",
+    ];
+    let first = ["0", "-1", "-9223372036854775808", "abc", "", "1e3"];
+    for (n, expected) in last
+        .iter()
+        .map(|n| (n, 2))
+        .chain(first.iter().map(|n| (n, 1)))
+    {
+        let (status, html) = get(format!("/?page={n}")).await;
+        assert_eq!(status, StatusCode::OK, "/?page={n}");
+        assert!(
+            html.contains(&format!("Page {expected} of 2")),
+            "/?page={n}"
+        );
+        let cards = html.matches(r#"data-testid="app-card""#).count();
+        assert_eq!(cards, if expected == 2 { 1 } else { 50 }, "/?page={n}");
+        let (status, html) = get(format!("/sessions?page={n}")).await;
+        assert_eq!(status, StatusCode::OK, "/sessions?page={n}");
+        assert!(
+            html.contains(r#"data-current="true""#),
+            "/sessions?page={n}"
+        );
+    }
+    // The server functions behind the pages take any i64 too.
+    for (endpoint, n, page) in [
+        ("my_apps", "9223372036854775807", 2),
+        ("my_apps", "-9223372036854775808", 1),
+        ("my_sessions", "9223372036854775807", 1),
+    ] {
+        let res = alice
+            .http
+            .post(server.url(&format!("/api/{endpoint}")))
+            .header(header::ORIGIN, server.base.clone())
+            .form(&[("page", n)])
+            .timeout(patience)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{endpoint} page={n}: {e}"));
+        assert_eq!(res.status(), StatusCode::OK, "{endpoint} page={n}");
+        let body: Value = res.json().await.unwrap();
+        let list = if endpoint == "my_apps" {
+            &body["apps"]
+        } else {
+            &body["sessions"]
+        };
+        assert_eq!(list["page"], page, "{endpoint} page={n}: {body}");
+    }
     t.cleanup().await;
 }
