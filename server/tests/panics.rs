@@ -34,6 +34,9 @@ async fn panics_in_a_render_task() -> Response {
     let resource = owner.with(|| {
         provide_context(watch.clone());
         ArcAsyncDerived::new(|| async {
+            // As a query does: not ready at the first poll (which Leptos makes
+            // at once, in the handler), so the rest runs in the spawned task.
+            tokio::task::yield_now().await;
             if true {
                 panic!("test: a resource panicked");
             }
