@@ -164,7 +164,7 @@ async fn server_fn_handler(
     request: Request<Body>,
 ) -> Response {
     let (db, revoked) = (state.db.clone(), state.revoked.clone());
-    handle_server_fns_with_context(
+    let response = handle_server_fns_with_context(
         move || {
             provide_context(db.clone());
             provide_context(revoked.clone());
@@ -173,7 +173,29 @@ async fn server_fn_handler(
         request,
     )
     .await
-    .into_response()
+    .into_response();
+    unreadable_arguments_are_400(response).await
+}
+
+/// server_fn answers arguments it cannot read (`page=abc`, a number beyond
+/// `i64`, a missing field) with 500 and a body `Args|…` or `MissingArg|…`.
+/// They are the caller's mistake: 400, the body kept.
+async fn unreadable_arguments_are_400(response: Response) -> Response {
+    use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key(SERVER_FN_ERROR_HEADER)
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(e) => return web::internal_error("reading a server function's error", &e),
+    };
+    if body.starts_with(b"Args|") || body.starts_with(b"MissingArg|") {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// Renders a page. Every page but sign-in needs a live sign-in: without one the

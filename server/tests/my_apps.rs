@@ -401,7 +401,20 @@ async fn page_numbers_of_any_size_answer_a_page(t: TestDb) {
             "/sessions?page={n}"
         );
     }
-    // The server functions behind the pages take any i64 too.
+    // The server functions behind the pages take any i64; what is not one
+    // is the caller's mistake (400), not the server's (it was 500).
+    for n in ["abc", "99999999999999999999", "", "1.5"] {
+        let res = alice
+            .http
+            .post(server.url("/api/my_apps"))
+            .header(header::ORIGIN, server.base.clone())
+            .form(&[("page", n)])
+            .timeout(patience)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "my_apps page={n:?}");
+    }
     for (endpoint, n, page) in [
         ("my_apps", "9223372036854775807", 2),
         ("my_apps", "-9223372036854775808", 1),
