@@ -8,7 +8,7 @@
 mod common;
 
 use app::domain::{clients::ClientKind, users};
-use common::{count, flow::*, TestDb, TestServer};
+use common::{count, flow::*, get_or_fail, TestDb, TestServer, PATIENCE};
 use reqwest::{header, StatusCode};
 use serde_json::Value;
 
@@ -467,17 +467,6 @@ async fn audit_page_numbers_of_any_size_answer_a_page(t: TestDb) {
             .await
             .unwrap();
     }
-    let patience = std::time::Duration::from_secs(10);
-    let get = |path: String| {
-        let request = root.http.get(server.url(&path)).timeout(patience);
-        async move {
-            let res = request
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-            (res.status(), res.text().await.unwrap())
-        }
-    };
     for (n, expected) in [
         ("9223372036854775807", "Page 2 of 2"),
         ("99999999999999999999", "Page 2 of 2"),
@@ -487,7 +476,7 @@ async fn audit_page_numbers_of_any_size_answer_a_page(t: TestDb) {
         ("two", "Page 1 of 2"),
     ] {
         let path = format!("/admin/audit?kind=keys_rotated&page={n}");
-        let (status, html) = get(path.clone()).await;
+        let (status, html) = get_or_fail(&root.http, &server.url(&path)).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert!(html.contains(expected), "{path}: {expected}");
         let rows = html.matches("<tr><td>").count();
@@ -506,14 +495,14 @@ async fn audit_page_numbers_of_any_size_answer_a_page(t: TestDb) {
         "/admin/clients?page=9223372036854775807",
         "/admin/users?page=-1",
     ] {
-        let (status, _) = get(path.to_owned()).await;
+        let (status, _) = get_or_fail(&root.http, &server.url(path)).await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
     for path in [
         "/admin/audit?to=9223372036854775807",
         "/admin/audit?from=99999999999999999999",
     ] {
-        let (status, html) = get(path.to_owned()).await;
+        let (status, html) = get_or_fail(&root.http, &server.url(path)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
         assert!(html.contains("too late"), "{path}");
     }
@@ -530,7 +519,7 @@ async fn audit_page_numbers_of_any_size_answer_a_page(t: TestDb) {
             ("to", ""),
             ("page", "9223372036854775807"),
         ])
-        .timeout(patience)
+        .timeout(PATIENCE)
         .send()
         .await
         .unwrap();

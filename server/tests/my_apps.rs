@@ -7,7 +7,7 @@
 mod common;
 
 use app::domain::clients::ClientKind;
-use common::{count, flow::*, TestDb, TestServer};
+use common::{count, flow::*, get_or_fail, TestDb, TestServer, PATIENCE};
 use reqwest::{header, StatusCode};
 use serde_json::Value;
 
@@ -316,15 +316,13 @@ async fn signing_out_other_sessions_ends_their_app_sessions(t: TestDb) {
     t.cleanup().await;
 }
 
-async fn long_lists_are_paginated(t: TestDb) {
-    let server = TestServer::start(&t.db).await;
-    let alice = person(&t, &server, "alice").await;
-    // 120 apps holding a grant (consent recorded the way the consent page does).
-    for i in 0..120 {
-        let a = app(&t, &format!("App {i:03}"), ClientKind::Confidential, &[]).await;
+/// `n` apps holding a grant of `person` (consent recorded the way the consent page does).
+async fn grant_apps(t: &TestDb, person: &Person, n: usize) {
+    for i in 0..n {
+        let a = app(t, &format!("App {i:03}"), ClientKind::Confidential, &[]).await;
         app::domain::grants::consent(
             &t.db,
-            &alice.user_id,
+            &person.user_id,
             &a.client_id,
             &["openid".to_string()],
             &Default::default(),
@@ -332,6 +330,12 @@ async fn long_lists_are_paginated(t: TestDb) {
         .await
         .unwrap();
     }
+}
+
+async fn long_lists_are_paginated(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let alice = person(&t, &server, "alice").await;
+    grant_apps(&t, &alice, 120).await;
     let (_, html) = page(&alice, &server, "/").await;
     assert_eq!(html.matches(r#"data-testid="app-card""#).count(), 50);
     assert!(html.contains("120 apps have access."));
@@ -350,30 +354,7 @@ async fn page_numbers_of_any_size_answer_a_page(t: TestDb) {
     let server = TestServer::start(&t.db).await;
     let alice = person(&t, &server, "alice").await;
     // 51 apps: two pages of My apps, the second with one card.
-    for i in 0..51 {
-        let a = app(&t, &format!("App {i:03}"), ClientKind::Confidential, &[]).await;
-        app::domain::grants::consent(
-            &t.db,
-            &alice.user_id,
-            &a.client_id,
-            &["openid".to_string()],
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-    }
-    // A hang fails the test instead of hanging it.
-    let patience = std::time::Duration::from_secs(10);
-    let get = |path: String| {
-        let request = alice.http.get(server.url(&path)).timeout(patience);
-        async move {
-            let res = request
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-            (res.status(), res.text().await.unwrap())
-        }
-    };
+    grant_apps(&t, &alice, 51).await;
     let last = [
         "9223372036854775807",
         "99999999999999999999",
@@ -386,7 +367,7 @@ async fn page_numbers_of_any_size_answer_a_page(t: TestDb) {
         .map(|n| (n, 2))
         .chain(first.iter().map(|n| (n, 1)))
     {
-        let (status, html) = get(format!("/?page={n}")).await;
+        let (status, html) = get_or_fail(&alice.http, &server.url(&format!("/?page={n}"))).await;
         assert_eq!(status, StatusCode::OK, "/?page={n}");
         assert!(
             html.contains(&format!("Page {expected} of 2")),
@@ -394,7 +375,8 @@ async fn page_numbers_of_any_size_answer_a_page(t: TestDb) {
         );
         let cards = html.matches(r#"data-testid="app-card""#).count();
         assert_eq!(cards, if expected == 2 { 1 } else { 50 }, "/?page={n}");
-        let (status, html) = get(format!("/sessions?page={n}")).await;
+        let (status, html) =
+            get_or_fail(&alice.http, &server.url(&format!("/sessions?page={n}"))).await;
         assert_eq!(status, StatusCode::OK, "/sessions?page={n}");
         assert!(
             html.contains(r#"data-current="true""#),
@@ -409,7 +391,7 @@ async fn page_numbers_of_any_size_answer_a_page(t: TestDb) {
             .post(server.url("/api/my_apps"))
             .header(header::ORIGIN, server.base.clone())
             .form(&[("page", n)])
-            .timeout(patience)
+            .timeout(PATIENCE)
             .send()
             .await
             .unwrap();
@@ -425,7 +407,7 @@ async fn page_numbers_of_any_size_answer_a_page(t: TestDb) {
             .post(server.url(&format!("/api/{endpoint}")))
             .header(header::ORIGIN, server.base.clone())
             .form(&[("page", n)])
-            .timeout(patience)
+            .timeout(PATIENCE)
             .send()
             .await
             .unwrap_or_else(|e| panic!("{endpoint} page={n}: {e}"));

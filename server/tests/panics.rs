@@ -6,14 +6,12 @@
 
 mod common;
 
-use std::time::Duration;
-
 use axum::{
     response::{IntoResponse, Response},
     routing::get,
     Router,
 };
-use common::{TestDb, TestServer};
+use common::{TestDb, TestServer, PATIENCE};
 use latchkey::{
     http::AppState,
     panics::{render_or_500, RenderWatch},
@@ -63,7 +61,7 @@ async fn a_panic_answers_500_with_a_request_id() {
     let server = TestServer::start_with_routes(&t.db, routes()).await;
     // A hang fails the test instead of hanging it.
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(PATIENCE)
         .build()
         .unwrap();
     for path in ["/test/panic-in-handler", "/test/panic-in-render-task"] {

@@ -232,6 +232,21 @@ pub fn browser() -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
     (client, jar)
 }
 
+/// How long a test waits for an answer that must come: a request that hangs
+/// fails the test instead of hanging it.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// GET within [`PATIENCE`]: the status and the body; no answer fails the test.
+pub async fn get_or_fail(http: &reqwest::Client, url: &str) -> (reqwest::StatusCode, String) {
+    let res = http
+        .get(url)
+        .timeout(PATIENCE)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: no answer: {e}"));
+    (res.status(), res.text().await.unwrap())
+}
+
 /// Counts rows of a table (test inspection only; the name is a literal in tests).
 pub async fn count(db: &Db, table: &str) -> i64 {
     let sql = format!("SELECT COUNT(*) FROM {table}");
