@@ -27,8 +27,8 @@ pub struct AppsView {
 /// is accepted: below 1 reads the first page, past the end the last.
 #[server(endpoint = "my_apps")]
 pub async fn get_my_apps(page: i64) -> Result<AppsView, ServerFnError> {
-    let me = ssr::require_signed_in().await?;
     use crate::domain::my_apps::{list_apps, PER_PAGE};
+    let me = ssr::require_signed_in().await?;
     let page = crate::model::PageRequest::clamped(page, PER_PAGE);
     let apps = list_apps(&ssr::db()?, &me.user.id, page)
         .await
@@ -110,8 +110,8 @@ pub struct SessionsView {
 /// One page of the signed-in user's sign-in sessions; `page` as in [`get_my_apps`].
 #[server(endpoint = "my_sessions")]
 pub async fn get_my_sessions(page: i64) -> Result<SessionsView, ServerFnError> {
-    let me = ssr::require_signed_in().await?;
     use crate::domain::my_apps::{list_sign_ins, PER_PAGE};
+    let me = ssr::require_signed_in().await?;
     let page = crate::model::PageRequest::clamped(page, PER_PAGE);
     let sessions = list_sign_ins(&ssr::db()?, &me, page)
         .await
