@@ -46,8 +46,128 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// How many pages the list has (at least 1, also when it is empty).
     pub fn pages(&self) -> i64 {
-        ((self.total + self.per_page - 1) / self.per_page).max(1)
+        last_page(self.total, self.per_page)
+    }
+}
+
+/// No list is read further than this page: with at most [`MAX_PER_PAGE`] rows
+/// a page, the row offset stays far below `i64::MAX` (and any database's limit).
+pub const MAX_PAGE: i64 = 1_000_000;
+/// No page holds more rows than this.
+pub const MAX_PER_PAGE: i64 = 200;
+
+/// The last page of `total` rows in pages of `per_page` (at least 1).
+/// Never overflows: `total + per_page - 1` is not computed.
+pub fn last_page(total: i64, per_page: i64) -> i64 {
+    let (total, per_page) = (total.max(0), per_page.max(1));
+    (total / per_page + i64::from(total % per_page != 0)).max(1)
+}
+
+/// Which page of a list to read: a 1-based page number within
+/// `1..=`[`MAX_PAGE`] and a page size within `1..=`[`MAX_PER_PAGE`]. Every
+/// paged query takes one, so the row offset is computed in one place and
+/// cannot overflow, whatever number a browser or client sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    page: i64,
+    per_page: i64,
+    /// Dashboards show the last page for a page past the end; the admin API
+    /// answers such a page empty (a script reading pages until an empty one stops).
+    fit_to_last: bool,
+}
+
+/// A page number or size out of bounds: `field` (`page` or `per_page`) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageOutOfRange {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl PageRequest {
+    /// Exactly the page asked for, or an error naming the field when `page` is
+    /// outside `1..=MAX_PAGE` or `per_page` outside `1..=MAX_PER_PAGE` (the
+    /// admin API answers it with 422). A page past the end reads empty.
+    pub fn new(page: i64, per_page: i64) -> Result<PageRequest, PageOutOfRange> {
+        if !(1..=MAX_PAGE).contains(&page) {
+            return Err(PageOutOfRange {
+                field: "page",
+                message: format!("must be between 1 and {MAX_PAGE}"),
+            });
+        }
+        if !(1..=MAX_PER_PAGE).contains(&per_page) {
+            return Err(PageOutOfRange {
+                field: "per_page",
+                message: format!("must be between 1 and {MAX_PER_PAGE}"),
+            });
+        }
+        Ok(PageRequest {
+            page,
+            per_page,
+            fit_to_last: false,
+        })
+    }
+
+    /// The nearest page that exists, for the dashboard: any number is brought
+    /// into bounds (below 1 → 1, above [`MAX_PAGE`] → `MAX_PAGE`), and once the
+    /// total is known a page past the end becomes the last page ([`Self::within`]).
+    pub fn clamped(page: i64, per_page: i64) -> PageRequest {
+        PageRequest {
+            page: page.clamp(1, MAX_PAGE),
+            per_page: per_page.clamp(1, MAX_PER_PAGE),
+            fit_to_last: true,
+        }
+    }
+
+    /// This request for a list of `total` rows: a clamped request past the
+    /// last page moves to the last page; a strict one stays as asked.
+    pub fn within(self, total: i64) -> PageRequest {
+        if self.fit_to_last {
+            PageRequest {
+                page: self.page.min(last_page(total, self.per_page)),
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+
+    /// The page number, from 1.
+    pub fn page(&self) -> i64 {
+        self.page
+    }
+
+    /// Rows per page.
+    pub fn per_page(&self) -> i64 {
+        self.per_page
+    }
+
+    /// Rows to skip: `(page - 1) * per_page`, at most about 2·10⁸ by the bounds.
+    pub fn offset(&self) -> i64 {
+        (self.page - 1).saturating_mul(self.per_page)
+    }
+
+    /// One page of a list, as the browser receives it.
+    pub fn of<T>(&self, items: Vec<T>, total: i64) -> Page<T> {
+        Page {
+            items,
+            total,
+            page: self.page,
+            per_page: self.per_page,
+        }
+    }
+}
+
+/// Reads a `page` query value the lenient way the dashboard does: a number
+/// is brought into `1..=`[`MAX_PAGE`] (a number too large even for an `i64`
+/// counts as [`MAX_PAGE`]); anything else, or nothing, is page 1.
+pub fn page_number(raw: Option<&str>) -> i64 {
+    use std::num::IntErrorKind;
+    match raw.map(str::trim).map(str::parse::<i64>) {
+        Some(Ok(n)) => n.clamp(1, MAX_PAGE),
+        Some(Err(e)) if *e.kind() == IntErrorKind::PosOverflow => MAX_PAGE,
+        _ => 1,
     }
 }
 
@@ -138,6 +258,59 @@ mod tests {
         assert_eq!(format_time(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(format_day(1_795_446_000 + 32_399), "2026-11-23");
         assert_eq!(format_day(1_795_446_000 + 32_400), "2026-11-24");
+    }
+
+    #[test]
+    fn page_numbers_are_bounded_and_offsets_never_overflow() {
+        // The input of issue 9: a page number that overflowed `(page - 1) * 50`.
+        for raw in ["9223372036854775807", "99999999999999999999999", "1000001"] {
+            assert_eq!(page_number(Some(raw)), MAX_PAGE, "{raw}");
+        }
+        for raw in ["0", "-1", "-9223372036854775808", "two", "", "1.5", "0x10"] {
+            assert_eq!(page_number(Some(raw)), 1, "{raw}");
+        }
+        assert_eq!(page_number(None), 1);
+        assert_eq!(page_number(Some(" 3 ")), 3);
+
+        let huge = PageRequest::clamped(i64::MAX, i64::MAX);
+        assert_eq!((huge.page(), huge.per_page()), (MAX_PAGE, MAX_PER_PAGE));
+        assert_eq!(huge.offset(), (MAX_PAGE - 1) * MAX_PER_PAGE);
+        let low = PageRequest::clamped(i64::MIN, i64::MIN);
+        assert_eq!((low.page(), low.per_page(), low.offset()), (1, 1, 0));
+
+        // The dashboard shows the last page for a page past the end.
+        let past = PageRequest::clamped(i64::MAX, 50).within(120);
+        assert_eq!((past.page(), past.offset()), (3, 100));
+        assert_eq!(PageRequest::clamped(7, 50).within(0).page(), 1);
+        assert_eq!(PageRequest::clamped(2, 50).within(120).page(), 2);
+
+        // The admin API: strict bounds, and past the end stays past the end.
+        assert_eq!(
+            PageRequest::new(MAX_PAGE, 200).unwrap().offset(),
+            199_999_800
+        );
+        assert_eq!(PageRequest::new(9, 50).unwrap().within(10).page(), 9);
+        for (page, per_page, field) in [
+            (0, 50, "page"),
+            (-1, 50, "page"),
+            (i64::MAX, 50, "page"),
+            (MAX_PAGE + 1, 1, "page"),
+            (1, 0, "per_page"),
+            (1, 201, "per_page"),
+            (1, i64::MIN, "per_page"),
+        ] {
+            assert_eq!(PageRequest::new(page, per_page).unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn page_counts_round_up_without_overflow() {
+        assert_eq!(last_page(0, 50), 1);
+        assert_eq!(last_page(50, 50), 1);
+        assert_eq!(last_page(51, 50), 2);
+        assert_eq!(last_page(120, 50), 3);
+        assert_eq!(last_page(i64::MAX, 50), i64::MAX / 50 + 1);
+        assert_eq!(last_page(-5, 0), 1);
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use app::domain::{
     keys::MasterKey,
-    policy::{parse_duration, PolicyChange},
+    policy::{duration_secs, BadDuration, PolicyChange, TOO_LONG},
     store::Backend,
 };
 use clap::{Args, Parser, Subcommand};
@@ -213,30 +213,38 @@ pub fn policy_change(
     flags: &PolicyFlags,
     allow_inherit: bool,
 ) -> Result<PolicyChange, InvalidSetting> {
+    /// `parse` answers the value or why it is wrong (`None`: it is not of the
+    /// expected form; `Some(why)`: it is, but out of bounds).
     fn field<T>(
         flag: &'static str,
         raw: &Option<String>,
         allow_inherit: bool,
-        parse: impl Fn(&str) -> Option<T>,
+        parse: impl Fn(&str) -> Result<T, Option<&'static str>>,
         expected: &str,
     ) -> Result<Option<Option<T>>, InvalidSetting> {
         match raw.as_deref() {
             None => Ok(None),
             Some("inherit") if allow_inherit => Ok(Some(None)),
-            Some(value) => parse(value).map(|v| Some(Some(v))).ok_or_else(|| {
-                InvalidSetting(format!(
-                    "invalid --{flag} {value:?}: expected {expected}{}",
-                    if allow_inherit { " or inherit" } else { "" }
-                ))
+            Some(value) => parse(value).map(|v| Some(Some(v))).map_err(|why| {
+                let why = why.map(str::to_owned).unwrap_or_else(|| {
+                    let or_inherit = if allow_inherit { " or inherit" } else { "" };
+                    format!("expected {expected}{or_inherit}")
+                });
+                InvalidSetting(format!("invalid --{flag} {value:?}: {why}"))
             }),
         }
     }
     let on_off = |v: &str| match v {
-        "on" => Some(true),
-        "off" => Some(false),
-        _ => None,
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(None),
     };
-    let duration = |v: &str| parse_duration("duration", v).ok().filter(|s| *s >= 0);
+    let duration = |v: &str| {
+        duration_secs(v).map_err(|e| match e {
+            BadDuration::NotADuration => None,
+            BadDuration::TooLong => Some(TOO_LONG),
+        })
+    };
     let d = "a duration such as 90s, 15m, 1h, 30d";
     Ok(PolicyChange {
         refresh_enabled: field(

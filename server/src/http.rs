@@ -1,6 +1,7 @@
 //! The axum router: Leptos pages and server functions, the sign-in and
 //! sign-out form handlers, health, and the middleware every request passes
-//! (browser session, cross-site request refusal, security headers).
+//! (browser session, cross-site request refusal, a panic answered with 500,
+//! security headers).
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
 
 use crate::{
     config::ServeConfig,
+    panics,
     web::{self, Caller},
 };
 
@@ -62,6 +64,21 @@ pub fn router(
     config: ServeConfig,
     session_store: WebSessionStore,
 ) -> Router {
+    router_with(db, keys, revoked, config, session_store, Router::new())
+}
+
+/// [`router`] with `extra` routes under the same middleware: tests add routes
+/// that panic, to prove that every route answers a panic with a 500.
+pub fn router_with(
+    db: Db,
+    keys: KeyRing,
+    revoked: RevokedSets,
+    config: ServeConfig,
+    session_store: WebSessionStore,
+    extra: Router<AppState>,
+) -> Router {
+    // Before leptos_axum sets up plain tokio (generate_route_list does).
+    panics::init_executor();
     let leptos_options = LeptosOptions::builder()
         .output_name("latchkey")
         .site_root(config.site_root.as_str())
@@ -88,6 +105,7 @@ pub fn router(
         .with_expiry(Expiry::OnInactivity(time::Duration::days(7)));
 
     Router::new()
+        .merge(extra)
         .route("/healthz", get(healthz))
         .merge(crate::oauth::router())
         .merge(crate::admin_api::router())
@@ -106,6 +124,9 @@ pub fn router(
         ))
         .layer(sessions)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // Outside the session and cross-site layers (a panic there is caught
+        // too), inside the security headers (the 500 page gets them).
+        .layer(panics::catch_panics())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
@@ -143,7 +164,7 @@ async fn server_fn_handler(
     request: Request<Body>,
 ) -> Response {
     let (db, revoked) = (state.db.clone(), state.revoked.clone());
-    handle_server_fns_with_context(
+    let response = handle_server_fns_with_context(
         move || {
             provide_context(db.clone());
             provide_context(revoked.clone());
@@ -152,7 +173,29 @@ async fn server_fn_handler(
         request,
     )
     .await
-    .into_response()
+    .into_response();
+    unreadable_arguments_are_400(response).await
+}
+
+/// server_fn answers arguments it cannot read (`page=abc`, a number beyond
+/// `i64`, a missing field) with 500 and a body `Args|…` or `MissingArg|…`.
+/// They are the caller's mistake: 400, the body kept.
+async fn unreadable_arguments_are_400(response: Response) -> Response {
+    use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key(SERVER_FN_ERROR_HEADER)
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(e) => return web::internal_error("reading a server function's error", &e),
+    };
+    if body.starts_with(b"Args|") || body.starts_with(b"MissingArg|") {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// Renders a page. Every page but sign-in needs a live sign-in: without one the
@@ -184,14 +227,23 @@ async fn page_handler(
     }
     let (db, revoked) = (state.db.clone(), state.revoked.clone());
     let options = state.leptos_options.clone();
+    // The page's resources load in spawned tasks; one that panics rings this.
+    let watch = panics::RenderWatch::default();
     let render = leptos_axum::render_route_with_context(
         (*state.routes).clone(),
-        move || {
-            provide_context(db.clone());
-            provide_context(revoked.clone());
-            provide_context(caller.0.clone());
+        {
+            let watch = watch.clone();
+            move || {
+                provide_context(db.clone());
+                provide_context(revoked.clone());
+                provide_context(caller.0.clone());
+                provide_context(watch.clone());
+            }
         },
         move || shell(options.clone()),
     );
-    render(State(state), request).await.into_response()
+    panics::render_or_500(watch, async move {
+        render(State(state), request).await.into_response()
+    })
+    .await
 }

@@ -5,6 +5,7 @@
 //! | [`cli`] | the commands: serve, migrate, user, client, demo; exit codes |
 //! | [`config`] | flags and `LATCHKEY_*` variables, validated once |
 //! | [`http`] | the axum router and its middleware |
+//! | [`panics`] | a panic in a handler or a page render → 500 with a request id |
 //! | [`web`] | sign-in / sign-out form posts, the cross-site check |
 //! | [`oauth`] | the OAuth / OpenID Connect protocol endpoints |
 //! | [`request_headers`] | `Authorization`, `Content-Type`, `Origin`/`Referer`: one parser each |
@@ -18,5 +19,6 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod oauth;
+pub mod panics;
 pub mod request_headers;
 pub mod web;

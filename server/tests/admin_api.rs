@@ -24,6 +24,7 @@ on_both_backends!(
     the_last_admin_keeps_their_rights,
     user_bulk_revocations_answer_counts,
     audit_log_filters_pages_and_exports,
+    numbers_of_any_size_are_bounded,
     unknown_ids_and_routes_are_json_404s,
     openapi_document_lists_every_route_and_the_bearer_scheme,
 );
@@ -1442,4 +1443,83 @@ async fn openapi_document_lists_every_route_and_the_bearer_scheme(t: TestDb) {
         assert!(schemas.contains_key(name), "{name}");
     }
     t.cleanup().await;
+}
+
+/// Every number a client sends (issue 9): page and per_page, times, durations
+/// as text or seconds — huge, negative, zero, not a number — answers 200 or
+/// a 422 naming the field, never a 5xx or a hang; nothing is saved.
+async fn numbers_of_any_size_are_bounded(t: TestDb) {
+    let (server, _admin, token) = setup(&t).await;
+    let api = Api::new(&server, &token);
+    for (query, field) in [
+        ("page=9223372036854775807", "page"),
+        ("page=1000001", "page"),
+        ("page=99999999999999999999", "page"),
+        ("page=-1", "page"),
+        ("page=-9223372036854775809", "page"),
+        ("page=0", "page"),
+        ("page=1.5", "page"),
+        ("per_page=9223372036854775807", "per_page"),
+        ("per_page=-1", "per_page"),
+        (
+            "page=9223372036854775807&per_page=9223372036854775807",
+            "page",
+        ),
+        ("from=99999999999999999999", "from"),
+        ("to=9223372036854775807", "to"),
+        ("to=253402300800", "to"),
+    ] {
+        let path = format!("/api/admin/audit?{query}");
+        let res = api.get(&path).await;
+        res.error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some(field),
+        );
+        assert!(!res.body["message"].as_str().unwrap().is_empty(), "{path}");
+    }
+    // The last page the API reads is 1 000 000: past the end it is empty.
+    let far = api.get("/api/admin/audit?page=1000000&per_page=200").await;
+    let body = far.ok();
+    assert_eq!(body["page"], 1_000_000);
+    assert_eq!(body["events"].as_array().unwrap().len(), 0);
+    assert!(body["total"].as_i64().unwrap() > 0);
+    let until_9999 = api.get("/api/admin/audit?from=0&to=253402300799").await;
+    assert_eq!(until_9999.ok()["total"], body["total"]);
+
+    // Durations: as text with a unit, or as seconds.
+    let path = "/api/admin/policy/defaults";
+    let before = api.get(path).await.ok().clone();
+    for value in [
+        json!("99999999999999999d"),
+        json!("99999999999999999999999s"),
+        json!("36501d"),
+        json!(9_223_372_036_854_775_807_i64),
+        json!(18_446_744_073_709_551_615_u64),
+        json!(1e300),
+        json!(-1),
+        json!("-5m"),
+        json!("1.5h"),
+    ] {
+        let res = api.patch(path, json!({ "access_ttl": value })).await;
+        res.error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some("access_ttl"),
+        );
+    }
+    let res = api
+        .patch(path, json!({ "reuse_grace": "99999999999999999d" }))
+        .await;
+    res.error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("reuse_grace"),
+    );
+    assert!(
+        res.body["message"].as_str().unwrap().contains("too long"),
+        "{}",
+        res.text
+    );
+    assert_eq!(api.get(path).await.ok(), &before, "nothing saved");
 }

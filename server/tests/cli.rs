@@ -745,6 +745,14 @@ fn client_policy_overrides_apply_and_bad_values_change_nothing() {
         ),
         (vec!["--rotate", "maybe"], "--rotate"),
         (vec!["--reuse-grace", "soon"], "--reuse-grace"),
+        // Issue 9: numbers beyond any bound are a clear error, not an overflow.
+        (vec!["--access-ttl", "99999999999999999d"], "too long"),
+        (
+            vec!["--refresh-idle-ttl", "99999999999999999999"],
+            "too long",
+        ),
+        (vec!["--access-ttl", "9223372036854775807s"], "too long"),
+        (vec!["--access-ttl=-5m"], "--access-ttl"),
     ] {
         let mut full = vec!["client", "set", id.as_str()];
         full.extend(args.iter());

@@ -2,12 +2,13 @@
 //! backends: 403 for non-admins (pages and every function), and each
 //! function's effect — policy saved or refused with nothing changed, bulk
 //! revocation seen at the protocol level, users disabled, secrets rotated,
-//! clients created, edited and deleted, the audit log filtered and exported.
+//! clients created, edited and deleted, the audit log filtered and exported;
+//! any page number answers a page; an unknown action changes nothing.
 
 mod common;
 
 use app::domain::{clients::ClientKind, users};
-use common::{count, flow::*, TestDb, TestServer};
+use common::{count, flow::*, get_or_fail, TestDb, TestServer, PATIENCE};
 use reqwest::{header, StatusCode};
 use serde_json::Value;
 
@@ -17,6 +18,8 @@ on_both_backends!(
     client_lifecycle_from_the_console,
     bulk_revocation_and_user_controls_take_effect,
     charts_and_audit_log_show_what_happened,
+    audit_page_numbers_of_any_size_answer_a_page,
+    unknown_actions_are_refused_and_change_nothing,
 );
 
 async fn admin(t: &TestDb, server: &TestServer) -> Person {
@@ -449,5 +452,137 @@ async fn charts_and_audit_log_show_what_happened(t: TestDb) {
     let rows: Vec<Value> = res.json().await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["kind"], "consent_granted");
+    t.cleanup().await;
+}
+
+/// The console's audit log with page numbers of every size (issue 9): a
+/// page that exists, the last one for a page past the end, never a hang;
+/// times beyond the year 9999 are refused with a message, not a 500.
+async fn audit_page_numbers_of_any_size_answer_a_page(t: TestDb) {
+    use app::domain::audit::{self, AuditEvent, AuditKind};
+    let server = TestServer::start(&t.db).await;
+    let root = admin(&t, &server).await;
+    for _ in 0..60 {
+        audit::record(&t.db, &AuditEvent::new(AuditKind::KeysRotated))
+            .await
+            .unwrap();
+    }
+    for (n, expected) in [
+        ("9223372036854775807", "Page 2 of 2"),
+        ("99999999999999999999", "Page 2 of 2"),
+        ("2", "Page 2 of 2"),
+        ("-9223372036854775808", "Page 1 of 2"),
+        ("0", "Page 1 of 2"),
+        ("two", "Page 1 of 2"),
+    ] {
+        let path = format!("/admin/audit?kind=keys_rotated&page={n}");
+        let (status, html) = get_or_fail(&root.http, &server.url(&path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(html.contains(expected), "{path}: {expected}");
+        let rows = html.matches("<tr><td>").count();
+        assert_eq!(
+            rows,
+            if expected.starts_with("Page 2") {
+                10
+            } else {
+                50
+            },
+            "{path}"
+        );
+    }
+    // Lists without pages ignore the number.
+    for path in [
+        "/admin/clients?page=9223372036854775807",
+        "/admin/users?page=-1",
+    ] {
+        let (status, _) = get_or_fail(&root.http, &server.url(path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    for path in [
+        "/admin/audit?to=9223372036854775807",
+        "/admin/audit?from=99999999999999999999",
+    ] {
+        let (status, html) = get_or_fail(&root.http, &server.url(path)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(html.contains("too late"), "{path}");
+    }
+    // The console function itself, called with any i64: the last page.
+    let res = root
+        .http
+        .post(server.url("/api/console/audit"))
+        .header(header::ORIGIN, server.base.clone())
+        .form(&[
+            ("user", ""),
+            ("client", ""),
+            ("kind", "keys_rotated"),
+            ("from", ""),
+            ("to", ""),
+            ("page", "9223372036854775807"),
+        ])
+        .timeout(PATIENCE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (_, page): (Value, Value) = res.json().await.unwrap();
+    assert_eq!(
+        (&page["page"], &page["total"]),
+        (&Value::from(2), &Value::from(60))
+    );
+    t.cleanup().await;
+}
+
+/// Fault 8 of issue 9: the user action treated any unknown `what` as "sign
+/// out everywhere". Every console action with a fixed set of choices refuses
+/// anything else with 400, and nothing changes.
+async fn unknown_actions_are_refused_and_change_nothing(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let notes = app(&t, "Notes", ClientKind::Confidential, &[]).await;
+    let root = admin(&t, &server).await;
+    let alice = person(&t, &server, "alice").await;
+    let tokens = tokens_for(&alice, &server, &notes, "openid").await;
+    let alice_id = alice.user_id.as_str();
+    let clients_before = count(&t.db, "clients").await;
+    for (name, form) in [
+        (
+            "cut_user",
+            vec![("user_id", alice_id), ("what", "everything")],
+        ),
+        ("cut_user", vec![("user_id", alice_id), ("what", "")]),
+        (
+            "cut_user",
+            vec![("user_id", alice_id), ("what", "Sessions")],
+        ),
+        (
+            "update_user",
+            vec![("user_id", alice_id), ("what", "delete")],
+        ),
+        (
+            "create_client",
+            vec![
+                ("kind", "confidentail"),
+                ("name", "Typo"),
+                ("redirect_uris", "https://typo.example/cb"),
+                ("grant_code", "on"),
+            ],
+        ),
+    ] {
+        let res = call(&root, &server, name, &form).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{name} {form:?}");
+    }
+    // Alice is still signed in, her app's tokens live, nothing was created.
+    let (status, _) = html(&alice, &server, "/").await;
+    assert_eq!(status, StatusCode::OK, "alice is still signed in");
+    assert!(is_active(&server, &notes, str_of(&tokens, "access_token")).await);
+    assert_eq!(
+        count(&t.db, "login_sessions WHERE ended_at IS NOT NULL").await,
+        0
+    );
+    assert_eq!(count(&t.db, "grants WHERE revoked_at IS NOT NULL").await, 0);
+    assert_eq!(
+        count(&t.db, "users WHERE disabled_at IS NOT NULL OR is_admin").await,
+        1
+    );
+    assert_eq!(count(&t.db, "clients").await, clients_before);
     t.cleanup().await;
 }

@@ -2,12 +2,12 @@
 //! real OAuth flows: the pages list what holds access; revoking through the
 //! server functions kills the tokens at the protocol level; one user can never
 //! see or touch another's grant, family or session; cross-site posts are refused;
-//! client-supplied names are escaped.
+//! client-supplied names are escaped; any page number answers a page.
 
 mod common;
 
 use app::domain::clients::ClientKind;
-use common::{count, flow::*, TestDb, TestServer};
+use common::{count, flow::*, get_or_fail, TestDb, TestServer, PATIENCE};
 use reqwest::{header, StatusCode};
 use serde_json::Value;
 
@@ -20,6 +20,7 @@ on_both_backends!(
     app_names_are_escaped,
     signing_out_other_sessions_ends_their_app_sessions,
     long_lists_are_paginated,
+    page_numbers_of_any_size_answer_a_page,
 );
 
 async fn page(person: &Person, server: &TestServer, path: &str) -> (StatusCode, String) {
@@ -297,21 +298,19 @@ async fn signing_out_other_sessions_ends_their_app_sessions(t: TestDb) {
     t.cleanup().await;
 }
 
-async fn long_lists_are_paginated(t: TestDb) {
-    let server = TestServer::start(&t.db).await;
-    let alice = person(&t, &server, "alice").await;
-    // 120 apps holding a grant (consent recorded the way the consent page does).
+/// `n` apps holding a grant of `person` (consent recorded the way the consent page does).
+async fn grant_apps(t: &TestDb, person: &Person, n: usize) {
     let sid = common::text_value(
         &t.db,
-        "SELECT id FROM login_sessions WHERE user_id = $1",
-        &alice.user_id,
+        "SELECT id FROM login_sessions WHERE user_id = $1 AND ended_at IS NULL",
+        &person.user_id,
     )
     .await
-    .unwrap();
-    for i in 0..120 {
-        let a = app(&t, &format!("App {i:03}"), ClientKind::Confidential, &[]).await;
+    .expect("a live sign-in");
+    for i in 0..n {
+        let a = app(t, &format!("App {i:03}"), ClientKind::Confidential, &[]).await;
         let answer = app::domain::grants::ConsentAnswer {
-            user_id: &alice.user_id,
+            user_id: &person.user_id,
             login_session_id: &sid,
             client_id: &a.client_id,
             scopes: &["openid".to_string()],
@@ -321,6 +320,12 @@ async fn long_lists_are_paginated(t: TestDb) {
             .await
             .unwrap();
     }
+}
+
+async fn long_lists_are_paginated(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let alice = person(&t, &server, "alice").await;
+    grant_apps(&t, &alice, 120).await;
     let (_, html) = page(&alice, &server, "/").await;
     assert_eq!(html.matches(r#"data-testid="app-card""#).count(), 50);
     assert!(html.contains("120 apps have access."));
@@ -328,5 +333,82 @@ async fn long_lists_are_paginated(t: TestDb) {
     let (_, html) = page(&alice, &server, "/?page=3").await;
     assert_eq!(html.matches(r#"data-testid="app-card""#).count(), 20);
     assert!(html.contains(r#"href="/?page=2""#) && !html.contains(r#"href="/?page=4""#));
+    t.cleanup().await;
+}
+
+/// Page numbers that are huge (the input of issue 9: `(page - 1) * 50`
+/// overflowed and the request never got an answer), negative, zero, not a
+/// number: every one answers 200 with a page that exists, the last one for a
+/// page past the end — in the pages and in their server functions.
+async fn page_numbers_of_any_size_answer_a_page(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let alice = person(&t, &server, "alice").await;
+    // 51 apps: two pages of My apps, the second with one card.
+    grant_apps(&t, &alice, 51).await;
+    let last = [
+        "9223372036854775807",
+        "99999999999999999999",
+        "1000001",
+        "3",
+    ];
+    let first = ["0", "-1", "-9223372036854775808", "abc", "", "1e3"];
+    for (n, expected) in last
+        .iter()
+        .map(|n| (n, 2))
+        .chain(first.iter().map(|n| (n, 1)))
+    {
+        let (status, html) = get_or_fail(&alice.http, &server.url(&format!("/?page={n}"))).await;
+        assert_eq!(status, StatusCode::OK, "/?page={n}");
+        assert!(
+            html.contains(&format!("Page {expected} of 2")),
+            "/?page={n}"
+        );
+        let cards = html.matches(r#"data-testid="app-card""#).count();
+        assert_eq!(cards, if expected == 2 { 1 } else { 50 }, "/?page={n}");
+        let (status, html) =
+            get_or_fail(&alice.http, &server.url(&format!("/sessions?page={n}"))).await;
+        assert_eq!(status, StatusCode::OK, "/sessions?page={n}");
+        assert!(
+            html.contains(r#"data-current="true""#),
+            "/sessions?page={n}"
+        );
+    }
+    // The server functions behind the pages take any i64; what is not one
+    // is the caller's mistake (400), not the server's (it was 500).
+    for n in ["abc", "99999999999999999999", "", "1.5"] {
+        let res = alice
+            .http
+            .post(server.url("/api/my_apps"))
+            .header(header::ORIGIN, server.base.clone())
+            .form(&[("page", n)])
+            .timeout(PATIENCE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "my_apps page={n:?}");
+    }
+    for (endpoint, n, page) in [
+        ("my_apps", "9223372036854775807", 2),
+        ("my_apps", "-9223372036854775808", 1),
+        ("my_sessions", "9223372036854775807", 1),
+    ] {
+        let res = alice
+            .http
+            .post(server.url(&format!("/api/{endpoint}")))
+            .header(header::ORIGIN, server.base.clone())
+            .form(&[("page", n)])
+            .timeout(PATIENCE)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{endpoint} page={n}: {e}"));
+        assert_eq!(res.status(), StatusCode::OK, "{endpoint} page={n}");
+        let body: Value = res.json().await.unwrap();
+        let list = if endpoint == "my_apps" {
+            &body["apps"]
+        } else {
+            &body["sessions"]
+        };
+        assert_eq!(list["page"], page, "{endpoint} page={n}: {body}");
+    }
     t.cleanup().await;
 }

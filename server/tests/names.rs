@@ -284,7 +284,9 @@ async fn audit_filter_finds_a_non_ascii_username_in_any_case(t: TestDb) {
     }
     .validated()
     .unwrap();
-    let page = audit_search::search(&t.db, &filter, 1, 50).await.unwrap();
+    let page = audit_search::search(&t.db, &filter, app::model::PageRequest::clamped(1, 50))
+        .await
+        .unwrap();
     assert_eq!(page.total, 1);
     assert_eq!(page.events.len(), 1);
     assert_eq!(page.events[0].kind, "user_created");

@@ -37,6 +37,15 @@ mod ssr {
         Ok(me)
     }
 
+    /// 400 for a form value outside its fixed choices (a hand-made or stale
+    /// form): refused before anything is read or changed.
+    pub fn unknown_choice(field: &'static str, allowed: &[&str]) -> ServerFnError {
+        failed(crate::domain::DomainError::invalid(
+            field,
+            format!("must be one of {}", allowed.join(", ")),
+        ))
+    }
+
     pub fn actor(me: &SignedIn) -> Actor {
         Actor::user(&me.user.id)
     }
@@ -259,7 +268,14 @@ fn policy_change(
             "access_ttl" => change.access_ttl_secs = Some(duration(raw)?),
             "refresh_idle_ttl" => change.refresh_idle_ttl_secs = Some(duration(raw)?),
             "refresh_absolute_ttl" => change.refresh_absolute_ttl_secs = Some(duration(raw)?),
-            _ => change.reuse_grace_secs = Some(duration(raw)?),
+            "reuse_grace" => change.reuse_grace_secs = Some(duration(raw)?),
+            // The keys are the list above; a new one must be given its own arm.
+            other => {
+                return Err(DomainError::invalid(
+                    key,
+                    format!("{other} is not a policy field"),
+                ))
+            }
         }
     }
     Ok(change)
@@ -379,13 +395,14 @@ pub async fn create_client(
 ) -> Result<(), ServerFnError> {
     use crate::domain::clients::{self, ClientKind, NewClient};
     let me = ssr::require_admin().await?;
+    let kind = match kind.as_str() {
+        "confidential" => ClientKind::Confidential,
+        "public" => ClientKind::Public,
+        _ => return Err(ssr::unknown_choice("kind", &["confidential", "public"])),
+    };
     let new = NewClient {
         name: form.name,
-        kind: if kind == "public" {
-            ClientKind::Public
-        } else {
-            ClientKind::Confidential
-        },
+        kind,
         redirect_uris: words(&form.redirect_uris),
         post_logout_redirect_uris: words(&form.post_logout_redirect_uris),
         grant_types: grant_types(
@@ -578,8 +595,10 @@ pub async fn update_user(user_id: String, what: String) -> Result<(), ServerFnEr
             ..Default::default()
         },
         _ => {
-            ssr::set_status(400);
-            return Err(ServerFnError::new("unknown change"));
+            return Err(ssr::unknown_choice(
+                "what",
+                &["disable", "enable", "make_admin", "remove_admin"],
+            ))
         }
     };
     let done = admin::update_user(
@@ -604,28 +623,33 @@ pub async fn update_user(user_id: String, what: String) -> Result<(), ServerFnEr
     Ok(())
 }
 
-/// "Revoke all of this user's apps" (`what = apps`) or "Sign out everywhere" (`what = sessions`).
+/// "Revoke all of this user's apps" (`what = apps`) or "Sign out everywhere"
+/// (`what = sessions`). Any other `what` is refused with 400 and changes nothing.
 #[server(endpoint = "console/cut_user")]
 pub async fn cut_user_off(user_id: String, what: String) -> Result<(), ServerFnError> {
     use crate::domain::admin;
     let me = ssr::require_admin().await?;
     let (db, revoked, actor) = (ssr::db()?, ssr::revoked()?, ssr::actor(&me));
-    let query: Vec<(&str, String)> = if what == "apps" {
-        let done = admin::revoke_user_apps(
-            &db,
-            &revoked,
-            &user_id,
-            &actor,
-            "revoked by an administrator",
-        )
-        .await
-        .map_err(ssr::failed)?;
-        vec![("revoked_grants", done.grants_revoked.to_string())]
-    } else {
-        let done = admin::sign_out_everywhere(&db, &revoked, &user_id, &actor)
+    let query: Vec<(&str, String)> = match what.as_str() {
+        "apps" => {
+            let done = admin::revoke_user_apps(
+                &db,
+                &revoked,
+                &user_id,
+                &actor,
+                "revoked by an administrator",
+            )
             .await
             .map_err(ssr::failed)?;
-        vec![("sessions_ended", done.sessions_ended.to_string())]
+            vec![("revoked_grants", done.grants_revoked.to_string())]
+        }
+        "sessions" => {
+            let done = admin::sign_out_everywhere(&db, &revoked, &user_id, &actor)
+                .await
+                .map_err(ssr::failed)?;
+            vec![("sessions_ended", done.sessions_ended.to_string())]
+        }
+        _ => return Err(ssr::unknown_choice("what", &["apps", "sessions"])),
     };
     let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
     ssr::redirect_with(&format!("/admin/users/{user_id}"), &pairs);
@@ -662,7 +686,9 @@ pub async fn get_audit(
     }
     .validated()
     .map_err(ssr::failed)?;
-    let found = audit_search::search(&ssr::db()?, &filter, page.max(1), 50)
+    // Any page number: the console shows the nearest page that exists.
+    let page = crate::model::PageRequest::clamped(page, audit_search::DEFAULT_PER_PAGE);
+    let found = audit_search::search(&ssr::db()?, &filter, page)
         .await
         .map_err(ssr::failed)?;
     let text = |v: Option<String>| v.unwrap_or_default();

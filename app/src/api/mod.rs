@@ -23,11 +23,14 @@ pub struct AppsView {
     pub apps: Page<AppSummary>,
 }
 
-/// One page of the apps holding tokens for the signed-in user.
+/// One page of the apps holding tokens for the signed-in user. Any `page`
+/// is accepted: below 1 reads the first page, past the end the last.
 #[server(endpoint = "my_apps")]
 pub async fn get_my_apps(page: i64) -> Result<AppsView, ServerFnError> {
+    use crate::domain::my_apps::{list_apps, PER_PAGE};
     let me = ssr::require_signed_in().await?;
-    let apps = crate::domain::my_apps::list_apps(&ssr::db()?, &me.user.id, page)
+    let page = crate::model::PageRequest::clamped(page, PER_PAGE);
+    let apps = list_apps(&ssr::db()?, &me.user.id, page)
         .await
         .map_err(ssr::failed)?;
     Ok(AppsView {
@@ -104,10 +107,13 @@ pub struct SessionsView {
     pub sessions: Page<SignInSession>,
 }
 
+/// One page of the signed-in user's sign-in sessions; `page` as in [`get_my_apps`].
 #[server(endpoint = "my_sessions")]
 pub async fn get_my_sessions(page: i64) -> Result<SessionsView, ServerFnError> {
+    use crate::domain::my_apps::{list_sign_ins, PER_PAGE};
     let me = ssr::require_signed_in().await?;
-    let sessions = crate::domain::my_apps::list_sign_ins(&ssr::db()?, &me, page)
+    let page = crate::model::PageRequest::clamped(page, PER_PAGE);
+    let sessions = list_sign_ins(&ssr::db()?, &me, page)
         .await
         .map_err(ssr::failed)?;
     Ok(SessionsView {

@@ -78,17 +78,13 @@ pub fn Pager(page: i64, pages: i64, base: String) -> impl IntoView {
     })
 }
 
-/// The `page` query parameter (1 when absent or not a number).
+/// The `page` query parameter, read by [`crate::model::page_number`]: within
+/// `1..=MAX_PAGE`, 1 when absent or not a number. The server clamps again
+/// (server functions can be called with any number).
 pub fn page_param(
     query: Memo<leptos_router::params::ParamsMap>,
 ) -> impl Fn() -> i64 + Copy + Send + Sync + 'static {
-    move || {
-        query
-            .read()
-            .get("page")
-            .and_then(|p| p.parse::<i64>().ok())
-            .unwrap_or(1)
-    }
+    move || crate::model::page_number(query.read().get_str("page"))
 }
 
 /// A GET search form (`?q=`): works without JavaScript, keeps the query.

@@ -8,11 +8,9 @@ use super::{
     names::fold_key,
     store::Db,
 };
-use crate::on_db;
+use crate::{model::PageRequest, on_db};
 
-/// Largest page of the audit log.
-pub const MAX_PER_PAGE: i64 = 200;
-/// Default page size.
+/// Default page size (at most [`crate::model::MAX_PER_PAGE`]).
 pub const DEFAULT_PER_PAGE: i64 = 50;
 /// An export holds at most this many events (the newest).
 pub const MAX_EXPORT: i64 = 100_000;
@@ -163,26 +161,9 @@ async fn fetch(
     Ok(rows.into_iter().map(AuditRecord::from).collect())
 }
 
-/// One page (from 1) of the events matching `filter`, newest first.
-pub async fn search(
-    db: &Db,
-    filter: &AuditFilter,
-    page: i64,
-    per_page: i64,
-) -> DomainResult<AuditPage> {
-    if page < 1 {
-        return Err(DomainError::invalid("page", "must be 1 or more"));
-    }
-    if !(1..=MAX_PER_PAGE).contains(&per_page) {
-        return Err(DomainError::invalid(
-            "per_page",
-            format!("must be between 1 and {MAX_PER_PAGE}"),
-        ));
-    }
-    let offset = (page - 1)
-        .checked_mul(per_page)
-        .ok_or_else(|| DomainError::invalid("page", "is too large"))?;
-    let events = fetch(db, filter, per_page, offset).await?;
+/// One page of the events matching `filter`, newest first. A clamped
+/// request past the end reads the last page; a strict one reads empty.
+pub async fn search(db: &Db, filter: &AuditFilter, page: PageRequest) -> DomainResult<AuditPage> {
     let count_sql = format!("SELECT COUNT(*) FROM audit_events {WHERE_SQL}");
     let total = on_db!(db, |pool| sqlx::query_scalar::<_, i64>(&count_sql)
         .bind(&filter.user)
@@ -193,10 +174,12 @@ pub async fn search(
         .bind(filter.user_key())
         .fetch_one(pool)
         .await)?;
+    let page = page.within(total);
+    let events = fetch(db, filter, page.per_page(), page.offset()).await?;
     Ok(AuditPage {
         events,
-        page,
-        per_page,
+        page: page.page(),
+        per_page: page.per_page(),
         total,
     })
 }
@@ -294,8 +277,14 @@ pub fn format_rfc3339(secs: i64) -> String {
     )
 }
 
-/// Reads a time filter: unix seconds, a UTC date `YYYY-MM-DD` (its first
-/// second, or with `end_of_day` its last), or `YYYY-MM-DDTHH:MM:SSZ`.
+/// The latest time a filter may name: 9999-12-31T23:59:59Z, the last second
+/// a four-digit year can write (so every accepted time formats back).
+pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// Reads a time filter: unix seconds (`0..=`[`MAX_TIME`]), a UTC date
+/// `YYYY-MM-DD` (its first second, or with `end_of_day` its last), or
+/// `YYYY-MM-DDTHH:MM:SSZ`. Anything else, or a later time, is
+/// [`DomainError::Invalid`] naming `field`.
 pub fn parse_time(field: &'static str, raw: &str, end_of_day: bool) -> DomainResult<i64> {
     let raw = raw.trim();
     let bad = || {
@@ -305,7 +294,14 @@ pub fn parse_time(field: &'static str, raw: &str, end_of_day: bool) -> DomainRes
         )
     };
     if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
-        return raw.parse().map_err(|_| bad());
+        // Digits only: a parse failure is a number beyond i64, later than MAX_TIME too.
+        return match raw.parse::<i64>() {
+            Ok(secs) if secs <= MAX_TIME => Ok(secs),
+            _ => Err(DomainError::invalid(
+                field,
+                format!("{raw:?} is too late (at most {MAX_TIME}, 9999-12-31T23:59:59Z)"),
+            )),
+        };
     }
     let num = |s: &str, len: usize| -> Option<i64> {
         (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
@@ -383,9 +379,30 @@ mod tests {
             "2026-11-23T25:00:00Z",
             "2026-11-23T10:00:00",
             "-5",
+            "+5",
+            "1e9",
         ] {
             let err = parse_time("from", bad, false).unwrap_err();
             assert!(err.to_string().starts_with("from: "), "{bad}: {err}");
+        }
+        // Bounded: the last second of year 9999, and nothing later (also not
+        // numbers beyond i64).
+        assert_eq!(parse_time("to", "9999-12-31", true).unwrap(), MAX_TIME);
+        assert_eq!(
+            parse_time("to", &MAX_TIME.to_string(), true).unwrap(),
+            MAX_TIME
+        );
+        assert_eq!(format_rfc3339(MAX_TIME), "9999-12-31T23:59:59Z");
+        for late in [
+            "253402300800",
+            "9223372036854775807",
+            "99999999999999999999999",
+        ] {
+            let err = parse_time("to", late, true).unwrap_err().to_string();
+            assert!(
+                err.starts_with("to: ") && err.contains("too late"),
+                "{late}: {err}"
+            );
         }
     }
 

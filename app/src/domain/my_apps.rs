@@ -14,7 +14,9 @@ use super::{
     store::Db,
 };
 use crate::{
-    model::{Activity, AppDetail, AppSession, AppSummary, Page, ScopeInfo, SignInSession},
+    model::{
+        Activity, AppDetail, AppSession, AppSummary, Page, PageRequest, ScopeInfo, SignInSession,
+    },
     on_db,
 };
 
@@ -66,32 +68,33 @@ const APPS_SQL: &str = "SELECT g.id AS grant_id, c.name AS client_name, g.scopes
     FROM grants g JOIN clients c ON c.id = g.client_id CROSS JOIN policy_default d \
     WHERE d.id = 1 AND g.user_id = $1 AND g.revoked_at IS NULL AND c.deleted_at IS NULL";
 
-/// One page of the apps holding tokens for `user_id`, most recently used first.
-pub async fn list_apps(db: &Db, user_id: &str, page: i64) -> DomainResult<Page<AppSummary>> {
-    let page = page.max(1);
+/// One page of the apps holding tokens for `user_id`, most recently used
+/// first. A page past the end of a clamped request reads the last page.
+pub async fn list_apps(
+    db: &Db,
+    user_id: &str,
+    page: PageRequest,
+) -> DomainResult<Page<AppSummary>> {
     let sql = format!(
         "{APPS_SQL} ORDER BY COALESCE(g.last_used_at, g.created_at) DESC, g.id LIMIT $2 OFFSET $3"
     );
     let count_sql = format!("SELECT COUNT(*) FROM ({APPS_SQL}) AS apps");
-    let (rows, total) = on_db!(db, |pool| {
-        let rows: Vec<AppRow> = sqlx::query_as(&sql)
-            .bind(user_id)
-            .bind(PER_PAGE)
-            .bind((page - 1) * PER_PAGE)
-            .fetch_all(pool)
-            .await?;
+    let (rows, total, page) = on_db!(db, |pool| {
+        // Counted first, so that the page can be fitted to the list.
         let total: i64 = sqlx::query_scalar(&count_sql)
             .bind(user_id)
             .fetch_one(pool)
             .await?;
-        Ok::<_, sqlx::Error>((rows, total))
+        let page = page.within(total);
+        let rows: Vec<AppRow> = sqlx::query_as(&sql)
+            .bind(user_id)
+            .bind(page.per_page())
+            .bind(page.offset())
+            .fetch_all(pool)
+            .await?;
+        Ok::<_, sqlx::Error>((rows, total, page))
     })?;
-    Ok(Page {
-        items: rows.into_iter().map(AppSummary::from).collect(),
-        total,
-        page,
-        per_page: PER_PAGE,
-    })
+    Ok(page.of(rows.into_iter().map(AppSummary::from).collect(), total))
 }
 
 async fn find_app(db: &Db, user_id: &str, grant_id: &str) -> DomainResult<AppSummary> {
@@ -280,36 +283,36 @@ const SIGN_INS_SQL: &str = "SELECT s.id, s.user_agent, s.ip, s.created_at, s.las
     (SELECT COUNT(*) FROM token_families f WHERE f.login_session_id = s.id AND f.revoked_at IS NULL) AS app_sessions \
     FROM login_sessions s WHERE s.user_id = $1 AND s.ended_at IS NULL";
 
-/// One page of the user's live sign-in sessions, the current one marked and first.
+/// One page of the user's live sign-in sessions, the current one marked and
+/// first. A page past the end of a clamped request reads the last page.
 pub async fn list_sign_ins(
     db: &Db,
     signed_in: &SignedIn,
-    page: i64,
+    page: PageRequest,
 ) -> DomainResult<Page<SignInSession>> {
-    let page = page.max(1);
     let sql = format!(
         "{SIGN_INS_SQL} ORDER BY CASE WHEN s.id = $4 THEN 0 ELSE 1 END, s.last_seen_at DESC, s.id \
          LIMIT $2 OFFSET $3"
     );
     let count_sql = format!("SELECT COUNT(*) FROM ({SIGN_INS_SQL}) AS sessions");
     let user_id = &signed_in.user.id;
-    let (rows, total) = on_db!(db, |pool| {
-        let rows: Vec<SignInRow> = sqlx::query_as(&sql)
-            .bind(user_id)
-            .bind(PER_PAGE)
-            .bind((page - 1) * PER_PAGE)
-            .bind(&signed_in.login_session_id)
-            .fetch_all(pool)
-            .await?;
+    let (rows, total, page) = on_db!(db, |pool| {
         let total: i64 = sqlx::query_scalar(&count_sql)
             .bind(user_id)
             .fetch_one(pool)
             .await?;
-        Ok::<_, sqlx::Error>((rows, total))
+        let page = page.within(total);
+        let rows: Vec<SignInRow> = sqlx::query_as(&sql)
+            .bind(user_id)
+            .bind(page.per_page())
+            .bind(page.offset())
+            .bind(&signed_in.login_session_id)
+            .fetch_all(pool)
+            .await?;
+        Ok::<_, sqlx::Error>((rows, total, page))
     })?;
-    Ok(Page {
-        items: rows
-            .into_iter()
+    Ok(page.of(
+        rows.into_iter()
             .map(|r| SignInSession {
                 current: r.id == signed_in.login_session_id,
                 id: r.id,
@@ -321,9 +324,7 @@ pub async fn list_sign_ins(
             })
             .collect(),
         total,
-        page,
-        per_page: PER_PAGE,
-    })
+    ))
 }
 
 /// Ends one of the user's sign-in sessions (revoking its apps' families per

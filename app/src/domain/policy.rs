@@ -106,25 +106,61 @@ impl PolicyOverrides {
     }
 }
 
-/// Parses `90s`, `15m`, `1h`, `30d` (or plain seconds) into seconds.
+/// The longest duration [`parse_duration`] reads: 100 years of seconds, above
+/// every policy range (those are checked by [`validate`]) and far from any
+/// overflow in the arithmetic done with a duration (`now + ttl`).
+pub const MAX_DURATION_SECS: i64 = 36_500 * 86_400;
+
+/// Parses `90s`, `15m`, `1h`, `30d` (or plain seconds: ASCII digits, then at
+/// most one unit) into seconds, `0..=`[`MAX_DURATION_SECS`].
+///
+/// # Errors
+/// [`DomainError::Invalid`] naming `field`: "is not a duration" for any other
+/// text (a sign, a fraction, an unknown unit), "is too long" above the
+/// bound — also for numbers too large for an `i64` (`99999999999999999999d`).
 pub fn parse_duration(field: &'static str, raw: &str) -> DomainResult<i64> {
     let raw = raw.trim();
-    let bad = || {
-        DomainError::invalid(
-            field,
-            format!("{raw:?} is not a duration (use e.g. 90s, 15m, 1h, 30d)"),
-        )
-    };
+    duration_secs(raw).map_err(|e| {
+        let why = match e {
+            BadDuration::NotADuration => "not a duration (use e.g. 90s, 15m, 1h, 30d)",
+            BadDuration::TooLong => TOO_LONG,
+        };
+        DomainError::invalid(field, format!("{raw:?} is {why}"))
+    })
+}
+
+/// What [`BadDuration::TooLong`] tells people (the bound is [`MAX_DURATION_SECS`]).
+pub const TOO_LONG: &str = "too long (at most 36500d)";
+
+/// Why a text is not a duration [`parse_duration`] accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadDuration {
+    /// Not digits and one unit (`s`, `m`, `h`, `d`).
+    NotADuration,
+    /// Above [`MAX_DURATION_SECS`].
+    TooLong,
+}
+
+/// [`parse_duration`] without a field name, for callers with their own
+/// messages (the CLI flags).
+pub fn duration_secs(raw: &str) -> Result<i64, BadDuration> {
+    let raw = raw.trim();
     let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
-    let n: i64 = digits.parse().map_err(|_| bad())?;
     let factor = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        _ => return Err(bad()),
+        _ => return Err(BadDuration::NotADuration),
     };
-    n.checked_mul(factor).ok_or_else(bad)
+    if digits.is_empty() {
+        return Err(BadDuration::NotADuration);
+    }
+    // Only ASCII digits are left: a parse failure is a number beyond i64.
+    let n: i64 = digits.parse().map_err(|_| BadDuration::TooLong)?;
+    n.checked_mul(factor)
+        .filter(|secs| *secs <= MAX_DURATION_SECS)
+        .ok_or(BadDuration::TooLong)
 }
 
 /// Shows seconds the way they are entered: `15m`, `1h`, `30d`, `45s`.
@@ -373,9 +409,38 @@ mod tests {
         assert_eq!(parse_duration("x", "1h").unwrap(), 3600);
         assert_eq!(parse_duration("x", "30d").unwrap(), 2_592_000);
         assert_eq!(parse_duration("x", "45").unwrap(), 45);
-        for bad in ["", "m", "5w", "-5m", "1.5h", "99999999999999999999d"] {
-            assert!(parse_duration("x", bad).is_err(), "{bad}");
+        for bad in [
+            "", "m", "5w", "-5m", "+5m", "1.5h", "1h30m", "5 m", "٣m", "0x10",
+        ] {
+            let err = parse_duration("x", bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with("x: ") && err.contains("is not a duration"),
+                "{bad}: {err}"
+            );
         }
+        // The input of issue 9 (17 digits fit an i64; times 86 400 they do
+        // not), numbers beyond i64, and values past the bound: "too long".
+        for long in [
+            "99999999999999999d",
+            "99999999999999999999d",
+            "9223372036854775807",
+            "9223372036854775807s",
+            "36501d",
+            "876001h",
+        ] {
+            let err = parse_duration("access_ttl", long).unwrap_err().to_string();
+            assert!(
+                err.starts_with("access_ttl: ") && err.contains("is too long (at most 36500d)"),
+                "{long}: {err}"
+            );
+        }
+        assert_eq!(parse_duration("x", "36500d").unwrap(), MAX_DURATION_SECS);
+        assert_eq!(parse_duration("x", " 0 ").unwrap(), 0);
+        assert_eq!(
+            format_duration(MAX_DURATION_SECS),
+            "36500d",
+            "the message's bound"
+        );
         assert_eq!(format_duration(900), "15m");
         assert_eq!(format_duration(86400), "1d");
         assert_eq!(format_duration(0), "0s");

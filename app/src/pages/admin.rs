@@ -583,7 +583,7 @@ pub fn AdminAuditPage() -> impl IntoView {
                 get("kind"),
                 get("from"),
                 get("to"),
-                get("page").parse::<i64>().unwrap_or(1),
+                crate::model::page_number(Some(&get("page"))),
             )
         },
         |(user, client, kind, from, to, page)| get_audit(user, client, kind, from, to, page),

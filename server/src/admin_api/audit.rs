@@ -1,7 +1,10 @@
 //! `/api/admin/audit`: the audit log, newest first, filtered by user, client,
 //! kind and time; one page at a time, or everything as a CSV or JSON download.
 
-use app::domain::audit_search::{self, AuditFilter, AuditRecord};
+use app::{
+    domain::audit_search::{self, AuditFilter, AuditRecord},
+    model::PageRequest,
+};
 use axum::{
     extract::State,
     http::{header, HeaderValue},
@@ -83,7 +86,7 @@ pub struct AuditQuery {
     pub from: Option<String>,
     /// To (inclusive): unix seconds, `2026-11-23` (the whole day) or `2026-11-23T10:00:00Z`.
     pub to: Option<String>,
-    /// Page number from 1 (list only).
+    /// Page number, 1–1000000, default 1 (list only); past the last page the list is empty.
     pub page: Option<String>,
     /// 1–200, default 50 (list only).
     pub per_page: Option<String>,
@@ -112,12 +115,26 @@ impl AuditQuery {
     }
 }
 
-fn number(field: &'static str, v: &Option<String>, default: i64) -> ApiResult<i64> {
-    match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(default),
-        Some(s) => s
-            .parse()
-            .map_err(|_| ApiError::invalid(field, format!("{s:?} is not a whole number"))),
+impl AuditQuery {
+    /// `page` and `per_page` as given (defaults 1 and 50): whole numbers
+    /// within `1..=1000000` and `1..=200`, else 422 naming the field.
+    fn page(&self) -> ApiResult<PageRequest> {
+        fn number(field: &'static str, v: &Option<String>, default: i64) -> ApiResult<i64> {
+            match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                None => Ok(default),
+                Some(s) => s.parse().map_err(|e: std::num::ParseIntError| {
+                    use std::num::IntErrorKind::{NegOverflow, PosOverflow};
+                    let why = match e.kind() {
+                        PosOverflow | NegOverflow => "is out of range",
+                        _ => "is not a whole number",
+                    };
+                    ApiError::invalid(field, format!("{s:?} {why}"))
+                }),
+            }
+        }
+        let page = number("page", &self.page, 1)?;
+        let per_page = number("per_page", &self.per_page, audit_search::DEFAULT_PER_PAGE)?;
+        PageRequest::new(page, per_page).map_err(|e| ApiError::invalid(e.field, e.message))
     }
 }
 
@@ -138,9 +155,7 @@ pub async fn list(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPageView>> {
     let filter = query.filter()?;
-    let page = number("page", &query.page, 1)?;
-    let per_page = number("per_page", &query.per_page, audit_search::DEFAULT_PER_PAGE)?;
-    let found = audit_search::search(&state.db, &filter, page, per_page)
+    let found = audit_search::search(&state.db, &filter, query.page()?)
         .await
         .map_err(|e| ApiError::from_domain("reading the audit log", e))?;
     Ok(Json(AuditPageView {

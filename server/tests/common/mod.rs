@@ -148,6 +148,23 @@ impl TestServer {
 
     /// Starts a server; `issuer` defaults to the server's own address.
     pub async fn start_with_issuer(db: &Db, issuer: Option<&str>) -> TestServer {
+        Self::start_with(db, issuer, axum::Router::new()).await
+    }
+
+    /// Starts a server with `extra` routes under the real middleware (a route
+    /// that panics, say).
+    pub async fn start_with_routes(
+        db: &Db,
+        extra: axum::Router<latchkey::http::AppState>,
+    ) -> TestServer {
+        Self::start_with(db, None, extra).await
+    }
+
+    async fn start_with(
+        db: &Db,
+        issuer: Option<&str>,
+        extra: axum::Router<latchkey::http::AppState>,
+    ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
@@ -166,7 +183,14 @@ impl TestServer {
         // Loaded from the database, as at a real start: a restart sees every revocation.
         let revoked = RevokedSets::load(db).await.expect("revoked sets");
         let follow = tokio::spawn(app::domain::revocation::listen(db.clone(), revoked.clone()));
-        let app = latchkey::http::router(db.clone(), keys.clone(), revoked.clone(), config, store);
+        let app = latchkey::http::router_with(
+            db.clone(),
+            keys.clone(),
+            revoked.clone(),
+            config,
+            store,
+            extra,
+        );
         let handle = tokio::spawn(async move {
             axum::serve(
                 listener,
@@ -206,6 +230,21 @@ pub fn browser() -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
         .build()
         .unwrap();
     (client, jar)
+}
+
+/// How long a test waits for an answer that must come: a request that hangs
+/// fails the test instead of hanging it.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// GET within [`PATIENCE`]: the status and the body; no answer fails the test.
+pub async fn get_or_fail(http: &reqwest::Client, url: &str) -> (reqwest::StatusCode, String) {
+    let res = http
+        .get(url)
+        .timeout(PATIENCE)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: no answer: {e}"));
+    (res.status(), res.text().await.unwrap())
 }
 
 /// Counts rows of a table (test inspection only; the name is a literal in tests).
