@@ -142,23 +142,41 @@ async fn client_credentials_facts(
 
 /// Creates the client's own grant for client_credentials on first use (one
 /// live grant per client); a concurrent first use may win, then it is theirs.
+/// `NotFound` when the client was deleted meanwhile: the grant is stored only
+/// while the client is live, read with a share lock on PostgreSQL (see
+/// [`super::grants::issuer_locks`]), so a deletion either waits for it and
+/// then revokes it, or is seen here.
 async fn create_client_grant(db: &Db, client_id: &str, scopes: &str) -> DomainResult<String> {
     let id = new_id();
+    let live_sql = format!(
+        "SELECT id FROM clients WHERE id = $1 AND deleted_at IS NULL{}",
+        super::grants::issuer_locks(db, "clients")
+    );
     let inserted = {
         on_db!(db, |pool| {
-            pool.execute_write(sqlx::query(
-                "INSERT INTO grants (id, user_id, client_id, scopes, created_at) VALUES ($1, NULL, $2, $3, $4)"
+            let mut tx = pool.begin_write().await?;
+            let live: Option<String> = sqlx::query_scalar(&live_sql)
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if live.is_none() {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO grants (id, user_id, client_id, scopes, created_at) VALUES ($1, NULL, $2, $3, $4)",
             )
             .bind(&id)
             .bind(client_id)
             .bind(scopes)
-            .bind(now()))
-            .await
-            .map(|_| ())
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await.map(|()| true)
         })
     };
     match inserted {
-        Ok(()) => Ok(id),
+        Ok(true) => Ok(id),
+        Ok(false) => Err(DomainError::NotFound),
         // Another request created it at the same moment: use theirs.
         Err(e) if is_unique_violation(&e) => client_credentials_facts(db, client_id)
             .await?
