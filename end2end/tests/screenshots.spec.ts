@@ -92,3 +92,49 @@ for (const size of sizes) {
     await page.screenshot({ path: `screenshots/signed-out-${size.name}.png`, fullPage: true });
   });
 }
+
+// Right after an action: My apps after a hydrated revoke (notice focused, no
+// confirmation open), and the policy page with an inline error (JavaScript off).
+for (const size of sizes) {
+  test(`after an action at ${size.name} width`, async ({ page, browser }) => {
+    await page.setViewportSize({ width: size.width, height: size.height });
+    await signIn(page, DEMO_USER.username, DEMO_USER.password);
+    await expect(page.getByTestId('topbar-username')).toBeVisible();
+    await page.route('http://127.0.0.1:8080/**', (route) =>
+      route.fulfill({ status: 200, contentType: 'text/html', body: '<title>App</title>back at the app' }),
+    );
+    const authorize = new URLSearchParams({
+      response_type: 'code',
+      client_id: 'demo-notes',
+      redirect_uri: 'http://127.0.0.1:8080/callback',
+      scope: 'openid profile notes:read',
+      state: 's',
+      prompt: 'consent',
+    });
+    await page.goto(`/oauth/authorize?${authorize}`);
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await expect(page).toHaveURL(/8080\/callback/);
+    await page.goto('/');
+    await expect(page.locator('body[data-hydrated]')).toHaveCount(1);
+    const card = page.locator('[data-testid="app-card"][data-app="Demo Notes"]');
+    await card.getByText('Revoke access', { exact: true }).click();
+    await card.getByRole('button', { name: 'Yes, revoke Demo Notes' }).click();
+    await expect(page.getByTestId('notice')).toBeFocused();
+    await expect(page.locator('details.confirm[open]')).toHaveCount(0);
+    await page.screenshot({ path: `screenshots/my-apps-revoked-${size.name}.png`, fullPage: true });
+
+    const noJs = await browser.newContext({ javaScriptEnabled: false, viewport: { width: size.width, height: size.height } });
+    const admin = await noJs.newPage();
+    await admin.goto('/signin');
+    await admin.getByLabel('Username').fill('admin');
+    await admin.getByLabel('Password').fill('latchkey-admin-demo');
+    await admin.getByRole('button', { name: 'Sign in' }).click();
+    await admin.goto('/admin/clients/demo-notes');
+    await admin.getByTestId('policy-access_ttl').fill('abc');
+    await admin.getByRole('button', { name: 'Save policy' }).click();
+    await expect(admin.getByTestId('action-error')).toBeVisible();
+    await admin.getByTestId('action-error').scrollIntoViewIfNeeded();
+    await admin.screenshot({ path: `screenshots/admin-policy-error-${size.name}.png`, fullPage: true });
+    await noJs.close();
+  });
+}

@@ -2,7 +2,8 @@
 //! backends: 403 for non-admins (pages and every function), and each
 //! function's effect — policy saved or refused with nothing changed, bulk
 //! revocation seen at the protocol level, users disabled, secrets rotated,
-//! clients created, edited and deleted, the audit log filtered and exported.
+//! clients created, edited and deleted, the audit log filtered and exported;
+//! a refused form post without JavaScript back on its form with the message.
 
 mod common;
 
@@ -17,6 +18,7 @@ on_both_backends!(
     client_lifecycle_from_the_console,
     bulk_revocation_and_user_controls_take_effect,
     charts_and_audit_log_show_what_happened,
+    refused_plain_form_posts_go_back_to_the_form_with_the_message,
 );
 
 async fn admin(t: &TestDb, server: &TestServer) -> Person {
@@ -449,5 +451,158 @@ async fn charts_and_audit_log_show_what_happened(t: TestDb) {
     let rows: Vec<Value> = res.json().await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["kind"], "consent_granted");
+    t.cleanup().await;
+}
+
+/// A form post the way a browser without JavaScript sends it: from `page`
+/// (the Referer), accepting HTML.
+async fn post_from_page(
+    person: &Person,
+    server: &TestServer,
+    endpoint: &str,
+    page: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    person
+        .http
+        .post(server.url(&format!("/api/{endpoint}")))
+        .header(header::ORIGIN, server.base.clone())
+        .header(header::REFERER, server.url(page))
+        .header(
+            header::ACCEPT,
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        )
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Every console (and dashboard) form that can be refused, posted without
+/// JavaScript: the browser is sent back to the form's page, which shows the
+/// message inline next to the form (not leptos' raw `ServerError|…` text), the
+/// earlier notice gone; nothing is saved.
+async fn refused_plain_form_posts_go_back_to_the_form_with_the_message(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let notes = app(&t, "Notes", ClientKind::Confidential, &[]).await;
+    let root = admin(&t, &server).await;
+    let id = notes.client_id.as_str();
+    let client_page = format!("/admin/clients/{id}");
+    let root_page = format!("/admin/users/{}", root.user_id);
+    let defaults = [
+        ("refresh_enabled", "on"),
+        ("access_ttl", "abc"),
+        ("refresh_idle_ttl", "14d"),
+        ("refresh_absolute_ttl", "90d"),
+        ("rotate_refresh", "on"),
+        ("reuse_grace", "0s"),
+        ("revoke_on_logout", "on"),
+    ];
+    let registration = [
+        ("client_id", id),
+        ("name", "Notes"),
+        ("redirect_uris", "https://notes.example/cb"),
+        ("post_logout_redirect_uris", ""),
+        ("extra_scopes", ""),
+    ];
+    let new_client = [
+        ("name", "Reports"),
+        ("kind", "confidential"),
+        ("redirect_uris", "not a uri"),
+        ("post_logout_redirect_uris", ""),
+        ("grant_code", "on"),
+        ("extra_scopes", ""),
+    ];
+    let new_user = [("username", "bob"), ("password", "short")];
+    let last_admin = [("user_id", root.user_id.as_str()), ("what", "remove_admin")];
+    let grant = [("grant_id", "no-such-grant")];
+    // (endpoint, the page the form is on with an earlier notice, the form,
+    // the message, a mark of the form on the page)
+    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str, &str)> = vec![
+        (
+            "console/save_defaults",
+            "/admin/defaults?saved=1".into(),
+            defaults.to_vec(),
+            r#"access_ttl: "abc" is not a duration"#,
+            r#"data-testid="policy-access_ttl""#,
+        ),
+        (
+            "console/client_policy",
+            format!("{client_page}?saved=policy"),
+            policy_form(id, &[("access_ttl", "0")]),
+            "access_ttl: 0s is outside",
+            r#"data-testid="policy-form""#,
+        ),
+        (
+            "console/update_client",
+            format!("{client_page}?saved=registration"),
+            registration.to_vec(),
+            "grant_type: choose at least one grant type",
+            // The edit disclosure is open, with the message and the form inside.
+            r#"<details open class="edit">"#,
+        ),
+        (
+            "console/create_client",
+            "/admin/clients?deleted=Old".into(),
+            new_client.to_vec(),
+            "redirect_uri",
+            r#"id="c-redirect""#,
+        ),
+        (
+            "console/create_user",
+            "/admin/users".into(),
+            new_user.to_vec(),
+            "password: must be at least 8 characters",
+            r#"id="u-pass""#,
+        ),
+        (
+            "console/update_user",
+            format!("{root_page}?saved=enable"),
+            last_admin.to_vec(),
+            "is the last admin",
+            "Remove admin rights",
+        ),
+        (
+            "revoke_app",
+            "/?revoked=Old".into(),
+            grant.to_vec(),
+            "Not found: it may have been revoked already.",
+            r#"data-testid="no-apps""#,
+        ),
+    ];
+    for (endpoint, page, form, message, form_mark) in cases {
+        let res = post_from_page(&root, &server, endpoint, &page, &form).await;
+        assert_eq!(res.status(), StatusCode::FOUND, "{endpoint}");
+        let to = location(&res);
+        let path = page.split('?').next().unwrap();
+        assert!(
+            to.starts_with(&format!("{path}?__path=")) && to.contains("&__err="),
+            "{endpoint}: back to {path} with the error, not {to}"
+        );
+        let (status, html) = html(&root, &server, &to).await;
+        assert_eq!(status, StatusCode::OK, "{endpoint}");
+        assert!(
+            html.contains(r#"data-testid="action-error""#) && html.contains(message),
+            "{endpoint}: the message inline: {html}"
+        );
+        assert!(html.contains(form_mark), "{endpoint}: the form is there");
+        assert!(
+            !html.contains(r#"data-testid="notice""#),
+            "{endpoint}: no earlier notice"
+        );
+    }
+    // Nothing was saved.
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'policy_changed'").await,
+        0
+    );
+    let (_, page) = html(&root, &server, "/admin/defaults").await;
+    assert!(page.contains("Now: 10m."), "{page}");
+    let (_, page) = html(&root, &server, &client_page).await;
+    assert!(page.contains("Inherits default (10m)"));
+    assert!(page.contains("authorization_code, refresh_token"));
+    assert_eq!(count(&t.db, "clients").await, 1);
+    assert_eq!(count(&t.db, "users").await, 1);
+    assert_eq!(count(&t.db, "users WHERE is_admin").await, 1);
     t.cleanup().await;
 }
