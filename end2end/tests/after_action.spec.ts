@@ -1,7 +1,8 @@
 // What the page looks like right after an action, in real Chromium.
 // Hydrated: every confirmation is closed and focus is on the result notice, so
 // one more click or Enter cannot confirm something nobody chose (three apps,
-// revoked by mouse and then by keyboard; the third survives). JavaScript off: a
+// revoked by mouse and then by keyboard; the third survives); after a refused
+// action, on the inline error. JavaScript off: a
 // refused policy value ends on the console page with the message inline and
 // the form, not on leptos' raw `ServerError|…` text, and nothing is saved.
 import type { Browser, Page } from '@playwright/test';
@@ -28,7 +29,7 @@ async function registerClients(browser: Browser, names: string[]): Promise<strin
   for (const name of names) {
     await page.goto('/admin/clients');
     await page.getByLabel('Name', { exact: true }).fill(name);
-    await page.getByLabel('Redirect URIs (one per line)').fill(CALLBACK);
+    await page.getByLabel('Redirect URIs (one per line)', { exact: true }).fill(CALLBACK);
     await page.getByRole('button', { name: 'Register' }).click();
     await expect(page).toHaveURL(/\/admin\/clients\/[^/?]+\?saved=created$/);
     await expect(page.getByTestId('client-name')).toHaveText(name);
@@ -116,6 +117,31 @@ test('after a revoke no confirmation stays open and focus is on the notice (mous
   await expect(card(page, third)).toBeVisible();
   await expect(card(page, first)).toHaveCount(0);
   await expect(card(page, second)).toHaveCount(0);
+});
+
+test('a refused action closes every confirmation and focuses the inline error (hydrated)', async ({
+  page,
+  pageErrors,
+}) => {
+  await signInAs(page, ADMIN);
+  await page.goto('/admin/clients/demo-notes');
+  await expect(page.locator('body[data-hydrated]')).toHaveCount(1);
+  const before = await page.getByTestId('policy-state-access_ttl').textContent();
+  // A confirmation left open, then a refused save elsewhere on the page.
+  await page.getByText('Delete client', { exact: true }).click();
+  await expect(page.locator('details.confirm[open]')).toHaveCount(1);
+  await page.getByTestId('policy-access_ttl').fill('abc');
+  await page.getByRole('button', { name: 'Save policy' }).click();
+  await expect(page.getByTestId('action-error')).toHaveText(
+    'access_ttl: "abc" is not a duration (use e.g. 90s, 15m, 1h, 30d)',
+  );
+  await expect(page.locator('details.confirm[open]')).toHaveCount(0);
+  await expect.poll(() => activeTestId(page)).toBe('action-error');
+  await expect(page.getByTestId('policy-state-access_ttl')).toHaveText(before!);
+  // Chromium logs the refused save's 400 itself: expected, and the only one.
+  expect(pageErrors.splice(0)).toEqual([
+    'console: Failed to load resource: the server responded with a status of 400 (Bad Request)',
+  ]);
 });
 
 test.describe('with JavaScript off', () => {
