@@ -6,16 +6,13 @@
 // refused policy value ends on the console page with the message inline and
 // the form, not on leptos' raw `ServerError|…` text, and nothing is saved.
 import type { Browser, Page } from '@playwright/test';
-import { test, expect, DEMO_USER } from './fixtures';
+import { test, expect, allowApp, signIn, DEMO_USER } from './fixtures';
 
 const ADMIN = { username: 'admin', password: 'latchkey-admin-demo' };
 const CALLBACK = 'http://127.0.0.1:8080/callback';
 
 async function signInAs(page: Page, who: { username: string; password: string }) {
-  await page.goto('/signin');
-  await page.getByLabel('Username').fill(who.username);
-  await page.getByLabel('Password').fill(who.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await signIn(page, who.username, who.password);
   await expect(page.getByTestId('topbar-username')).toHaveText(who.username);
 }
 
@@ -39,21 +36,6 @@ async function registerClients(browser: Browser, names: string[]): Promise<strin
   return ids;
 }
 
-/// Alice allows the client on the real consent page (the grant exists from then on).
-async function allow(page: Page, clientId: string) {
-  const params = new URLSearchParams({
-    response_type: 'code',
-    client_id: clientId,
-    redirect_uri: CALLBACK,
-    scope: 'openid profile',
-    state: 'after-action',
-    prompt: 'consent',
-  });
-  await page.goto(`/oauth/authorize?${params}`);
-  await page.getByRole('button', { name: 'Allow' }).click();
-  await expect(page).toHaveURL(/^http:\/\/127\.0\.0\.1:8080\/callback\?/);
-}
-
 const card = (page: Page, name: string) => page.locator(`[data-testid="app-card"][data-app="${name}"]`);
 const activeTestId = (page: Page) => page.evaluate(() => document.activeElement?.getAttribute('data-testid') ?? null);
 
@@ -72,11 +54,8 @@ test('after a revoke no confirmation stays open and focus is on the notice (mous
 }) => {
   const names = ['Trio Alpha', 'Trio Beta', 'Trio Gamma'];
   const ids = await registerClients(browser, names);
-  await page.route('http://127.0.0.1:8080/**', (route) =>
-    route.fulfill({ status: 200, contentType: 'text/html', body: '<title>App</title>back at the app' }),
-  );
   await signInAs(page, DEMO_USER);
-  for (const id of ids) await allow(page, id);
+  for (const id of ids) await allowApp(page, id, 'openid profile');
 
   await page.goto('/');
   await expect(page.locator('body[data-hydrated]')).toHaveCount(1);

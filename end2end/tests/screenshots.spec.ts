@@ -1,6 +1,6 @@
 // Screenshots of every page at desktop and phone width, written to
 // end2end/screenshots/ for people to look at. Runs only with LATCHKEY_SCREENSHOTS=1.
-import { test, expect, signIn, DEMO_USER } from './fixtures';
+import { test, expect, allowApp, signIn, DEMO_USER } from './fixtures';
 
 const sizes = [
   { name: 'desktop', width: 1280, height: 800 },
@@ -100,20 +100,7 @@ for (const size of sizes) {
     await page.setViewportSize({ width: size.width, height: size.height });
     await signIn(page, DEMO_USER.username, DEMO_USER.password);
     await expect(page.getByTestId('topbar-username')).toBeVisible();
-    await page.route('http://127.0.0.1:8080/**', (route) =>
-      route.fulfill({ status: 200, contentType: 'text/html', body: '<title>App</title>back at the app' }),
-    );
-    const authorize = new URLSearchParams({
-      response_type: 'code',
-      client_id: 'demo-notes',
-      redirect_uri: 'http://127.0.0.1:8080/callback',
-      scope: 'openid profile notes:read',
-      state: 's',
-      prompt: 'consent',
-    });
-    await page.goto(`/oauth/authorize?${authorize}`);
-    await page.getByRole('button', { name: 'Allow' }).click();
-    await expect(page).toHaveURL(/8080\/callback/);
+    await allowApp(page, 'demo-notes', 'openid profile notes:read');
     await page.goto('/');
     await expect(page.locator('body[data-hydrated]')).toHaveCount(1);
     const card = page.locator('[data-testid="app-card"][data-app="Demo Notes"]');
@@ -125,10 +112,8 @@ for (const size of sizes) {
 
     const noJs = await browser.newContext({ javaScriptEnabled: false, viewport: { width: size.width, height: size.height } });
     const admin = await noJs.newPage();
-    await admin.goto('/signin');
-    await admin.getByLabel('Username').fill('admin');
-    await admin.getByLabel('Password').fill('latchkey-admin-demo');
-    await admin.getByRole('button', { name: 'Sign in' }).click();
+    await signIn(admin, 'admin', 'latchkey-admin-demo');
+    await expect(admin.getByTestId('topbar-username')).toHaveText('admin');
     await admin.goto('/admin/clients/demo-notes');
     await admin.getByTestId('policy-access_ttl').fill('abc');
     await admin.getByRole('button', { name: 'Save policy' }).click();

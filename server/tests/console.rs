@@ -41,15 +41,28 @@ async fn call(
     name: &str,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
-    person
+    form_post(person, server, &format!("console/{name}"), None, form).await
+}
+
+/// A form post to `/api/{endpoint}` accepting HTML, as a browser without
+/// JavaScript sends it; from `page` (the Referer) when given.
+async fn form_post(
+    person: &Person,
+    server: &TestServer,
+    endpoint: &str,
+    page: Option<&str>,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = person
         .http
-        .post(server.url(&format!("/api/console/{name}")))
+        .post(server.url(&format!("/api/{endpoint}")))
         .header(header::ORIGIN, server.base.clone())
         .header(header::ACCEPT, "text/html")
-        .form(form)
-        .send()
-        .await
-        .unwrap()
+        .form(form);
+    if let Some(page) = page {
+        request = request.header(header::REFERER, server.url(page));
+    }
+    request.send().await.unwrap()
 }
 
 fn location(res: &reqwest::Response) -> String {
@@ -454,28 +467,15 @@ async fn charts_and_audit_log_show_what_happened(t: TestDb) {
     t.cleanup().await;
 }
 
-/// A form post the way a browser without JavaScript sends it: from `page`
-/// (the Referer), accepting HTML.
-async fn post_from_page(
-    person: &Person,
-    server: &TestServer,
-    endpoint: &str,
-    page: &str,
-    form: &[(&str, &str)],
-) -> reqwest::Response {
-    person
-        .http
-        .post(server.url(&format!("/api/{endpoint}")))
-        .header(header::ORIGIN, server.base.clone())
-        .header(header::REFERER, server.url(page))
-        .header(
-            header::ACCEPT,
-            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        )
-        .form(form)
-        .send()
-        .await
-        .unwrap()
+/// A refused form post: the server function, the page the form is on (with an
+/// earlier action's notice in its query), the form, the message the page must
+/// show, and a mark of the form on that page.
+struct Refused<'a> {
+    endpoint: &'a str,
+    page: String,
+    form: Vec<(&'a str, &'a str)>,
+    message: &'a str,
+    form_mark: &'a str,
 }
 
 /// Every console (and dashboard) form that can be refused, posted without
@@ -516,62 +516,67 @@ async fn refused_plain_form_posts_go_back_to_the_form_with_the_message(t: TestDb
     let new_user = [("username", "bob"), ("password", "short")];
     let last_admin = [("user_id", root.user_id.as_str()), ("what", "remove_admin")];
     let grant = [("grant_id", "no-such-grant")];
-    // (endpoint, the page the form is on with an earlier notice, the form,
-    // the message, a mark of the form on the page)
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str, &str)> = vec![
-        (
-            "console/save_defaults",
-            "/admin/defaults?saved=1".into(),
-            defaults.to_vec(),
-            r#"access_ttl: "abc" is not a duration"#,
-            r#"data-testid="policy-access_ttl""#,
-        ),
-        (
-            "console/client_policy",
-            format!("{client_page}?saved=policy"),
-            policy_form(id, &[("access_ttl", "0")]),
-            "access_ttl: 0s is outside",
-            r#"data-testid="policy-form""#,
-        ),
-        (
-            "console/update_client",
-            format!("{client_page}?saved=registration"),
-            registration.to_vec(),
-            "grant_type: choose at least one grant type",
+    let cases = vec![
+        Refused {
+            endpoint: "console/save_defaults",
+            page: "/admin/defaults?saved=1".into(),
+            form: defaults.to_vec(),
+            message: r#"access_ttl: "abc" is not a duration"#,
+            form_mark: r#"data-testid="policy-access_ttl""#,
+        },
+        Refused {
+            endpoint: "console/client_policy",
+            page: format!("{client_page}?saved=policy"),
+            form: policy_form(id, &[("access_ttl", "0")]),
+            message: "access_ttl: 0s is outside",
+            form_mark: r#"data-testid="policy-form""#,
+        },
+        Refused {
+            endpoint: "console/update_client",
+            page: format!("{client_page}?saved=registration"),
+            form: registration.to_vec(),
+            message: "grant_type: choose at least one grant type",
             // The edit disclosure is open, with the message and the form inside.
-            r#"<details open class="edit">"#,
-        ),
-        (
-            "console/create_client",
-            "/admin/clients?deleted=Old".into(),
-            new_client.to_vec(),
-            "redirect_uri",
-            r#"id="c-redirect""#,
-        ),
-        (
-            "console/create_user",
-            "/admin/users".into(),
-            new_user.to_vec(),
-            "password: must be at least 8 characters",
-            r#"id="u-pass""#,
-        ),
-        (
-            "console/update_user",
-            format!("{root_page}?saved=enable"),
-            last_admin.to_vec(),
-            "is the last admin",
-            "Remove admin rights",
-        ),
-        (
-            "revoke_app",
-            "/?revoked=Old".into(),
-            grant.to_vec(),
-            "Not found: it may have been revoked already.",
-            r#"data-testid="no-apps""#,
-        ),
+            form_mark: r#"<details open class="edit">"#,
+        },
+        Refused {
+            endpoint: "console/create_client",
+            page: "/admin/clients?deleted=Old".into(),
+            form: new_client.to_vec(),
+            message: "redirect_uri",
+            form_mark: r#"id="c-redirect""#,
+        },
+        Refused {
+            endpoint: "console/create_user",
+            page: "/admin/users".into(),
+            form: new_user.to_vec(),
+            message: "password: must be at least 8 characters",
+            form_mark: r#"id="u-pass""#,
+        },
+        Refused {
+            endpoint: "console/update_user",
+            page: format!("{root_page}?saved=enable"),
+            form: last_admin.to_vec(),
+            message: "is the last admin",
+            form_mark: "Remove admin rights",
+        },
+        Refused {
+            endpoint: "revoke_app",
+            page: "/?revoked=Old".into(),
+            form: grant.to_vec(),
+            message: "Not found: it may have been revoked already.",
+            form_mark: r#"data-testid="no-apps""#,
+        },
     ];
-    for (endpoint, page, form, message, form_mark) in cases {
-        let res = post_from_page(&root, &server, endpoint, &page, &form).await;
+    for Refused {
+        endpoint,
+        page,
+        form,
+        message,
+        form_mark,
+    } in cases
+    {
+        let res = form_post(&root, &server, endpoint, Some(&page), &form).await;
         assert_eq!(res.status(), StatusCode::FOUND, "{endpoint}");
         let to = location(&res);
         let path = page.split('?').next().unwrap();
