@@ -28,3 +28,23 @@ export async function signIn(page: Page, username: string, password: string) {
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
 }
+
+/// The signed-in person allows `clientId` on the real consent page (asked again
+/// with prompt=consent); the app's callback on 127.0.0.1:8080 is caught. The
+/// grant exists from then on (My apps lists it).
+export async function allowApp(page: Page, clientId: string, scope: string) {
+  await page.route('http://127.0.0.1:8080/**', (route) =>
+    route.fulfill({ status: 200, contentType: 'text/html', body: '<title>App</title>back at the app' }),
+  );
+  const params = new URLSearchParams({
+    response_type: 'code',
+    client_id: clientId,
+    redirect_uri: 'http://127.0.0.1:8080/callback',
+    scope,
+    state: 'e2e',
+    prompt: 'consent',
+  });
+  await page.goto(`/oauth/authorize?${params}`);
+  await page.getByRole('button', { name: 'Allow' }).click();
+  await expect(page).toHaveURL(/^http:\/\/127\.0\.0\.1:8080\/callback\?/);
+}

@@ -1,6 +1,6 @@
 // Screenshots of every page at desktop and phone width, written to
 // end2end/screenshots/ for people to look at. Runs only with LATCHKEY_SCREENSHOTS=1.
-import { test, expect, signIn, DEMO_USER } from './fixtures';
+import { test, expect, allowApp, signIn, DEMO_USER } from './fixtures';
 
 const sizes = [
   { name: 'desktop', width: 1280, height: 800 },
@@ -90,5 +90,36 @@ for (const size of sizes) {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await expect(page.getByTestId('signed-out')).toBeVisible();
     await page.screenshot({ path: `screenshots/signed-out-${size.name}.png`, fullPage: true });
+  });
+}
+
+// Right after an action: My apps after a hydrated revoke (notice focused, no
+// confirmation open), and the policy page with an inline error (JavaScript off).
+for (const size of sizes) {
+  test(`after an action at ${size.name} width`, async ({ page, browser }) => {
+    await page.setViewportSize({ width: size.width, height: size.height });
+    await signIn(page, DEMO_USER.username, DEMO_USER.password);
+    await expect(page.getByTestId('topbar-username')).toBeVisible();
+    await allowApp(page, 'demo-notes', 'openid profile notes:read');
+    await page.goto('/');
+    await expect(page.locator('body[data-hydrated]')).toHaveCount(1);
+    const card = page.locator('[data-testid="app-card"][data-app="Demo Notes"]');
+    await card.getByText('Revoke access', { exact: true }).click();
+    await card.getByRole('button', { name: 'Yes, revoke Demo Notes' }).click();
+    await expect(page.getByTestId('notice')).toBeFocused();
+    await expect(page.locator('details.confirm[open]')).toHaveCount(0);
+    await page.screenshot({ path: `screenshots/my-apps-revoked-${size.name}.png`, fullPage: true });
+
+    const noJs = await browser.newContext({ javaScriptEnabled: false, viewport: { width: size.width, height: size.height } });
+    const admin = await noJs.newPage();
+    await signIn(admin, 'admin', 'latchkey-admin-demo');
+    await expect(admin.getByTestId('topbar-username')).toHaveText('admin');
+    await admin.goto('/admin/clients/demo-notes');
+    await admin.getByTestId('policy-access_ttl').fill('abc');
+    await admin.getByRole('button', { name: 'Save policy' }).click();
+    await expect(admin.getByTestId('action-error')).toBeVisible();
+    await admin.getByTestId('action-error').scrollIntoViewIfNeeded();
+    await admin.screenshot({ path: `screenshots/admin-policy-error-${size.name}.png`, fullPage: true });
+    await noJs.close();
   });
 }

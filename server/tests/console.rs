@@ -3,7 +3,8 @@
 //! function's effect — policy saved or refused with nothing changed, bulk
 //! revocation seen at the protocol level, users disabled, secrets rotated,
 //! clients created, edited and deleted, the audit log filtered and exported;
-//! any page number answers a page; an unknown action changes nothing.
+//! any page number answers a page; an unknown action changes nothing; a
+//! refused form post without JavaScript back on its form with the message.
 
 mod common;
 
@@ -20,6 +21,7 @@ on_both_backends!(
     charts_and_audit_log_show_what_happened,
     audit_page_numbers_of_any_size_answer_a_page,
     unknown_actions_are_refused_and_change_nothing,
+    refused_plain_form_posts_go_back_to_the_form_with_the_message,
 );
 
 async fn admin(t: &TestDb, server: &TestServer) -> Person {
@@ -42,15 +44,28 @@ async fn call(
     name: &str,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
-    person
+    form_post(person, server, &format!("console/{name}"), None, form).await
+}
+
+/// A form post to `/api/{endpoint}` accepting HTML, as a browser without
+/// JavaScript sends it; from `page` (the Referer) when given.
+async fn form_post(
+    person: &Person,
+    server: &TestServer,
+    endpoint: &str,
+    page: Option<&str>,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = person
         .http
-        .post(server.url(&format!("/api/console/{name}")))
+        .post(server.url(&format!("/api/{endpoint}")))
         .header(header::ORIGIN, server.base.clone())
         .header(header::ACCEPT, "text/html")
-        .form(form)
-        .send()
-        .await
-        .unwrap()
+        .form(form);
+    if let Some(page) = page {
+        request = request.header(header::REFERER, server.url(page));
+    }
+    request.send().await.unwrap()
 }
 
 fn location(res: &reqwest::Response) -> String {
@@ -584,5 +599,150 @@ async fn unknown_actions_are_refused_and_change_nothing(t: TestDb) {
         1
     );
     assert_eq!(count(&t.db, "clients").await, clients_before);
+    t.cleanup().await;
+}
+
+/// A refused form post: the server function, the page the form is on (with an
+/// earlier action's notice in its query), the form, the message the page must
+/// show, and a mark of the form on that page.
+struct Refused<'a> {
+    endpoint: &'a str,
+    page: String,
+    form: Vec<(&'a str, &'a str)>,
+    message: &'a str,
+    form_mark: &'a str,
+}
+
+/// Every console (and dashboard) form that can be refused, posted without
+/// JavaScript: the browser is sent back to the form's page, which shows the
+/// message inline next to the form (not leptos' raw `ServerError|…` text), the
+/// earlier notice gone; nothing is saved.
+async fn refused_plain_form_posts_go_back_to_the_form_with_the_message(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let notes = app(&t, "Notes", ClientKind::Confidential, &[]).await;
+    let root = admin(&t, &server).await;
+    let id = notes.client_id.as_str();
+    let client_page = format!("/admin/clients/{id}");
+    let root_page = format!("/admin/users/{}", root.user_id);
+    let defaults = [
+        ("refresh_enabled", "on"),
+        ("access_ttl", "abc"),
+        ("refresh_idle_ttl", "14d"),
+        ("refresh_absolute_ttl", "90d"),
+        ("rotate_refresh", "on"),
+        ("reuse_grace", "0s"),
+        ("revoke_on_logout", "on"),
+    ];
+    let registration = [
+        ("client_id", id),
+        ("name", "Notes"),
+        ("redirect_uris", "https://notes.example/cb"),
+        ("post_logout_redirect_uris", ""),
+        ("extra_scopes", ""),
+    ];
+    let new_client = [
+        ("name", "Reports"),
+        ("kind", "confidential"),
+        ("redirect_uris", "not a uri"),
+        ("post_logout_redirect_uris", ""),
+        ("grant_code", "on"),
+        ("extra_scopes", ""),
+    ];
+    let new_user = [("username", "bob"), ("password", "short")];
+    let last_admin = [("user_id", root.user_id.as_str()), ("what", "remove_admin")];
+    let grant = [("grant_id", "no-such-grant")];
+    let cases = vec![
+        Refused {
+            endpoint: "console/save_defaults",
+            page: "/admin/defaults?saved=1".into(),
+            form: defaults.to_vec(),
+            message: r#"access_ttl: "abc" is not a duration"#,
+            form_mark: r#"data-testid="policy-access_ttl""#,
+        },
+        Refused {
+            endpoint: "console/client_policy",
+            page: format!("{client_page}?saved=policy"),
+            form: policy_form(id, &[("access_ttl", "0")]),
+            message: "access_ttl: 0s is outside",
+            form_mark: r#"data-testid="policy-form""#,
+        },
+        Refused {
+            endpoint: "console/update_client",
+            page: format!("{client_page}?saved=registration"),
+            form: registration.to_vec(),
+            message: "grant_type: choose at least one grant type",
+            // The edit disclosure is open, with the message and the form inside.
+            form_mark: r#"<details open class="edit">"#,
+        },
+        Refused {
+            endpoint: "console/create_client",
+            page: "/admin/clients?deleted=Old".into(),
+            form: new_client.to_vec(),
+            message: "redirect_uri",
+            form_mark: r#"id="c-redirect""#,
+        },
+        Refused {
+            endpoint: "console/create_user",
+            page: "/admin/users".into(),
+            form: new_user.to_vec(),
+            message: "password: must be at least 8 characters",
+            form_mark: r#"id="u-pass""#,
+        },
+        Refused {
+            endpoint: "console/update_user",
+            page: format!("{root_page}?saved=enable"),
+            form: last_admin.to_vec(),
+            message: "is the last admin",
+            form_mark: "Remove admin rights",
+        },
+        Refused {
+            endpoint: "revoke_app",
+            page: "/?revoked=Old".into(),
+            form: grant.to_vec(),
+            message: "Not found: it may have been revoked already.",
+            form_mark: r#"data-testid="no-apps""#,
+        },
+    ];
+    for Refused {
+        endpoint,
+        page,
+        form,
+        message,
+        form_mark,
+    } in cases
+    {
+        let res = form_post(&root, &server, endpoint, Some(&page), &form).await;
+        assert_eq!(res.status(), StatusCode::FOUND, "{endpoint}");
+        let to = location(&res);
+        let path = page.split('?').next().unwrap();
+        assert!(
+            to.starts_with(&format!("{path}?__path=")) && to.contains("&__err="),
+            "{endpoint}: back to {path} with the error, not {to}"
+        );
+        let (status, html) = html(&root, &server, &to).await;
+        assert_eq!(status, StatusCode::OK, "{endpoint}");
+        assert!(
+            html.contains(r#"data-testid="action-error""#) && html.contains(message),
+            "{endpoint}: the message inline: {html}"
+        );
+        assert!(html.contains(form_mark), "{endpoint}: the form is there");
+        assert!(
+            !html.contains(r#"data-testid="notice""#),
+            "{endpoint}: no earlier notice"
+        );
+    }
+    // Nothing was saved.
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'policy_changed'").await,
+        0
+    );
+    let (_, page) = html(&root, &server, "/admin/defaults").await;
+    assert!(page.contains("Now: 10m."), "{page}");
+    let (_, page) = html(&root, &server, &client_page).await;
+    assert!(page.contains("Inherits default (10m)"));
+    assert!(page.contains("authorization_code, refresh_token"));
+    assert_eq!(count(&t.db, "clients").await, 1);
+    assert_eq!(count(&t.db, "users").await, 1);
+    assert_eq!(count(&t.db, "users WHERE is_admin").await, 1);
     t.cleanup().await;
 }

@@ -29,10 +29,7 @@ mod ssr {
     pub async fn require_admin() -> Result<SignedIn, ServerFnError> {
         let me = require_signed_in().await?;
         if !me.user.is_admin {
-            set_status(403);
-            return Err(ServerFnError::new(
-                "This part of Latchkey is for administrators.",
-            ));
+            return Err(refuse(403, "This part of Latchkey is for administrators."));
         }
         Ok(me)
     }
@@ -148,6 +145,20 @@ pub struct ClientView {
 /// Where a secret waits, in the admin's browser session, to be shown once.
 #[cfg(feature = "ssr")]
 const SECRET_FLASH: &str = "admin_new_secret";
+
+/// Keeps a new secret in the admin's browser session for the client page to show once.
+#[cfg(feature = "ssr")]
+async fn flash_secret(client_id: &str, secret: String) -> Result<(), ServerFnError> {
+    let session: tower_sessions::Session = leptos_axum::extract().await?;
+    session
+        .insert(SECRET_FLASH, (client_id.to_owned(), secret))
+        .await
+        .map_err(|e| {
+            ssr::failed(crate::domain::DomainError::Internal(format!(
+                "keeping the new secret: {e}"
+            )))
+        })
+}
 
 #[server(endpoint = "console/client")]
 pub async fn get_admin_client(client_id: String) -> Result<ClientView, ServerFnError> {
@@ -355,11 +366,7 @@ pub async fn rotate_client_secret(client_id: String) -> Result<(), ServerFnError
     let secret = crate::domain::clients::rotate_secret(&ssr::db()?, &client_id, &ssr::actor(&me))
         .await
         .map_err(ssr::failed)?;
-    let session: tower_sessions::Session = leptos_axum::extract().await?;
-    session
-        .insert(SECRET_FLASH, (client_id.clone(), secret.0))
-        .await
-        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    flash_secret(&client_id, secret.0).await?;
     ssr::redirect_with(
         &format!("/admin/clients/{client_id}"),
         &[("saved", "secret")],
@@ -416,11 +423,7 @@ pub async fn create_client(
         .await
         .map_err(ssr::failed)?;
     if let Some(secret) = secret {
-        let session: tower_sessions::Session = leptos_axum::extract().await?;
-        session
-            .insert(SECRET_FLASH, (client.client_id.clone(), secret.0))
-            .await
-            .map_err(|e| ServerFnError::new(e.to_string()))?;
+        flash_secret(&client.client_id, secret.0).await?;
     }
     ssr::redirect_with(
         &format!("/admin/clients/{}", client.client_id),
@@ -481,8 +484,8 @@ fn grant_types(
     .filter_map(|(on, g)| on.map(|_| g))
     .collect();
     if chosen.is_empty() {
-        ssr::set_status(400);
-        return Err(ServerFnError::new(
+        return Err(ssr::refuse(
+            400,
             "grant_type: choose at least one grant type",
         ));
     }

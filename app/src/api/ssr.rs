@@ -23,10 +23,7 @@ pub async fn signed_in() -> Result<Option<SignedIn>, ServerFnError> {
     let db = db()?;
     let session: Session = leptos_axum::extract().await?;
     let info = use_context::<ClientInfo>().unwrap_or_default();
-    signed_in_from(&db, &session, &info).await.map_err(|e| {
-        tracing::error!(error = %e, "resolving the sign-in failed");
-        ServerFnError::new("something went wrong")
-    })
+    signed_in_from(&db, &session, &info).await.map_err(failed)
 }
 
 /// Resolves a browser session to its live sign-in (shared with the server's guards).
@@ -49,12 +46,7 @@ pub async fn signed_in_from(
 pub async fn require_signed_in() -> Result<SignedIn, ServerFnError> {
     match signed_in().await? {
         Some(s) => Ok(s),
-        None => {
-            set_status(401);
-            Err(ServerFnError::new(
-                "You are not signed in. Sign in and try again.",
-            ))
-        }
+        None => Err(refuse(401, "You are not signed in. Sign in and try again.")),
     }
 }
 
@@ -76,7 +68,13 @@ pub fn client_info() -> ClientInfo {
     use_context::<ClientInfo>().unwrap_or_default()
 }
 
+/// Sets the response's status (e.g. 404 for a page render of a missing app).
+/// Not for a plain form post that goes back to its form (see [`refuse`]): its
+/// answer has to stay a redirect.
 pub fn set_status(code: u16) {
+    if form_page().is_some() {
+        return;
+    }
     if let (Some(response), Ok(status)) = (
         use_context::<leptos_axum::ResponseOptions>(),
         axum::http::StatusCode::from_u16(code),
@@ -85,26 +83,85 @@ pub fn set_status(code: u16) {
     }
 }
 
+/// A server function refuses: the error with `message`, and what the caller gets.
+///
+/// - Hydrated (the server-function client): HTTP `status` with the error; the
+///   page's `ActionError` shows it.
+/// - A plain HTML form post (JavaScript off: `POST`, `Accept: text/html`, with
+///   a `Referer`): `302` back to the form's page (the Referer's path; its old
+///   query, e.g. an earlier action's notice, dropped) with the error in leptos'
+///   `__path`/`__err` query, which `ServerAction::new` reads on that page, so the
+///   same `ActionError` shows it inline. A 4xx status here would turn leptos'
+///   form redirect into the raw `ServerError|…` body as the browser's page.
+/// - A form post without a `Referer`: the status and the error as text (there
+///   is no page to go back to).
+pub fn refuse(status: u16, message: impl std::fmt::Display) -> ServerFnError {
+    let error = ServerFnError::new(message);
+    if back_to_form(&error).is_none() {
+        set_status(status);
+    }
+    error
+}
+
+/// For a plain HTML form post: the page the form is on, from the `Referer`,
+/// without query or fragment. `None` for any other request (a page render is a
+/// GET; the server-function client does not accept `text/html`).
+fn form_page() -> Option<url::Url> {
+    use axum::http::{header, Method};
+    let parts = use_context::<axum::http::request::Parts>()?;
+    let accepts_html = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if parts.method != Method::POST || !accepts_html {
+        return None;
+    }
+    let mut page = url::Url::parse(parts.headers.get(header::REFERER)?.to_str().ok()?).ok()?;
+    // Only the path is used (a relative Location); `//host` would leave the site.
+    if page.path().starts_with("//") {
+        return None;
+    }
+    page.set_query(None);
+    page.set_fragment(None);
+    Some(page)
+}
+
+/// Points a plain form post's redirect back to its form's page with `error`
+/// (see [`refuse`]); `None` when the request is not one.
+fn back_to_form(error: &ServerFnError) -> Option<()> {
+    use leptos::server_fn::error::ServerFnUrlError;
+    let page = form_page()?;
+    let parts = use_context::<axum::http::request::Parts>()?;
+    let response = use_context::<leptos_axum::ResponseOptions>()?;
+    // The key `ServerAction::new` compares with its function's path.
+    let with_error = ServerFnUrlError::new(parts.uri.path(), error.clone())
+        .to_url(page.as_str())
+        .ok()?;
+    let location = format!("{}?{}", with_error.path(), with_error.query()?);
+    // Replaces the Location leptos' form redirect set (the Referer as it was).
+    response.insert_header(
+        axum::http::header::LOCATION,
+        axum::http::HeaderValue::from_str(&location).ok()?,
+    );
+    Some(())
+}
+
 /// A domain failure as the browser sees it: "not found" (404) for ids that
 /// are not the user's, the message for bad input, and a generic message with
-/// the details only in the log for everything else.
+/// the details only in the log for everything else. See [`refuse`] for how
+/// each kind of caller gets it.
 pub fn failed(e: DomainError) -> ServerFnError {
     match e {
-        DomainError::NotFound => {
-            set_status(404);
-            ServerFnError::new("Not found: it may have been revoked already.")
-        }
-        e if e.is_caller_error() => {
-            set_status(400);
-            ServerFnError::new(e.to_string())
-        }
+        DomainError::NotFound => refuse(404, "Not found: it may have been revoked already."),
+        e if e.is_caller_error() => refuse(400, e),
         e => {
             let request_id = crate::domain::secrets::new_id();
             tracing::error!(%request_id, error = %e, "server function failed");
-            set_status(500);
-            ServerFnError::new(format!(
-                "Something went wrong. Please try again (request id {request_id})."
-            ))
+            refuse(
+                500,
+                format!("Something went wrong. Please try again (request id {request_id})."),
+            )
         }
     }
 }
@@ -122,8 +179,9 @@ pub fn redirect_with(path: &str, query: &[(&str, &str)]) {
 /// Deletes this browser's session record (after its sign-in ended).
 pub async fn forget_browser_session() -> Result<(), ServerFnError> {
     let session: Session = leptos_axum::extract().await?;
-    session
-        .flush()
-        .await
-        .map_err(|e| ServerFnError::new(format!("could not end the browser session: {e}")))
+    session.flush().await.map_err(|e| {
+        failed(DomainError::Internal(format!(
+            "ending the browser session: {e}"
+        )))
+    })
 }

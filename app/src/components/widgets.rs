@@ -1,20 +1,33 @@
 //! Small pieces the dashboard pages share: result notices, action errors, the
 //! confirm disclosure, pagination.
+//!
+//! After an action the page settles: every open confirmation closes and focus
+//! moves to the outcome (the notice, or the inline error). A `<details open>`
+//! is DOM state Leptos does not own, so without this a confirmation left open
+//! stays open on whatever the page shows next (on a re-rendered list, another
+//! item's), one Enter away from confirming something nobody chose.
 
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 
 /// A success message (from the query after an action), announced politely.
+/// Hydrated, its appearance settles the page (see the module header).
 #[component]
 pub fn Notice(#[prop(into)] text: Signal<Option<String>>) -> impl IntoView {
+    let node = NodeRef::<leptos::html::P>::new();
+    settle_on(node, move || text.with(Option::is_some));
     move || {
         text.get().map(|t| {
-            view! { <p class="notice success" role="status" data-testid="notice">{t}</p> }
+            view! {
+                <p node_ref=node class="notice success" role="status" tabindex="-1" data-testid="notice">{t}</p>
+            }
         })
     }
 }
 
-/// The error of the last run of a server action, shown inline.
+/// The error of the last run of a server action, shown inline. Hydrated, its
+/// appearance settles the page (see the module header). Without JavaScript it
+/// comes from the query of the form post's redirect (`ssr::refuse`).
 #[component]
 pub fn ActionError<S>(action: ServerAction<S>) -> impl IntoView
 where
@@ -22,6 +35,10 @@ where
     S::Output: Clone + Send + Sync + 'static,
     S::Error: Clone + Send + Sync + std::fmt::Display + 'static,
 {
+    let node = NodeRef::<leptos::html::P>::new();
+    settle_on(node, move || {
+        action.value().with(|v| matches!(v, Some(Err(_))))
+    });
     move || {
         action
             .value()
@@ -34,8 +51,41 @@ where
                     .split_once(": ")
                     .map(|(_, m)| m.to_string())
                     .unwrap_or(text);
-                view! { <p class="notice error" role="alert" data-testid="action-error">{text}</p> }
+                view! {
+                    <p node_ref=node class="notice error" role="alert" tabindex="-1" data-testid="action-error">{text}</p>
+                }
             })
+    }
+}
+
+/// Each time the outcome changes while it is `shown` (and once on mount):
+/// closes every open confirmation and moves focus to `node`, the outcome's
+/// element. Hydrated only: the server renders confirmations closed.
+fn settle_on(node: NodeRef<leptos::html::P>, shown: impl Fn() -> bool + Send + Sync + 'static) {
+    Effect::new(move || {
+        if !shown() {
+            return;
+        }
+        if let Some(el) = node.get() {
+            close_confirmations();
+            // Focus is a courtesy: a refusal (e.g. a detached node) changes nothing.
+            let _ = el.focus();
+        }
+    });
+}
+
+/// Closes every `<details class="confirm">` on the page.
+fn close_confirmations() {
+    #[cfg(feature = "hydrate")]
+    if let Ok(open) = document().query_selector_all("details.confirm[open]") {
+        for i in 0..open.length() {
+            if let Some(el) = open
+                .item(i)
+                .and_then(|n| wasm_bindgen::JsCast::dyn_into::<web_sys::Element>(n).ok())
+            {
+                let _ = el.remove_attribute("open");
+            }
+        }
     }
 }
 

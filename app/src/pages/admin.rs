@@ -302,7 +302,8 @@ pub fn AdminClientPage() -> impl IntoView {
                                         <div><dt>"Extra scopes"</dt><dd>{d.extra_scopes.join(" ")}</dd></div>
                                         <div><dt>"In use"</dt><dd>{format!("{} grants, {} sessions", c.active_grants, c.active_families)}</dd></div>
                                     </dl>
-                                    <details class="edit">
+                                    // Open while its save was refused: the message and the form are inside.
+                                    <details class="edit" open=move || edit.value().with(|v| matches!(v, Some(Err(_))))>
                                         <summary class="button secondary">"Edit registration"</summary>
                                         <ActionError action=edit/>
                                         <ActionForm action=edit attr:class="stack">

@@ -82,6 +82,7 @@ fn Detail(
     let yes = format!("Yes, revoke {name}");
     let grant_id = app.grant_id.clone();
     let form_grant_id = grant_id.clone();
+    let sessions = detail.sessions;
     view! {
         <section class="card" data-testid="app-detail">
             <div class="app-head">
@@ -124,14 +125,15 @@ fn Detail(
         <section class="card">
             <h2>"Sessions"</h2>
             <p class="muted">"Each session is one device or app install holding tokens. Signing one out ends only that one."</p>
-            {if detail.sessions.is_empty() {
+            {if sessions.is_empty() {
                 view! { <p data-testid="no-sessions">"No active session: the app holds no usable token for you right now."</p> }.into_any()
             } else {
                 view! {
+                    // Keyed: a row's DOM (focus, its form) never passes to another session.
                     <ul class="rows" aria-label="Sessions">
-                        {detail.sessions.into_iter().map(|s| view! {
+                        <For each=move || sessions.clone() key=|s| s.family_id.clone() let:s>
                             <SessionRow session=s grant_id=grant_id.clone() sign_out/>
-                        }).collect_view()}
+                        </For>
                     </ul>
                 }.into_any()
             }}

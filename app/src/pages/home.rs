@@ -56,6 +56,7 @@ pub fn HomePage() -> impl IntoView {
                     Ok(view) => {
                         let total = view.apps.total;
                         let pager = view.apps.clone();
+                        let apps = view.apps.items;
                         view! {
                             <Layout user=view.user>
                                 <div class="page-head">
@@ -87,7 +88,10 @@ pub fn HomePage() -> impl IntoView {
                                             {if total == 1 { "1 app has access.".to_string() } else { format!("{total} apps have access.") }}
                                         </p>
                                         <ul class="app-list" aria-label="Apps with access">
-                                            {view.apps.items.into_iter().map(|app| view! { <AppCard app revoke/> }).collect_view()}
+                                            // Keyed: a card's DOM (an open confirmation, focus) never passes to another app.
+                                            <For each=move || apps.clone() key=|app| app.grant_id.clone() let:app>
+                                                <AppCard app revoke/>
+                                            </For>
                                         </ul>
                                         <Pager page=pager.page pages=pager.pages() base=paths::HOME.to_string()/>
                                         <section class="card danger-zone">

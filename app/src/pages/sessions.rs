@@ -48,6 +48,7 @@ pub fn SessionsPage() -> impl IntoView {
                     Ok(view) => {
                         let pager = view.sessions.clone();
                         let others = view.sessions.total - 1;
+                        let items = view.sessions.items;
                         view! {
                             <Layout user=view.user>
                                 <h1>"Sessions & devices"</h1>
@@ -59,7 +60,10 @@ pub fn SessionsPage() -> impl IntoView {
                                 <ActionError action=end/>
                                 <ActionError action=end_others/>
                                 <ul class="rows card" aria-label="Signed-in sessions">
-                                    {view.sessions.items.into_iter().map(|s| view! { <SessionItem session=s end/> }).collect_view()}
+                                    // Keyed: a row's DOM (focus, its form) never passes to another session.
+                                    <For each=move || items.clone() key=|s| s.id.clone() let:s>
+                                        <SessionItem session=s end/>
+                                    </For>
                                 </ul>
                                 <Pager page=pager.page pages=pager.pages() base=paths::SESSIONS.to_string()/>
                                 {(others > 0).then(|| view! {
