@@ -3,6 +3,9 @@
 //! redirect URI and the PKCE verifier. Redeeming starts a token family. A
 //! second redemption is treated as a leaked code: `invalid_grant`, and every
 //! token issued from the first redemption is revoked (RFC 6749 §4.1.2).
+//! A code not yet redeemed dies with its sign-in, grant, user or client: the
+//! revocation cascade marks it revoked (`revocation.rs`), and it is issued
+//! only while all of them are live.
 
 use super::{
     audit::{AuditEvent, AuditKind},

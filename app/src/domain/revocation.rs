@@ -206,25 +206,28 @@ impl RevokedSets {
             Target::ClientGrants(_) => Some("client_id"),
             Target::Family(_) | Target::SignIn(_) => None,
         };
-        let (what, id, families_where) = match target {
-            Target::Family(id) => ("family", id, "id = $3".to_owned()),
+        // Which families (and codes) the target covers, with `{id}` where the
+        // target id goes; each statement below puts its own placeholder there.
+        let (what, id, covered) = match target {
+            Target::Family(id) => ("family", id, "id = {id}".to_owned()),
             Target::Grant(id) => ("grant", id, String::new()),
             Target::UserGrants(id) => ("user_grants", id, String::new()),
             Target::ClientGrants(id) => ("client_grants", id, String::new()),
             Target::SignIn(id) => (
                 "sign_in",
                 id,
-                "login_session_id = $3 AND grant_id IN \
+                "login_session_id = {id} AND grant_id IN \
                 (SELECT g.id FROM grants g JOIN clients c ON c.id = g.client_id \
                  CROSS JOIN policy_default d WHERE d.id = 1 \
                  AND COALESCE(c.revoke_on_logout, d.revoke_on_logout))"
                     .to_owned(),
             ),
         };
-        let families_where = match grants_by {
-            Some(column) => format!("grant_id IN (SELECT id FROM grants WHERE {column} = $3)"),
-            None => families_where,
+        let covered = match grants_by {
+            Some(column) => format!("grant_id IN (SELECT id FROM grants WHERE {column} = {{id}})"),
+            None => covered,
         };
+        let families_where = covered.replace("{id}", "$3");
         let revoke_families = format!(
             "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 \
              WHERE revoked_at IS NULL AND {families_where} RETURNING id"
@@ -239,8 +242,7 @@ impl RevokedSets {
             format!(
                 "UPDATE auth_codes SET revoked_at = $1 \
                  WHERE consumed_at IS NULL AND revoked_at IS NULL AND {}",
-                // The target id is the second parameter here (no reason is stored).
-                families_where.replace("$3", "$2")
+                covered.replace("{id}", "$2")
             )
         });
         let revoke_refresh_tokens = format!(

@@ -272,10 +272,7 @@ impl BeginWrite for SqlitePool {
         let turn = sqlite_write_lock(self).lock_owned().await;
         #[allow(clippy::disallowed_methods)]
         let tx = self.begin().await?;
-        Ok(WriteTx {
-            tx,
-            _turn: Some(turn),
-        })
+        Ok(WriteTx::new(tx, Some(turn)))
     }
 
     async fn execute_write<'q>(
@@ -293,7 +290,7 @@ impl BeginWrite for PgPool {
     async fn begin_write(&self) -> Result<WriteTx<sqlx::Postgres>, sqlx::Error> {
         #[allow(clippy::disallowed_methods)]
         let tx = self.begin().await?;
-        Ok(WriteTx { tx, _turn: None })
+        Ok(WriteTx::new(tx, None))
     }
 
     async fn execute_write<'q>(
@@ -306,20 +303,63 @@ impl BeginWrite for PgPool {
 
 /// A write transaction holding the write turn (see [`BeginWrite`]). Queries
 /// run on `&mut *tx` as on a `sqlx::Transaction`; dropping it without
-/// [`WriteTx::commit`] rolls back.
+/// [`WriteTx::commit`] rolls back, and the turn passes on only once the
+/// rollback is done.
 pub struct WriteTx<DB: sqlx::Database> {
-    // Field order matters: the transaction ends (drops) before the turn is released.
-    tx: sqlx::Transaction<'static, DB>,
-    _turn: Option<WriteGuard>,
+    /// `Some` until `commit`, `rollback` or `drop` takes it.
+    tx: Option<sqlx::Transaction<'static, DB>>,
+    turn: Option<WriteGuard>,
 }
 
 impl<DB: sqlx::Database> WriteTx<DB> {
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    fn new(tx: sqlx::Transaction<'static, DB>, turn: Option<WriteGuard>) -> Self {
+        WriteTx { tx: Some(tx), turn }
     }
 
-    pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let done = match self.tx.take() {
+            Some(tx) => tx.commit().await,
+            None => Ok(()),
+        };
+        drop(self.turn.take());
+        done
+    }
+
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        let done = match self.tx.take() {
+            Some(tx) => tx.rollback().await,
+            None => Ok(()),
+        };
+        drop(self.turn.take());
+        done
+    }
+
+    fn open(&self) -> &sqlx::Transaction<'static, DB> {
+        // Only `commit`, `rollback` (which consume self) and `drop` take it.
+        self.tx.as_ref().expect("a WriteTx is open until it ends")
+    }
+}
+
+/// Dropped while open (a `?` in the transaction's body): sqlx would only queue
+/// the rollback, and the connection would keep SQLite's write lock for a
+/// moment after the turn passed on, so the next writer would meet it. The
+/// rollback runs to its end before the turn is released instead.
+impl<DB: sqlx::Database> Drop for WriteTx<DB> {
+    fn drop(&mut self) {
+        let (Some(tx), turn) = (self.tx.take(), self.turn.take()) else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = tx.rollback().await {
+                        tracing::warn!(error = %e, "rolling back a dropped write transaction failed");
+                    }
+                    drop(turn);
+                });
+            }
+            Err(_) => drop((tx, turn)),
+        }
     }
 }
 
@@ -327,13 +367,13 @@ impl<DB: sqlx::Database> std::ops::Deref for WriteTx<DB> {
     type Target = DB::Connection;
 
     fn deref(&self) -> &DB::Connection {
-        &self.tx
+        self.open()
     }
 }
 
 impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<DB> {
     fn deref_mut(&mut self) -> &mut DB::Connection {
-        &mut self.tx
+        self.tx.as_mut().expect("a WriteTx is open until it ends")
     }
 }
 
