@@ -911,16 +911,7 @@ async fn logout_scene(t: &TestDb) -> LogoutScene {
     let app_tokens = tokens_for(&alice, &server, &app, "openid").await;
     let keep_tokens = tokens_for(&alice, &server, &keep, "openid").await;
     let service = service(&t.db, "Service", &[]).await;
-    let res: Value = reqwest::Client::new()
-        .post(server.url("/oauth/token"))
-        .basic_auth(&service.client_id, service.secret.as_deref())
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let service_token = cc_token(&server, &service).await;
     LogoutScene {
         server,
         app,
@@ -928,7 +919,7 @@ async fn logout_scene(t: &TestDb) -> LogoutScene {
         alice,
         app_tokens,
         keep_tokens,
-        service_token: str_of(&res, "access_token").to_owned(),
+        service_token,
     }
 }
 

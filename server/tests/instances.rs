@@ -15,8 +15,10 @@ use std::{
 mod common;
 
 use app::domain::Db;
-use common::flow::service;
-use serde_json::Value;
+use common::{
+    flow::{cc_token, is_active, service},
+    Site,
+};
 
 /// A `latchkey serve` child process, killed when dropped.
 struct Instance {
@@ -72,18 +74,10 @@ async fn start(dir: &Path, db_url: &str, site: &Path, issuer: Option<&str>) -> I
     }
 }
 
-async fn introspect(at: &Instance, client_id: &str, secret: &str, token: &str) -> bool {
-    let body: Value = reqwest::Client::new()
-        .post(format!("{}/oauth/introspect", at.base))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["active"].as_bool().expect("active is a boolean")
+impl Site for Instance {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,39 +92,28 @@ async fn sqlite_revocation_reaches_another_process_on_the_same_file() {
     let db = Db::connect(&db_url).await.unwrap();
     db.migrate().await.unwrap();
     let service = service(&db, "Service", &[]).await;
-    let secret = service.secret.clone().unwrap();
     db.close().await;
 
     // A first, so it alone creates the signing keys; B shares A's issuer.
     let a = start(dir.path(), &db_url, &site, None).await;
     let b = start(dir.path(), &db_url, &site, Some(&a.base)).await;
 
-    let token: Value = reqwest::Client::new()
-        .post(format!("{}/oauth/token", a.base))
-        .basic_auth(&service.client_id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let access = token["access_token"].as_str().expect("an access token");
-    assert!(introspect(&b, &service.client_id, &secret, access).await);
+    let access = &cc_token(&a, &service).await;
+    assert!(is_active(&b, &service, access).await);
 
     let res = reqwest::Client::new()
         .post(format!("{}/oauth/revoke", a.base))
-        .basic_auth(&service.client_id, Some(&secret))
-        .form(&[("token", access)])
+        .basic_auth(&service.client_id, service.secret.as_deref())
+        .form(&[("token", access.as_str())])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert!(!introspect(&a, &service.client_id, &secret, access).await);
+    assert!(!is_active(&a, &service, access).await);
     // B re-reads the revocations every 5 s: three periods is a generous bound
     // for "it does arrive" (this is not a speed measurement).
     let revoked_at = Instant::now();
-    while introspect(&b, &service.client_id, &secret, access).await {
+    while is_active(&b, &service, access).await {
         assert!(
             revoked_at.elapsed() < Duration::from_secs(15),
             "the other process never learned of the revocation"

@@ -316,29 +316,23 @@ impl<DB: sqlx::Database> WriteTx<DB> {
         WriteTx { tx: Some(tx), turn }
     }
 
+    /// Commits, then passes the turn on.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let done = match self.tx.take() {
-            Some(tx) => tx.commit().await,
-            None => Ok(()),
-        };
+        let done = self.tx.take().expect(OPEN).commit().await;
         drop(self.turn.take());
         done
     }
 
+    /// Rolls back, then passes the turn on.
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        let done = match self.tx.take() {
-            Some(tx) => tx.rollback().await,
-            None => Ok(()),
-        };
+        let done = self.tx.take().expect(OPEN).rollback().await;
         drop(self.turn.take());
         done
-    }
-
-    fn open(&self) -> &sqlx::Transaction<'static, DB> {
-        // Only `commit`, `rollback` (which consume self) and `drop` take it.
-        self.tx.as_ref().expect("a WriteTx is open until it ends")
     }
 }
+
+/// Only `commit`, `rollback` (which consume the `WriteTx`) and `drop` take the transaction.
+const OPEN: &str = "a WriteTx is open until it ends";
 
 /// Dropped while open (a `?` in the transaction's body): sqlx would only queue
 /// the rollback, and the connection would keep SQLite's write lock for a
@@ -367,13 +361,13 @@ impl<DB: sqlx::Database> std::ops::Deref for WriteTx<DB> {
     type Target = DB::Connection;
 
     fn deref(&self) -> &DB::Connection {
-        self.open()
+        self.tx.as_ref().expect(OPEN)
     }
 }
 
 impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<DB> {
     fn deref_mut(&mut self) -> &mut DB::Connection {
-        self.tx.as_mut().expect("a WriteTx is open until it ends")
+        self.tx.as_mut().expect(OPEN)
     }
 }
 

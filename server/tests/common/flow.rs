@@ -11,7 +11,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use reqwest::{header, StatusCode};
 use serde_json::Value;
 
-use super::{browser, TestDb, TestServer};
+use super::{browser, Site, TestDb, TestServer};
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -247,7 +247,7 @@ pub async fn oauth_error(res: reqwest::Response) -> (StatusCode, String) {
 }
 
 /// Whether introspection by `by` (a confidential app) says the token is active.
-pub async fn is_active(server: &TestServer, by: &App, token: &str) -> bool {
+pub async fn is_active(server: &impl Site, by: &App, token: &str) -> bool {
     let res = reqwest::Client::new()
         .post(server.url("/oauth/introspect"))
         .basic_auth(&by.client_id, by.secret.as_deref())
@@ -325,7 +325,7 @@ pub async fn service(db: &app::domain::Db, name: &str, scopes: &[&str]) -> App {
 }
 
 /// A client_credentials token request authenticated with Basic.
-pub async fn cc_token_response(server: &TestServer, app: &App) -> reqwest::Response {
+pub async fn cc_token_response(server: &impl Site, app: &App) -> reqwest::Response {
     reqwest::Client::new()
         .post(server.url("/oauth/token"))
         .basic_auth(&app.client_id, app.secret.as_deref())
@@ -336,7 +336,7 @@ pub async fn cc_token_response(server: &TestServer, app: &App) -> reqwest::Respo
 }
 
 /// A client_credentials access token of `app`.
-pub async fn cc_token(server: &TestServer, app: &App) -> String {
+pub async fn cc_token(server: &impl Site, app: &App) -> String {
     let res = cc_token_response(server, app).await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();

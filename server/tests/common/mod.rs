@@ -214,6 +214,18 @@ impl TestServer {
     }
 }
 
+/// Anything Latchkey answers at: an in-process [`TestServer`] or a real
+/// `latchkey serve` process (`instances.rs`).
+pub trait Site {
+    fn url(&self, path: &str) -> String;
+}
+
+impl Site for TestServer {
+    fn url(&self, path: &str) -> String {
+        TestServer::url(self, path)
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.handle.abort();
