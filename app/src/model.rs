@@ -382,6 +382,17 @@ pub struct AdminClientDetail {
     pub policy: Vec<PolicyField>,
     /// Refresh tokens that stop working if refresh is switched off.
     pub live_refresh_tokens: i64,
+    /// Set when the client is a resource server.
+    pub resource_server: Option<AdminResourceServer>,
+}
+
+/// A client's resource-server registration, in the admin console.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminResourceServer {
+    /// The `aud` of tokens meant for it (RFC 8707 resource indicator).
+    pub audience: String,
+    /// The scopes it serves.
+    pub scopes: Vec<String>,
 }
 
 /// A user in the admin console.

@@ -10,6 +10,7 @@ use app::domain::{
     demo,
     keys::{self, KeyRing, MasterKey},
     policy::{self, format_duration, Policy, PolicyChange},
+    resource_servers,
     revocation::RevokedSets,
     users,
     web_session::WebSessionStore,
@@ -206,6 +207,50 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 Ok(())
             }
+            Command::Client(ClientCommand::ResourceServer {
+                client_id,
+                audience,
+                scopes,
+                remove,
+                json,
+            }) => {
+                let actor = app::domain::audit::Actor::default();
+                if remove {
+                    match resource_servers::remove(&db, &client_id, &actor).await {
+                        Ok(true) => {
+                            println!("client {client_id} is no longer a resource server");
+                            Ok(())
+                        }
+                        Ok(false) => Err(Failure::Invalid(format!(
+                            "client_id: {client_id:?} is not a resource server"
+                        ))),
+                        Err(e) => Err(e.into()),
+                    }
+                } else {
+                    let audience = audience.unwrap_or_default();
+                    match resource_servers::set(&db, &client_id, &audience, &scopes, &actor).await {
+                        Ok(registered) if json => {
+                            print_json(&registered);
+                            Ok(())
+                        }
+                        Ok(registered) => {
+                            let serves = match registered.scopes.is_empty() {
+                                true => "no scope yet".to_owned(),
+                                false => registered.scopes.join(" "),
+                            };
+                            println!(
+                                "client {client_id} is a resource server: audience {}, serves {serves}",
+                                registered.audience
+                            );
+                            Ok(())
+                        }
+                        Err(DomainError::NotFound) => {
+                            Err(Failure::Invalid(format!("client_id: no client {client_id:?}")))
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            }
             Command::Client(ClientCommand::List(flag)) => {
                 let list = clients::list_clients(&db).await?;
                 if flag.json {
@@ -258,7 +303,6 @@ fn master_key(file: &str) -> Result<MasterKey, Failure> {
 /// and the revoked sets (other instances' revocations: the fallback behind
 /// LISTEN/NOTIFY on PostgreSQL, and the only way on a shared SQLite file).
 const KEY_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-const REVOKED_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn serve_until_stopped(
     db: Db,
@@ -276,29 +320,20 @@ async fn serve_until_stopped(
             .continuously_delete_expired(tokio::time::Duration::from_secs(3600)),
     );
     let reload = tokio::spawn({
-        let (db, keys, revoked) = (db.clone(), keys.clone(), revoked.clone());
+        let (db, keys) = (db.clone(), keys.clone());
         async move {
-            let mut revoked_tick = tokio::time::interval(REVOKED_RELOAD_EVERY);
             let mut keys_tick = tokio::time::interval(KEY_RELOAD_EVERY);
             loop {
-                tokio::select! {
-                    _ = revoked_tick.tick() => {
-                        if let Err(e) = revoked.reload(&db).await {
-                            tracing::warn!(error = %e, "reloading the revoked sets failed");
-                        }
-                    }
-                    _ = keys_tick.tick() => {
-                        if let Err(e) = keys.reload(&db, &master).await {
-                            tracing::warn!(error = %e, "reloading the signing keys failed");
-                        }
-                    }
+                keys_tick.tick().await;
+                if let Err(e) = keys.reload(&db, &master).await {
+                    tracing::warn!(error = %e, "reloading the signing keys failed");
                 }
             }
         }
     });
-    // Other instances' revocations, at once (PostgreSQL LISTEN/NOTIFY; the
-    // reload above is the fallback).
-    let follow = tokio::spawn(app::domain::revocation::listen(db.clone(), revoked.clone()));
+    // The revocation log: this instance's and the other instances'
+    // revocations, for the in-memory sets and the feed.
+    let follow = tokio::spawn(app::domain::revocation::follow(db.clone(), revoked.clone()));
     let addr = config.addr;
     let issuer = config.issuer.clone();
     let app = crate::http::router(db, keys, revoked, config, store);
@@ -402,15 +437,18 @@ fn print_demo(report: &demo::DemoReport) {
         );
     }
     for c in &report.clients {
+        let target = match c.redirect_uris.is_empty() {
+            true => format!("resource server, audience {}", demo::NOTES_API_AUDIENCE),
+            false => format!("redirect_uri {}", c.redirect_uris.join(" ")),
+        };
         println!(
-            "  client {:<10} client_id {:<11} {}redirect_uri {}{}",
+            "  client {:<10} client_id {:<11} {}{target}{}",
             format!("{:?}", c.name),
             c.client_id,
             c.client_secret
                 .as_ref()
                 .map(|s| format!("client_secret {s}  "))
                 .unwrap_or_else(|| "public (PKCE)  ".into()),
-            c.redirect_uris.join(" "),
             if c.created {
                 ""
             } else {

@@ -187,6 +187,24 @@ pub enum ClientCommand {
     },
     /// List clients.
     List(JsonFlag),
+    /// Make a client a resource server (an API tokens are for): its audience
+    /// (RFC 8707 resource indicator, named in the `aud` of tokens carrying a
+    /// scope it serves) and the scopes it serves; `--remove` undoes it.
+    ResourceServer {
+        /// The client_id.
+        client_id: String,
+        /// An absolute URI without a fragment, e.g. https://notes.example/api.
+        #[arg(long, required_unless_present = "remove")]
+        audience: Option<String>,
+        /// A scope it serves (repeat).
+        #[arg(long = "serves")]
+        scopes: Vec<String>,
+        /// Make it an ordinary client again.
+        #[arg(long, conflicts_with_all = ["audience", "scopes"])]
+        remove: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a client's token policy (overrides of the defaults).
     Set {
         /// The client_id.

@@ -27,6 +27,7 @@ on_both_backends!(
     numbers_of_any_size_are_bounded,
     unknown_ids_and_routes_are_json_404s,
     openapi_document_lists_every_route_and_the_bearer_scheme,
+    resource_servers_are_registered_read_and_removed,
 );
 
 const ADMIN_SCOPE: &str = "latchkey:admin";
@@ -99,6 +100,10 @@ impl<'a> Api<'a> {
 
     async fn patch(&self, path: &str, body: Value) -> Answer {
         self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::PUT, path, Some(body)).await
     }
 
     async fn delete(&self, path: &str) -> Answer {
@@ -608,7 +613,7 @@ async fn secret_rotation_stops_the_old_secret_at_once(t: TestDb) {
 }
 
 async fn client_revoke_makes_every_token_of_the_client_inactive(t: TestDb) {
-    let (server, admin, token) = setup(&t).await;
+    let (server, _, token) = setup(&t).await;
     let api = Api::new(&server, &token);
     let notes = app(&t, "Notes", ClientKind::Confidential, &[]).await;
     let alice = person(&t, &server, "alice").await;
@@ -617,7 +622,7 @@ async fn client_revoke_makes_every_token_of_the_client_inactive(t: TestDb) {
     let b = tokens_for(&bob, &server, &notes, "openid").await;
     let b2 = tokens_for(&bob, &server, &notes, "openid").await;
     for body in [&a, &b, &b2] {
-        assert!(is_active(&server, &admin, str_of(body, "access_token")).await);
+        assert!(is_active(&server, &notes, str_of(body, "access_token")).await);
     }
     let res = api
         .post(
@@ -630,7 +635,7 @@ async fn client_revoke_makes_every_token_of_the_client_inactive(t: TestDb) {
         &json!({ "grants_revoked": 2, "families_revoked": 3 })
     );
     for body in [&a, &b, &b2] {
-        assert!(!is_active(&server, &admin, str_of(body, "access_token")).await);
+        assert!(!is_active(&server, &notes, str_of(body, "access_token")).await);
         let (status, error) =
             oauth_error(refresh(&server, &notes, str_of(body, "refresh_token")).await).await;
         assert_eq!(
@@ -1049,14 +1054,14 @@ async fn disabling_a_user_cuts_off_tokens_and_sign_in(t: TestDb) {
         (status, error.as_str()),
         (StatusCode::BAD_REQUEST, "invalid_grant")
     );
-    assert!(!is_active(&server, &admin, str_of(&a, "access_token")).await);
+    assert!(!is_active(&server, &notes, str_of(&a, "access_token")).await);
     // Her browser is signed out, and she cannot sign in again.
     let res = alice.http.get(server.url("/")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "signed out");
     let signin = sign_in_status(&server, "alice").await;
     assert!(signin.starts_with("/signin?error=invalid"), "{signin}");
     // Bob is untouched.
-    assert!(is_active(&server, &admin, str_of(&b, "access_token")).await);
+    assert!(is_active(&server, &notes, str_of(&b, "access_token")).await);
     assert_eq!(
         refresh(&server, &notes, str_of(&b, "refresh_token"))
             .await
@@ -1078,7 +1083,7 @@ async fn disabling_a_user_cuts_off_tokens_and_sign_in(t: TestDb) {
     assert_eq!(res.ok()["user"]["disabled"], false);
     assert!(res.body.get("cut_off").is_none());
     assert_eq!(sign_in_status(&server, "alice").await, "/");
-    assert!(!is_active(&server, &admin, str_of(&a, "access_token")).await);
+    assert!(!is_active(&server, &notes, str_of(&a, "access_token")).await);
 
     let events = api
         .get(&format!("/api/admin/audit?user={}", alice.user_id))
@@ -1169,7 +1174,7 @@ async fn the_last_admin_keeps_their_rights(t: TestDb) {
 }
 
 async fn user_bulk_revocations_answer_counts(t: TestDb) {
-    let (server, admin, token) = setup(&t).await;
+    let (server, _, token) = setup(&t).await;
     let api = Api::new(&server, &token);
     let notes = app(&t, "Notes", ClientKind::Confidential, &[]).await;
     let photos = app(&t, "Photos", ClientKind::Confidential, &[]).await;
@@ -1194,8 +1199,8 @@ async fn user_bulk_revocations_answer_counts(t: TestDb) {
         res.ok(),
         &json!({ "sessions_ended": 2, "families_revoked": 2 })
     );
-    for body in [&n, &p] {
-        assert!(!is_active(&server, &admin, str_of(body, "access_token")).await);
+    for (app, body) in [(&notes, &n), (&photos, &p)] {
+        assert!(!is_active(&server, app, str_of(body, "access_token")).await);
     }
     let res = alice.http.get(server.url("/")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "signed out");
@@ -1522,4 +1527,75 @@ async fn numbers_of_any_size_are_bounded(t: TestDb) {
         res.text
     );
     assert_eq!(api.get(path).await.ok(), &before, "nothing saved");
+}
+
+async fn resource_servers_are_registered_read_and_removed(t: TestDb) {
+    let (server, _, token) = setup(&t).await;
+    let api = Api::new(&server, &token);
+    let notes_api = service(&t.db, "Notes API", &[]).await;
+    let other = service(&t.db, "Other API", &[]).await;
+    let path = format!("/api/admin/clients/{}/resource-server", notes_api.client_id);
+    api.get(&path)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found", None);
+    let body =
+        json!({ "audience": "https://notes.example/api", "scopes": ["notes:read", "notes:write"] });
+    let res = api.put(&path, body.clone()).await;
+    assert_eq!(
+        res.ok(),
+        &json!({
+            "client_id": notes_api.client_id,
+            "audience": "https://notes.example/api",
+            "scopes": ["notes:read", "notes:write"],
+        })
+    );
+    assert_eq!(
+        api.get(&path).await.ok()["audience"],
+        "https://notes.example/api"
+    );
+    // One audience, one resource server.
+    let other_path = format!("/api/admin/clients/{}/resource-server", other.client_id);
+    api.put(&other_path, body)
+        .await
+        .error(StatusCode::CONFLICT, "conflict", None);
+    for (bad, field) in [
+        (json!({ "audience": "notes" }), "audience"),
+        (json!({ "audience": "https://x.example/#f" }), "audience"),
+        (
+            json!({ "audience": "https://x.example", "scopes": ["openid"] }),
+            "scopes",
+        ),
+        (
+            json!({ "audience": "https://x.example", "scopes": ["latchkey:admin"] }),
+            "scopes",
+        ),
+    ] {
+        api.put(&other_path, bad.clone()).await.error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some(field),
+        );
+    }
+    api.put(
+        "/api/admin/clients/nope/resource-server",
+        json!({ "audience": "https://y.example" }),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "not_found", None);
+    // Audited, then removed.
+    let events = api
+        .get(&format!(
+            "/api/admin/audit?kind=client_updated&client={}",
+            notes_api.client_id
+        ))
+        .await;
+    assert_eq!(events.ok()["total"], 1);
+    assert_eq!(api.delete(&path).await.status, StatusCode::NO_CONTENT);
+    api.get(&path)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found", None);
+    api.delete(&path)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found", None);
+    t.cleanup().await;
 }

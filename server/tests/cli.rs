@@ -598,7 +598,11 @@ fn demo_twice_creates_the_demo_data_once() {
                 || l.trim_start().starts_with("client ")
         })
         .collect();
-    assert_eq!(entries.len(), 4, "two users and two clients: {second}");
+    assert_eq!(
+        entries.len(),
+        5,
+        "two users, two apps and the notes API: {second}"
+    );
     for line in entries {
         assert!(line.ends_with("(already present)"), "{line}");
     }
@@ -606,7 +610,10 @@ fn demo_twice_creates_the_demo_data_once() {
     let users = sandbox.users();
     assert_eq!(field(&users, "username"), ["admin", "alice"]);
     let clients = sandbox.clients();
-    assert_eq!(field(&clients, "client_id"), ["demo-notes", "demo-spa"]);
+    assert_eq!(
+        field(&clients, "client_id"),
+        ["demo-notes", "demo-notes-api", "demo-spa"]
+    );
 }
 
 #[test]

@@ -891,6 +891,7 @@ struct LogoutScene {
     alice: Person,
     app_tokens: Value,
     keep_tokens: Value,
+    service: App,
     service_token: String,
 }
 
@@ -919,6 +920,7 @@ async fn logout_scene(t: &TestDb) -> LogoutScene {
         alice,
         app_tokens,
         keep_tokens,
+        service,
         service_token,
     }
 }
@@ -942,7 +944,7 @@ async fn assert_logout_effects(s: &LogoutScene) {
         StatusCode::OK
     );
     assert!(
-        is_active(server, &s.app, &s.service_token).await,
+        is_active(server, &s.service, &s.service_token).await,
         "client_credentials untouched"
     );
     // The browser is signed out.

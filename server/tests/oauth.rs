@@ -7,7 +7,7 @@ mod common;
 use app::domain::{
     clients::{self, ClientKind, NewClient},
     policy::{self, PolicyChange},
-    Db,
+    resource_servers, Db,
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use common::{
@@ -386,9 +386,37 @@ async fn introspection_is_for_confidential_clients_and_fails_closed(t: TestDb) {
     let server = TestServer::start(&t.db).await;
     let api = api_client(&t, "Reports", &["r"]).await;
     let rs = api_client(&t, "Resource server", &[]).await;
+    let nosy = api_client(&t, "Nosy", &[]).await;
+    // Registered as serving "r": tokens carrying it name its audience.
+    resource_servers::set(
+        &t.db,
+        &rs.client_id,
+        "https://rs.example",
+        &["r".into()],
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let jwt = access_token(&server, &api).await;
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(jwt.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        claims["aud"], "https://rs.example",
+        "the one audience, as a string"
+    );
+    // Any other confidential client is told nothing, the token's own client all.
+    assert_eq!(
+        introspect(&server, &nosy, &jwt).await,
+        json!({ "active": false })
+    );
+    assert_eq!(introspect(&server, &api, &jwt).await["active"], true);
     let live = introspect(&server, &rs, &jwt).await;
     assert_eq!(live["active"], true);
+    assert_eq!(live["aud"], "https://rs.example");
     assert_eq!(live["client_id"], api.client_id);
     assert_eq!(live["sub"], api.client_id);
     assert_eq!(live["scope"], "r");

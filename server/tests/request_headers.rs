@@ -76,6 +76,16 @@ async fn basic_scheme_is_case_insensitive_at_every_client_endpoint(t: TestDb) {
     let server = TestServer::start(&t.db).await;
     let (id, secret) = id_and_secret(service(&t.db, "Reports", &["r"]).await);
     let (rs_id, rs_secret) = id_and_secret(service(&t.db, "Resource server", &[]).await);
+    // It serves "r": the tokens below name it, so it may introspect them.
+    app::domain::resource_servers::set(
+        &t.db,
+        &rs_id,
+        "https://rs.example",
+        &["r".into()],
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let mut tokens = Vec::new();
     for scheme in ["Basic ", "BASIC ", "basic ", "bAsIc ", "Basic   "] {
         let auth = authorization(scheme, &id, &secret);

@@ -303,7 +303,8 @@ async fn demo_seed_is_idempotent(t: TestDb) {
     let second = demo::seed(&t.db).await.unwrap();
     assert!(second.users.iter().all(|u| !u.created) && second.clients.iter().all(|c| !c.created));
     assert_eq!(count(&t.db, "users").await, 2);
-    assert_eq!(count(&t.db, "clients").await, 2);
+    assert_eq!(count(&t.db, "clients").await, 3);
+    assert_eq!(count(&t.db, "resource_servers").await, 1);
     assert_eq!(count(&t.db, "audit_events").await, audit_after_first);
     // The printed credentials work.
     let (name, password) = demo::USER;

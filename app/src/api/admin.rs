@@ -6,8 +6,8 @@
 use leptos::prelude::*;
 
 use crate::model::{
-    ActivityStats, AdminClient, AdminClientDetail, AdminUser, AdminUserDetail, AuditLine,
-    CurrentUser, Page, PolicyField,
+    ActivityStats, AdminClient, AdminClientDetail, AdminResourceServer, AdminUser, AdminUserDetail,
+    AuditLine, CurrentUser, Page, PolicyField,
 };
 
 #[cfg(feature = "ssr")]
@@ -185,6 +185,13 @@ pub async fn get_admin_client(client_id: String) -> Result<ClientView, ServerFnE
     let live = admin::live_refresh_tokens(&db, Some(&client_id))
         .await
         .map_err(ssr::failed)?;
+    let resource_server = crate::domain::resource_servers::of_client(&db, &client_id)
+        .await
+        .map_err(ssr::failed)?
+        .map(|r| AdminResourceServer {
+            audience: r.audience,
+            scopes: r.scopes,
+        });
     let session: tower_sessions::Session = leptos_axum::extract().await?;
     let new_secret = match session.remove::<(String, String)>(SECRET_FLASH).await {
         Ok(Some((id, secret))) if id == client_id => Some(secret),
@@ -200,6 +207,7 @@ pub async fn get_admin_client(client_id: String) -> Result<ClientView, ServerFnE
             created_at: client.created_at,
             policy: ssr::policy_fields(&defaults, &overrides),
             live_refresh_tokens: live,
+            resource_server,
         }),
         new_secret,
     })
@@ -457,6 +465,40 @@ pub async fn update_client(
     ssr::redirect_with(
         &format!("/admin/clients/{client_id}"),
         &[("saved", "registration")],
+    );
+    Ok(())
+}
+
+/// Makes a client a resource server (its audience and the scopes it serves),
+/// or, with `remove` set, an ordinary client again.
+#[server(endpoint = "console/resource_server")]
+pub async fn save_resource_server(
+    client_id: String,
+    #[server(default)] audience: String,
+    #[server(default)] scopes: String,
+    #[server(default)] remove: String,
+) -> Result<(), ServerFnError> {
+    use crate::domain::resource_servers;
+    let me = ssr::require_admin().await?;
+    let db = ssr::db()?;
+    if remove.is_empty() {
+        resource_servers::set(
+            &db,
+            &client_id,
+            &audience,
+            &words(&scopes),
+            &ssr::actor(&me),
+        )
+        .await
+        .map_err(ssr::failed)?;
+    } else {
+        resource_servers::remove(&db, &client_id, &ssr::actor(&me))
+            .await
+            .map_err(ssr::failed)?;
+    }
+    ssr::redirect_with(
+        &format!("/admin/clients/{client_id}"),
+        &[("saved", "resource_server")],
     );
     Ok(())
 }

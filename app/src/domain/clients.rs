@@ -153,7 +153,7 @@ pub fn validate_redirect_uri(field: &'static str, raw: &str) -> DomainResult<Str
 }
 
 /// A scope token (RFC 6749 §3.3): printable ASCII except space, `"` and `\`.
-fn validate_scope(raw: &str) -> DomainResult<String> {
+pub(crate) fn validate_scope(raw: &str) -> DomainResult<String> {
     let ok = !raw.is_empty()
         && raw.len() <= 128
         && raw

@@ -107,6 +107,8 @@ pub struct Redemption<'a> {
     pub code: &'a str,
     pub redirect_uri: Option<&'a str>,
     pub code_verifier: Option<&'a str>,
+    /// An RFC 8707 resource indicator: the token's only audience.
+    pub resource: Option<&'a str>,
     pub from: &'a ClientInfo,
 }
 
@@ -284,11 +286,13 @@ pub async fn redeem_code(
         }
     };
 
+    let aud = super::resource_servers::audience_for(db, issuer, &row.scopes, r.resource).await?;
     let access = sign_access_token(
         keys,
         issuer,
         policy.access_ttl_secs,
         AccessFor {
+            aud,
             sub: row.user_id.clone(),
             client_id: client.client_id.clone(),
             scope: row.scopes.clone(),

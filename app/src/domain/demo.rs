@@ -1,5 +1,7 @@
-//! Demo data for a first look: an admin, a user and two clients with fixed,
-//! printed credentials. Running it again finds them and changes nothing.
+//! Demo data for a first look: an admin, a user, two apps and the notes API
+//! (a resource server following the revocation feed: the `latchkey-resource`
+//! example `notes_api`), with fixed, printed credentials. Running it again
+//! finds them and changes nothing.
 
 use serde::Serialize;
 
@@ -15,6 +17,10 @@ pub const USER: (&str, &str) = ("alice", "alice-demo-password");
 pub const CONFIDENTIAL_CLIENT: (&str, &str) =
     ("demo-notes", "demo-notes-secret-for-local-use-only");
 pub const PUBLIC_CLIENT: &str = "demo-spa";
+/// The example notes API (`cargo run -p latchkey-resource --example notes_api`).
+pub const NOTES_API: (&str, &str) = ("demo-notes-api", "demo-notes-api-secret-for-local-use-only");
+/// Its audience: where the example listens by default.
+pub const NOTES_API_AUDIENCE: &str = "http://127.0.0.1:3200";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DemoAccount {
@@ -79,10 +85,19 @@ pub async fn seed(db: &Db) -> DomainResult<DemoReport> {
         grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         extra_scopes: vec![],
     };
+    let notes_api = NewClient {
+        name: "Demo Notes API".into(),
+        kind: ClientKind::Confidential,
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        grant_types: vec![GrantType::ClientCredentials],
+        extra_scopes: vec![super::grants::REVOCATIONS_SCOPE.into()],
+    };
     let mut demo_clients = Vec::new();
     for (client_id, secret, new) in [
         (CONFIDENTIAL_CLIENT.0, Some(CONFIDENTIAL_CLIENT.1), notes),
         (PUBLIC_CLIENT, None, spa),
+        (NOTES_API.0, Some(NOTES_API.1), notes_api),
     ] {
         let secret = secret.map(|s| ClientSecret(s.into()));
         let created = match clients::find_client(db, client_id).await? {
@@ -100,6 +115,19 @@ pub async fn seed(db: &Db) -> DomainResult<DemoReport> {
             redirect_uris: new.redirect_uris,
             created,
         });
+    }
+    if super::resource_servers::of_client(db, NOTES_API.0)
+        .await?
+        .is_none()
+    {
+        super::resource_servers::set(
+            db,
+            NOTES_API.0,
+            NOTES_API_AUDIENCE,
+            &["notes:read".into(), "notes:write".into()],
+            &super::audit::Actor::default(),
+        )
+        .await?;
     }
     Ok(DemoReport {
         users: accounts,

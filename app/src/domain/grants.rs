@@ -19,12 +19,20 @@ use crate::on_db;
 /// The OpenID Connect scopes every client may ask for.
 pub const OPENID_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
-/// The scope of Latchkey's own admin API. Only a client's own
-/// client_credentials tokens may carry it: a person's consent never grants it.
+/// The scope of Latchkey's own admin API.
 pub const ADMIN_SCOPE: &str = "latchkey:admin";
 
+/// The scope of the revocation feed (`/oauth/revocations`), for resource
+/// servers that validate access tokens themselves.
+pub const REVOCATIONS_SCOPE: &str = "latchkey:revocations";
+
+/// Latchkey's own scopes: only a client's own client_credentials tokens may
+/// carry them (when its registration lists them); a person's consent never
+/// grants them.
+pub const CLIENT_ONLY_SCOPES: [&str; 2] = [ADMIN_SCOPE, REVOCATIONS_SCOPE];
+
 /// Every scope a client may ask a person for: the OpenID ones plus its own,
-/// but never [`ADMIN_SCOPE`].
+/// but never one of [`CLIENT_ONLY_SCOPES`].
 pub fn allowed_scopes(client: &Client) -> Vec<String> {
     OPENID_SCOPES
         .iter()
@@ -33,7 +41,7 @@ pub fn allowed_scopes(client: &Client) -> Vec<String> {
             client
                 .extra_scopes
                 .iter()
-                .filter(|s| *s != ADMIN_SCOPE)
+                .filter(|s| !CLIENT_ONLY_SCOPES.contains(&s.as_str()))
                 .cloned(),
         )
         .collect()

@@ -717,6 +717,26 @@ impl KeyRing {
         issuer: &str,
         audience: &str,
     ) -> Result<T, TokenError> {
+        self.verify_access(token, issuer, Some(audience))
+    }
+
+    /// [`KeyRing::verify_access_token`] for a token of any audience (it must
+    /// still name one): introspection and RFC 7009 revocation, which decide
+    /// who may see or revoke it by other rules.
+    pub fn verify_access_token_any_audience<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+    ) -> Result<T, TokenError> {
+        self.verify_access(token, issuer, None)
+    }
+
+    fn verify_access<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+        audience: Option<&str>,
+    ) -> Result<T, TokenError> {
         // header.payload.signature (RFC 7515 §7.1); a header part holding more
         // dots fails to decode.
         let (message, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
@@ -801,7 +821,7 @@ impl KeyRing {
 fn validate_access_claims(
     claims: &serde_json::Value,
     issuer: &str,
-    audience: &str,
+    audience: Option<&str>,
     now: i64,
 ) -> Result<(), TokenError> {
     use serde_json::Value;
@@ -839,7 +859,12 @@ fn validate_access_claims(
     };
     let exp = numeric_date("exp").ok_or_else(|| bad("missing claim exp"))?;
     let iss = names("iss", issuer).ok_or_else(|| bad("missing claim iss"))?;
-    let aud = names("aud", audience).ok_or_else(|| bad("missing claim aud"))?;
+    let aud = match audience {
+        Some(audience) => names("aud", audience),
+        // Any audience, as long as there is one.
+        None => names("aud", "").map(|_| true),
+    }
+    .ok_or_else(|| bad("missing claim aud"))?;
     let now = u64::try_from(now).unwrap_or(0);
     if exp < now {
         return Err(TokenError::Expired);

@@ -16,6 +16,7 @@
 //! | [`refresh`] | refresh tokens: rotation, reuse detection, lifetimes, introspection |
 //! | [`my_apps`] | the user's apps, app sessions, activity and sign-ins; revoking them (owner-checked) |
 //! | [`policy`] | token policy: defaults, per-client overrides, the effective value, validation |
+//! | [`resource_servers`] | clients registered as resource servers: audiences, served scopes, who may introspect |
 //! | [`revocation`] | revoking grants, families, access tokens: database first, then the in-memory sets |
 //! | [`tokens`] | access-token and ID-token claims, client_credentials issuance, introspection |
 //! | [`web_session`] | the tower-sessions store over the same database |
@@ -40,6 +41,7 @@ pub mod my_apps;
 pub mod names;
 pub mod policy;
 pub mod refresh;
+pub mod resource_servers;
 pub mod revocation;
 pub mod secrets;
 pub mod store;

@@ -293,7 +293,14 @@ pub async fn set_defaults_by(
     let event = AuditEvent::new(AuditKind::PolicyChanged)
         .by(actor)
         .detail(serde_json::json!({ "scope": "defaults", "before": before, "after": after }));
-    store(db, &after.into_overrides(), None, &event).await?;
+    store(
+        db,
+        &after.into_overrides(),
+        None,
+        before.access_ttl_secs,
+        &event,
+    )
+    .await?;
     Ok(after)
 }
 
@@ -345,27 +352,35 @@ pub async fn set_client_by(
             "effective_before": before.over(&defaults),
             "effective_after": effective,
         }));
-    store(db, &after, Some(client_id), &event).await?;
+    let ttl_before = before.over(&defaults).access_ttl_secs;
+    store(db, &after, Some(client_id), ttl_before, &event).await?;
     Ok((after, effective))
 }
 
 /// Writes the seven policy fields — the defaults row (`client_id` None) or a
 /// client's overrides — together with the audit event, in one transaction.
+/// `ttl_before` (seconds) is the access-token lifetime in effect until now:
+/// the row's `access_exp_horizon` is raised to now + it, so revocations keep
+/// covering tokens issued under it (revocation.rs computes `until` from it).
 async fn store(
     db: &Db,
     values: &PolicyOverrides,
     client_id: Option<&str>,
+    ttl_before: i64,
     event: &AuditEvent,
 ) -> DomainResult<()> {
     let (table, target) = match client_id {
         None => ("policy_default", "id = 1"),
-        Some(_) => ("clients", "id = $9 AND deleted_at IS NULL"),
+        Some(_) => ("clients", "id = $10 AND deleted_at IS NULL"),
     };
     let sql = format!(
         "UPDATE {table} SET refresh_enabled = $1, access_ttl_secs = $2, refresh_idle_ttl_secs = $3, \
          refresh_absolute_ttl_secs = $4, rotate_refresh = $5, reuse_grace_secs = $6, revoke_on_logout = $7, \
-         updated_at = $8 WHERE {target}"
+         updated_at = $8, \
+         access_exp_horizon = CASE WHEN access_exp_horizon > $9 THEN access_exp_horizon ELSE $9 END \
+         WHERE {target}"
     );
+    let at = now();
     on_db!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         let mut query = sqlx::query(&sql)
@@ -376,7 +391,8 @@ async fn store(
             .bind(values.rotate_refresh)
             .bind(values.reuse_grace_secs)
             .bind(values.revoke_on_logout)
-            .bind(now());
+            .bind(at)
+            .bind(at + ttl_before);
         if let Some(id) = client_id {
             query = query.bind(id);
         }

@@ -212,6 +212,8 @@ pub struct RefreshRequest<'a> {
     pub client: &'a Client,
     pub refresh_token: &'a str,
     pub scope: Option<&'a str>,
+    /// An RFC 8707 resource indicator: the token's only audience.
+    pub resource: Option<&'a str>,
     pub from: &'a ClientInfo,
 }
 
@@ -423,11 +425,13 @@ pub async fn refresh(
         None => return Err(reuse_detected(db, revoked, client, row, r.from).await),
     }
 
+    let aud = super::resource_servers::audience_for(db, issuer, &scope, r.resource).await?;
     let access = sign_access_token(
         keys,
         issuer,
         policy.access_ttl_secs,
         AccessFor {
+            aud,
             sub: row
                 .user_id
                 .clone()

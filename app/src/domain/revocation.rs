@@ -1,19 +1,26 @@
-//! Revocation: durable first, then visible.
+//! Revocation: durable first, then visible — here, at the other instances,
+//! and at every resource server following the feed.
 //!
-//! Every revocation commits in the database, then lands in this instance's
-//! in-memory sets of revoked grant ids, family ids and access-token `jti`s.
-//! Introspection and userinfo consult those sets with no database round trip.
-//! The sets only need what can still be presented: access tokens live at most
-//! [`policy::ACCESS_TTL_RANGE`]`.1`, so older revocations are not loaded.
-//! Several instances on PostgreSQL tell each other through LISTEN/NOTIFY
-//! ([`listen`]); [`RevokedSets::reload`] on a timer is the fallback.
+//! Every revocation commits in the database together with its entries in the
+//! **revocation log** (`revocation_log`: a position, the kind — grant, token
+//! family or access-token `jti` —, the id, and `until`, the latest `exp` a
+//! token it covers can carry). This instance puts the ids in its in-memory
+//! sets at once (introspection and userinfo consult them with no database
+//! round trip); then everything follows the log by position: this instance's
+//! [`RevokedSets`] ([`RevokedSets::catch_up`]), the other instances (woken by
+//! PostgreSQL NOTIFY, polling every second otherwise: [`follow`]), and the
+//! resource servers' feed (`/oauth/revocations`, served from memory:
+//! [`RevokedSets::entries_after`], [`RevokedSets::applied`]). Entries are
+//! dropped from memory and pruned from the table once `until` passed.
 
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, RwLock},
+    time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use tokio::sync::{watch, Notify};
 
 use super::{
     audit::{AuditEvent, AuditKind},
@@ -23,17 +30,157 @@ use super::{
 };
 use crate::on_db;
 
-#[derive(Default)]
-struct Sets {
-    grants: HashSet<String>,
-    families: HashSet<String>,
-    jtis: HashSet<String>,
+/// What a log entry revokes (the feed's `kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// Every token of a grant (access tokens carry it as `gid`).
+    Grant,
+    /// Every token of one token family (access tokens carry it as `fid`).
+    Family,
+    /// One access token, by its `jti`.
+    Jti,
 }
 
-/// This instance's view of what is revoked. Cheap to clone.
-#[derive(Clone, Default)]
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Grant => "grant",
+            EntryKind::Family => "family",
+            EntryKind::Jti => "jti",
+        }
+    }
+
+    fn parse(s: &str) -> Option<EntryKind> {
+        [EntryKind::Grant, EntryKind::Family, EntryKind::Jti]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// One entry of the revocation log, as the feed sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// Strictly increasing across all instances; visible in order.
+    pub position: i64,
+    pub kind: EntryKind,
+    pub id: String,
+    /// Unix seconds after which no token the entry covers is still valid.
+    pub until: i64,
+}
+
+/// How many log rows one INSERT statement writes.
+const LOG_INSERT_CHUNK: usize = 500;
+
+/// Appends `(kind, id)` entries, all with one `until`, to the revocation log
+/// inside the revocation's write transaction `$tx`, and evaluates to the
+/// last position taken (`None` for no entries). Positions come from
+/// `revocation_log_head`, whose row stays locked until the transaction ends
+/// (on SQLite the write turn does the same): a later position never becomes
+/// visible before an earlier one.
+macro_rules! append_to_log {
+    ($tx:ident, $entries:expr, $until:expr, $at:expr) => {
+        async {
+            let entries: &[(EntryKind, &str)] = $entries;
+            if entries.is_empty() {
+                return Ok::<Option<i64>, sqlx::Error>(None);
+            }
+            let head: i64 = sqlx::query_scalar(
+                "UPDATE revocation_log_head SET position = position + $1 WHERE id = 1 RETURNING position",
+            )
+            .bind(entries.len() as i64)
+            .fetch_one(&mut *$tx)
+            .await?;
+            let mut position = head - entries.len() as i64;
+            for chunk in entries.chunks(LOG_INSERT_CHUNK) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO revocation_log (position, kind, id, until_at, revoked_at) ",
+                );
+                insert.push_values(chunk, |mut row, (kind, id)| {
+                    position += 1;
+                    row.push_bind(position)
+                        .push_bind(kind.as_str())
+                        .push_bind(*id)
+                        .push_bind($until)
+                        .push_bind($at);
+                });
+                insert.build().execute(&mut *$tx).await?;
+            }
+            Ok(Some(head))
+        }
+        .await
+    };
+}
+
+#[derive(Default)]
+struct Sets {
+    /// Revoked id → the latest `until` heard for it.
+    grants: HashMap<String, i64>,
+    families: HashMap<String, i64>,
+    jtis: HashMap<String, i64>,
+    /// The log entries that still matter, by position (the feed's source).
+    log: BTreeMap<i64, Entry>,
+    /// (`until`, position) of every entry in `log`: what to drop, in order.
+    expiry: BTreeSet<(i64, i64)>,
+    /// Every position up to this one has been read from the log.
+    applied: i64,
+}
+
+impl Sets {
+    fn ids(&mut self, kind: EntryKind) -> &mut HashMap<String, i64> {
+        match kind {
+            EntryKind::Grant => &mut self.grants,
+            EntryKind::Family => &mut self.families,
+            EntryKind::Jti => &mut self.jtis,
+        }
+    }
+
+    fn remember(&mut self, kind: EntryKind, id: &str, until: i64) {
+        let known = self.ids(kind).entry(id.to_owned()).or_insert(until);
+        *known = (*known).max(until);
+    }
+
+    /// Drops every entry whose `until` is before `at`.
+    fn forget_before(&mut self, at: i64) {
+        while let Some(&(until, position)) = self.expiry.first() {
+            if until >= at {
+                break;
+            }
+            self.expiry.pop_first();
+            if let Some(entry) = self.log.remove(&position) {
+                let ids = self.ids(entry.kind);
+                if ids.get(&entry.id).is_some_and(|&u| u < at) {
+                    ids.remove(&entry.id);
+                }
+            }
+        }
+        // Ids remembered at once by a revocation here, before the log's
+        // entry was read (or already revoked elsewhere), expire too.
+        for kind in [EntryKind::Grant, EntryKind::Family, EntryKind::Jti] {
+            self.ids(kind).retain(|_, until| *until >= at);
+        }
+    }
+}
+
+/// This instance's view of what is revoked, following the revocation log.
+/// Cheap to clone.
+#[derive(Clone)]
 pub struct RevokedSets {
     inner: Arc<RwLock<Sets>>,
+    /// The position applied so far, for the feed's streams to wait on.
+    applied: watch::Sender<i64>,
+    /// Wakes [`follow`] to read the log now (a revocation committed here).
+    nudge: Arc<Notify>,
+}
+
+impl Default for RevokedSets {
+    fn default() -> Self {
+        RevokedSets {
+            inner: Arc::default(),
+            applied: watch::Sender::new(0),
+            nudge: Arc::default(),
+        }
+    }
 }
 
 /// Who revoked, and why: stored on the row and in the audit log.
@@ -46,49 +193,133 @@ pub struct RevokedBy<'a> {
     pub actor_client_id: Option<&'a str>,
 }
 
+/// How many log entries one read takes.
+const CATCH_UP_BATCH: i64 = 5000;
+
 impl RevokedSets {
-    /// Loads every revocation whose tokens may still be presented.
+    /// Loads every log entry that still matters.
     pub async fn load(db: &Db) -> DomainResult<RevokedSets> {
         let sets = RevokedSets::default();
-        sets.reload(db).await?;
+        sets.catch_up(db).await?;
         Ok(sets)
     }
 
-    /// Re-reads the sets from the database (start-up; other instances' revocations).
-    pub async fn reload(&self, db: &Db) -> DomainResult<()> {
-        let since = now() - policy::ACCESS_TTL_RANGE.1;
+    /// Reads the log entries after the applied position (every one, in
+    /// order, skipping those whose `until` passed) into the sets, and lets
+    /// the feed's streams know. Returns how many were read.
+    pub async fn catch_up(&self, db: &Db) -> DomainResult<usize> {
+        let mut read = 0;
+        loop {
+            let after = self.applied();
+            let rows: Vec<(i64, String, String, i64)> = on_db!(db, |pool| {
+                sqlx::query_as(
+                    "SELECT position, kind, id, until_at FROM revocation_log \
+                     WHERE position > $1 AND until_at >= $2 ORDER BY position LIMIT $3",
+                )
+                .bind(after)
+                .bind(now())
+                .bind(CATCH_UP_BATCH)
+                .fetch_all(pool)
+                .await
+            })?;
+            let Some(&(last, ..)) = rows.last() else {
+                return Ok(read);
+            };
+            read += rows.len();
+            let full = rows.len() as i64 == CATCH_UP_BATCH;
+            {
+                let mut sets = self.inner.write().unwrap_or_else(|e| e.into_inner());
+                // Another task may have read the same rows meanwhile.
+                if sets.applied == after {
+                    for (position, kind, id, until) in rows {
+                        let Some(kind) = EntryKind::parse(&kind) else {
+                            continue;
+                        };
+                        sets.remember(kind, &id, until);
+                        sets.expiry.insert((until, position));
+                        sets.log.insert(
+                            position,
+                            Entry {
+                                position,
+                                kind,
+                                id,
+                                until,
+                            },
+                        );
+                    }
+                    sets.applied = last;
+                }
+            }
+            self.applied.send_if_modified(|applied| {
+                let moved = *applied < last;
+                *applied = (*applied).max(last);
+                moved
+            });
+            if !full {
+                return Ok(read);
+            }
+        }
+    }
+
+    /// The log position read so far: every entry up to it is in memory.
+    pub fn applied(&self) -> i64 {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).applied
+    }
+
+    /// Follows [`RevokedSets::applied`] (the feed's streams wait on it).
+    pub fn watch_applied(&self) -> watch::Receiver<i64> {
+        self.applied.subscribe()
+    }
+
+    /// The entries after `after` that still matter, at most `limit`, in
+    /// position order (served from memory); whether more follow; and the
+    /// position to continue from: the last entry's when more follow, else
+    /// every position up to the applied one has been seen.
+    pub fn entries_after(&self, after: i64, limit: usize) -> (Vec<Entry>, bool, i64) {
+        let sets = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let at = now();
-        let (grants, families, jtis) = on_db!(db, |pool| {
-            let grants: Vec<String> =
-                sqlx::query_scalar("SELECT id FROM grants WHERE revoked_at >= $1")
-                    .bind(since)
-                    .fetch_all(pool)
-                    .await?;
-            let families: Vec<String> =
-                sqlx::query_scalar("SELECT id FROM token_families WHERE revoked_at >= $1")
-                    .bind(since)
-                    .fetch_all(pool)
-                    .await?;
-            let jtis: Vec<String> =
-                sqlx::query_scalar("SELECT jti FROM revoked_access_tokens WHERE expires_at >= $1")
-                    .bind(at)
-                    .fetch_all(pool)
-                    .await?;
-            Ok::<_, sqlx::Error>((grants, families, jtis))
-        })?;
-        let mut sets = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        sets.grants.extend(grants);
-        sets.families.extend(families);
-        sets.jtis.extend(jtis);
-        Ok(())
+        let mut live = sets
+            .log
+            .range(after.saturating_add(1)..)
+            .map(|(_, e)| e)
+            .filter(|e| e.until >= at);
+        let entries: Vec<Entry> = live.by_ref().take(limit).cloned().collect();
+        let more = live.next().is_some();
+        let next = match entries.last() {
+            Some(last) if more => last.position,
+            _ => after.max(sets.applied),
+        };
+        (entries, more, next)
+    }
+
+    /// How many log entries are held in memory.
+    pub fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .log
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops what no longer matters: entries whose `until` passed.
+    pub fn forget_expired(&self) {
+        let at = now();
+        self.inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget_before(at);
     }
 
     /// Whether a token carrying these ids is revoked at any level.
     pub fn is_revoked(&self, grant_id: &str, family_id: Option<&str>, jti: &str) -> bool {
         let sets = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        sets.grants.contains(grant_id)
-            || family_id.is_some_and(|f| sets.families.contains(f))
-            || sets.jtis.contains(jti)
+        sets.grants.contains_key(grant_id)
+            || family_id.is_some_and(|f| sets.families.contains_key(f))
+            || sets.jtis.contains_key(jti)
     }
 
     /// Revokes one access token by `jti` (kept until it would have expired anyway).
@@ -101,7 +332,8 @@ impl RevokedSets {
     ) -> DomainResult<()> {
         let event = audit_event(by)
             .detail(serde_json::json!({ "what": "access_token", "jti": jti, "reason": by.reason }));
-        on_db!(db, |pool| {
+        let at = now();
+        let head = on_db!(db, |pool| {
             let mut tx = pool.begin_write().await?;
             let inserted = sqlx::query(
                 "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3) \
@@ -109,20 +341,24 @@ impl RevokedSets {
             )
             .bind(jti)
             .bind(expires_at)
-            .bind(now())
+            .bind(at)
             .execute(&mut *tx)
             .await?;
+            let mut head = None;
             if inserted.rows_affected() > 0 {
                 crate::bind_audit!(&event).execute(&mut *tx).await?;
+                head = append_to_log!(tx, &[(EntryKind::Jti, jti)], expires_at, at)?;
             }
-            tx.commit().await
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(head)
         })?;
         let done = Revoked {
             jtis: vec![jti.to_owned()],
+            until: expires_at,
             ..Revoked::default()
         };
         self.remember(&done);
-        notify(db, &done).await;
+        self.announce(db, head).await;
         Ok(())
     }
 
@@ -245,12 +481,32 @@ impl RevokedSets {
                 covered.replace("{id}", "$2")
             )
         });
+        // The clients whose tokens the target covers, for `until` (a
+        // superset is harmless: `until` only gets later).
+        let clients_of = match target {
+            Target::Grant(_) => "SELECT client_id FROM grants WHERE id = $2",
+            Target::UserGrants(_) => "SELECT client_id FROM grants WHERE user_id = $2",
+            Target::ClientGrants(_) => "SELECT id FROM clients WHERE id = $2",
+            Target::Family(_) => {
+                "SELECT g.client_id FROM grants g JOIN token_families f ON f.grant_id = g.id \
+                 WHERE f.id = $2"
+            }
+            Target::SignIn(_) => {
+                "SELECT g.client_id FROM grants g JOIN token_families f ON f.grant_id = g.id \
+                 WHERE f.login_session_id = $2"
+            }
+        };
+        let until_of = format!(
+            "SELECT MAX($1 + COALESCE(c.access_ttl_secs, d.access_ttl_secs)), \
+             MAX(c.access_exp_horizon), MAX(d.access_exp_horizon) \
+             FROM clients c CROSS JOIN policy_default d WHERE d.id = 1 AND c.id IN ({clients_of})"
+        );
         let revoke_refresh_tokens = format!(
             "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id IN \
              (SELECT id FROM token_families WHERE revoked_at = $1 AND revoke_reason = $2 AND {families_where})"
         );
         // Callers never hold a write transaction here (the turn is not reentrant).
-        let done = on_db!(db, |pool| {
+        let (done, head) = on_db!(db, |pool| {
             let mut tx = pool.begin_write().await?;
             let mut done = Revoked::default();
             if let Some(column) = grants_by {
@@ -341,29 +597,78 @@ impl RevokedSets {
                 }));
                 crate::bind_audit!(&event).execute(&mut *tx).await?;
             }
+            // The latest `exp` a token of the target can carry: issued at
+            // the latest now, under the client's lifetime, or earlier under
+            // a longer one (the horizon); unknown → the longest lifetime.
+            let (ttl, horizon, default_horizon) =
+                sqlx::query_as::<_, (Option<i64>, Option<i64>, Option<i64>)>(&until_of)
+                    .bind(at)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            done.until = ttl
+                .unwrap_or(at + policy::ACCESS_TTL_RANGE.1)
+                .max(horizon.unwrap_or(0))
+                .max(default_horizon.unwrap_or(0));
+            // A revoked grant's entry covers its families (every token
+            // carries its grant id): only families revoked on their own
+            // need entries of their own.
+            let entries: Vec<(EntryKind, &str)> = if grants_by.is_some() {
+                done.grants
+                    .iter()
+                    .map(|g| (EntryKind::Grant, g.as_str()))
+                    .collect()
+            } else {
+                done.families
+                    .iter()
+                    .map(|f| (EntryKind::Family, f.as_str()))
+                    .collect()
+            };
+            let head = append_to_log!(tx, &entries, done.until, at)?;
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(done)
+            Ok::<_, sqlx::Error>((done, head))
         })?;
         // A family or grant revoked earlier (by another instance, say) is
         // remembered too: presenting its tokens must fail here as well.
         match target {
-            Target::Family(id) => self.remember(&Revoked::families(vec![id.to_owned()])),
+            Target::Family(id) => self.remember(&Revoked {
+                families: vec![id.to_owned()],
+                until: done.until,
+                ..Revoked::default()
+            }),
             Target::Grant(id) => self.remember(&Revoked {
                 grants: vec![id.to_owned()],
+                until: done.until,
                 ..Revoked::default()
             }),
             _ => self.remember(&done),
         }
-        notify(db, &done).await;
+        self.announce(db, head).await;
         Ok(done)
     }
 
-    /// Adds revoked ids to this instance's sets.
-    pub fn remember(&self, revoked: &Revoked) {
+    /// Adds revoked ids to this instance's sets at once (the log's entries
+    /// for them follow through [`RevokedSets::catch_up`]).
+    fn remember(&self, revoked: &Revoked) {
         let mut sets = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        sets.grants.extend(revoked.grants.iter().cloned());
-        sets.families.extend(revoked.families.iter().cloned());
-        sets.jtis.extend(revoked.jtis.iter().cloned());
+        for (kind, ids) in [
+            (EntryKind::Grant, &revoked.grants),
+            (EntryKind::Family, &revoked.families),
+            (EntryKind::Jti, &revoked.jtis),
+        ] {
+            for id in ids {
+                sets.remember(kind, id, revoked.until);
+            }
+        }
+    }
+
+    /// After a commit that appended to the log up to `head`: this instance's
+    /// follower reads it now (the feed's streams send it), and on PostgreSQL
+    /// the other instances are told.
+    async fn announce(&self, db: &Db, head: Option<i64>) {
+        let Some(head) = head else { return };
+        self.nudge.notify_one();
+        notify(db, head).await;
     }
 }
 
@@ -382,89 +687,113 @@ enum Target<'a> {
 }
 
 /// The ids one revocation changed.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Revoked {
-    #[serde(default, rename = "g", skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<String>,
-    #[serde(default, rename = "f", skip_serializing_if = "Vec::is_empty")]
     pub families: Vec<String>,
-    #[serde(default, rename = "j", skip_serializing_if = "Vec::is_empty")]
     pub jtis: Vec<String>,
-    /// Authorization codes not yet redeemed that died with it (this
-    /// instance's count only: codes are refused from the database, not from
-    /// the in-memory sets, so other instances need not hear of them).
-    #[serde(skip)]
+    /// Authorization codes not yet redeemed that died with it (codes are
+    /// refused from the database, not from the in-memory sets, so they have
+    /// no log entries).
     pub codes: u64,
+    /// Unix seconds: the latest `exp` a token it covers can carry.
+    pub until: i64,
 }
 
 impl Revoked {
-    pub fn families(families: Vec<String>) -> Revoked {
-        Revoked {
-            families,
-            ..Revoked::default()
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.grants.is_empty() && self.families.is_empty() && self.jtis.is_empty()
     }
 }
 
-/// The PostgreSQL channel revocations are announced on (see [`listen`]).
+/// The PostgreSQL channel new log positions are announced on (see [`follow`]).
 pub const CHANNEL: &str = "latchkey_revoked";
 
-/// Tells the other instances on PostgreSQL about a committed revocation. Best
-/// effort: a lost notification is caught by their periodic reload.
-async fn notify(db: &Db, revoked: &Revoked) {
+/// How often [`follow`] reads the log when nothing woke it (another process
+/// on the same SQLite file; a lost PostgreSQL notification).
+pub const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
+/// How often [`follow`] prunes the table, and how long after `until` an
+/// entry stays (an instance whose clock is a little behind still serves it).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_AFTER_SECS: i64 = 60;
+
+/// Tells the other instances on PostgreSQL that the log grew to `head`.
+/// Best effort: a lost notification is caught by their polling.
+async fn notify(db: &Db, head: i64) {
     let Db::Postgres(pool) = db else { return };
-    if revoked.is_empty() {
-        return;
-    }
-    let Ok(payload) = serde_json::to_string(revoked) else {
-        return;
-    };
-    // NOTIFY payloads are limited to 8000 bytes: a bigger change only says "reload".
-    let payload = if payload.len() < 7900 {
-        payload
-    } else {
-        "{}".to_owned()
-    };
     if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
-        .bind(&payload)
+        .bind(head.to_string())
         .execute(pool)
         .await
     {
-        tracing::warn!(error = %e, "could not notify other instances of a revocation; they reload on their timer");
+        tracing::warn!(error = %e, "could not notify other instances of a revocation; they read the log on their timer");
     }
 }
 
-/// Follows other instances' revocations on PostgreSQL (LISTEN/NOTIFY), until
-/// the process ends. On a lost connection it reconnects and reloads the sets
-/// in full, so nothing announced meanwhile is missed. On SQLite (one process)
-/// there is nothing to follow.
-pub async fn listen(db: Db, sets: RevokedSets) {
-    let Db::Postgres(pool) = &db else { return };
+/// Follows the revocation log until the process ends: reads new entries
+/// when woken (a revocation here; on PostgreSQL a NOTIFY from another
+/// instance) and every [`FOLLOW_EVERY`] otherwise, drops from memory what
+/// expired, and prunes the table every minute.
+pub async fn follow(db: Db, sets: RevokedSets) {
+    let reading = async {
+        let mut tick = tokio::time::interval(FOLLOW_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_prune: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = sets.nudge.notified() => {}
+            }
+            if let Err(e) = sets.catch_up(&db).await {
+                tracing::warn!(error = %e, "reading the revocation log failed");
+            }
+            sets.forget_expired();
+            if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                last_prune = Some(tokio::time::Instant::now());
+                if let Err(e) = prune(&db).await {
+                    tracing::warn!(error = %e, "pruning the revocation log failed");
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = reading => {}
+        _ = listen(&db, &sets.nudge) => {}
+    }
+}
+
+/// Deletes the log entries whose `until` passed a while ago; returns how many.
+pub async fn prune(db: &Db) -> DomainResult<u64> {
+    let before = now() - PRUNE_AFTER_SECS;
+    let done = on_db!(db, |pool| {
+        pool.execute_write(
+            sqlx::query("DELETE FROM revocation_log WHERE until_at < $1").bind(before),
+        )
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(done)
+}
+
+/// On PostgreSQL, wakes the follower at every NOTIFY of another instance's
+/// revocation, and once after each (re)connection (anything committed before
+/// LISTEN took effect). Never returns (on SQLite it has nothing to do).
+async fn listen(db: &Db, nudge: &Notify) {
+    let Db::Postgres(pool) = db else {
+        return std::future::pending().await;
+    };
     loop {
         match sqlx::postgres::PgListener::connect_with(pool).await {
             Ok(mut listener) => {
                 if let Err(e) = listener.listen(CHANNEL).await {
                     tracing::warn!(error = %e, "LISTEN {CHANNEL} failed");
                 } else {
-                    // Anything revoked before LISTEN took effect is in the tables.
-                    if let Err(e) = sets.reload(&db).await {
-                        tracing::warn!(error = %e, "reloading revocations failed");
-                    }
+                    nudge.notify_one();
                     loop {
                         match listener.recv().await {
-                            Ok(note) => match serde_json::from_str::<Revoked>(note.payload()) {
-                                Ok(revoked) if !revoked.is_empty() => sets.remember(&revoked),
-                                _ => {
-                                    if let Err(e) = sets.reload(&db).await {
-                                        tracing::warn!(error = %e, "reloading revocations failed");
-                                    }
-                                }
-                            },
+                            Ok(_) => nudge.notify_one(),
                             Err(e) => {
                                 tracing::warn!(error = %e, "lost the revocation channel; reconnecting");
                                 break;
@@ -475,7 +804,7 @@ pub async fn listen(db: Db, sets: RevokedSets) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot connect to follow revocations"),
         }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -23,8 +23,11 @@ pub struct AccessClaims {
     pub iss: String,
     /// The user id, or the client_id for client_credentials tokens.
     pub sub: String,
-    /// Latchkey's own resource identifier: the issuer.
-    pub aud: String,
+    /// The resource servers the token is for (RFC 9068 §3), and the issuer
+    /// when it is for Latchkey's own endpoints too
+    /// ([`super::resource_servers::audience_for`]). One is sent as a string.
+    #[serde(with = "one_or_many")]
+    pub aud: Vec<String>,
     pub client_id: String,
     pub iat: i64,
     pub exp: i64,
@@ -48,10 +51,12 @@ pub struct IssuedAccessToken {
     pub claims: AccessClaims,
 }
 
-/// Who and what an access token is for; [`sign_access_token`] adds the issuer,
-/// audience, times and `jti`.
+/// Who and what an access token is for; [`sign_access_token`] adds the
+/// issuer, times and `jti`.
 #[derive(Clone, Debug)]
 pub struct AccessFor {
+    /// From [`super::resource_servers::audience_for`].
+    pub aud: Vec<String>,
     /// The user id, or the client_id for client_credentials tokens.
     pub sub: String,
     pub client_id: String,
@@ -72,7 +77,7 @@ pub fn sign_access_token(
     let claims = AccessClaims {
         iss: issuer.to_owned(),
         sub: token.sub,
-        aud: issuer.to_owned(),
+        aud: token.aud,
         client_id: token.client_id,
         iat,
         exp: iat + access_ttl_secs,
@@ -195,8 +200,10 @@ pub async fn issue_client_credentials(
     issuer: &str,
     client: &Client,
     requested_scope: Option<&str>,
+    resource: Option<&str>,
 ) -> DomainResult<IssuedAccessToken> {
     let scope = narrow_scope(requested_scope, &client.extra_scopes)?;
+    let aud = super::resource_servers::audience_for(db, issuer, &scope, resource).await?;
     let facts = client_credentials_facts(db, &client.client_id)
         .await?
         .ok_or(DomainError::NotFound)?;
@@ -209,6 +216,7 @@ pub async fn issue_client_credentials(
         issuer,
         facts.access_ttl_secs,
         AccessFor {
+            aud,
             sub: client.client_id.clone(),
             client_id: client.client_id.clone(),
             scope,
@@ -323,7 +331,8 @@ pub struct Introspection {
     pub exp: i64,
     pub iat: i64,
     pub iss: String,
-    pub aud: String,
+    #[serde(with = "one_or_many")]
+    pub aud: Vec<String>,
     pub jti: String,
     pub token_type: &'static str,
 }
@@ -343,10 +352,20 @@ pub fn live_access_token(
     token: &str,
 ) -> Option<AccessClaims> {
     let claims: AccessClaims = keys.verify_access_token(token, issuer, issuer).ok()?;
-    if revoked.is_revoked(&claims.gid, claims.fid.as_deref(), &claims.jti) {
-        return None;
-    }
-    Some(claims)
+    (!revoked.is_revoked(&claims.gid, claims.fid.as_deref(), &claims.jti)).then_some(claims)
+}
+
+/// [`live_access_token`] whatever its audience: for introspection, which
+/// then decides whether the caller may see it
+/// ([`super::resource_servers::may_introspect`]).
+pub fn live_access_token_any_audience(
+    keys: &KeyRing,
+    revoked: &RevokedSets,
+    issuer: &str,
+    token: &str,
+) -> Option<AccessClaims> {
+    let claims: AccessClaims = keys.verify_access_token_any_audience(token, issuer).ok()?;
+    (!revoked.is_revoked(&claims.gid, claims.fid.as_deref(), &claims.jti)).then_some(claims)
 }
 
 /// The RFC 7662 answer for a live access token.
@@ -376,5 +395,30 @@ mod tests {
         assert_eq!(narrow_scope(Some("b"), &allowed).unwrap(), "b");
         assert_eq!(narrow_scope(Some("b b  a"), &allowed).unwrap(), "b a");
         assert!(narrow_scope(Some("a c"), &allowed).is_err());
+    }
+}
+
+/// `aud` as RFC 7519 §4.1.3 allows it: one string, or an array of them.
+mod one_or_many {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(items: &[String], s: S) -> Result<S::Ok, S::Error> {
+        match items {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        })
     }
 }

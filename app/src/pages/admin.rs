@@ -14,7 +14,7 @@ use crate::{
         layout::{Layout, LoadFailed},
         widgets::{ActionError, Confirm, Notice, Pager, SearchForm},
     },
-    model::{format_time, CurrentUser, PolicyField},
+    model::{format_time, AdminResourceServer, CurrentUser, PolicyField},
 };
 
 /// The console's own navigation, above each admin page.
@@ -219,6 +219,7 @@ pub fn AdminClientPage() -> impl IntoView {
     let rotate = ServerAction::<RotateClientSecret>::new();
     let delete = ServerAction::<DeleteClient>::new();
     let edit = ServerAction::<UpdateClient>::new();
+    let serve = ServerAction::<SaveResourceServer>::new();
     let data = Resource::new(
         move || {
             (
@@ -227,6 +228,7 @@ pub fn AdminClientPage() -> impl IntoView {
                 query.read().get("revoked_grants"),
                 save.version().get(),
                 edit.version().get(),
+                serve.version().get(),
             )
         },
         |(id, ..)| get_admin_client(id),
@@ -249,6 +251,9 @@ pub fn AdminClientPage() -> impl IntoView {
             }
             (Some("created"), ..) => Some("Client registered.".to_string()),
             (Some("registration"), ..) => Some("Registration saved.".to_string()),
+            (Some("resource_server"), ..) => Some(
+                "Resource server saved. Tokens issued from now on name its audience.".to_string(),
+            ),
             _ => None,
         }
     };
@@ -261,6 +266,7 @@ pub fn AdminClientPage() -> impl IntoView {
                         let id = c.client_id.clone();
                         let edit_id = id.clone();
                         let (id2, id3, id4) = (id.clone(), id.clone(), id.clone());
+                        let rs_id = id.clone();
                         let name = c.name.clone();
                         view! {
                             <AdminFrame user=me title=c.name.clone()>
@@ -336,6 +342,7 @@ pub fn AdminClientPage() -> impl IntoView {
                                         </Confirm>
                                     })}
                                 </section>
+                                <ResourceServerCard client_id=rs_id current=d.resource_server.clone() serve/>
                                 <section class="card danger-zone">
                                     <h2>"Revoke and delete"</h2>
                                     <ActionError action=revoke/>
@@ -372,6 +379,60 @@ pub fn AdminClientPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// Whether a client is a resource server: its audience and served scopes,
+/// a form to set them, and a way back to an ordinary client.
+#[component]
+fn ResourceServerCard(
+    client_id: String,
+    current: Option<AdminResourceServer>,
+    serve: ServerAction<SaveResourceServer>,
+) -> impl IntoView {
+    let (audience, scopes) = current
+        .as_ref()
+        .map(|r| (r.audience.clone(), r.scopes.join(" ")))
+        .unwrap_or_default();
+    let remove_id = client_id.clone();
+    view! {
+        <section class="card" data-testid="resource-server">
+            <h2>"Resource server"</h2>
+            {match &current {
+                Some(r) => view! {
+                    <dl class="facts">
+                        <div><dt>"Audience"</dt><dd><code>{r.audience.clone()}</code></dd></div>
+                        <div><dt>"Serves"</dt><dd>{if r.scopes.is_empty() { "No scope yet".to_string() } else { r.scopes.join(" ") }}</dd></div>
+                    </dl>
+                    <p class="muted">"Tokens carrying a scope it serves name this audience; it may introspect them and no others."</p>
+                }.into_any(),
+                None => view! {
+                    <p class="muted">"Not a resource server. An API that checks Latchkey's tokens is one: give it an audience (a URI) and the scopes it serves."</p>
+                }.into_any(),
+            }}
+            <ActionError action=serve/>
+            <details class="edit" open=move || serve.value().with(|v| matches!(v, Some(Err(_))))>
+                <summary class="button secondary">{if current.is_some() { "Edit resource server" } else { "Make it a resource server" }}</summary>
+                <ActionForm action=serve attr:class="stack">
+                    <input type="hidden" name="client_id" value=client_id/>
+                    <label for="rs-audience">"Audience (an absolute URI, e.g. https://notes.example/api)"</label>
+                    <input id="rs-audience" name="audience" type="text" required maxlength="200" value=audience/>
+                    <label for="rs-scopes">"Scopes it serves (space-separated)"</label>
+                    <input id="rs-scopes" name="scopes" type="text" value=scopes/>
+                    <button type="submit" class="button primary" disabled=move || serve.pending().get()>"Save resource server"</button>
+                </ActionForm>
+            </details>
+            {current.is_some().then(|| view! {
+                <Confirm label="Stop being a resource server".to_string() question="Make it an ordinary client?".to_string()
+                    detail="New tokens no longer name its audience, and it can no longer introspect them.".to_string()>
+                    <ActionForm action=serve>
+                        <input type="hidden" name="client_id" value=remove_id/>
+                        <input type="hidden" name="remove" value="yes"/>
+                        <button type="submit" class="button danger">"Yes, stop"</button>
+                    </ActionForm>
+                </Confirm>
+            })}
+        </section>
     }
 }
 

@@ -1,4 +1,5 @@
-//! Who may call the admin API: the holder of a live Latchkey access token
+//! Who may call the admin API (and, through [`client_holding`], the
+//! revocation feed with its own scope): the holder of a live Latchkey access token
 //! (RFC 6750 Bearer) with the `latchkey:admin` scope, issued by the
 //! client_credentials grant to a client that still has that scope.
 //!
@@ -34,7 +35,14 @@ pub struct Admin {
     pub actor: Actor,
 }
 
-fn challenge(status: StatusCode, error: Option<&'static str>, message: &str) -> ApiError {
+/// 401 or 403 with `WWW-Authenticate` (RFC 6750 §3); `scope` is the one
+/// named on `insufficient_scope`.
+fn challenge(
+    status: StatusCode,
+    error: Option<&'static str>,
+    message: &str,
+    scope: &str,
+) -> ApiError {
     let header = match error {
         None => "Bearer realm=\"latchkey\"".to_owned(),
         Some(code) => {
@@ -42,7 +50,7 @@ fn challenge(status: StatusCode, error: Option<&'static str>, message: &str) -> 
                 "Bearer realm=\"latchkey\", error=\"{code}\", error_description=\"{message}\""
             );
             if code == "insufficient_scope" {
-                h.push_str(&format!(", scope=\"{ADMIN_SCOPE}\""));
+                h.push_str(&format!(", scope=\"{scope}\""));
             }
             h
         }
@@ -58,53 +66,76 @@ fn challenge(status: StatusCode, error: Option<&'static str>, message: &str) -> 
     }
 }
 
+/// The client calling, and its token's claims, with a live client_credentials access token that
+/// carries `scope`, a scope its registration still lists (one of
+/// [`app::domain::grants::CLIENT_ONLY_SCOPES`]). Errors as the module says:
+/// 401 for no, a bad, an expired or a revoked token or a deleted client;
+/// 403 `insufficient_scope` otherwise.
+pub async fn client_holding(
+    parts: &Parts,
+    state: &AppState,
+    scope: &'static str,
+) -> Result<(clients::Client, tokens::AccessClaims), ApiError> {
+    let token = request_headers::bearer_token(&parts.headers).map_err(|refused| {
+        challenge(
+            StatusCode::UNAUTHORIZED,
+            refused.error(),
+            refused.description(),
+            scope,
+        )
+    })?;
+    let Some(claims) =
+        tokens::live_access_token(&state.keys, &state.revoked, &state.config.issuer, &token)
+    else {
+        return Err(challenge(
+            StatusCode::UNAUTHORIZED,
+            Some("invalid_token"),
+            "the access token is invalid, expired or revoked",
+            scope,
+        ));
+    };
+    let insufficient = |message: String| {
+        challenge(
+            StatusCode::FORBIDDEN,
+            Some("insufficient_scope"),
+            &message,
+            scope,
+        )
+    };
+    if !claims.scope.split(' ').any(|s| s == scope) {
+        return Err(insufficient(format!(
+            "the access token does not carry the {scope} scope"
+        )));
+    }
+    // client_credentials tokens have no family and the client as subject.
+    if claims.fid.is_some() || claims.sid.is_some() || claims.sub != claims.client_id {
+        return Err(insufficient(format!(
+            "{scope} takes a client's own client_credentials token, not a person's token"
+        )));
+    }
+    match clients::find_client(&state.db, &claims.client_id).await {
+        Ok(Some(client)) if client.extra_scopes.iter().any(|s| s == scope) => Ok((client, claims)),
+        Ok(Some(_)) => Err(insufficient(format!(
+            "the client of this token is no longer allowed the {scope} scope"
+        ))),
+        Ok(None) => Err(challenge(
+            StatusCode::UNAUTHORIZED,
+            Some("invalid_token"),
+            "the client of this token no longer exists",
+            scope,
+        )),
+        Err(e) => Err(ApiError::from_domain("checking the client of a token", e)),
+    }
+}
+
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = request_headers::bearer_token(&parts.headers).map_err(|refused| {
-            challenge(
-                StatusCode::UNAUTHORIZED,
-                refused.error(),
-                refused.description(),
-            )
-        })?;
-        let Some(claims) =
-            tokens::live_access_token(&state.keys, &state.revoked, &state.config.issuer, &token)
-        else {
-            return Err(challenge(
-                StatusCode::UNAUTHORIZED,
-                Some("invalid_token"),
-                "the access token is invalid, expired or revoked",
-            ));
-        };
-        let insufficient =
-            |message: &str| challenge(StatusCode::FORBIDDEN, Some("insufficient_scope"), message);
-        if !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
-            return Err(insufficient(
-                "the access token does not carry the latchkey:admin scope",
-            ));
-        }
-        // client_credentials tokens have no family and the client as subject.
-        if claims.fid.is_some() || claims.sid.is_some() || claims.sub != claims.client_id {
-            return Err(insufficient(
-                "the admin API takes client_credentials tokens of an admin client, not a person's token",
-            ));
-        }
-        match clients::find_client(&state.db, &claims.client_id).await {
-            Ok(Some(client)) if client.extra_scopes.iter().any(|s| s == ADMIN_SCOPE) => Ok(Admin {
-                actor: Actor::client(&client.client_id),
-                client_id: client.client_id,
-            }),
-            Ok(Some(_)) => Err(insufficient(
-                "the client of this token is no longer allowed the latchkey:admin scope",
-            )),
-            Ok(None) => Err(challenge(
-                StatusCode::UNAUTHORIZED,
-                Some("invalid_token"),
-                "the client of this token no longer exists",
-            )),
-            Err(e) => Err(ApiError::from_domain("checking the admin client", e)),
-        }
+        let (client, _) = client_holding(parts, state, ADMIN_SCOPE).await?;
+        Ok(Admin {
+            actor: Actor::client(&client.client_id),
+            client_id: client.client_id,
+        })
     }
 }

@@ -11,6 +11,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`clients`] | `/api/admin/clients…`: list, create, read, edit, delete, secret rotation, revoke all |
+//! | [`resource_servers`] | `/api/admin/clients/{id}/resource-server`: audience and served scopes |
 //! | [`policy`] | `/api/admin/clients/{id}/policy`, `/api/admin/policy/defaults` |
 //! | [`users`] | `/api/admin/users…`: list, create, read, disable/enable, admin rights, revoke apps, sign out everywhere |
 //! | [`audit`] | `/api/admin/audit`, `/api/admin/audit/export` |
@@ -24,6 +25,7 @@ pub mod clients;
 pub mod error;
 pub mod openapi;
 pub mod policy;
+pub mod resource_servers;
 pub mod users;
 
 use axum::{
@@ -43,6 +45,7 @@ pub const CLIENT: &str = "/api/admin/clients/{id}";
 pub const CLIENT_SECRET: &str = "/api/admin/clients/{id}/secret";
 pub const CLIENT_REVOKE: &str = "/api/admin/clients/{id}/revoke";
 pub const CLIENT_POLICY: &str = "/api/admin/clients/{id}/policy";
+pub const CLIENT_RESOURCE_SERVER: &str = "/api/admin/clients/{id}/resource-server";
 pub const POLICY_DEFAULTS: &str = "/api/admin/policy/defaults";
 pub const USERS: &str = "/api/admin/users";
 pub const USER: &str = "/api/admin/users/{id}";
@@ -71,6 +74,12 @@ pub fn router() -> Router<AppState> {
         .route(
             CLIENT_POLICY,
             get(policy::read_client).patch(policy::update_client),
+        )
+        .route(
+            CLIENT_RESOURCE_SERVER,
+            get(resource_servers::read)
+                .put(resource_servers::set)
+                .delete(resource_servers::remove),
         )
         .route(
             POLICY_DEFAULTS,

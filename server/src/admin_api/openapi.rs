@@ -9,7 +9,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{audit, clients, policy, users};
+use super::{audit, clients, policy, resource_servers, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,9 @@ use super::{audit, clients, policy, users};
         clients::delete,
         clients::rotate_secret,
         clients::revoke,
+        resource_servers::read,
+        resource_servers::set,
+        resource_servers::remove,
         policy::read_client,
         policy::update_client,
         policy::read_defaults,
@@ -96,6 +99,7 @@ mod tests {
             super::super::CLIENT_SECRET,
             super::super::CLIENT_REVOKE,
             super::super::CLIENT_POLICY,
+            super::super::CLIENT_RESOURCE_SERVER,
             super::super::POLICY_DEFAULTS,
             super::super::USERS,
             super::super::USER,
@@ -113,7 +117,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(paths.len(), 12, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 13, "{:?}", paths.keys());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

@@ -4,7 +4,10 @@
 use axum::{extract::State, Json};
 use serde_json::{json, Value};
 
-use super::{AUTHORIZE, END_SESSION, INTROSPECT, JWKS, REVOKE, TOKEN, USERINFO};
+use super::{
+    AUTHORIZE, END_SESSION, INTROSPECT, JWKS, REVOCATIONS, REVOCATIONS_STREAM, REVOKE, TOKEN,
+    USERINFO,
+};
 use crate::http::AppState;
 
 pub async fn openid_configuration(State(state): State<AppState>) -> Json<Value> {
@@ -19,6 +22,9 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<Value> 
         "revocation_endpoint": url(REVOKE),
         "introspection_endpoint": url(INTROSPECT),
         "end_session_endpoint": url(END_SESSION),
+        // Latchkey's own: the revocation log for resource servers (README, "The revocation feed").
+        "revocation_feed_endpoint": url(REVOCATIONS),
+        "revocation_feed_stream_endpoint": url(REVOCATIONS_STREAM),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

@@ -82,6 +82,11 @@ impl OAuthError {
                 field: "scope",
                 message,
             } => Self::invalid_scope(message),
+            // RFC 8707 §2: a resource indicator the server does not accept.
+            DomainError::Invalid {
+                field: "resource",
+                message,
+            } => Self::new(StatusCode::BAD_REQUEST, "invalid_target", message),
             DomainError::Invalid { field, message } => {
                 Self::invalid_request(format!("{field}: {message}"))
             }

@@ -1,10 +1,13 @@
 //! `POST /oauth/introspect` (RFC 7662). Only authenticated confidential
-//! clients (resource servers) may ask. A live token gets its claims; anything
-//! else — expired, revoked at any level, unknown, malformed — gets exactly
+//! clients may ask, and a live access token gets its claims only when the
+//! caller is a resource server the token's `aud` names, or the client the
+//! token was issued to (RFC 7662 §4: the server decides who may see what);
+//! a refresh token only by its own client. Anything else — expired, revoked
+//! at any level, unknown, malformed, not the caller's — gets exactly
 //! `{"active": false}`. The revocation check is in memory; any internal
 //! failure answers inactive (fail closed).
 
-use app::domain::{clients::ClientKind, refresh, tokens};
+use app::domain::{clients::ClientKind, refresh, resource_servers, tokens};
 use axum::{
     extract::State,
     http::HeaderMap,
@@ -42,14 +45,28 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
     // token, checked in memory; anything else may be a refresh token, which
     // only the client it was issued to may introspect.
     if tokens::looks_like_jwt(token) {
-        return match tokens::live_access_token(
+        let Some(claims) = tokens::live_access_token_any_audience(
             &state.keys,
             &state.revoked,
             &state.config.issuer,
             token,
-        ) {
-            Some(claims) => Json(tokens::introspection_of(claims)).into_response(),
-            None => inactive(),
+        ) else {
+            return inactive();
+        };
+        return match resource_servers::may_introspect(
+            &state.db,
+            &client.client_id,
+            &claims.client_id,
+            &claims.aud,
+        )
+        .await
+        {
+            Ok(true) => Json(tokens::introspection_of(claims)).into_response(),
+            Ok(false) => inactive(),
+            Err(e) => {
+                tracing::error!(error = %e, "checking who may introspect failed; answering inactive");
+                inactive()
+            }
         };
     }
     match refresh::introspect(&state.db, &state.config.issuer, &client, token).await {

@@ -12,6 +12,7 @@
 //! | [`pages`] | the consent, error and signed-out pages |
 //! | [`introspect`] | `/oauth/introspect` (RFC 7662) |
 //! | [`revoke`] | `/oauth/revoke` (RFC 7009) |
+//! | [`feed`] | `/oauth/revocations` and `/oauth/revocations/stream`: the revocation log for resource servers |
 //! | [`client_auth`] | client authentication: `client_secret_basic`, `client_secret_post`, `none` |
 //! | [`form`] | strict form parsing (content type, repeated parameters) |
 //! | [`error`] | RFC 6749 §5.2 error responses |
@@ -20,6 +21,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
+pub mod feed;
 pub mod form;
 pub mod introspect;
 pub mod logout;
@@ -46,6 +48,8 @@ pub const INTROSPECT: &str = "/oauth/introspect";
 pub const REVOKE: &str = "/oauth/revoke";
 pub const USERINFO: &str = "/oauth/userinfo";
 pub const END_SESSION: &str = "/oauth/logout";
+pub const REVOCATIONS: &str = "/oauth/revocations";
+pub const REVOCATIONS_STREAM: &str = "/oauth/revocations/stream";
 
 /// The protocol routes. Token, introspection and revocation answers are never
 /// cached (RFC 6749 §5.1).
@@ -54,6 +58,7 @@ pub fn router() -> Router<AppState> {
         .route(TOKEN, post(token::token))
         .route(INTROSPECT, post(introspect::introspect))
         .route(REVOKE, post(revoke::revoke))
+        .route(REVOCATIONS, get(feed::snapshot))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
@@ -69,6 +74,7 @@ pub fn router() -> Router<AppState> {
             get(discovery::openid_configuration),
         )
         .route(JWKS, get(discovery::jwks))
+        .route(REVOCATIONS_STREAM, get(feed::stream))
         .route(AUTHORIZE, get(authorize::authorize).post(authorize::decide))
         .route(USERINFO, get(userinfo::userinfo).post(userinfo::userinfo))
         .route(

@@ -64,11 +64,10 @@ async fn revoke_token(
             None => Ok(()),
         };
     }
-    let Ok(claims) = state.keys.verify_access_token::<AccessClaims>(
-        token,
-        &state.config.issuer,
-        &state.config.issuer,
-    ) else {
+    let Ok(claims) = state
+        .keys
+        .verify_access_token_any_audience::<AccessClaims>(token, &state.config.issuer)
+    else {
         return Ok(());
     };
     if claims.client_id != client.client_id {

@@ -5,6 +5,7 @@ use app::domain::{
     clients::GrantType,
     codes::{self, Redemption},
     refresh::{self, RefreshRequest},
+    resource_servers,
     tokens::{self, GrantError, TokenSet},
     DomainError,
 };
@@ -44,6 +45,14 @@ async fn exchange(
     let params = Params::parse(headers, body)?;
     let grant_type = params.require("grant_type")?;
     let (client, method) = client_auth::authenticate(state, headers, &params).await?;
+    // RFC 8707: one resource indicator, a registered resource server's
+    // audience; checked before any grant is used (a code stays unredeemed).
+    let resource = params.get("resource");
+    if let Some(resource) = resource {
+        resource_servers::audience_for(&state.db, &state.config.issuer, "", Some(resource))
+            .await
+            .map_err(|e| OAuthError::from_domain("checking the resource", e))?;
+    }
     match grant_type {
         "client_credentials" => {
             if !client.allows(GrantType::ClientCredentials) {
@@ -57,6 +66,7 @@ async fn exchange(
                 &state.config.issuer,
                 &client,
                 params.get("scope"),
+                resource,
             )
             .await
             .map_err(|e| grant_error(GrantError::Failed(e), method))?;
@@ -78,6 +88,7 @@ async fn exchange(
                 code: params.require("code")?,
                 redirect_uri: params.get("redirect_uri"),
                 code_verifier: params.get("code_verifier"),
+                resource,
                 from,
             };
             let set = codes::redeem_code(
@@ -96,6 +107,7 @@ async fn exchange(
                 client: &client,
                 refresh_token: params.require("refresh_token")?,
                 scope: params.get("scope"),
+                resource,
                 from,
             };
             let set = refresh::refresh(

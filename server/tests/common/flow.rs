@@ -246,8 +246,24 @@ pub async fn oauth_error(res: reqwest::Response) -> (StatusCode, String) {
     )
 }
 
-/// Whether introspection by `by` (a confidential app) says the token is active.
+/// Whether introspection by `by` (a confidential app) says the token is
+/// active. `by` must be the client the token was issued to: any other
+/// (unless a resource server the token's `aud` names, see
+/// [`is_active_at`]) is told "inactive" whatever the token's state, and a
+/// test asserting inactivity would prove nothing.
 pub async fn is_active(server: &impl Site, by: &App, token: &str) -> bool {
+    if token.split('.').count() == 3 {
+        assert_eq!(
+            jwt_part(token, 1)["client_id"].as_str(),
+            Some(by.client_id.as_str()),
+            "introspect an access token as its own client (or use is_active_at)"
+        );
+    }
+    is_active_at(server, by, token).await
+}
+
+/// Introspection by any client `by` (a resource server, say).
+pub async fn is_active_at(server: &impl Site, by: &App, token: &str) -> bool {
     let res = reqwest::Client::new()
         .post(server.url("/oauth/introspect"))
         .basic_auth(&by.client_id, by.secret.as_deref())

@@ -182,7 +182,7 @@ impl TestServer {
             .expect("signing keys");
         // Loaded from the database, as at a real start: a restart sees every revocation.
         let revoked = RevokedSets::load(db).await.expect("revoked sets");
-        let follow = tokio::spawn(app::domain::revocation::listen(db.clone(), revoked.clone()));
+        let follow = tokio::spawn(app::domain::revocation::follow(db.clone(), revoked.clone()));
         let app = latchkey::http::router_with(
             db.clone(),
             keys.clone(),
