@@ -6,8 +6,8 @@
 use leptos::prelude::*;
 
 use crate::model::{
-    ActivityStats, AdminClient, AdminClientDetail, AdminResourceServer, AdminUser, AdminUserDetail,
-    AuditLine, CurrentUser, Page, PolicyField,
+    ActivityStats, AdminClient, AdminClientDetail, AdminUser, AdminUserDetail, AuditLine,
+    CurrentUser, Page, PolicyField,
 };
 
 #[cfg(feature = "ssr")]
@@ -188,7 +188,7 @@ pub async fn get_admin_client(client_id: String) -> Result<ClientView, ServerFnE
     let resource_server = crate::domain::resource_servers::of_client(&db, &client_id)
         .await
         .map_err(ssr::failed)?
-        .map(|r| AdminResourceServer {
+        .map(|r| crate::model::AdminResourceServer {
             audience: r.audience,
             scopes: r.scopes,
         });
