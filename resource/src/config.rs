@@ -210,8 +210,8 @@ impl GuardBuilder {
     }
 
     /// Reconnection backoff of the feed (default 250 ms doubling up to 10 s,
-    /// each wait jittered between half and all of it); reset once a stream is
-    /// open.
+    /// each wait jittered between half and all of it); reset once a stream
+    /// delivers its first bytes.
     pub fn reconnect_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.backoff = (initial, max);
         self

@@ -113,7 +113,6 @@ async fn session(
         issuer::open_stream(&inner.http, &inner.config, endpoints, bearer, position).await?;
     inner.freshness.set_connected(true);
     inner.freshness.set_last_error(None);
-    backoff.reset();
     if std::mem::take(failing) {
         tracing::info!(
             position,
@@ -122,7 +121,7 @@ async fn session(
     } else {
         tracing::debug!(position, "latchkey-resource: revocation feed connected");
     }
-    read_stream(inner, response).await
+    read_stream(inner, response, backoff).await
 }
 
 /// Pages through the snapshot from the last applied position until it says
@@ -165,9 +164,13 @@ async fn catch_up(inner: &Inner, bearer: &str) -> Result<i64, IssuerError> {
 /// at a time; once every event completed by a chunk is applied, the set counts
 /// as heard at that chunk's arrival (keep-alive comments included: the parser
 /// skips them, the arrival counts).
+///
+/// The backoff is reset by the first bytes: a stream that is accepted and then
+/// closed at once, again and again, is retried ever more slowly.
 async fn read_stream(
     inner: &Inner,
     response: reqwest::Response,
+    backoff: &mut Backoff,
 ) -> Result<Infallible, IssuerError> {
     const WHAT: &str = "revocation stream";
     let idle = inner.config.idle_timeout();
@@ -185,6 +188,7 @@ async fn read_stream(
             Ok(Some(Ok(chunk))) => chunk,
         };
         let arrived = Instant::now();
+        backoff.reset();
         // The receiver lives in `events`, in this function: sending cannot fail.
         let _ = chunks.send(Ok::<_, Infallible>(chunk));
         while let Some(event) = events.next().now_or_never() {

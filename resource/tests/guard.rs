@@ -418,7 +418,7 @@ async fn a_stream_down_past_the_bound_fails_closed_and_recovers() {
     let _default = tracing::subscriber::set_default(subscriber);
     let fake = FakeIssuer::start().await;
     let guard =
-        FakeIssuer::start_guard(fake.guard_builder().stale_after(Duration::from_secs(1))).await;
+        FakeIssuer::start_guard(fake.guard_builder().stale_after(Duration::from_secs(2))).await;
     let api = format!("{}/me", serve_api(&guard).await);
     let token = fake.sign(&fake.claims());
     assert_eq!(call(&api, Some(&token)).await.status, StatusCode::OK);
@@ -464,7 +464,7 @@ async fn while_stale_introspection_decides_when_configured() {
     let fake = FakeIssuer::start().await;
     let guard = FakeIssuer::start_guard(
         fake.guard_builder()
-            .stale_after(Duration::from_secs(1))
+            .stale_after(Duration::from_secs(2))
             .fallback(Fallback::Introspect),
     )
     .await;
