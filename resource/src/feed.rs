@@ -72,9 +72,18 @@ pub(crate) async fn follow(inner: Arc<Inner>) {
             token = None;
         }
         let message = error.to_string();
-        if let IssuerError::Idle(_) = error {
-            // Expected when the bound is shorter than the keep-alive interval.
-            tracing::debug!(error = %message, "latchkey-resource: revocation stream idle; reconnecting");
+        // Expected ends: silence when the bound is shorter than the keep-alive
+        // interval; Latchkey closing the stream when the feed token expires
+        // (the token is then due for renewal, and the next session renews it).
+        let expected = match error {
+            IssuerError::Idle(_) => true,
+            IssuerError::Closed => token
+                .as_ref()
+                .is_some_and(|held| Instant::now() >= held.renew_at),
+            _ => false,
+        };
+        if expected {
+            tracing::debug!(error = %message, "latchkey-resource: revocation stream ended; reconnecting");
         } else if failing {
             tracing::debug!(error = %message, "latchkey-resource: revocation feed still failing");
         } else {

@@ -5,6 +5,7 @@
 mod common;
 
 use std::{
+    collections::HashSet,
     io::Write,
     sync::{Arc, Mutex},
     time::Duration,
@@ -548,6 +549,32 @@ async fn a_refused_feed_token_is_replaced() {
     .await;
     assert!(fake.state().feed_unauthorized >= 1);
     eventually("connected again", || async { guard.health().connected }).await;
+}
+
+#[tokio::test]
+async fn the_feed_token_is_renewed_when_the_stream_ends_with_it() {
+    let fake = FakeIssuer::start().await;
+    // Tokens for 2 s; the fake ends each stream when its token expires.
+    fake.state().feed_token_lifetime = Some(Duration::from_secs(2));
+    let guard = fake.ready_guard().await;
+    eventually("three streams, each with a new token", || async {
+        fake.state().stream_tokens.len() >= 3
+    })
+    .await;
+    let state = fake.state();
+    let tokens: HashSet<&String> = state.stream_tokens.iter().collect();
+    assert_eq!(
+        tokens.len(),
+        state.stream_tokens.len(),
+        "{:?}",
+        state.stream_tokens
+    );
+    assert_eq!(
+        state.feed_unauthorized, 0,
+        "never presented an expired token"
+    );
+    drop(state);
+    assert!(guard.health().ready);
 }
 
 #[tokio::test]

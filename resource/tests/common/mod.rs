@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test file uses a part
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     convert::Infallible,
     future::Future,
     net::SocketAddr,
@@ -100,8 +100,12 @@ pub struct FakeState {
     pub feed_down: bool,
     /// Introspection answers 500.
     pub introspection_down: bool,
-    /// Feed tokens the feed endpoints accept.
-    pub feed_tokens: HashSet<String>,
+    /// Feed tokens the feed endpoints accept, until when.
+    pub feed_tokens: HashMap<String, tokio::time::Instant>,
+    /// `expires_in` of the feed tokens it issues (600 s unless set).
+    pub feed_token_lifetime: Option<Duration>,
+    /// The feed token of every stream request served.
+    pub stream_tokens: Vec<String>,
     /// Access tokens introspection calls active.
     pub active: HashSet<String>,
     /// An entry committed right after the next snapshot answer went out.
@@ -348,8 +352,14 @@ async fn token(
             .into_response();
     }
     let token = format!("feed-token-{}", state.token_requests);
-    state.feed_tokens.insert(token.clone());
-    Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": 600})).into_response()
+    let lifetime = state
+        .feed_token_lifetime
+        .unwrap_or(Duration::from_secs(600));
+    state
+        .feed_tokens
+        .insert(token.clone(), tokio::time::Instant::now() + lifetime);
+    Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": lifetime.as_secs()}))
+        .into_response()
 }
 
 async fn introspect(
@@ -379,29 +389,30 @@ async fn introspect(
     Json(json!({ "active": state.active.contains(&token) })).into_response()
 }
 
-/// 503 while down, 401 without a valid feed token.
-fn refuse_feed(state: &mut FakeState, headers: &HeaderMap) -> Option<Response> {
+/// 503 while down, 401 without a live feed token; else the token and when
+/// it expires.
+fn live_feed_token(
+    state: &mut FakeState,
+    headers: &HeaderMap,
+) -> Result<(String, tokio::time::Instant), StatusCode> {
     if state.feed_down {
-        return Some(StatusCode::SERVICE_UNAVAILABLE.into_response());
+        return Err(StatusCode::SERVICE_UNAVAILABLE);
     }
     let presented = authorization(headers);
-    let ok = presented
-        .strip_prefix("Bearer ")
-        .is_some_and(|t| state.feed_tokens.contains(t));
-    if !ok {
+    let live = presented.strip_prefix("Bearer ").and_then(|t| {
+        let expires = *state.feed_tokens.get(t)?;
+        (expires > tokio::time::Instant::now()).then(|| (t.to_owned(), expires))
+    });
+    live.ok_or_else(|| {
         state.feed_unauthorized += 1;
-        return Some(
-            (
-                StatusCode::UNAUTHORIZED,
-                [(
-                    header::WWW_AUTHENTICATE,
-                    "Bearer realm=\"latchkey\", error=\"invalid_token\"",
-                )],
-            )
-                .into_response(),
-        );
-    }
-    None
+        StatusCode::UNAUTHORIZED
+    })
+}
+
+/// The answer to a refused feed request.
+fn feed_refusal(status: StatusCode) -> Response {
+    let challenge = "Bearer realm=\"latchkey\", error=\"invalid_token\"";
+    (status, [(header::WWW_AUTHENTICATE, challenge)]).into_response()
 }
 
 #[derive(Deserialize)]
@@ -416,8 +427,8 @@ async fn snapshot(
     Query(page): Query<Page>,
 ) -> Response {
     let mut state = fake.state();
-    if let Some(refused) = refuse_feed(&mut state, &headers) {
-        return refused;
+    if let Err(status) = live_feed_token(&mut state, &headers) {
+        return feed_refusal(status);
     }
     let after = page.after.unwrap_or(0);
     let limit = page.limit.unwrap_or(1000);
@@ -441,9 +452,11 @@ async fn snapshot(
 
 async fn stream(State(fake): State<FakeIssuer>, headers: HeaderMap) -> Response {
     let mut state = fake.state();
-    if let Some(refused) = refuse_feed(&mut state, &headers) {
-        return refused;
-    }
+    let (token, expires) = match live_feed_token(&mut state, &headers) {
+        Ok(live) => live,
+        Err(status) => return feed_refusal(status),
+    };
+    state.stream_tokens.push(token);
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -474,6 +487,8 @@ async fn stream(State(fake): State<FakeIssuer>, headers: HeaderMap) -> Response 
                     Err(_) => return,
                 },
                 _ = cut.changed() => return,
+                // Latchkey ends a stream when its token expires.
+                _ = tokio::time::sleep_until(expires) => return,
                 _ = tx.closed() => return,
             }
         }
