@@ -22,6 +22,9 @@ fi
 echo "==> unit and integration tests (SQLite and PostgreSQL)"
 cargo test -p app -p latchkey --features app/ssr
 
+echo "==> the resource-server guard (latchkey-resource)"
+cargo test -p latchkey-resource
+
 # After cargo test, so the server binary the browser tests start is this build's.
 echo "==> building the site (cargo leptos build)"
 cargo leptos build
