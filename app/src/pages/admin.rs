@@ -14,7 +14,7 @@ use crate::{
         layout::{Layout, LoadFailed},
         widgets::{ActionError, Confirm, Notice, Pager, SearchForm},
     },
-    model::{format_time, CurrentUser, PolicyField},
+    model::{format_time, AdminDelivery, CurrentUser, PolicyField},
 };
 
 /// The console's own navigation, above each admin page.
@@ -262,6 +262,9 @@ pub fn AdminClientPage() -> impl IntoView {
                         let edit_id = id.clone();
                         let (id2, id3, id4) = (id.clone(), id.clone(), id.clone());
                         let name = c.name.clone();
+                        let logout_uri = d.backchannel_logout_uri.clone().unwrap_or_default();
+                        let deliveries = (d.backchannel_logout_uri.is_some() || !d.undelivered.is_empty())
+                            .then(|| d.undelivered.clone());
                         view! {
                             <AdminFrame user=me title=c.name.clone()>
                                 <p class="crumbs"><a href="/admin/clients">"Clients"</a>" / "</p>
@@ -301,6 +304,10 @@ pub fn AdminClientPage() -> impl IntoView {
                                         <div><dt>"Post-logout URIs"</dt><dd>{d.post_logout_redirect_uris.join(" ")}</dd></div>
                                         <div><dt>"Extra scopes"</dt><dd>{d.extra_scopes.join(" ")}</dd></div>
                                         <div><dt>"In use"</dt><dd>{format!("{} grants, {} sessions", c.active_grants, c.active_families)}</dd></div>
+                                        <div><dt>"Back-channel logout"</dt><dd data-testid="backchannel-uri">{match &d.backchannel_logout_uri {
+                                            Some(uri) => format!("{uri}{}", if d.backchannel_logout_session_required { " (sid required)" } else { "" }),
+                                            None => "none".to_string(),
+                                        }}</dd></div>
                                     </dl>
                                     // Open while its save was refused: the message and the form are inside.
                                     <details class="edit" open=move || edit.value().with(|v| matches!(v, Some(Err(_))))>
@@ -322,6 +329,9 @@ pub fn AdminClientPage() -> impl IntoView {
                                             <textarea id="e-logout" name="post_logout_redirect_uris" rows="2">{d.post_logout_redirect_uris.join("\n")}</textarea>
                                             <label for="e-scopes">"Extra scopes (space-separated)"</label>
                                             <input id="e-scopes" name="extra_scopes" type="text" value=d.extra_scopes.join(" ")/>
+                                            <label for="e-bcl">"Back-channel logout URI (https, or http on localhost; empty: none)"</label>
+                                            <input id="e-bcl" name="backchannel_logout_uri" type="url" value=logout_uri/>
+                                            <label class="check"><input type="checkbox" name="backchannel_logout_session_required" checked=d.backchannel_logout_session_required/>" Logout tokens must name the sign-in (sid)"</label>
                                             <button type="submit" class="button primary" disabled=move || edit.pending().get()>"Save registration"</button>
                                         </ActionForm>
                                     </details>
@@ -336,6 +346,7 @@ pub fn AdminClientPage() -> impl IntoView {
                                         </Confirm>
                                     })}
                                 </section>
+                                {deliveries.map(|undelivered| view! { <Deliveries undelivered/> })}
                                 <section class="card danger-zone">
                                     <h2>"Revoke and delete"</h2>
                                     <ActionError action=revoke/>
@@ -372,6 +383,47 @@ pub fn AdminClientPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// A client's back-channel logout tokens not delivered: still being retried,
+/// or given up.
+#[component]
+fn Deliveries(undelivered: Vec<AdminDelivery>) -> impl IntoView {
+    view! {
+        <section class="card" data-testid="deliveries">
+            <h2>"Back-channel logout deliveries"</h2>
+            {if undelivered.is_empty() {
+                view! { <p class="muted">"Every logout token was delivered."</p> }.into_any()
+            } else {
+                view! {
+                    <p class="muted">"Not delivered yet (retried with growing delays for 24 hours) or given up. Newest first."</p>
+                    <div class="table-wrap">
+                        <table class="list">
+                            <thead><tr><th>"Target"</th><th>"For"</th><th>"Attempts"</th><th>"Last error"</th><th>"Next attempt"</th></tr></thead>
+                            <tbody>
+                                {undelivered.into_iter().map(|u| view! {
+                                    <tr>
+                                        <td class="mono small">{u.target}</td>
+                                        <td>
+                                            <a href=format!("/admin/users/{}", u.user_id)>{if u.one_sign_in { "one sign-in" } else { "all sessions" }}</a>
+                                            <div class="muted small">{format!("since {}", format_time(u.created_at))}</div>
+                                        </td>
+                                        <td>{u.attempts}</td>
+                                        <td class="small">{u.last_error.unwrap_or_else(|| "—".into())}</td>
+                                        <td>{match (u.next_attempt_at, u.gave_up_at) {
+                                            (_, Some(at)) => view! { <span class="warn-text">{format!("gave up {}", format_time(at))}</span> }.into_any(),
+                                            (Some(at), None) => format_time(at).into_any(),
+                                            (None, None) => "—".into_any(),
+                                        }}</td>
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }.into_any()
+            }}
+        </section>
     }
 }
 
