@@ -107,14 +107,16 @@ async fn deliver(http: &reqwest::Client, keys: &KeyRing, issuer: &str, d: &Deliv
         Err(e) if e.is_timeout() => {
             Attempt::Failed(format!("no answer within {} s", TIMEOUT.as_secs()))
         }
-        Err(e) => Attempt::Failed(describe(&e)),
+        Err(e) => Attempt::Failed(describe(e)),
     }
 }
 
-/// A transport error with its causes ("error sending request for url (…): … Connection refused").
-fn describe(e: &reqwest::Error) -> String {
+/// A transport error with its causes, without the URL the row already names
+/// ("error sending request: client error (Connect): … Connection refused").
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

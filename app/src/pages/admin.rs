@@ -330,7 +330,7 @@ pub fn AdminClientPage() -> impl IntoView {
                                             <label for="e-scopes">"Extra scopes (space-separated)"</label>
                                             <input id="e-scopes" name="extra_scopes" type="text" value=d.extra_scopes.join(" ")/>
                                             <label for="e-bcl">"Back-channel logout URI (https, or http on localhost; empty: none)"</label>
-                                            <input id="e-bcl" name="backchannel_logout_uri" type="url" value=logout_uri/>
+                                            <input id="e-bcl" name="backchannel_logout_uri" type="text" inputmode="url" autocomplete="off" value=logout_uri/>
                                             <label class="check"><input type="checkbox" name="backchannel_logout_session_required" checked=d.backchannel_logout_session_required/>" Logout tokens must name the sign-in (sid)"</label>
                                             <button type="submit" class="button primary" disabled=move || edit.pending().get()>"Save registration"</button>
                                         </ActionForm>
@@ -346,7 +346,7 @@ pub fn AdminClientPage() -> impl IntoView {
                                         </Confirm>
                                     })}
                                 </section>
-                                {deliveries.map(|undelivered| view! { <Deliveries undelivered/> })}
+                                {deliveries.map(|undelivered| view! { <Deliveries undelivered current=d.backchannel_logout_uri.clone()/> })}
                                 <section class="card danger-zone">
                                     <h2>"Revoke and delete"</h2>
                                     <ActionError action=revoke/>
@@ -387,36 +387,43 @@ pub fn AdminClientPage() -> impl IntoView {
 }
 
 /// A client's back-channel logout tokens not delivered: still being retried,
-/// or given up.
+/// or given up. A row's target is named only where it is not the client's
+/// `current` URI (it was changed since).
 #[component]
-fn Deliveries(undelivered: Vec<AdminDelivery>) -> impl IntoView {
+fn Deliveries(undelivered: Vec<AdminDelivery>, current: Option<String>) -> impl IntoView {
+    let to = current
+        .clone()
+        .map(|uri| view! { " Sent to "<code>{uri}</code>"." });
     view! {
         <section class="card" data-testid="deliveries">
             <h2>"Back-channel logout deliveries"</h2>
             {if undelivered.is_empty() {
-                view! { <p class="muted">"Every logout token was delivered."</p> }.into_any()
+                view! { <p class="muted">"Every logout token was delivered."{to}</p> }.into_any()
             } else {
                 view! {
-                    <p class="muted">"Not delivered yet (retried with growing delays for 24 hours) or given up. Newest first."</p>
+                    <p class="muted">"Not delivered yet (retried with growing delays for 24 hours) or given up, newest first."{to}</p>
                     <div class="table-wrap">
-                        <table class="list">
-                            <thead><tr><th>"Target"</th><th>"For"</th><th>"Attempts"</th><th>"Last error"</th><th>"Next attempt"</th></tr></thead>
+                        <table class="list deliveries">
+                            <thead><tr><th>"Since"</th><th>"Ends"</th><th>"Attempts"</th><th>"Last error"</th><th>"Next attempt"</th></tr></thead>
                             <tbody>
-                                {undelivered.into_iter().map(|u| view! {
-                                    <tr>
-                                        <td class="mono small">{u.target}</td>
-                                        <td>
-                                            <a href=format!("/admin/users/{}", u.user_id)>{if u.one_sign_in { "one sign-in" } else { "all sessions" }}</a>
-                                            <div class="muted small">{format!("since {}", format_time(u.created_at))}</div>
-                                        </td>
-                                        <td>{u.attempts}</td>
-                                        <td class="small">{u.last_error.unwrap_or_else(|| "—".into())}</td>
-                                        <td>{match (u.next_attempt_at, u.gave_up_at) {
-                                            (_, Some(at)) => view! { <span class="warn-text">{format!("gave up {}", format_time(at))}</span> }.into_any(),
-                                            (Some(at), None) => format_time(at).into_any(),
-                                            (None, None) => "—".into_any(),
-                                        }}</td>
-                                    </tr>
+                                {undelivered.into_iter().map(|u| {
+                                    let elsewhere = (Some(&u.target) != current.as_ref()).then(|| view! { <div class="muted small mono">{u.target.clone()}</div> });
+                                    view! {
+                                        <tr>
+                                            <td class="when">{format_time(u.created_at)}</td>
+                                            <td class="ends">
+                                                <a href=format!("/admin/users/{}", u.user_id)>{if u.one_sign_in { "one sign-in" } else { "all sessions" }}</a>
+                                                {elsewhere}
+                                            </td>
+                                            <td>{u.attempts}</td>
+                                            <td class="error small">{u.last_error.unwrap_or_else(|| "—".into())}</td>
+                                            <td>{match (u.next_attempt_at, u.gave_up_at) {
+                                                (_, Some(at)) => view! { <span class="warn-text">{format!("gave up {}", format_time(at))}</span> }.into_any(),
+                                                (Some(at), None) => format_time(at).into_any(),
+                                                (None, None) => "—".into_any(),
+                                            }}</td>
+                                        </tr>
+                                    }
                                 }).collect_view()}
                             </tbody>
                         </table>
