@@ -384,6 +384,11 @@ pub struct AdminClientDetail {
     pub live_refresh_tokens: i64,
     /// Set when the client is a resource server.
     pub resource_server: Option<AdminResourceServer>,
+    /// Where logout tokens go (OpenID Connect Back-Channel Logout 1.0 §2.2).
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
+    /// Logout tokens not delivered: pending and given up, newest first.
+    pub undelivered: Vec<AdminDelivery>,
 }
 
 /// A client's resource-server registration, in the admin console.
@@ -393,6 +398,22 @@ pub struct AdminResourceServer {
     pub audience: String,
     /// The scopes it serves.
     pub scopes: Vec<String>,
+}
+
+/// A back-channel logout token not delivered (yet), on the client page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminDelivery {
+    pub target: String,
+    /// The user's id (`sub`).
+    pub user_id: String,
+    /// `true`: one sign-in ended (`sid`); `false`: all of the user's sessions at the app.
+    pub one_sign_in: bool,
+    pub created_at: i64,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// `None` once given up.
+    pub next_attempt_at: Option<i64>,
+    pub gave_up_at: Option<i64>,
 }
 
 /// A user in the admin console.

@@ -6,7 +6,8 @@ use std::{io::Read, process::ExitCode};
 
 use app::domain::{
     audit::{self, AuditEvent, AuditKind},
-    clients::{self, ClientKind, GrantType, NewClient},
+    backchannel::RetryPolicy,
+    clients::{self, ClientChange, ClientKind, GrantType, NewClient},
     demo,
     keys::{self, KeyRing, MasterKey},
     policy::{self, format_duration, Policy, PolicyChange},
@@ -21,7 +22,7 @@ use serde_json::json;
 use tower_sessions::ExpiredDeletion;
 
 use crate::config::{
-    master_key_from_env, policy_change, validate_common, Cli, ClientCommand, Command,
+    master_key_from_env, outbox_retry, policy_change, validate_common, Cli, ClientCommand, Command,
     InvalidSetting, KeysCommand, PolicyCommand, ServeConfig, UserCommand,
 };
 
@@ -70,7 +71,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     validate_common(&cli)?;
     // Validate everything the command needs before opening (and so creating) anything.
     let serve = match &cli.command {
-        Command::Serve(args) => Some(ServeConfig::validate(args)?),
+        Command::Serve(args) => Some((ServeConfig::validate(args)?, outbox_retry(args)?)),
         _ => None,
     };
     let password = match &cli.command {
@@ -83,6 +84,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let change: Option<PolicyChange> = match &cli.command {
         Command::Client(ClientCommand::Set { flags, .. }) => Some(policy_change(flags, true)?),
         Command::Policy(PolicyCommand::Set { flags, .. }) => Some(policy_change(flags, false)?),
+        _ => None,
+    };
+    let registration: Option<ClientChange> = match &cli.command {
+        Command::Client(ClientCommand::Set { backchannel, .. }) => Some(backchannel.change()?),
         _ => None,
     };
     let client = match &cli.command {
@@ -107,21 +112,46 @@ fn run(cli: Cli) -> Result<(), Failure> {
         let result = match cli.command {
             Command::Serve(_) => {
                 let master = master_key(&cli.master_key_file)?;
-                serve_until_stopped(db.clone(), master, serve.expect("validated above")).await
+                let (config, retry) = serve.expect("validated above");
+                serve_until_stopped(db.clone(), master, config, retry).await
             }
             Command::Client(ClientCommand::Set { client_id, json, .. }) => {
-                let (overrides, effective) =
-                    policy::set_client(&db, &client_id, &change.expect("validated above"), None)
-                        .await
-                        .map_err(|e| match e {
-                            DomainError::NotFound => Failure::Invalid(format!("client_id: no client {client_id:?}")),
-                            other => other.into(),
-                        })?;
-                if json {
-                    print_json(&json!({ "client_id": client_id, "overrides": overrides, "effective": effective }));
+                let (change, registration) = (change.expect("validated above"), registration.expect("validated above"));
+                let not_found = |e| match e {
+                    DomainError::NotFound => Failure::Invalid(format!("client_id: no client {client_id:?}")),
+                    other => other.into(),
+                };
+                // The policy first: its rules need the database, the registration's were checked above.
+                let has_registration = registration != ClientChange::default();
+                let policy = if change != PolicyChange::default() || !has_registration {
+                    Some(policy::set_client(&db, &client_id, &change, None).await.map_err(not_found)?)
                 } else {
-                    println!("policy of client {client_id} changed; effective now:");
-                    print_policy(&effective);
+                    None
+                };
+                let client = if has_registration {
+                    Some(clients::update_client(&db, &client_id, &registration, &Default::default()).await.map_err(not_found)?)
+                } else {
+                    None
+                };
+                if json {
+                    let mut out = json!({ "client_id": client_id });
+                    if let Some((overrides, effective)) = &policy {
+                        out["overrides"] = json!(overrides);
+                        out["effective"] = json!(effective);
+                    }
+                    if let Some(client) = &client {
+                        out["client"] = json!(client);
+                    }
+                    print_json(&out);
+                } else {
+                    if let Some((_, effective)) = &policy {
+                        println!("policy of client {client_id} changed; effective now:");
+                        print_policy(effective);
+                    }
+                    if let Some(client) = &client {
+                        println!("back-channel logout of client {client_id}:");
+                        print_backchannel(client);
+                    }
                 }
                 Ok(())
             }
@@ -200,6 +230,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 } else {
                     println!("created client {:?} ({})", client.name, client.kind.as_str());
                     println!("client_id:     {}", client.client_id);
+                    if client.backchannel_logout_uri.is_some() {
+                        print_backchannel(&client);
+                    }
                     if let Some(secret) = secret {
                         println!("client_secret: {}", secret.0);
                         println!("Store the secret now: it is shown only once (Latchkey keeps only its hash).");
@@ -308,6 +341,7 @@ async fn serve_until_stopped(
     db: Db,
     master: MasterKey,
     config: ServeConfig,
+    retry: RetryPolicy,
 ) -> Result<(), Failure> {
     let store = WebSessionStore::new(&db)
         .await
@@ -336,6 +370,8 @@ async fn serve_until_stopped(
     let follow = tokio::spawn(app::domain::revocation::follow(db.clone(), revoked.clone()));
     let addr = config.addr;
     let issuer = config.issuer.clone();
+    // Back-channel logout tokens (and whatever else the outbox holds).
+    let outbox = crate::outbox::spawn(db.clone(), keys.clone(), issuer.clone(), retry);
     let app = crate::http::router(db, keys, revoked, config, store);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -350,6 +386,7 @@ async fn serve_until_stopped(
     cleanup.abort();
     reload.abort();
     follow.abort();
+    outbox.abort();
     served.map_err(|e| Failure::Failed(format!("server error: {e}")))
 }
 
@@ -389,11 +426,19 @@ fn new_client_from_args(command: &Command) -> Result<NewClient, Failure> {
         public,
         grant_types,
         scopes,
+        backchannel,
         ..
     }) = command
     else {
         unreachable!("called for client add only")
     };
+    let backchannel = backchannel.change()?;
+    if backchannel.backchannel_logout_uri == Some(None) {
+        return Err(Failure::Invalid(
+            "backchannel_logout_uri: \"none\" removes a URI; a new client simply goes without"
+                .into(),
+        ));
+    }
     let grant_types = grant_types
         .iter()
         .map(|g| {
@@ -415,7 +460,22 @@ fn new_client_from_args(command: &Command) -> Result<NewClient, Failure> {
         post_logout_redirect_uris: post_logout_redirect_uris.clone(),
         grant_types,
         extra_scopes: scopes.clone(),
+        backchannel_logout_uri: backchannel.backchannel_logout_uri.flatten(),
+        backchannel_logout_session_required: backchannel
+            .backchannel_logout_session_required
+            .unwrap_or(false),
     })
+}
+
+fn print_backchannel(client: &clients::Client) {
+    println!(
+        "  back-channel logout URI   {}",
+        client.backchannel_logout_uri.as_deref().unwrap_or("(none)")
+    );
+    println!(
+        "  session (sid) required    {}",
+        yes_no(client.backchannel_logout_session_required)
+    );
 }
 
 fn print_demo(report: &demo::DemoReport) {

@@ -7,8 +7,10 @@
 use std::net::SocketAddr;
 
 use app::domain::{
+    backchannel::{validate_uri as validate_logout_uri, RetryPolicy},
+    clients::ClientChange,
     keys::MasterKey,
-    policy::{duration_secs, BadDuration, PolicyChange, TOO_LONG},
+    policy::{duration_secs, format_duration, BadDuration, PolicyChange, TOO_LONG},
     store::Backend,
 };
 use clap::{Args, Parser, Subcommand};
@@ -133,6 +135,56 @@ pub struct ServeArgs {
     /// Folder with the built site (pkg/latchkey.js, .wasm, .css), as written by `cargo leptos build`.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,
+
+    /// Outbox (back-channel logout) retries: the delay after the first failure, doubling after each.
+    #[arg(long, env = "LATCHKEY_OUTBOX_RETRY_FIRST", default_value = "1s")]
+    pub outbox_retry_first: String,
+
+    /// Outbox retries: the longest delay between two attempts.
+    #[arg(long, env = "LATCHKEY_OUTBOX_RETRY_MAX", default_value = "10m")]
+    pub outbox_retry_max: String,
+
+    /// Outbox: stop retrying a delivery this long after it was written.
+    #[arg(long, env = "LATCHKEY_OUTBOX_GIVE_UP_AFTER", default_value = "24h")]
+    pub outbox_give_up_after: String,
+}
+
+/// The outbox worker's retry schedule from `serve`'s flags: durations such as
+/// `1s`, `10m`, `24h`; the first delay at least 1 s, the longest at least the
+/// first, the deadline at least 1 s.
+pub fn outbox_retry(args: &ServeArgs) -> Result<RetryPolicy, InvalidSetting> {
+    let secs = |env: &str, flag: &str, raw: &str, min: i64| {
+        duration_secs(raw)
+            .ok()
+            .filter(|s| *s >= min)
+            .ok_or_else(|| {
+                InvalidSetting(format!(
+                    "invalid {env} (--{flag}) {raw:?}: expected a duration of at least {} such as 1s, 10m, 24h",
+                    format_duration(min)
+                ))
+            })
+    };
+    let first_secs = secs(
+        "LATCHKEY_OUTBOX_RETRY_FIRST",
+        "outbox-retry-first",
+        &args.outbox_retry_first,
+        1,
+    )?;
+    Ok(RetryPolicy {
+        first_secs,
+        max_secs: secs(
+            "LATCHKEY_OUTBOX_RETRY_MAX",
+            "outbox-retry-max",
+            &args.outbox_retry_max,
+            first_secs,
+        )?,
+        give_up_after_secs: secs(
+            "LATCHKEY_OUTBOX_GIVE_UP_AFTER",
+            "outbox-give-up-after",
+            &args.outbox_give_up_after,
+            1,
+        )?,
+    })
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +234,8 @@ pub enum ClientCommand {
         /// An extra scope the client may ask for beyond openid/profile/email/offline_access (repeat).
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        #[command(flatten)]
+        backchannel: BackchannelFlags,
         #[arg(long)]
         json: bool,
     },
@@ -211,9 +265,51 @@ pub enum ClientCommand {
         client_id: String,
         #[command(flatten)]
         flags: PolicyFlags,
+        #[command(flatten)]
+        backchannel: BackchannelFlags,
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A client's OpenID Connect Back-Channel Logout registration (§2.2), as flags.
+#[derive(Debug, Args, Default)]
+pub struct BackchannelFlags {
+    /// Where logout tokens are POSTed: https, or http on 127.0.0.1/[::1]/localhost; `none` removes it.
+    #[arg(long, value_name = "URL")]
+    pub backchannel_logout_uri: Option<String>,
+    /// Put `sid` in every logout token of a sign-in: on (the bare flag), off.
+    #[arg(long, value_name = "on|off", num_args = 0..=1, default_missing_value = "on")]
+    pub backchannel_logout_session_required: Option<String>,
+}
+
+impl BackchannelFlags {
+    /// The registration change these flags ask for (`None` fields: keep), the
+    /// URI checked by the registration rules; or the flag that is wrong.
+    pub fn change(&self) -> Result<ClientChange, InvalidSetting> {
+        let uri = match self.backchannel_logout_uri.as_deref() {
+            None => None,
+            Some("none") => Some(None),
+            Some(raw) => Some(Some(
+                validate_logout_uri(raw).map_err(|e| InvalidSetting(e.to_string()))?,
+            )),
+        };
+        let required = match self.backchannel_logout_session_required.as_deref() {
+            None => None,
+            Some("on") => Some(true),
+            Some("off") => Some(false),
+            Some(other) => {
+                return Err(InvalidSetting(format!(
+                    "invalid --backchannel-logout-session-required {other:?}: expected on or off"
+                )))
+            }
+        };
+        Ok(ClientChange {
+            backchannel_logout_uri: uri,
+            backchannel_logout_session_required: required,
+            ..ClientChange::default()
+        })
+    }
 }
 
 /// A configuration or input error: one line, exit code 2.

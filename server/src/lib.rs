@@ -10,6 +10,7 @@
 //! | [`oauth`] | the OAuth / OpenID Connect protocol endpoints |
 //! | [`request_headers`] | `Authorization`, `Content-Type`, `Origin`/`Referer`: one parser each |
 //! | [`admin_api`] | the admin REST API under `/api/admin/` (Bearer token with `latchkey:admin`) |
+//! | [`outbox`] | the worker delivering the outbox: back-channel logout tokens, retried with backoff |
 //!
 //! The domain (users, clients, sessions, storage) lives in `app::domain`,
 //! shared with the dashboard's server functions.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod oauth;
+pub mod outbox;
 pub mod panics;
 pub mod request_headers;
 pub mod web;

@@ -823,3 +823,94 @@ fn keys_rotate_makes_new_active_keys() {
     );
     assert_refused(&bad, &["LATCHKEY_MASTER_KEY"]);
 }
+
+#[test]
+fn backchannel_logout_is_registered_changed_and_removed() {
+    let sandbox = Sandbox::new();
+    let add = |extra: &[&'static str]| {
+        let mut args = vec![
+            "client",
+            "add",
+            "--name",
+            "Notes",
+            "--redirect-uri",
+            "https://notes.example/cb",
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    assert_refused(
+        &sandbox.run(
+            &add(&["--backchannel-logout-uri", "http://notes.example/bc"]),
+            None,
+        ),
+        &["backchannel_logout_uri", "https"],
+    );
+    assert!(sandbox.clients().is_empty(), "nothing registered");
+    let created = sandbox.json(
+        &add(&[
+            "--backchannel-logout-uri",
+            "https://notes.example/bc",
+            "--backchannel-logout-session-required",
+            "--json",
+        ]),
+        None,
+    );
+    let client = &created["client"];
+    assert_eq!(client["backchannel_logout_uri"], "https://notes.example/bc");
+    assert_eq!(client["backchannel_logout_session_required"], true);
+    let id = client["client_id"].as_str().unwrap().to_owned();
+
+    assert_refused(
+        &sandbox.run(
+            &[
+                "client",
+                "set",
+                &id,
+                "--backchannel-logout-session-required",
+                "maybe",
+            ],
+            None,
+        ),
+        &["--backchannel-logout-session-required"],
+    );
+    let changed = sandbox.json(
+        &[
+            "client",
+            "set",
+            &id,
+            "--backchannel-logout-uri",
+            "http://127.0.0.1:8080/bc",
+            "--backchannel-logout-session-required",
+            "off",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(
+        changed["client"]["backchannel_logout_uri"],
+        "http://127.0.0.1:8080/bc"
+    );
+    assert_eq!(
+        changed["client"]["backchannel_logout_session_required"],
+        false
+    );
+    assert!(
+        changed.get("effective").is_none(),
+        "the policy was not touched"
+    );
+    let removed = sandbox.json(
+        &[
+            "client",
+            "set",
+            &id,
+            "--backchannel-logout-uri",
+            "none",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(removed["client"]["backchannel_logout_uri"], Value::Null);
+    let listed = sandbox.clients();
+    assert_eq!(listed[0]["backchannel_logout_uri"], Value::Null);
+}

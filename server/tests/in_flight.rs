@@ -6,27 +6,16 @@
 
 mod common;
 
-use app::domain::{
-    admin::{self, UserChange},
-    audit::Actor,
-    clients::ClientKind,
-    policy::{self, PolicyChange},
+use app::domain::clients::ClientKind;
+use common::{
+    endings::{end_access, Ending},
+    flow::*,
+    TestDb, TestServer,
 };
-use common::{flow::*, TestDb, TestServer};
 use reqwest::{header, StatusCode};
 use serde_json::Value;
 
-/// One test per way of ending, on both backends.
-macro_rules! endings {
-    ($($name:ident => $ending:ident),* $(,)?) => {
-        $(async fn $name(t: TestDb) {
-            run(t, Ending::$ending).await
-        })*
-        on_both_backends!($($name),*);
-    };
-}
-
-endings!(
+ending_tests!(run {
     dashboard_sign_out => DashboardSignOut,
     rp_initiated_logout => RpInitiatedLogout,
     sign_out_all_other_sessions => SignOutAllOtherSessions,
@@ -36,29 +25,7 @@ endings!(
     admin_revokes_the_client => AdminRevokesClient,
     admin_deletes_the_client => AdminDeletesClient,
     admin_switches_refresh_off => RefreshSwitchedOff,
-);
-
-/// How access ends in one row of the table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Ending {
-    DashboardSignOut,
-    RpInitiatedLogout,
-    SignOutAllOtherSessions,
-    AdminSignsOutEverywhere,
-    AdminDisablesUser,
-    UserRevokesApp,
-    AdminRevokesClient,
-    AdminDeletesClient,
-    RefreshSwitchedOff,
-}
-
-impl Ending {
-    /// Whether it ends the tokens (every row but switching refresh off, which
-    /// stops refresh tokens at their next use and leaves access tokens be).
-    fn ends_tokens(self) -> bool {
-        !matches!(self, Ending::RefreshSwitchedOff)
-    }
-}
+});
 
 /// Refreshes running while access ends.
 const IN_PROGRESS: usize = 4;
@@ -167,83 +134,4 @@ async fn run(t: TestDb, ending: Ending) {
         }
     }
     t.cleanup().await;
-}
-
-/// Ends access the way `ending` says, as its actor would.
-async fn end_access(
-    ending: Ending,
-    t: &TestDb,
-    server: &TestServer,
-    notes: &App,
-    alice: &Person,
-    tokens: &Value,
-    grant_id: &str,
-) {
-    let admin = Actor::user("an-admin");
-    match ending {
-        Ending::DashboardSignOut => {
-            let res = alice
-                .http
-                .post(server.url("/signout"))
-                .header(header::ORIGIN, server.base.clone())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(res.status(), StatusCode::SEE_OTHER);
-        }
-        Ending::RpInitiatedLogout => {
-            // The app sends alice's own browser, with her ID token.
-            let res = alice
-                .http
-                .get(server.url("/oauth/logout"))
-                .query(&[("id_token_hint", str_of(tokens, "id_token"))])
-                .send()
-                .await
-                .unwrap();
-            let html = res.text().await.unwrap();
-            assert!(html.contains(r#"data-testid="signed-out""#), "{html}");
-        }
-        Ending::SignOutAllOtherSessions => {
-            let phone = another_browser(alice, server).await;
-            let res = call(&phone, server, "end_other_sessions", &[]).await;
-            assert!(res.status().is_redirection(), "{}", res.status());
-        }
-        Ending::AdminSignsOutEverywhere => {
-            admin::sign_out_everywhere(&t.db, &server.revoked, &alice.user_id, &admin)
-                .await
-                .unwrap();
-        }
-        Ending::AdminDisablesUser => {
-            let change = UserChange {
-                disabled: Some(true),
-                is_admin: None,
-            };
-            admin::update_user(&t.db, &server.revoked, &alice.user_id, change, &admin)
-                .await
-                .unwrap();
-        }
-        Ending::UserRevokesApp => {
-            let res = call(alice, server, "revoke_app", &[("grant_id", grant_id)]).await;
-            assert!(res.status().is_redirection(), "{}", res.status());
-        }
-        Ending::AdminRevokesClient => {
-            admin::revoke_client(&t.db, &server.revoked, &notes.client_id, &admin)
-                .await
-                .unwrap();
-        }
-        Ending::AdminDeletesClient => {
-            admin::delete_client(&t.db, &server.revoked, &notes.client_id, &admin)
-                .await
-                .unwrap();
-        }
-        Ending::RefreshSwitchedOff => {
-            let off = PolicyChange {
-                refresh_enabled: Some(Some(false)),
-                ..Default::default()
-            };
-            policy::set_client(&t.db, &notes.client_id, &off, None)
-                .await
-                .unwrap();
-        }
-    }
 }

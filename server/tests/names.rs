@@ -161,6 +161,8 @@ fn app_named(name: &str) -> NewClient {
         post_logout_redirect_uris: vec![],
         grant_types: vec![GrantType::AuthorizationCode],
         extra_scopes: vec![],
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
     }
 }
 

@@ -365,6 +365,8 @@ async fn grant_types_are_enforced_per_client(t: TestDb) {
             post_logout_redirect_uris: vec![],
             grant_types: vec![],
             extra_scopes: vec![],
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         },
     )
     .await
@@ -453,6 +455,8 @@ async fn introspection_is_for_confidential_clients_and_fails_closed(t: TestDb) {
             post_logout_redirect_uris: vec![],
             grant_types: vec![],
             extra_scopes: vec![],
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         },
     )
     .await

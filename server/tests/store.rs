@@ -155,6 +155,8 @@ fn web_app(name: &str) -> NewClient {
         post_logout_redirect_uris: vec!["https://app.example/".into()],
         grant_types: vec![],
         extra_scopes: vec!["notes:read".into()],
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
     }
 }
 

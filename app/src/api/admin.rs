@@ -192,6 +192,9 @@ pub async fn get_admin_client(client_id: String) -> Result<ClientView, ServerFnE
             audience: r.audience,
             scopes: r.scopes,
         });
+    let undelivered = crate::domain::backchannel::undelivered(&db, &client_id, 50)
+        .await
+        .map_err(ssr::failed)?;
     let session: tower_sessions::Session = leptos_axum::extract().await?;
     let new_secret = match session.remove::<(String, String)>(SECRET_FLASH).await {
         Ok(Some((id, secret))) if id == client_id => Some(secret),
@@ -208,6 +211,21 @@ pub async fn get_admin_client(client_id: String) -> Result<ClientView, ServerFnE
             policy: ssr::policy_fields(&defaults, &overrides),
             live_refresh_tokens: live,
             resource_server,
+            backchannel_logout_uri: client.backchannel_logout_uri,
+            backchannel_logout_session_required: client.backchannel_logout_session_required,
+            undelivered: undelivered
+                .into_iter()
+                .map(|u| crate::model::AdminDelivery {
+                    target: u.target_url,
+                    one_sign_in: u.subject.sid.is_some(),
+                    user_id: u.subject.sub,
+                    created_at: u.created_at,
+                    attempts: i64::from(u.attempts),
+                    last_error: u.last_error,
+                    next_attempt_at: u.next_attempt_at,
+                    gave_up_at: u.gave_up_at,
+                })
+                .collect(),
         }),
         new_secret,
     })
@@ -238,6 +256,9 @@ pub struct RegistrationForm {
     pub grant_refresh: Option<String>,
     pub grant_client_credentials: Option<String>,
     pub extra_scopes: String,
+    /// Empty: none.
+    pub backchannel_logout_uri: String,
+    pub backchannel_logout_session_required: Option<String>,
 }
 
 /// Parses the policy form: `""`/`inherit` → back to the default (clients
@@ -426,6 +447,8 @@ pub async fn create_client(
             form.grant_client_credentials,
         )?,
         extra_scopes: words(&form.extra_scopes),
+        backchannel_logout_uri: optional(&form.backchannel_logout_uri),
+        backchannel_logout_session_required: form.backchannel_logout_session_required.is_some(),
     };
     let (client, secret) = clients::add_client_by(&ssr::db()?, &new, &ssr::actor(&me))
         .await
@@ -458,6 +481,10 @@ pub async fn update_client(
             form.grant_client_credentials,
         )?),
         extra_scopes: Some(words(&form.extra_scopes)),
+        backchannel_logout_uri: Some(optional(&form.backchannel_logout_uri)),
+        backchannel_logout_session_required: Some(
+            form.backchannel_logout_session_required.is_some(),
+        ),
     };
     clients::update_client(&ssr::db()?, &client_id, &change, &ssr::actor(&me))
         .await
@@ -507,6 +534,12 @@ pub async fn save_resource_server(
 #[cfg(feature = "ssr")]
 fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
+}
+
+/// A text input that may be left empty.
+#[cfg(feature = "ssr")]
+fn optional(s: &str) -> Option<String> {
+    Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
 /// The grant-type checkboxes; at least one must be ticked.

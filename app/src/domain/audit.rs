@@ -30,6 +30,8 @@ pub enum AuditKind {
     ClientUpdated,
     ClientDeleted,
     ClientSecretRotated,
+    BackchannelLogoutDelivered,
+    BackchannelLogoutGaveUp,
 }
 
 impl AuditKind {
@@ -54,6 +56,8 @@ impl AuditKind {
             AuditKind::ClientUpdated => "client_updated",
             AuditKind::ClientDeleted => "client_deleted",
             AuditKind::ClientSecretRotated => "client_secret_rotated",
+            AuditKind::BackchannelLogoutDelivered => "backchannel_logout_delivered",
+            AuditKind::BackchannelLogoutGaveUp => "backchannel_logout_gave_up",
         }
     }
 }

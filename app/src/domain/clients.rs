@@ -70,6 +70,11 @@ pub struct NewClient {
     pub grant_types: Vec<GrantType>,
     /// Scopes beyond `openid profile email offline_access` the client may ask for.
     pub extra_scopes: Vec<String>,
+    /// Where logout tokens are POSTed (OpenID Connect Back-Channel Logout 1.0
+    /// §2.2); `None`: the client gets none. See [`super::backchannel::validate_uri`].
+    pub backchannel_logout_uri: Option<String>,
+    /// §2.2: the client wants `sid` in logout tokens (default `false`).
+    pub backchannel_logout_session_required: bool,
 }
 
 /// A registered client, without its secret hash.
@@ -83,6 +88,8 @@ pub struct Client {
     pub grant_types: Vec<GrantType>,
     pub extra_scopes: Vec<String>,
     pub created_at: i64,
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
 }
 
 /// A client secret, shown once at creation: never `Serialize` by accident, `[redacted]` in Debug.
@@ -221,6 +228,11 @@ impl NewClient {
                 .map(|s| validate_scope(s))
                 .collect::<DomainResult<Vec<_>>>()?,
         );
+        let backchannel_logout_uri = self
+            .backchannel_logout_uri
+            .as_deref()
+            .map(super::backchannel::validate_uri)
+            .transpose()?;
         Ok(NewClient {
             name,
             kind: self.kind,
@@ -228,6 +240,8 @@ impl NewClient {
             post_logout_redirect_uris,
             grant_types,
             extra_scopes,
+            backchannel_logout_uri,
+            backchannel_logout_session_required: self.backchannel_logout_session_required,
         })
     }
 }
@@ -297,6 +311,8 @@ async fn insert_client(
         grant_types: new.grant_types,
         extra_scopes: new.extra_scopes,
         created_at: at,
+        backchannel_logout_uri: new.backchannel_logout_uri,
+        backchannel_logout_session_required: new.backchannel_logout_session_required,
     };
     let secret_hash = secret.map(|s| sha256_hex(&s.0));
     let redirect_uris = json_list(&client.redirect_uris);
@@ -316,8 +332,9 @@ async fn insert_client(
         let mut tx = pool.begin_write().await?;
         sqlx::query(
             "INSERT INTO clients (id, name, name_key, kind, secret_hash, redirect_uris, \
-             post_logout_redirect_uris, grant_types, extra_scopes, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+             post_logout_redirect_uris, grant_types, extra_scopes, created_at, updated_at, \
+             backchannel_logout_uri, backchannel_logout_session_required) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)",
         )
         .bind(&client.client_id)
         .bind(&client.name)
@@ -329,6 +346,8 @@ async fn insert_client(
         .bind(&grant_types)
         .bind(&extra_scopes)
         .bind(at)
+        .bind(&client.backchannel_logout_uri)
+        .bind(client.backchannel_logout_session_required)
         .execute(&mut *tx)
         .await?;
         crate::bind_audit!(&event).execute(&mut *tx).await?;
@@ -358,6 +377,8 @@ struct ClientRow {
     grant_types: String,
     extra_scopes: String,
     created_at: i64,
+    backchannel_logout_uri: Option<String>,
+    backchannel_logout_session_required: bool,
 }
 
 impl From<ClientRow> for Client {
@@ -384,12 +405,15 @@ impl From<ClientRow> for Client {
                 .map(str::to_owned)
                 .collect(),
             created_at: row.created_at,
+            backchannel_logout_uri: row.backchannel_logout_uri,
+            backchannel_logout_session_required: row.backchannel_logout_session_required,
         }
     }
 }
 
 const CLIENT_COLUMNS: &str =
-    "id, name, kind, redirect_uris, post_logout_redirect_uris, grant_types, extra_scopes, created_at";
+    "id, name, kind, redirect_uris, post_logout_redirect_uris, grant_types, extra_scopes, created_at, \
+     backchannel_logout_uri, backchannel_logout_session_required";
 
 /// Every client not deleted, by name (compared by key, as on both backends).
 pub async fn list_clients(db: &Db) -> DomainResult<Vec<Client>> {
@@ -469,6 +493,9 @@ pub struct ClientChange {
     pub post_logout_redirect_uris: Option<Vec<String>>,
     pub grant_types: Option<Vec<GrantType>>,
     pub extra_scopes: Option<Vec<String>>,
+    /// `Some(None)` removes it.
+    pub backchannel_logout_uri: Option<Option<String>>,
+    pub backchannel_logout_session_required: Option<bool>,
 }
 
 /// Edits a client under the same rules as registration ([`NewClient::validated`]);
@@ -505,6 +532,13 @@ pub async fn update_client(
             .extra_scopes
             .clone()
             .unwrap_or_else(|| before.extra_scopes.clone()),
+        backchannel_logout_uri: change
+            .backchannel_logout_uri
+            .clone()
+            .unwrap_or_else(|| before.backchannel_logout_uri.clone()),
+        backchannel_logout_session_required: change
+            .backchannel_logout_session_required
+            .unwrap_or(before.backchannel_logout_session_required),
     }
     .validated()?;
     let after = Client {
@@ -516,6 +550,8 @@ pub async fn update_client(
         grant_types: wanted.grant_types,
         extra_scopes: wanted.extra_scopes,
         created_at: before.created_at,
+        backchannel_logout_uri: wanted.backchannel_logout_uri,
+        backchannel_logout_session_required: wanted.backchannel_logout_session_required,
     };
     let grant_types = after
         .grant_types
@@ -531,7 +567,8 @@ pub async fn update_client(
         let mut tx = pool.begin_write().await?;
         let done = sqlx::query(
             "UPDATE clients SET name = $1, name_key = $2, redirect_uris = $3, \
-             post_logout_redirect_uris = $4, grant_types = $5, extra_scopes = $6, updated_at = $7 \
+             post_logout_redirect_uris = $4, grant_types = $5, extra_scopes = $6, updated_at = $7, \
+             backchannel_logout_uri = $9, backchannel_logout_session_required = $10 \
              WHERE id = $8 AND deleted_at IS NULL",
         )
         .bind(&after.name)
@@ -542,6 +579,8 @@ pub async fn update_client(
         .bind(after.extra_scopes.join(" "))
         .bind(now())
         .bind(client_id)
+        .bind(&after.backchannel_logout_uri)
+        .bind(after.backchannel_logout_session_required)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -685,6 +724,8 @@ mod tests {
             post_logout_redirect_uris: vec![],
             grant_types: vec![GrantType::ClientCredentials],
             extra_scopes: vec![],
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         };
         let err = new.validated().unwrap_err();
         assert!(err.to_string().contains("client_credentials"), "{err}");
@@ -699,6 +740,8 @@ mod tests {
             post_logout_redirect_uris: vec![],
             grant_types: vec![GrantType::ClientCredentials],
             extra_scopes: vec!["read:things".into()],
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         };
         let ok = new.validated().unwrap();
         assert_eq!(ok.grant_types, vec![GrantType::ClientCredentials]);

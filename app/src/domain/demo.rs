@@ -76,6 +76,8 @@ pub async fn seed(db: &Db) -> DomainResult<DemoReport> {
         post_logout_redirect_uris: vec!["http://127.0.0.1:8080/".into()],
         grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         extra_scopes: vec!["notes:read".into(), "notes:write".into()],
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
     };
     let spa = NewClient {
         name: "Demo SPA".into(),
@@ -84,6 +86,8 @@ pub async fn seed(db: &Db) -> DomainResult<DemoReport> {
         post_logout_redirect_uris: vec!["http://127.0.0.1:5173/".into()],
         grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         extra_scopes: vec![],
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
     };
     let notes_api = NewClient {
         name: "Demo Notes API".into(),
@@ -92,6 +96,8 @@ pub async fn seed(db: &Db) -> DomainResult<DemoReport> {
         post_logout_redirect_uris: vec![],
         grant_types: vec![GrantType::ClientCredentials],
         extra_scopes: vec![super::grants::REVOCATIONS_SCOPE.into()],
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
     };
     let mut demo_clients = Vec::new();
     for (client_id, secret, new) in [

@@ -18,6 +18,7 @@
 //! | [`policy`] | token policy: defaults, per-client overrides, the effective value, validation |
 //! | [`resource_servers`] | clients registered as resource servers: audiences, served scopes, who may introspect |
 //! | [`revocation`] | revoking grants, families, access tokens: database first, then the in-memory sets |
+//! | [`backchannel`] | OpenID Connect Back-Channel Logout: outbox rows in the revocation's transaction, logout tokens, delivery state |
 //! | [`tokens`] | access-token and ID-token claims, client_credentials issuance, introspection |
 //! | [`web_session`] | the tower-sessions store over the same database |
 //! | [`audit`] | the audit log |
@@ -30,6 +31,7 @@ pub mod activity;
 pub mod admin;
 pub mod audit;
 pub mod audit_search;
+pub mod backchannel;
 pub mod clients;
 pub mod codes;
 pub mod demo;

@@ -597,6 +597,18 @@ impl RevokedSets {
                 }));
                 crate::bind_audit!(&event).execute(&mut *tx).await?;
             }
+            // Back-channel logout tokens to the apps this ended, as outbox
+            // rows in this transaction; the worker is woken once it is over.
+            let _logouts = super::backchannel::enqueue(
+                &mut tx,
+                match target {
+                    Target::SignIn(sid) => super::backchannel::Ended::SignIn(sid),
+                    Target::Family(_) => super::backchannel::Ended::Nothing,
+                    _ => super::backchannel::Ended::Grants(&done.grants),
+                },
+                at,
+            )
+            .await?;
             // The latest `exp` a token of the target can carry: issued at
             // the latest now, under the client's lifetime, or earlier under
             // a longer one (the horizon); unknown → the longest lifetime.

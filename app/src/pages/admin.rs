@@ -14,7 +14,7 @@ use crate::{
         layout::{Layout, LoadFailed},
         widgets::{ActionError, Confirm, Notice, Pager, SearchForm},
     },
-    model::{format_time, AdminResourceServer, CurrentUser, PolicyField},
+    model::{format_time, AdminDelivery, AdminResourceServer, CurrentUser, PolicyField},
 };
 
 /// The console's own navigation, above each admin page.
@@ -268,6 +268,9 @@ pub fn AdminClientPage() -> impl IntoView {
                         let (id2, id3, id4) = (id.clone(), id.clone(), id.clone());
                         let rs_id = id.clone();
                         let name = c.name.clone();
+                        let logout_uri = d.backchannel_logout_uri.clone().unwrap_or_default();
+                        let deliveries = (d.backchannel_logout_uri.is_some() || !d.undelivered.is_empty())
+                            .then(|| d.undelivered.clone());
                         view! {
                             <AdminFrame user=me title=c.name.clone()>
                                 <p class="crumbs"><a href="/admin/clients">"Clients"</a>" / "</p>
@@ -307,6 +310,10 @@ pub fn AdminClientPage() -> impl IntoView {
                                         <div><dt>"Post-logout URIs"</dt><dd>{d.post_logout_redirect_uris.join(" ")}</dd></div>
                                         <div><dt>"Extra scopes"</dt><dd>{d.extra_scopes.join(" ")}</dd></div>
                                         <div><dt>"In use"</dt><dd>{format!("{} grants, {} sessions", c.active_grants, c.active_families)}</dd></div>
+                                        <div><dt>"Back-channel logout"</dt><dd data-testid="backchannel-uri">{match &d.backchannel_logout_uri {
+                                            Some(uri) => format!("{uri}{}", if d.backchannel_logout_session_required { " (sid required)" } else { "" }),
+                                            None => "none".to_string(),
+                                        }}</dd></div>
                                     </dl>
                                     // Open while its save was refused: the message and the form are inside.
                                     <details class="edit" open=move || edit.value().with(|v| matches!(v, Some(Err(_))))>
@@ -328,6 +335,9 @@ pub fn AdminClientPage() -> impl IntoView {
                                             <textarea id="e-logout" name="post_logout_redirect_uris" rows="2">{d.post_logout_redirect_uris.join("\n")}</textarea>
                                             <label for="e-scopes">"Extra scopes (space-separated)"</label>
                                             <input id="e-scopes" name="extra_scopes" type="text" value=d.extra_scopes.join(" ")/>
+                                            <label for="e-bcl">"Back-channel logout URI (https, or http on localhost; empty: none)"</label>
+                                            <input id="e-bcl" name="backchannel_logout_uri" type="text" inputmode="url" autocomplete="off" value=logout_uri/>
+                                            <label class="check"><input type="checkbox" name="backchannel_logout_session_required" checked=d.backchannel_logout_session_required/>" Logout tokens must name the sign-in (sid)"</label>
                                             <button type="submit" class="button primary" disabled=move || edit.pending().get()>"Save registration"</button>
                                         </ActionForm>
                                     </details>
@@ -343,6 +353,7 @@ pub fn AdminClientPage() -> impl IntoView {
                                     })}
                                 </section>
                                 <ResourceServerCard client_id=rs_id current=d.resource_server.clone() serve/>
+                                {deliveries.map(|undelivered| view! { <Deliveries undelivered current=d.backchannel_logout_uri.clone()/> })}
                                 <section class="card danger-zone">
                                     <h2>"Revoke and delete"</h2>
                                     <ActionError action=revoke/>
@@ -432,6 +443,54 @@ fn ResourceServerCard(
                     </ActionForm>
                 </Confirm>
             })}
+        </section>
+    }
+}
+
+/// A client's back-channel logout tokens not delivered: still being retried,
+/// or given up. A row's target is named only where it is not the client's
+/// `current` URI (it was changed since).
+#[component]
+fn Deliveries(undelivered: Vec<AdminDelivery>, current: Option<String>) -> impl IntoView {
+    let to = current
+        .clone()
+        .map(|uri| view! { " Sent to "<code>{uri}</code>"." });
+    view! {
+        <section class="card" data-testid="deliveries">
+            <h2>"Back-channel logout deliveries"</h2>
+            {if undelivered.is_empty() {
+                view! { <p class="muted">"Every logout token was delivered."{to}</p> }.into_any()
+            } else {
+                view! {
+                    <p class="muted">"Not delivered yet (retried with growing delays for 24 hours) or given up, newest first."{to}</p>
+                    <div class="table-wrap">
+                        <table class="list deliveries">
+                            <thead><tr><th>"Since"</th><th>"Ends"</th><th>"Attempts"</th><th>"Last error"</th><th>"Next attempt"</th></tr></thead>
+                            <tbody>
+                                {undelivered.into_iter().map(|u| {
+                                    let elsewhere = (Some(&u.target) != current.as_ref()).then(|| view! { <div class="muted small mono">{u.target.clone()}</div> });
+                                    view! {
+                                        <tr>
+                                            <td class="when">{format_time(u.created_at)}</td>
+                                            <td class="ends">
+                                                <a href=format!("/admin/users/{}", u.user_id)>{if u.one_sign_in { "one sign-in" } else { "all sessions" }}</a>
+                                                {elsewhere}
+                                            </td>
+                                            <td>{u.attempts}</td>
+                                            <td class="error small">{u.last_error.unwrap_or_else(|| "—".into())}</td>
+                                            <td>{match (u.next_attempt_at, u.gave_up_at) {
+                                                (_, Some(at)) => view! { <span class="warn-text">{format!("gave up {}", format_time(at))}</span> }.into_any(),
+                                                (Some(at), None) => format_time(at).into_any(),
+                                                (None, None) => "—".into_any(),
+                                            }}</td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }.into_any()
+            }}
         </section>
     }
 }

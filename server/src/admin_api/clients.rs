@@ -123,6 +123,9 @@ pub struct ClientView {
     pub active_grants: i64,
     pub active_families: i64,
     pub last_activity: Option<i64>,
+    /// Where logout tokens are POSTed (OpenID Connect Back-Channel Logout 1.0 §2.2); `null`: none.
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
 }
 
 impl ClientView {
@@ -140,6 +143,8 @@ impl ClientView {
             active_grants: usage.active_grants,
             active_families: usage.active_families,
             last_activity: usage.last_activity,
+            backchannel_logout_uri: client.backchannel_logout_uri,
+            backchannel_logout_session_required: client.backchannel_logout_session_required,
         }
     }
 }
@@ -165,6 +170,12 @@ pub struct NewClientRequest {
     /// Scopes beyond the OpenID ones (`latchkey:admin` makes an admin API client).
     #[serde(default, alias = "scopes")]
     pub extra_scopes: Vec<String>,
+    /// Back-Channel Logout 1.0 §2.2: https, or http on 127.0.0.1, [::1] or localhost; no fragment.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    /// §2.2: `sid` required in logout tokens; default `false`.
+    #[serde(default)]
+    pub backchannel_logout_session_required: bool,
 }
 
 /// A client just created; the secret is shown this once (only its hash is kept).
@@ -186,6 +197,11 @@ pub struct ClientPatch {
     pub grant_types: Option<Vec<Grant>>,
     #[serde(alias = "scopes")]
     pub extra_scopes: Option<Vec<String>>,
+    /// `null` removes it.
+    #[serde(default, deserialize_with = "super::policy::present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub backchannel_logout_uri: Option<Option<String>>,
+    pub backchannel_logout_session_required: Option<bool>,
 }
 
 /// What a bulk revocation changed.
@@ -280,6 +296,8 @@ pub async fn create(
         post_logout_redirect_uris: body.post_logout_redirect_uris,
         grant_types: body.grant_types.into_iter().map(GrantType::from).collect(),
         extra_scopes: body.extra_scopes,
+        backchannel_logout_uri: body.backchannel_logout_uri,
+        backchannel_logout_session_required: body.backchannel_logout_session_required,
     };
     let (client, secret) = clients::add_client_by(&state.db, &new, &admin.actor)
         .await
@@ -351,6 +369,8 @@ pub async fn update(
             .grant_types
             .map(|g| g.into_iter().map(GrantType::from).collect()),
         extra_scopes: body.extra_scopes,
+        backchannel_logout_uri: body.backchannel_logout_uri,
+        backchannel_logout_session_required: body.backchannel_logout_session_required,
     };
     clients::update_client(&state.db, id, &change, &admin.actor)
         .await

@@ -158,7 +158,7 @@ pub struct PolicyPatch {
 }
 
 /// A field that is present, `null` included (absent is the `default`, `None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)

@@ -43,7 +43,10 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<Value> 
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,
         "frontchannel_logout_supported": false,
-        "backchannel_logout_supported": false,
+        // OpenID Connect Back-Channel Logout 1.0 §2.1: logout tokens carry `sid`
+        // when a sign-in ends, and ID tokens carry it too.
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     }))
 }
 

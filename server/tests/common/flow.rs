@@ -43,6 +43,8 @@ pub async fn app(t: &TestDb, name: &str, kind: ClientKind, extra_scopes: &[&str]
             post_logout_redirect_uris: vec![post_logout_uri.clone()],
             grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             extra_scopes: extra_scopes.iter().map(|s| s.to_string()).collect(),
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         },
     )
     .await
@@ -328,6 +330,8 @@ pub async fn service(db: &app::domain::Db, name: &str, scopes: &[&str]) -> App {
             post_logout_redirect_uris: vec![],
             grant_types: vec![GrantType::ClientCredentials],
             extra_scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         },
     )
     .await

@@ -2,6 +2,7 @@
 //! socket, and the macro that runs one test body against SQLite and PostgreSQL.
 #![allow(dead_code)]
 
+pub mod endings;
 pub mod flow;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -131,6 +132,14 @@ macro_rules! on_both_backends {
     };
 }
 
+/// The master key of every in-process server: one per process is enough
+/// (keys are created once per database). A real `latchkey serve` on the same
+/// database needs it as `LATCHKEY_MASTER_KEY`.
+pub fn master_key() -> &'static MasterKey {
+    static MASTER: std::sync::OnceLock<MasterKey> = std::sync::OnceLock::new();
+    MASTER.get_or_init(MasterKey::generate)
+}
+
 /// A Latchkey server on a real socket (127.0.0.1, a free port).
 pub struct TestServer {
     pub base: String,
@@ -174,10 +183,7 @@ impl TestServer {
             site_root: "target/site".into(),
         };
         let store = WebSessionStore::new(db).await.expect("session store");
-        // One master key per process is enough: keys are created once per database.
-        static MASTER: std::sync::OnceLock<MasterKey> = std::sync::OnceLock::new();
-        let master = MASTER.get_or_init(MasterKey::generate);
-        let keys = KeyRing::load_or_create(db, master)
+        let keys = KeyRing::load_or_create(db, master_key())
             .await
             .expect("signing keys");
         // Loaded from the database, as at a real start: a restart sees every revocation.
