@@ -110,19 +110,15 @@ async fn run(t: TestDb, ending: Ending) {
     }
 
     // 3. The refreshes that ran meanwhile, and every session from before.
-    let check = if ending == Ending::AdminDeletesClient {
-        // A deleted client cannot introspect; another one asks.
-        app(&t, "Checker", ClientKind::Confidential, &[]).await
-    } else {
-        notes.clone()
-    };
     for tokens in sessions.iter().chain(&refreshed) {
         let access = str_of(tokens, "access_token");
-        assert_eq!(
-            is_active(&server, &check, access).await,
-            !ending.ends_tokens(),
-            "{ending:?}: an access token"
-        );
+        // A deleted client cannot introspect (nor may any other client see
+        // its tokens): userinfo tells.
+        let active = match ending {
+            Ending::AdminDeletesClient => userinfo_takes(&server, access).await,
+            _ => is_active(&server, &notes, access).await,
+        };
+        assert_eq!(active, !ending.ends_tokens(), "{ending:?}: an access token");
         if let Some(rt) = tokens.get("refresh_token").and_then(Value::as_str) {
             let (_, error) = oauth_error(refresh(&server, &notes, rt).await).await;
             let expected = match ending {

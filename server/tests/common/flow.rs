@@ -264,6 +264,23 @@ pub async fn is_active(server: &impl Site, by: &App, token: &str) -> bool {
     is_active_at(server, by, token).await
 }
 
+/// Whether `/oauth/userinfo` takes the access token (200) or refuses it
+/// (401): the liveness check for a token no client may introspect any more
+/// (a public client's, a deleted client's). It must carry `openid`.
+pub async fn userinfo_takes(server: &impl Site, access: &str) -> bool {
+    let res = reqwest::Client::new()
+        .get(server.url("/oauth/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    match res.status() {
+        StatusCode::OK => true,
+        StatusCode::UNAUTHORIZED => false,
+        other => panic!("userinfo answered {other}"),
+    }
+}
+
 /// Introspection by any client `by` (a resource server, say).
 pub async fn is_active_at(server: &impl Site, by: &App, token: &str) -> bool {
     let res = reqwest::Client::new()
