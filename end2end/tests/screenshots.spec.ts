@@ -70,6 +70,9 @@ for (const size of sizes) {
     await page.goto('/admin/clients/demo-notes');
     await expect(page.getByTestId('policy-form')).toBeVisible();
     await page.screenshot({ path: `screenshots/admin-client-policy-${size.name}.png`, fullPage: true });
+    await page.goto('/admin/clients/demo-notes-api');
+    await expect(page.getByTestId('resource-server')).toContainText('http://127.0.0.1:3200');
+    await page.screenshot({ path: `screenshots/admin-resource-server-${size.name}.png`, fullPage: true });
     await page.goto('/admin/clients');
     await page.screenshot({ path: `screenshots/admin-clients-${size.name}.png`, fullPage: true });
     await page.goto('/admin/users');
