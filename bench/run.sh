@@ -248,9 +248,10 @@ sign_in() {
 # One real authorization-code flow (no PKCE: a confidential client) for a
 # signed-in user; prints the token response JSON.
 #   $1 username  $2 client_id  $3 secret  $4 redirect_uri
+# code_flow USER CLIENT_ID SECRET REDIRECT [SCOPE] (default: openid offline_access)
 code_flow() {
   local jar=$WORK/cookies-$1.txt id=$2 secret=$3 redirect=$4 query status loc rid code json
-  query="response_type=code&client_id=$id&redirect_uri=$(uri_encode "$redirect")&scope=openid%20offline_access&state=x"
+  query="response_type=code&client_id=$id&redirect_uri=$(uri_encode "$redirect")&scope=$(uri_encode "${5:-openid offline_access}")&state=x"
   read -r status loc < <(curl -sS -o "$WORK/authorize.html" -w '%{http_code} %{redirect_url}\n' \
     -b "$jar" -c "$jar" "$BASE/oauth/authorize?$query")
   if [[ $status == 200 ]]; then
@@ -382,12 +383,14 @@ run_backend() {
   # A machine client for client_credentials.
   out=$(add_client --name bench-cc --grant-type client_credentials)
   read -r cc_id cc_secret <<<"$out"
-  # A resource server that introspects (confidential, Basic auth).
+  # A resource server that introspects (confidential, Basic auth): only
+  # tokens whose aud names it, i.e. carrying the scope it serves.
   out=$(add_client --name bench-rs --grant-type client_credentials)
   read -r rs_id rs_secret <<<"$out"
+  lk client resource-server --audience https://bench-rs.example --serves bench:read -- "$rs_id" >/dev/null
   # An app with the code flow and refresh tokens; rotation stays on (the default).
   out=$(add_client --name bench-app --redirect-uri "$REDIRECT_URI" \
-    --grant-type authorization_code --grant-type refresh_token)
+    --grant-type authorization_code --grant-type refresh_token --scope bench:read)
   read -r app_id app_secret <<<"$out"
   # The same, with rotation switched off for it.
   out=$(add_client --name bench-app-norotate \
@@ -415,7 +418,7 @@ run_backend() {
     code_flow "$user" "$app_id" "$app_secret" "$REDIRECT_URI" | jq -r .refresh_token >>"$WORK/chains-warmup.txt"
     code_flow "$user" "$app_id" "$app_secret" "$REDIRECT_URI" | jq -r .refresh_token >>"$WORK/chains.txt"
   done
-  json=$(code_flow "${USERNAME}1" "$app_id" "$app_secret" "$REDIRECT_URI")
+  json=$(code_flow "${USERNAME}1" "$app_id" "$app_secret" "$REDIRECT_URI" "openid offline_access bench:read")
   local access_token norotate_refresh
   access_token=$(jq -r .access_token <<<"$json")
   norotate_refresh=$(code_flow "${USERNAME}1" "$nr_id" "$nr_secret" "$REDIRECT_URI_NOROTATE" |
@@ -465,7 +468,7 @@ run_backend() {
   measure "$backend" revocation "" "" "" "" \
     -t "$THREADS" -c "$CONNS" -s "$BENCH_DIR/post.lua" "$BASE/oauth/revoke"
   if [[ $ROWS_WANTED == *" revocation "* ]]; then
-    curl -sS -u "$rs_id:$rs_secret" --data-urlencode "token=$cc_token" "$BASE/oauth/introspect" |
+    curl -sS -u "$cc_id:$cc_secret" --data-urlencode "token=$cc_token" "$BASE/oauth/introspect" |
       jq -e '.active == false' >/dev/null || die "the revoked token is still active"
   fi
 

@@ -40,6 +40,8 @@ pub struct AppState {
     pub keys: KeyRing,
     /// What is revoked, in memory: checked by introspection with no database round trip.
     pub revoked: RevokedSets,
+    /// Which resource server introspects for which audience (re-read every second).
+    pub introspectors: app::domain::resource_servers::Introspectors,
     pub config: Arc<ServeConfig>,
     pub routes: Arc<Vec<AxumRouteListing>>,
 }
@@ -92,6 +94,7 @@ pub fn router_with(
         db,
         keys,
         revoked,
+        introspectors: Default::default(),
         config: Arc::new(config),
         routes: Arc::new(routes.clone()),
     };

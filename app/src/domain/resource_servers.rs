@@ -134,27 +134,58 @@ pub async fn audience_for(
     Ok(aud)
 }
 
-/// Whether `caller` may see an access token's claims at introspection: the
-/// client it was issued to, or a resource server its `aud` names.
-pub async fn may_introspect(
-    db: &Db,
-    caller: &str,
-    token_client_id: &str,
-    aud: &[String],
-) -> DomainResult<bool> {
-    if caller == token_client_id {
-        return Ok(true);
+/// One instance's view of which client introspects for which audience, read
+/// from the database at most every [`Introspectors::FRESH_FOR`]: a
+/// registration change reaches introspection within a second (on every
+/// instance), and the hot path costs no database read. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Introspectors {
+    read: std::sync::Arc<
+        std::sync::RwLock<
+            Option<(
+                std::time::Instant,
+                std::collections::HashMap<String, String>,
+            )>,
+        >,
+    >,
+}
+
+impl Introspectors {
+    pub const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Whether `caller` may see an access token's claims at introspection:
+    /// the client it was issued to, or a resource server its `aud` names.
+    pub async fn may_introspect(
+        &self,
+        db: &Db,
+        caller: &str,
+        token_client_id: &str,
+        aud: &[String],
+    ) -> DomainResult<bool> {
+        if caller == token_client_id {
+            return Ok(true);
+        }
+        let fresh = |read: &Option<(std::time::Instant, _)>| {
+            read.as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < Self::FRESH_FOR)
+        };
+        {
+            let read = self.read.read().unwrap_or_else(|e| e.into_inner());
+            if fresh(&read) {
+                let audiences = &read.as_ref().expect("fresh").1;
+                return Ok(audiences.get(caller).is_some_and(|a| aud.contains(a)));
+            }
+        }
+        let audiences: std::collections::HashMap<String, String> = all(db)
+            .await?
+            .into_iter()
+            .map(|r| (r.client_id, r.audience))
+            .collect();
+        let allowed = audiences.get(caller).is_some_and(|a| aud.contains(a));
+        *self.read.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), audiences));
+        Ok(allowed)
     }
-    let audience: Option<String> = on_db!(db, |pool| {
-        sqlx::query_scalar(
-            "SELECT r.audience FROM resource_servers r JOIN clients c ON c.id = r.client_id \
-             WHERE r.client_id = $1 AND c.deleted_at IS NULL",
-        )
-        .bind(caller)
-        .fetch_optional(pool)
-        .await
-    })?;
-    Ok(audience.is_some_and(|a| aud.contains(&a)))
 }
 
 /// The resource server registration of a client (fresh from the database).

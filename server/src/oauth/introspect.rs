@@ -7,7 +7,7 @@
 //! `{"active": false}`. The revocation check is in memory; any internal
 //! failure answers inactive (fail closed).
 
-use app::domain::{clients::ClientKind, refresh, resource_servers, tokens};
+use app::domain::{clients::ClientKind, refresh, tokens};
 use axum::{
     extract::State,
     http::HeaderMap,
@@ -53,13 +53,10 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
         ) else {
             return inactive();
         };
-        return match resource_servers::may_introspect(
-            &state.db,
-            &client.client_id,
-            &claims.client_id,
-            &claims.aud,
-        )
-        .await
+        return match state
+            .introspectors
+            .may_introspect(&state.db, &client.client_id, &claims.client_id, &claims.aud)
+            .await
         {
             Ok(true) => Json(tokens::introspection_of(claims)).into_response(),
             Ok(false) => inactive(),
