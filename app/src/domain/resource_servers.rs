@@ -138,16 +138,12 @@ pub async fn audience_for(
 /// from the database at most every [`Introspectors::FRESH_FOR`]: a
 /// registration change reaches introspection within a second (on every
 /// instance), and the hot path costs no database read. Cheap to clone.
+/// When the registrations were read, and each resource server's audience by client_id.
+type Snapshot = Option<(std::time::Instant, std::collections::HashMap<String, String>)>;
+
 #[derive(Clone, Default)]
 pub struct Introspectors {
-    read: std::sync::Arc<
-        std::sync::RwLock<
-            Option<(
-                std::time::Instant,
-                std::collections::HashMap<String, String>,
-            )>,
-        >,
-    >,
+    read: std::sync::Arc<std::sync::RwLock<Snapshot>>,
 }
 
 impl Introspectors {
