@@ -47,6 +47,7 @@ on_both_backends!(
     a_restarted_api_still_refuses_a_revoked_token,
     a_revocation_while_the_stream_is_down_arrives_after_reconnecting,
     the_api_fails_closed_once_latchkey_is_gone_for_longer_than_the_bound,
+    with_introspect_fallback_a_cut_stream_is_covered_by_introspection,
 );
 
 /// The audience the API's registration names (and its guard expects).
@@ -562,5 +563,146 @@ async fn postgres_a_revocation_at_one_instance_reaches_an_api_following_another(
     let control = reader_service(&t, "Other job").await;
     let control = cc_token(&a, &control).await;
     api.assert_accepts(&control, "a live token").await;
+    t.cleanup().await;
+}
+
+/// A reverse proxy in front of Latchkey that can cut the revocation feed
+/// alone (`/oauth/revocations…`: open streams end, new requests get 503)
+/// while discovery, JWKS, tokens and introspection still pass: the outage a
+/// [`Fallback::Introspect`] guard is for.
+struct FeedCutter {
+    base: String,
+    cut: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FeedCutter {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FeedCutter {
+    /// Binds the proxy's address (Latchkey's issuer must name it before it starts).
+    async fn bind() -> (tokio::net::TcpListener, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        (listener, base)
+    }
+
+    fn start(listener: tokio::net::TcpListener, base: String, upstream: String) -> FeedCutter {
+        let (cut, _) = tokio::sync::watch::channel(false);
+        let state = (upstream, cut.clone(), reqwest::Client::new());
+        let app = Router::new().fallback(proxy).with_state(state);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FeedCutter { base, cut, server }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+type ProxyState = (String, tokio::sync::watch::Sender<bool>, reqwest::Client);
+
+async fn proxy(
+    State((upstream, cut, http)): State<ProxyState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use futures_util::StreamExt;
+
+    let feed = request.uri().path().starts_with("/oauth/revocations");
+    if feed && *cut.borrow() {
+        return AxumStatus::SERVICE_UNAVAILABLE.into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut headers = parts.headers.clone();
+    headers.remove(header::HOST);
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let Ok(res) = http
+        .request(parts.method, format!("{upstream}{path}"))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+    else {
+        return AxumStatus::BAD_GATEWAY.into_response();
+    };
+    let mut out = axum::response::Response::builder().status(res.status());
+    for (name, value) in res.headers() {
+        if name != header::TRANSFER_ENCODING && name != header::CONNECTION {
+            out = out.header(name, value);
+        }
+    }
+    let mut cut_now = cut.subscribe();
+    let ended = async move {
+        let _ = cut_now.wait_for(|cut| *cut).await;
+    };
+    let stream = res.bytes_stream();
+    let body = if feed {
+        axum::body::Body::from_stream(stream.take_until(ended))
+    } else {
+        axum::body::Body::from_stream(stream)
+    };
+    out.body(body).unwrap()
+}
+
+async fn with_introspect_fallback_a_cut_stream_is_covered_by_introspection(t: TestDb) {
+    let (listener, proxy_base) = FeedCutter::bind().await;
+    let server = TestServer::start_with_issuer(&t.db, Some(&proxy_base)).await;
+    let cutter = FeedCutter::start(listener, proxy_base.clone(), server.base.clone());
+    let rs = notes_api_client(&t).await;
+    let job = reader_service(&t, "Nightly job").await;
+    let other = reader_service(&t, "Other job").await;
+    let token = cc_token(&server, &job).await;
+    let control = cc_token(&server, &other).await;
+    let api = NotesApi::start(
+        &cutter.base,
+        &rs,
+        Duration::from_secs(3),
+        Fallback::Introspect,
+    )
+    .await;
+    api.assert_accepts(&token, "with the feed up").await;
+
+    // The feed alone goes away: after the bound the guard is stale...
+    cutter.set_cut(true);
+    let started = Instant::now();
+    loop {
+        let (status, health) = api.healthz().await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(health["fresh"], false);
+            assert_eq!(health["fallback"], "introspect");
+            break;
+        }
+        assert!(started.elapsed() < LIMIT, "the guard never went stale");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and introspection answers for it: a live token still works...
+    api.assert_accepts(&token, "a live token while stale").await;
+    // ...and one revoked while the stream is cut is refused all the same.
+    revoke_by_rfc7009(&server, &job, &token).await;
+    api.eventually_refuses(&token, "revoked while the stream is cut")
+        .await;
+    assert!(
+        !api.guard.health().fresh,
+        "refused by introspection, not the feed"
+    );
+    api.assert_accepts(&control, "another live token while stale")
+        .await;
+
+    // The feed back: fresh again, and the revocation is in the set.
+    cutter.set_cut(false);
+    let started = Instant::now();
+    while !api.guard.health().fresh {
+        assert!(started.elapsed() < LIMIT, "the guard never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(api.status(&token).await, StatusCode::UNAUTHORIZED);
+    assert!(api.guard.health().entries >= 1);
     t.cleanup().await;
 }
