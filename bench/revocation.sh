@@ -25,5 +25,5 @@ for tool in wrk; do
   command -v "$tool" >/dev/null || { echo "revocation.sh: $tool is required" >&2; exit 1; }
 done
 echo "==> building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo build --release -p latchkey -p latchkey-resource --examples
+cargo build --release -p latchkey -p latchkey-resource --bins --examples
 exec "$CARGO_TARGET_DIR/release/examples/revocation_bench"
