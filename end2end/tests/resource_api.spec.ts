@@ -4,16 +4,11 @@
 // app in My apps, and the API — which validates tokens locally and learns of
 // revocations through Latchkey's feed — answers 401.
 import type { APIRequestContext } from '@playwright/test';
-import { test, expect, signIn, allowApp, DEMO_USER } from './fixtures';
+import { test, expect, signIn, allowApp, DEMO_USER, DEMO_NOTES, DEMO_NOTES_BASIC } from './fixtures';
 
 const API = `http://127.0.0.1:${process.env.NOTES_API_PORT ?? '3200'}`;
-const APP = {
-  clientId: 'demo-notes',
-  secret: 'demo-notes-secret-for-local-use-only',
-  redirectUri: 'http://127.0.0.1:8080/callback',
-  name: 'Demo Notes',
-};
-const BASIC = 'Basic ' + Buffer.from(`${APP.clientId}:${APP.secret}`).toString('base64');
+const APP = DEMO_NOTES;
+const BASIC = DEMO_NOTES_BASIC;
 
 async function notesStatus(request: APIRequestContext, token: string): Promise<number> {
   const res = await request.get(`${API}/notes`, { headers: { Authorization: `Bearer ${token}` } });
