@@ -29,6 +29,9 @@ cargo test -p latchkey-resource
 echo "==> building the site (cargo leptos build)"
 cargo leptos build
 
+echo "==> building the example API the browser tests start (notes_api)"
+cargo build -p latchkey-resource --example notes_api
+
 echo "==> end-to-end tests (Playwright, Chromium)"
 (cd end2end && npx playwright test)
 

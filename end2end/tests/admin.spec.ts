@@ -80,7 +80,7 @@ test('policy and revocation from the console take effect at the protocol level',
   await page.getByRole('link', { name: 'Admin' }).click();
   await expect(page.getByTestId('chart')).toHaveCount(2);
   await page.getByRole('link', { name: 'Clients' }).click();
-  await page.getByRole('link', { name: 'Demo Notes' }).click();
+  await page.getByRole('link', { name: 'Demo Notes', exact: true }).click();
   await expect(page.getByTestId('client-name')).toHaveText('Demo Notes');
   await expect(page.getByTestId('policy-state-access_ttl')).toContainText('Inherits default (10m)');
   await expect(page.getByTestId('refresh-warning')).toContainText(/Switching refresh off stops \d+ live refresh token/);

@@ -2,6 +2,15 @@ import { test as base, expect, Page } from '@playwright/test';
 
 export const DEMO_USER = { username: 'alice', password: 'alice-demo-password' };
 export const SESSION_COOKIE = 'latchkey_session';
+/// The demo data's confidential app (`latchkey demo`) and its Basic credentials.
+export const DEMO_NOTES = {
+  clientId: 'demo-notes',
+  secret: 'demo-notes-secret-for-local-use-only',
+  redirectUri: 'http://127.0.0.1:8080/callback',
+  name: 'Demo Notes',
+};
+export const DEMO_NOTES_BASIC =
+  'Basic ' + Buffer.from(`${DEMO_NOTES.clientId}:${DEMO_NOTES.secret}`).toString('base64');
 
 /// Fails the test on any uncaught page error or console error (a failed hydration shows up here).
 export const test = base.extend<{ pageErrors: string[] }>({

@@ -4,15 +4,10 @@
 // out all other sessions" from a second browser, and the revoke with
 // JavaScript off.
 import type { APIRequestContext, Browser, Page } from '@playwright/test';
-import { test, expect, DEMO_USER } from './fixtures';
+import { test, expect, DEMO_USER, DEMO_NOTES, DEMO_NOTES_BASIC } from './fixtures';
 
-const APP = {
-  clientId: 'demo-notes',
-  secret: 'demo-notes-secret-for-local-use-only',
-  redirectUri: 'http://127.0.0.1:8080/callback',
-  name: 'Demo Notes',
-};
-const BASIC = 'Basic ' + Buffer.from(`${APP.clientId}:${APP.secret}`).toString('base64');
+const APP = DEMO_NOTES;
+const BASIC = DEMO_NOTES_BASIC;
 
 type Tokens = { access_token: string; refresh_token: string };
 

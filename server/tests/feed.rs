@@ -15,7 +15,9 @@ use app::domain::{
 };
 use common::{
     exec, flow,
-    flow::{cc_token, jwt_part, person, refresh, service, str_of, tokens_for, App},
+    flow::{
+        cc_token, jwt_part, person, refresh, revoke_by_rfc7009, service, str_of, tokens_for, App,
+    },
     Site, TestDb, TestServer, PATIENCE,
 };
 use reqwest::{header, StatusCode};
@@ -70,18 +72,6 @@ fn entries(snapshot: &Value) -> Vec<Value> {
 
 fn position(entry: &Value) -> i64 {
     entry["position"].as_i64().unwrap()
-}
-
-/// Revokes an app's own client_credentials access token by RFC 7009: one `jti` entry.
-async fn revoke_by_rfc7009(server: &impl Site, app: &App, token: &str) {
-    let res = reqwest::Client::new()
-        .post(server.url("/oauth/revoke"))
-        .basic_auth(&app.client_id, app.secret.as_deref())
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
 }
 
 /// A service's token revoked by RFC 7009; returns its `jti`.

@@ -1172,14 +1172,7 @@ async fn rp_logout_without_a_hint_asks_first_and_never_redirects_unregistered(t:
 
 async fn dashboard_sign_out_revokes_the_sign_ins_families(t: TestDb) {
     let s = logout_scene(&t).await;
-    let res = s
-        .alice
-        .http
-        .post(s.server.url("/signout"))
-        .header(header::ORIGIN, s.server.base.clone())
-        .send()
-        .await
-        .unwrap();
+    let res = common::flow::sign_out(&s.alice, &s.server).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_logout_effects(&s).await;
     assert_eq!(
@@ -1209,14 +1202,7 @@ async fn postgres_revocation_reaches_another_instance_at_once() {
     assert!(is_active(&b, &app, access).await);
     // Give B's listener a moment to be subscribed before the revocation.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let res = reqwest::Client::new()
-        .post(a.url("/oauth/revoke"))
-        .basic_auth(&app.client_id, app.secret.as_deref())
-        .form(&[("token", access)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    common::flow::revoke_by_rfc7009(&a, &app, access).await;
     let started = std::time::Instant::now();
     while is_active(&b, &app, access).await {
         assert!(

@@ -139,7 +139,10 @@ pub async fn audience_for(
 /// registration change reaches introspection within a second (on every
 /// instance), and the hot path costs no database read. Cheap to clone.
 /// When the registrations were read, and each resource server's audience by client_id.
-type Snapshot = Option<(std::time::Instant, std::collections::HashMap<String, String>)>;
+type Snapshot = Option<(
+    std::time::Instant,
+    std::collections::HashMap<String, String>,
+)>;
 
 #[derive(Clone, Default)]
 pub struct Introspectors {

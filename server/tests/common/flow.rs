@@ -379,3 +379,26 @@ pub async fn cc_token(server: &impl Site, app: &App) -> String {
     let body: Value = res.json().await.unwrap();
     str_of(&body, "access_token").to_owned()
 }
+
+/// RFC 7009 revocation of `token` by `app` (the client it was issued to): 200.
+pub async fn revoke_by_rfc7009(server: &impl Site, app: &App, token: &str) {
+    let res = reqwest::Client::new()
+        .post(server.url("/oauth/revoke"))
+        .basic_auth(&app.client_id, app.secret.as_deref())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// The dashboard's sign-out button (`POST /signout`, same origin).
+pub async fn sign_out(person: &Person, server: &TestServer) -> reqwest::Response {
+    person
+        .http
+        .post(server.url("/signout"))
+        .header(header::ORIGIN, server.base.clone())
+        .send()
+        .await
+        .unwrap()
+}

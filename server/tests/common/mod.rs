@@ -4,6 +4,7 @@
 
 pub mod endings;
 pub mod flow;
+pub mod process;
 
 use std::{net::SocketAddr, sync::Arc};
 

@@ -1,0 +1,103 @@
+//! Real `latchkey serve` processes on a test database, as operators run them
+//! (`instances.rs`, `resource_guard.rs`): started on a port, killed when dropped.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use super::{Site, TestDb};
+
+/// A `latchkey serve` child process, killed when dropped.
+pub struct Instance {
+    child: Child,
+    pub base: String,
+    pub port: u16,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Site for Instance {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+/// A port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `serve` wants a built site; these tests never load a page: an empty one in `dir`.
+pub fn empty_site(dir: &Path) -> PathBuf {
+    let site = dir.join("site");
+    std::fs::create_dir_all(site.join("pkg")).unwrap();
+    std::fs::write(site.join("pkg/latchkey.js"), "").unwrap();
+    site
+}
+
+/// The database URL a process uses for this test's database: the SQLite file,
+/// or the PostgreSQL URL with the test's schema as `search_path`.
+pub fn process_db_url(t: &TestDb) -> String {
+    match t.schema() {
+        None => t.url.clone(),
+        Some(schema) => {
+            let sep = if t.url.contains('?') { '&' } else { '?' };
+            format!("{}{sep}options=-c%20search_path%3D{schema}", t.url)
+        }
+    }
+}
+
+/// Starts `latchkey serve` in `dir` (where it keeps its master key) on
+/// `db_url` on a free port and waits until it answers.
+pub async fn start(dir: &Path, db_url: &str, site: &Path, issuer: Option<&str>) -> Instance {
+    start_on(free_port(), dir, db_url, site, issuer).await
+}
+
+/// [`start`] on a given port (to start one again where it was).
+pub async fn start_on(
+    port: u16,
+    dir: &Path,
+    db_url: &str,
+    site: &Path,
+    issuer: Option<&str>,
+) -> Instance {
+    let base = format!("http://127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .env_remove("LATCHKEY_MASTER_KEY")
+        .env("LATCHKEY_DATABASE_URL", db_url)
+        .env("LATCHKEY_LOG", "warn")
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .args(["--issuer", issuer.unwrap_or(&base)])
+        .arg("--site-root")
+        .arg(site)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start latchkey serve");
+    let instance = Instance { child, base, port };
+    let started = Instant::now();
+    loop {
+        let up = reqwest::get(format!("{}/healthz", instance.base)).await;
+        if up.is_ok_and(|r| r.status().is_success()) {
+            return instance;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "latchkey serve did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
