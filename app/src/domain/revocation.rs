@@ -229,26 +229,27 @@ impl RevokedSets {
             let full = rows.len() as i64 == CATCH_UP_BATCH;
             {
                 let mut sets = self.inner.write().unwrap_or_else(|e| e.into_inner());
-                // Another task may have read the same rows meanwhile.
-                if sets.applied == after {
-                    for (position, kind, id, until) in rows {
-                        let Some(kind) = EntryKind::parse(&kind) else {
-                            continue;
-                        };
-                        sets.remember(kind, &id, until);
-                        sets.expiry.insert((until, position));
-                        sets.log.insert(
+                // Another task may have read some of the same rows meanwhile:
+                // inserting them again changes nothing, and both reads began
+                // at or below the applied position, so together they leave
+                // no gap up to the larger end.
+                for (position, kind, id, until) in rows {
+                    let Some(kind) = EntryKind::parse(&kind) else {
+                        continue;
+                    };
+                    sets.remember(kind, &id, until);
+                    sets.expiry.insert((until, position));
+                    sets.log.insert(
+                        position,
+                        Entry {
                             position,
-                            Entry {
-                                position,
-                                kind,
-                                id,
-                                until,
-                            },
-                        );
-                    }
-                    sets.applied = last;
+                            kind,
+                            id,
+                            until,
+                        },
+                    );
                 }
+                sets.applied = sets.applied.max(last);
             }
             self.applied.send_if_modified(|applied| {
                 let moved = *applied < last;
@@ -674,13 +675,18 @@ impl RevokedSets {
         }
     }
 
-    /// After a commit that appended to the log up to `head`: this instance's
-    /// follower reads it now (the feed's streams send it), and on PostgreSQL
-    /// the other instances are told.
+    /// After a commit that appended to the log up to `head`: on PostgreSQL
+    /// the other instances are told, and this instance reads the log up to it
+    /// before the revocation is acknowledged, so its feed (snapshot and
+    /// streams) has the entries from the next request on. Should that read
+    /// fail, the follower ([`follow`]) is woken to retry.
     async fn announce(&self, db: &Db, head: Option<i64>) {
         let Some(head) = head else { return };
-        self.nudge.notify_one();
         notify(db, head).await;
+        if let Err(e) = self.catch_up(db).await {
+            tracing::warn!(error = %e, "reading the revocation log after a revocation failed; the follower retries");
+            self.nudge.notify_one();
+        }
     }
 }
 
