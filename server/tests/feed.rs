@@ -32,6 +32,7 @@ on_both_backends!(
     until_covers_tokens_issued_under_a_longer_lifetime,
     another_instance_streams_what_this_one_revoked,
     concurrent_revocations_take_distinct_positions_in_commit_order,
+    a_stream_ends_when_its_token_is_revoked,
 );
 
 const SCOPE: &str = "latchkey:revocations";
@@ -559,5 +560,28 @@ async fn concurrent_revocations_take_distinct_positions_in_commit_order(t: TestD
         (1..=n as i64).collect::<Vec<_>>(),
         "no gaps, no repeats"
     );
+    t.cleanup().await;
+}
+
+async fn a_stream_ends_when_its_token_is_revoked(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let (api, feed) = subscriber(&t, &server).await;
+    let mut stream = Stream::open(&server, &feed, None).await;
+    revoke_by_rfc7009(&server, &api, &feed).await;
+    // The stream closes (reading past keep-alives and entries until it does).
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, stream.res.chunk())
+            .await
+            .expect("the stream ends within the test's patience")
+            .unwrap();
+        if chunk.is_none() {
+            break;
+        }
+    }
+    // A new one with the revoked token is refused.
+    let res = get_feed(&server, &feed, "/stream").await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     t.cleanup().await;
 }
