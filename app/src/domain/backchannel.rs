@@ -51,8 +51,10 @@ const URI_FIELD: &str = "backchannel_logout_uri";
 /// credentials for ending sessions. A query is allowed. Returns it unchanged;
 /// `DomainError::Invalid` on field `backchannel_logout_uri` otherwise.
 ///
-/// Not enforced: §2.2's "same scheme, host and port as a registered redirect
-/// URI" (apps often take back-channel calls on an internal host).
+/// Stricter than §2.2, which allows `http` for confidential clients "provided
+/// the OP allows" it. Unlike Front-Channel Logout, Back-Channel Logout 1.0
+/// (final) does not tie the URI's host to a redirect URI: apps often take
+/// back-channel calls on an internal host, so none is required here.
 pub fn validate_uri(raw: &str) -> DomainResult<String> {
     let uri = validate_redirect_uri(URI_FIELD, raw)?;
     let url = url::Url::parse(&uri)
