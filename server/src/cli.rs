@@ -8,11 +8,13 @@ use app::domain::{
     audit::{self, AuditEvent, AuditKind},
     backchannel::RetryPolicy,
     clients::{self, ClientChange, ClientKind, GrantType, NewClient},
-    demo,
+    demo, instances,
     keys::{self, KeyRing, MasterKey},
     policy::{self, format_duration, Policy, PolicyChange},
     resource_servers,
+    retention::{self, Retention},
     revocation::RevokedSets,
+    usage::Usage,
     users,
     web_session::WebSessionStore,
     Db, DomainError,
@@ -71,7 +73,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
     validate_common(&cli)?;
     // Validate everything the command needs before opening (and so creating) anything.
     let serve = match &cli.command {
-        Command::Serve(args) => Some((ServeConfig::validate(args)?, outbox_retry(args)?)),
+        Command::Serve(args) => Some((
+            ServeConfig::validate(args)?,
+            outbox_retry(args)?,
+            args.retention.validate()?,
+        )),
+        _ => None,
+    };
+    let retention = match &cli.command {
+        Command::Prune { retention, .. } => Some(retention.validate()?),
         _ => None,
     };
     let password = match &cli.command {
@@ -112,8 +122,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         let result = match cli.command {
             Command::Serve(_) => {
                 let master = master_key(&cli.master_key_file)?;
-                let (config, retry) = serve.expect("validated above");
-                serve_until_stopped(db.clone(), master, config, retry).await
+                let (config, retry, retention) = serve.expect("validated above");
+                serve_until_stopped(db.clone(), master, config, retry, retention).await
             }
             Command::Client(ClientCommand::Set { client_id, json, .. }) => {
                 let (change, registration) = (change.expect("validated above"), registration.expect("validated above"));
@@ -194,6 +204,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Command::Migrate => {
                 println!("database is up to date");
+                Ok(())
+            }
+            Command::Prune { dry_run, json, .. } => {
+                let retention = retention.expect("validated above");
+                let report = if dry_run {
+                    retention::dry_run(&db, &retention).await?
+                } else {
+                    retention::run(&db, &retention).await?
+                };
+                if json {
+                    print_json(&json!({ "dry_run": dry_run, "rules": report }));
+                } else {
+                    let verb = if dry_run { "WOULD DELETE" } else { "DELETED" };
+                    println!("{verb:>12}  WHAT");
+                    for pruned in &report {
+                        println!("{:>12}  {}", pruned.rows, pruned.name);
+                    }
+                }
                 Ok(())
             }
             Command::User(UserCommand::Add { username, admin, json, .. }) => {
@@ -332,9 +360,8 @@ fn master_key(file: &str) -> Result<MasterKey, Failure> {
     }
 }
 
-/// How often a running server re-reads signing keys (rotation from the CLI)
-/// and the revoked sets (other instances' revocations: the fallback behind
-/// LISTEN/NOTIFY on PostgreSQL, and the only way on a shared SQLite file).
+/// How often a running server re-reads signing keys, whatever it heard (a
+/// rotation is announced: `instances::announce_change`).
 const KEY_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn serve_until_stopped(
@@ -342,19 +369,26 @@ async fn serve_until_stopped(
     master: MasterKey,
     config: ServeConfig,
     retry: RetryPolicy,
+    retention: Retention,
 ) -> Result<(), Failure> {
     let store = WebSessionStore::new(&db)
         .await
         .map_err(|e| Failure::Failed(format!("cannot prepare the session store: {e}")))?;
+    // The change counter first: a change made while the rest loads is
+    // applied again by the follower.
+    let change = instances::change_generation(&db).await?;
     let keys = KeyRing::load_or_create(&db, &master).await?;
     let revoked = RevokedSets::load(&db).await?;
+    instances::set_ack_bound(config.ack_bound);
+    let me = instances::register(&db, revoked.applied(), change).await?;
+    revoked.enforce_freshness();
     let cleanup = tokio::spawn(
         store
             .clone()
             .continuously_delete_expired(tokio::time::Duration::from_secs(3600)),
     );
     let reload = tokio::spawn({
-        let (db, keys) = (db.clone(), keys.clone());
+        let (db, keys, master) = (db.clone(), keys.clone(), master.clone());
         async move {
             let mut keys_tick = tokio::time::interval(KEY_RELOAD_EVERY);
             loop {
@@ -367,12 +401,33 @@ async fn serve_until_stopped(
     });
     // The revocation log: this instance's and the other instances'
     // revocations, for the in-memory sets and the feed.
-    let follow = tokio::spawn(app::domain::revocation::follow(db.clone(), revoked.clone()));
+    let follow = tokio::spawn(app::domain::revocation::follow(
+        db.clone(),
+        revoked.clone(),
+        change,
+        {
+            let (db, keys, master) = (db.clone(), keys.clone(), master.clone());
+            move || {
+                let (db, keys, master) = (db.clone(), keys.clone(), master.clone());
+                async move {
+                    // Another process changed registrations or keys.
+                    clients::registration_changed();
+                    if let Err(e) = keys.reload(&db, &master).await {
+                        tracing::warn!(error = %e, "reloading the signing keys after a change failed");
+                    }
+                }
+            }
+        },
+    ));
     let addr = config.addr;
     let issuer = config.issuer.clone();
     // Back-channel logout tokens (and whatever else the outbox holds).
     let outbox = crate::outbox::spawn(db.clone(), keys.clone(), issuer.clone(), retry);
-    let app = crate::http::router(db, keys, revoked, config, store);
+    // What no longer matters is deleted (README, "Retention").
+    let prune = tokio::spawn(retention::keep_running(db.clone(), retention));
+    let db_for_exit = db.clone();
+    let usage = Usage::new(db.clone());
+    let app = crate::http::router(db, keys, revoked, config, store, usage.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Failure::Failed(format!("cannot listen on {addr}: {e}")))?;
@@ -387,6 +442,13 @@ async fn serve_until_stopped(
     reload.abort();
     follow.abort();
     outbox.abort();
+    prune.abort();
+    if let Err(e) = usage.flush().await {
+        tracing::warn!(error = %e, "writing the last usage counts failed");
+    }
+    if let Err(e) = instances::deregister(&db_for_exit, &me).await {
+        tracing::warn!(error = %e, "could not deregister this instance; it ages out");
+    }
     served.map_err(|e| Failure::Failed(format!("server error: {e}")))
 }
 

@@ -9,8 +9,10 @@ use std::net::SocketAddr;
 use app::domain::{
     backchannel::{validate_uri as validate_logout_uri, RetryPolicy},
     clients::ClientChange,
+    instances,
     keys::MasterKey,
     policy::{duration_secs, format_duration, BadDuration, PolicyChange, TOO_LONG},
+    retention::Retention,
     store::Backend,
 };
 use clap::{Args, Parser, Subcommand};
@@ -74,6 +76,43 @@ pub enum Command {
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Delete what retention says goes (a running server does this every minute).
+    Prune {
+        /// Print what would be deleted, deleting nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        retention: RetentionArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How long what is not deleted by its own rule is kept (README, "Retention").
+#[derive(Debug, Args, Clone)]
+pub struct RetentionArgs {
+    /// Delete audit events older than this (e.g. 400d, 90d); 0 keeps them forever.
+    #[arg(long, env = "LATCHKEY_AUDIT_RETENTION", default_value = "400d")]
+    pub audit_retention: String,
+}
+
+impl RetentionArgs {
+    /// The retention settings; `InvalidSetting` for a malformed or too-short duration.
+    pub fn validate(&self) -> Result<Retention, InvalidSetting> {
+        let raw = &self.audit_retention;
+        let secs = duration_secs(raw)
+            .ok()
+            .filter(|s| *s == 0 || *s >= 86_400)
+            .ok_or_else(|| {
+                InvalidSetting(format!(
+                    "invalid LATCHKEY_AUDIT_RETENTION (--audit-retention) {raw:?}: \
+                     expected 0 (keep forever) or a duration of at least 1d such as 90d, 400d"
+                ))
+            })?;
+        Ok(Retention {
+            audit_secs: (secs > 0).then_some(secs),
+        })
+    }
 }
 
 /// Policy fields, as flags. Durations: 90s, 15m, 1h, 30d. For a client,
@@ -147,6 +186,13 @@ pub struct ServeArgs {
     /// Outbox: stop retrying a delivery this long after it was written.
     #[arg(long, env = "LATCHKEY_OUTBOX_GIVE_UP_AFTER", default_value = "24h")]
     pub outbox_give_up_after: String,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+
+    /// Several instances: how long a revocation or change waits for every other live instance to apply it before it is acknowledged anyway (lagging instances fail closed); at least 250ms.
+    #[arg(long, env = "LATCHKEY_ACK_BOUND", default_value = "250ms")]
+    pub ack_bound: String,
 }
 
 /// The outbox worker's retry schedule from `serve`'s flags: durations such as
@@ -432,6 +478,8 @@ pub fn validate_common(cli: &Cli) -> Result<Backend, InvalidSetting> {
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub addr: SocketAddr,
+    /// See `instances::set_ack_bound`.
+    pub ack_bound: std::time::Duration,
     /// Without a trailing slash.
     pub issuer: String,
     pub site_root: String,
@@ -473,11 +521,33 @@ impl ServeConfig {
                 pkg.display()
             )));
         }
+        let ack_bound = parse_millis(&args.ack_bound)
+            .filter(|d| *d >= instances::MIN_ACK_BOUND && *d <= std::time::Duration::from_secs(60))
+            .ok_or_else(|| {
+                InvalidSetting(format!(
+                    "invalid LATCHKEY_ACK_BOUND (--ack-bound) {:?}: expected a duration from 250ms to 60s such as 250ms, 1s",
+                    args.ack_bound
+                ))
+            })?;
         Ok(ServeConfig {
             addr,
+            ack_bound,
             issuer,
             site_root: args.site_root.clone(),
         })
+    }
+}
+
+/// `250ms`, or any duration `duration_secs` takes (`1s`, `2m`).
+fn parse_millis(raw: &str) -> Option<std::time::Duration> {
+    match raw.trim().strip_suffix("ms") {
+        Some(ms) if !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()) => {
+            ms.parse().ok().map(std::time::Duration::from_millis)
+        }
+        Some(_) => None,
+        None => duration_secs(raw)
+            .ok()
+            .map(|s| std::time::Duration::from_secs(s as u64)),
     }
 }
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use app::{
     api::ssr::signed_in_from,
-    domain::{keys::KeyRing, revocation::RevokedSets, web_session::WebSessionStore, Db},
+    domain::{
+        keys::KeyRing, revocation::RevokedSets, usage::Usage, web_session::WebSessionStore, Db,
+    },
     paths, shell, App,
 };
 use axum::{
@@ -40,10 +42,31 @@ pub struct AppState {
     pub keys: KeyRing,
     /// What is revoked, in memory: checked by introspection with no database round trip.
     pub revoked: RevokedSets,
-    /// Which resource server introspects for which audience (re-read every second).
+    /// Which resource server introspects for which audience (re-read after a registration change).
     pub introspectors: app::domain::resource_servers::Introspectors,
+    /// Counts of client_credentials tokens issued, written every second.
+    pub usage: Usage,
     pub config: Arc<ServeConfig>,
     pub routes: Arc<Vec<AxumRouteListing>>,
+}
+
+impl AppState {
+    /// The claims of a live access token for this issuer
+    /// (`tokens::live_access_token`): `None` for anything not live, or when
+    /// this instance is stale and cannot tell.
+    pub async fn live_access_token(
+        &self,
+        token: &str,
+    ) -> Option<app::domain::tokens::AccessClaims> {
+        app::domain::tokens::live_access_token(
+            &self.db,
+            &self.keys,
+            &self.revoked,
+            &self.config.issuer,
+            token,
+        )
+        .await
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -65,8 +88,17 @@ pub fn router(
     revoked: RevokedSets,
     config: ServeConfig,
     session_store: WebSessionStore,
+    usage: Usage,
 ) -> Router {
-    router_with(db, keys, revoked, config, session_store, Router::new())
+    router_with(
+        db,
+        keys,
+        revoked,
+        config,
+        session_store,
+        usage,
+        Router::new(),
+    )
 }
 
 /// [`router`] with `extra` routes under the same middleware: tests add routes
@@ -77,6 +109,7 @@ pub fn router_with(
     revoked: RevokedSets,
     config: ServeConfig,
     session_store: WebSessionStore,
+    usage: Usage,
     extra: Router<AppState>,
 ) -> Router {
     // Before leptos_axum sets up plain tokio (generate_route_list does).
@@ -95,6 +128,7 @@ pub fn router_with(
         keys,
         revoked,
         introspectors: Default::default(),
+        usage,
         config: Arc::new(config),
         routes: Arc::new(routes.clone()),
     };
@@ -110,6 +144,7 @@ pub fn router_with(
     Router::new()
         .merge(extra)
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .merge(crate::oauth::router())
         .merge(crate::admin_api::router())
         .route(paths::SIGN_IN, post(web::sign_in))
@@ -158,6 +193,25 @@ async fn healthz(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }
+}
+
+/// Readiness for a load balancer: `200 ready` when the database answers and
+/// this instance is fresh (it read the revocation log within the last
+/// `instances::FRESH_FOR`, or does so now); `503` otherwise — a stale
+/// instance refuses every token until it caught up, so send traffic elsewhere.
+async fn readyz(State(state): State<AppState>) -> Response {
+    if let Err(e) = state.db.ping().await {
+        tracing::warn!(error = %e, "readiness: database unavailable");
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+    }
+    if !state.revoked.ensure_fresh(&state.db).await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stale: catching up with revocations",
+        )
+            .into_response();
+    }
+    (StatusCode::OK, "ready").into_response()
 }
 
 /// Server functions, with the database and the caller in context.

@@ -567,10 +567,7 @@ async fn an_app_that_is_down_gets_the_token_when_it_is_back(t: TestDb) {
 /// the app listens.
 async fn a_delivery_pending_at_restart_is_still_made(t: TestDb) {
     // A port nobody listens on yet.
-    let addr = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap()
-    };
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], common::process::free_port()).into();
     let latchkey = Latchkey::start(&t, QUICK).await;
     let s = scene(&t, &latchkey.server, &uri_at(addr)).await;
     s.end(&t, &latchkey.server, Ending::RpInitiatedLogout).await;
@@ -771,14 +768,8 @@ async fn a_started_serve_process_delivers_what_is_pending() {
     drop(server);
 
     let dir = tempfile::tempdir().unwrap();
-    let site = dir.path().join("site");
-    std::fs::create_dir_all(site.join("pkg")).unwrap();
-    std::fs::write(site.join("pkg/latchkey.js"), "").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let site = common::process::empty_site(dir.path());
+    let port = common::process::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .env("LATCHKEY_MASTER_KEY", common::master_key().to_base64url())

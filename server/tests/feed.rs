@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use app::domain::{
     policy::{self, PolicyChange},
-    revocation::{self, RevokedBy, RevokedSets},
+    retention::{self, Retention},
+    revocation::{RevokedBy, RevokedSets},
     store::now,
 };
 use common::{
@@ -461,7 +462,9 @@ async fn entries_survive_a_restart_and_go_when_their_time_passed(t: TestDb) {
         "UPDATE revocation_log SET until_at = 1 WHERE id = 'short-lived-jti'",
     )
     .await;
-    assert_eq!(revocation::prune(&t.db).await.unwrap(), 1);
+    let pruned = retention::run(&t.db, &Retention::default()).await.unwrap();
+    let log = pruned.iter().find(|p| p.table == "revocation_log").unwrap();
+    assert_eq!(log.rows, 1, "{pruned:?}");
     let after = RevokedSets::load(&t.db).await.unwrap();
     assert!(!after.is_revoked("-", None, short));
     assert!(after.is_revoked("-", None, &jti));

@@ -1,5 +1,6 @@
-//! The numbers behind the admin home's charts, counted from the audit log in
-//! the database (one GROUP BY per period): tokens issued, refreshed and
+//! The numbers behind the admin home's charts, counted from the audit log and
+//! the per-minute usage counts (`usage`) in the database (one GROUP BY per
+//! period): tokens issued, refreshed and
 //! revoked per hour over 24 hours and per day over 30 days, reuse detections,
 //! and the clients with the most live token families.
 
@@ -26,7 +27,10 @@ async fn series(db: &Db, width: i64, buckets: i64, at: i64) -> DomainResult<Vec<
         sqlx::query_as(
         "SELECT (at - $1) / $2 AS bucket, kind, COUNT(*) AS n FROM audit_events \
          WHERE at >= $1 AND kind IN ('token_issued', 'code_redeemed', 'token_refreshed', 'revoked', 'reuse_detected') \
-         GROUP BY (at - $1) / $2, kind"
+         GROUP BY (at - $1) / $2, kind \
+         UNION ALL \
+         SELECT (minute * 60 - $1) / $2 AS bucket, kind, CAST(SUM(n) AS BIGINT) AS n FROM usage_counts \
+         WHERE minute * 60 >= $1 GROUP BY (minute * 60 - $1) / $2, kind"
     )
     .bind(first_start)
     .bind(width)

@@ -127,8 +127,9 @@ const CLIENT_SUMMARY_SQL: &str = "SELECT c.id AS client_id, c.name, c.kind, c.gr
     (SELECT COUNT(*) FROM grants g WHERE g.client_id = c.id AND g.revoked_at IS NULL) AS active_grants, \
     (SELECT COUNT(*) FROM token_families f JOIN grants g ON g.id = f.grant_id \
      WHERE g.client_id = c.id AND g.revoked_at IS NULL AND f.revoked_at IS NULL) AS active_families, \
-    (SELECT MAX(a.at) FROM audit_events a WHERE a.client_id = c.id \
-     AND a.kind IN ('code_redeemed', 'token_refreshed', 'token_issued')) AS last_activity \
+    (SELECT MAX(t) FROM (SELECT MAX(a.at) AS t FROM audit_events a WHERE a.client_id = c.id \
+     AND a.kind IN ('code_redeemed', 'token_refreshed', 'token_issued') \
+     UNION ALL SELECT MAX(u.minute) * 60 FROM usage_counts u WHERE u.client_id = c.id) AS seen) AS last_activity \
     FROM clients c CROSS JOIN policy_default d \
     WHERE d.id = 1 AND c.deleted_at IS NULL \
     AND ($1 IS NULL OR c.name_key LIKE $1 ESCAPE '\\' OR lower(c.id) LIKE $1 ESCAPE '\\') \

@@ -263,8 +263,17 @@ pub fn registration_generation() -> u64 {
     REGISTRATION_GENERATION.load(std::sync::atomic::Ordering::Acquire)
 }
 
-fn registration_changed() {
+/// Marks this process's registrations stale (a change made here, or one
+/// another instance announced: `instances::announce_change`).
+pub fn registration_changed() {
     REGISTRATION_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
+/// A registration change committed here: applies at once in this process,
+/// and is acknowledged once the other instances applied it too.
+pub(crate) async fn registration_changed_everywhere(db: &Db) {
+    registration_changed();
+    super::instances::announce_change(db).await;
 }
 
 /// Registers a client with a fresh client_id (and secret, for a confidential one).
@@ -593,7 +602,7 @@ pub async fn update_client(
     });
     match updated {
         Ok(true) => {
-            registration_changed();
+            registration_changed_everywhere(db).await;
             Ok(after)
         }
         Ok(false) => Err(DomainError::NotFound),
@@ -641,7 +650,7 @@ pub async fn rotate_secret(db: &Db, client_id: &str, actor: &Actor) -> DomainRes
         Ok::<_, sqlx::Error>(true)
     })?;
     if rotated {
-        registration_changed();
+        registration_changed_everywhere(db).await;
         Ok(secret)
     } else {
         Err(DomainError::NotFound)
@@ -680,7 +689,7 @@ pub async fn mark_deleted(
         Ok::<_, sqlx::Error>(true)
     })?;
     if deleted {
-        registration_changed();
+        registration_changed_everywhere(db).await;
         Ok(())
     } else {
         Err(DomainError::NotFound)

@@ -518,7 +518,14 @@ type KeyRow = (String, String, String, String, i64, Option<i64>);
 #[derive(Clone)]
 pub struct KeyRing {
     entries: Arc<RwLock<Vec<Entry>>>,
+    /// SHA-256 of access tokens whose signature verified: see
+    /// [`KeyRing::verify_access_token`].
+    verified: Arc<RwLock<std::collections::HashSet<[u8; 32]>>>,
 }
+
+/// How many verified signatures [`KeyRing`] remembers; when full it forgets
+/// them all (they are verified again on their next use).
+const VERIFIED_CAPACITY: usize = 50_000;
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -564,6 +571,7 @@ impl KeyRing {
         }
         let ring = KeyRing {
             entries: Arc::new(RwLock::new(Vec::new())),
+            verified: Arc::default(),
         };
         ring.reload(db, master).await?;
         Ok(ring)
@@ -710,7 +718,9 @@ impl KeyRing {
     /// The checks are `jsonwebtoken::decode`'s, in its order and with its
     /// outcomes (see [`validate_access_claims`]), but each part is decoded once
     /// and the signature goes to ring directly: this runs for every
-    /// introspection.
+    /// introspection. A token whose signature verified is remembered (its
+    /// SHA-256, up to 50,000 tokens): presented again, only the signature
+    /// check is skipped — header, key, claims and expiry are checked anew.
     pub fn verify_access_token<T: DeserializeOwned>(
         &self,
         token: &str,
@@ -753,11 +763,29 @@ impl KeyRing {
         if header.alg != alg.jwt_algorithm() {
             return Err(TokenError::WrongAlgorithm);
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| TokenError::Malformed)?;
-        if !key.verifier.verify(message.as_bytes(), &signature) {
-            return Err(TokenError::BadSignatureOrClaims("bad signature".into()));
+        // The same token verified before (introspection is asked about one
+        // token many times): the signature check, the costly step, is skipped;
+        // every other check runs each time. Keyed by the whole token, so a
+        // changed byte anywhere is verified afresh, and only after `kid`
+        // named a key still usable.
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let known = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&digest);
+        if !known {
+            let signature = URL_SAFE_NO_PAD
+                .decode(signature)
+                .map_err(|_| TokenError::Malformed)?;
+            if !key.verifier.verify(message.as_bytes(), &signature) {
+                return Err(TokenError::BadSignatureOrClaims("bad signature".into()));
+            }
+            let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(digest);
         }
         let payload = URL_SAFE_NO_PAD
             .decode(payload)
@@ -933,8 +961,10 @@ fn build_entries(
 
 /// Retires every active key and creates a new EdDSA and a new RS256 key, in one
 /// transaction (a failure leaves the old keys active). Returns the new kids.
-/// Running instances sign with the new keys after their next [`KeyRing::reload`];
-/// the old keys keep verifying for [`RETIRED_KEY_GRACE`].
+/// Running instances reload ([`KeyRing::reload`]) before it returns
+/// (`instances::announce_change`; each also reloads every minute), so every
+/// instance verifies the new keys' tokens from then on; the old keys keep
+/// verifying for [`RETIRED_KEY_GRACE`].
 pub async fn rotate(db: &Db, master: &MasterKey) -> DomainResult<Vec<String>> {
     // Generate first: RSA generation is slow and must not hold a transaction open.
     let keys = generate_keys(master, SigningAlg::ALL.to_vec()).await?;
@@ -957,6 +987,7 @@ pub async fn rotate(db: &Db, master: &MasterKey) -> DomainResult<Vec<String>> {
         }
         tx.commit().await
     })?;
+    super::instances::announce_change(db).await;
     let kids: Vec<String> = keys.into_iter().map(|k| k.kid).collect();
     tracing::info!(new_kids = ?kids, "rotated the signing keys");
     Ok(kids)
@@ -1125,6 +1156,7 @@ mod tests {
             .collect();
         KeyRing {
             entries: Arc::new(RwLock::new(entries)),
+            verified: Arc::default(),
         }
     }
 
@@ -1266,9 +1298,12 @@ mod tests {
                 .unwrap(),
         ]);
         for token in &tokens {
-            let fast = ring.verify_access_token::<Value>(token, ISS, AUD);
             let reference = verify_with_jsonwebtoken(&ring, token, ISS, AUD);
-            assert_eq!(fast, reference, "{token}");
+            // Twice: the second time the signature is remembered.
+            for time in ["first", "again"] {
+                let fast = ring.verify_access_token::<Value>(token, ISS, AUD);
+                assert_eq!(fast, reference, "{time}: {token}");
+            }
         }
         // Where they part: claims as a five-element array, which jsonwebtoken
         // reads positionally as [exp, nbf, sub, iss, aud]. Not a JSON object,
@@ -1286,6 +1321,33 @@ mod tests {
             Err(TokenError::BadSignatureOrClaims(
                 "claims of the wrong shape".into()
             ))
+        );
+    }
+
+    #[test]
+    fn a_remembered_signature_still_needs_its_key_and_its_bytes() {
+        use serde_json::{json, Value};
+        const ISS: &str = "https://login.example";
+        let ring = ring_in_memory();
+        let claims = json!({ "iss": ISS, "aud": ISS, "sub": "u", "exp": now() + 300 });
+        let token = ring.sign(SigningAlg::EdDSA, "at+jwt", &claims).unwrap();
+        assert!(ring.verify_access_token::<Value>(&token, ISS, ISS).is_ok());
+        // One changed byte of the signature: verified afresh, refused.
+        let mut forged = token.clone().into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(
+            ring.verify_access_token::<Value>(&forged, ISS, ISS),
+            Err(TokenError::BadSignatureOrClaims("bad signature".into()))
+        );
+        // Its key retired long ago: refused, remembered or not.
+        for entry in ring.entries.write().unwrap().iter_mut() {
+            entry.retired_at = Some(1);
+        }
+        assert_eq!(
+            ring.verify_access_token::<Value>(&token, ISS, ISS),
+            Err(TokenError::UnknownKey)
         );
     }
 }

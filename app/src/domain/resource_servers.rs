@@ -134,24 +134,21 @@ pub async fn audience_for(
     Ok(aud)
 }
 
-/// One instance's view of which client introspects for which audience, read
-/// from the database at most every [`Introspectors::FRESH_FOR`]: a
-/// registration change reaches introspection within a second (on every
-/// instance), and the hot path costs no database read. Cheap to clone.
-/// When the registrations were read, and each resource server's audience by client_id.
-type Snapshot = Option<(
-    std::time::Instant,
-    std::collections::HashMap<String, String>,
-)>;
+/// The registration generation they were read at, and each resource
+/// server's audience by client_id.
+type Snapshot = Option<(u64, std::collections::HashMap<String, String>)>;
 
+/// One instance's view of which client introspects for which audience, read
+/// from the database again after any registration change — made here, or
+/// announced by another instance (`clients::registration_generation`) — so
+/// the hot path costs no database read and a change applies before it is
+/// acknowledged. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Introspectors {
     read: std::sync::Arc<std::sync::RwLock<Snapshot>>,
 }
 
 impl Introspectors {
-    pub const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
-
     /// Whether `caller` may see an access token's claims at introspection:
     /// the client it was issued to, or a resource server its `aud` names.
     pub async fn may_introspect(
@@ -164,14 +161,10 @@ impl Introspectors {
         if caller == token_client_id {
             return Ok(true);
         }
-        let fresh = |read: &Option<(std::time::Instant, _)>| {
-            read.as_ref()
-                .is_some_and(|(at, _)| at.elapsed() < Self::FRESH_FOR)
-        };
+        let generation = super::clients::registration_generation();
         {
             let read = self.read.read().unwrap_or_else(|e| e.into_inner());
-            if fresh(&read) {
-                let audiences = &read.as_ref().expect("fresh").1;
+            if let Some((_, audiences)) = read.as_ref().filter(|(at, _)| *at == generation) {
                 return Ok(audiences.get(caller).is_some_and(|a| aud.contains(a)));
             }
         }
@@ -181,8 +174,7 @@ impl Introspectors {
             .map(|r| (r.client_id, r.audience))
             .collect();
         let allowed = audiences.get(caller).is_some_and(|a| aud.contains(a));
-        *self.read.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((std::time::Instant::now(), audiences));
+        *self.read.write().unwrap_or_else(|e| e.into_inner()) = Some((generation, audiences));
         Ok(allowed)
     }
 }
@@ -246,7 +238,10 @@ pub async fn set(
         tx.commit().await
     });
     match stored {
-        Ok(()) => Ok(after),
+        Ok(()) => {
+            super::clients::registration_changed_everywhere(db).await;
+            Ok(after)
+        }
         Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(format!(
             "the audience {:?} belongs to another resource server",
             after.audience
@@ -273,6 +268,7 @@ pub async fn remove(db: &Db, client_id: &str, actor: &Actor) -> DomainResult<boo
         crate::bind_audit!(&event).execute(&mut *tx).await?;
         tx.commit().await
     })?;
+    super::clients::registration_changed_everywhere(db).await;
     Ok(true)
 }
 

@@ -11,12 +11,17 @@
 //! PostgreSQL NOTIFY, polling every second otherwise: [`follow`]), and the
 //! resource servers' feed (`/oauth/revocations`, served from memory:
 //! [`RevokedSets::entries_after`], [`RevokedSets::applied`]). Entries are
-//! dropped from memory and pruned from the table once `until` passed.
+//! dropped from memory once `until` passed, and pruned from the table a
+//! minute later (`retention`).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    sync::{Arc, RwLock},
-    time::Duration,
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, RwLock,
+    },
+    time::{Duration, Instant},
 };
 
 use serde::Serialize;
@@ -25,6 +30,7 @@ use tokio::sync::{watch, Notify};
 use super::{
     audit::{AuditEvent, AuditKind},
     error::DomainResult,
+    instances::{self, Mark},
     policy,
     store::{now, Db},
 };
@@ -171,6 +177,7 @@ pub struct RevokedSets {
     applied: watch::Sender<i64>,
     /// Wakes [`follow`] to read the log now (a revocation committed here).
     nudge: Arc<Notify>,
+    fresh: Arc<Freshness>,
 }
 
 impl Default for RevokedSets {
@@ -179,7 +186,38 @@ impl Default for RevokedSets {
             inner: Arc::default(),
             applied: watch::Sender::new(0),
             nudge: Arc::default(),
+            fresh: Arc::new(Freshness {
+                base: Instant::now(),
+                read_began_ms: AtomicU64::new(0),
+                enforced: AtomicBool::new(false),
+                reading: tokio::sync::Mutex::new(()),
+            }),
         }
+    }
+}
+
+/// When this instance last read the log successfully, for
+/// [`RevokedSets::ensure_fresh`].
+struct Freshness {
+    base: Instant,
+    /// Milliseconds after `base` at which the last successful read began,
+    /// plus one (0: never).
+    read_began_ms: AtomicU64,
+    /// Whether a stale instance refuses tokens (a registered `serve`
+    /// process: [`RevokedSets::enforce_freshness`]).
+    enforced: AtomicBool,
+    /// One on-demand read at a time.
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl Freshness {
+    fn stamp(&self, began: Instant) -> u64 {
+        began.saturating_duration_since(self.base).as_millis() as u64 + 1
+    }
+
+    fn is_fresh(&self) -> bool {
+        let began = self.read_began_ms.load(Ordering::Acquire);
+        began > 0 && self.stamp(Instant::now()) - began < instances::FRESH_FOR.as_millis() as u64
     }
 }
 
@@ -208,6 +246,13 @@ impl RevokedSets {
     /// order, skipping those whose `until` passed) into the sets, and lets
     /// the feed's streams know. Returns how many were read.
     pub async fn catch_up(&self, db: &Db) -> DomainResult<usize> {
+        let began = self.fresh.stamp(Instant::now());
+        let read = self.read_log(db).await?;
+        self.fresh.read_began_ms.fetch_max(began, Ordering::AcqRel);
+        Ok(read)
+    }
+
+    async fn read_log(&self, db: &Db) -> DomainResult<usize> {
         let mut read = 0;
         loop {
             let after = self.applied();
@@ -258,6 +303,43 @@ impl RevokedSets {
             });
             if !full {
                 return Ok(read);
+            }
+        }
+    }
+
+    /// From now on, a token is answered only after a read of the log that
+    /// began less than [`instances::FRESH_FOR`] ago ([`Self::ensure_fresh`]):
+    /// what a registered instance does.
+    pub fn enforce_freshness(&self) {
+        self.fresh.enforced.store(true, Ordering::Release);
+    }
+
+    /// Whether this instance may answer for a token now: it read the log
+    /// recently enough (the follower does so every [`FOLLOW_EVERY`]), or it
+    /// reads it now — one read for all requests waiting — and succeeds
+    /// within a second. `false`: stale, fail closed (the token is refused).
+    pub async fn ensure_fresh(&self, db: &Db) -> bool {
+        if !self.fresh.enforced.load(Ordering::Acquire) || self.fresh.is_fresh() {
+            return true;
+        }
+        let patience = Duration::from_secs(1);
+        let Ok(_one) = tokio::time::timeout(patience, self.fresh.reading.lock()).await else {
+            return false;
+        };
+        if self.fresh.is_fresh() {
+            return true;
+        }
+        match tokio::time::timeout(patience, self.catch_up(db)).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "stale and cannot read the revocation log: refusing tokens");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "stale and the revocation log did not answer in time: refusing tokens"
+                );
+                false
             }
         }
     }
@@ -679,7 +761,10 @@ impl RevokedSets {
     /// the other instances are told, and this instance reads the log up to it
     /// before the revocation is acknowledged, so its feed (snapshot and
     /// streams) has the entries from the next request on. Should that read
-    /// fail, the follower ([`follow`]) is woken to retry.
+    /// fail, the follower ([`follow`]) is woken to retry. Then it waits until
+    /// every other live instance applied it, or the bound passed
+    /// ([`instances::wait_applied`]): from the acknowledgement on, no
+    /// instance answers for a token it covers.
     async fn announce(&self, db: &Db, head: Option<i64>) {
         let Some(head) = head else { return };
         notify(db, head).await;
@@ -687,6 +772,13 @@ impl RevokedSets {
             tracing::warn!(error = %e, "reading the revocation log after a revocation failed; the follower retries");
             self.nudge.notify_one();
         }
+        instances::wait_applied(
+            db,
+            instances::me(),
+            Mark::Position(head),
+            instances::ack_bound(),
+        )
+        .await;
     }
 }
 
@@ -728,13 +820,12 @@ impl Revoked {
 pub const CHANNEL: &str = "latchkey_revoked";
 
 /// How often [`follow`] reads the log when nothing woke it (another process
-/// on the same SQLite file; a lost PostgreSQL notification).
-pub const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// on the same SQLite file; a lost PostgreSQL notification): well within
+/// [`instances::FRESH_FOR`], so a healthy instance never goes stale.
+pub const FOLLOW_EVERY: Duration = Duration::from_millis(50);
 
-/// How often [`follow`] prunes the table, and how long after `until` an
-/// entry stays (an instance whose clock is a little behind still serves it).
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
-const PRUNE_AFTER_SECS: i64 = 60;
+/// How often [`follow`] drops expired entries from memory.
+const FORGET_EVERY: Duration = Duration::from_secs(1);
 
 /// Tells the other instances on PostgreSQL that the log grew to `head`.
 /// Best effort: a lost notification is caught by their polling.
@@ -750,15 +841,26 @@ async fn notify(db: &Db, head: i64) {
     }
 }
 
-/// Follows the revocation log until the process ends: reads new entries
-/// when woken (a revocation here; on PostgreSQL a NOTIFY from another
-/// instance) and every [`FOLLOW_EVERY`] otherwise, drops from memory what
-/// expired, and prunes the table every minute.
-pub async fn follow(db: Db, sets: RevokedSets) {
+/// Follows the revocation log and the change counter (from `since_change`,
+/// the generation read before this instance loaded what it keeps) until the
+/// process ends: reads new entries when woken (a revocation here; on PostgreSQL a
+/// NOTIFY from another instance) and every [`FOLLOW_EVERY`] otherwise; calls
+/// `on_change` when another process changed what instances keep in memory
+/// (`instances::announce_change`); drops from memory what expired (the table
+/// is pruned by `retention`); and, for a registered instance, reports how far
+/// it applied both (`instances::report`) at once after it moved, and every
+/// [`instances::HEARTBEAT`].
+pub async fn follow<F, Fut>(db: Db, sets: RevokedSets, since_change: i64, mut on_change: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
     let reading = async {
         let mut tick = tokio::time::interval(FOLLOW_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_prune: Option<tokio::time::Instant> = None;
+        let mut change = since_change;
+        let mut reported: Option<(i64, i64, Instant)> = None;
+        let mut forgot = Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -767,11 +869,32 @@ pub async fn follow(db: Db, sets: RevokedSets) {
             if let Err(e) = sets.catch_up(&db).await {
                 tracing::warn!(error = %e, "reading the revocation log failed");
             }
-            sets.forget_expired();
-            if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-                last_prune = Some(tokio::time::Instant::now());
-                if let Err(e) = prune(&db).await {
-                    tracing::warn!(error = %e, "pruning the revocation log failed");
+            match instances::change_generation(&db).await {
+                Ok(generation) if generation != change => {
+                    on_change().await;
+                    change = generation;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reading the change counter failed"),
+            }
+            if forgot.elapsed() >= FORGET_EVERY {
+                sets.forget_expired();
+                forgot = Instant::now();
+            }
+            if let Some(me) = instances::me() {
+                let applied = sets.applied();
+                let due = reported.is_none_or(|(position, generation, at)| {
+                    position != applied
+                        || generation != change
+                        || at.elapsed() >= instances::HEARTBEAT
+                });
+                if due {
+                    match instances::report(&db, me, applied, change).await {
+                        Ok(()) => reported = Some((applied, change, Instant::now())),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reporting to the instances table failed")
+                        }
+                    }
                 }
             }
         }
@@ -780,19 +903,6 @@ pub async fn follow(db: Db, sets: RevokedSets) {
         _ = reading => {}
         _ = listen(&db, &sets.nudge) => {}
     }
-}
-
-/// Deletes the log entries whose `until` passed a while ago; returns how many.
-pub async fn prune(db: &Db) -> DomainResult<u64> {
-    let before = now() - PRUNE_AFTER_SECS;
-    let done = on_db!(db, |pool| {
-        pool.execute_write(
-            sqlx::query("DELETE FROM revocation_log WHERE until_at < $1").bind(before),
-        )
-        .await
-        .map(|r| r.rows_affected())
-    })?;
-    Ok(done)
 }
 
 /// On PostgreSQL, wakes the follower at every NOTIFY of another instance's

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    audit::{AuditEvent, AuditKind},
+    audit::AuditKind,
     clients::Client,
     error::{DomainError, DomainResult},
     keys::{KeyRing, SigningAlg},
@@ -192,10 +192,12 @@ async fn create_client_grant(db: &Db, client_id: &str, scopes: &str) -> DomainRe
 }
 
 /// Issues an access token for the client_credentials grant (RFC 6749 §4.4):
-/// never a refresh token; scope narrowed to what the client may ask for.
+/// never a refresh token; scope narrowed to what the client may ask for;
+/// counted in `usage` (per client and minute, not an audit row each).
 /// `NotFound` when the client is deleted.
 pub async fn issue_client_credentials(
     db: &Db,
+    usage: &super::usage::Usage,
     keys: &KeyRing,
     issuer: &str,
     client: &Client,
@@ -225,14 +227,7 @@ pub async fn issue_client_credentials(
             sid: None,
         },
     )?;
-    let event = AuditEvent::new(AuditKind::TokenIssued)
-        .client(&client.client_id)
-        .detail(serde_json::json!({
-            "grant_type": "client_credentials",
-            "jti": issued.claims.jti,
-            "scope": issued.claims.scope,
-        }));
-    super::audit::record(db, &event).await?;
+    usage.count(&client.client_id, AuditKind::TokenIssued);
     Ok(issued)
 }
 
@@ -345,26 +340,37 @@ pub fn looks_like_jwt(token: &str) -> bool {
 
 /// Validates an access token and checks every revocation level in memory.
 /// `None` for anything not live: expired, revoked, malformed, foreign.
-pub fn live_access_token(
+pub async fn live_access_token(
+    db: &Db,
     keys: &KeyRing,
     revoked: &RevokedSets,
     issuer: &str,
     token: &str,
 ) -> Option<AccessClaims> {
     let claims: AccessClaims = keys.verify_access_token(token, issuer, issuer).ok()?;
-    (!revoked.is_revoked(&claims.gid, claims.fid.as_deref(), &claims.jti)).then_some(claims)
+    is_live(db, revoked, claims).await
 }
 
 /// [`live_access_token`] whatever its audience: for introspection, which
 /// then decides whether the caller may see it
-/// ([`super::resource_servers::may_introspect`]).
-pub fn live_access_token_any_audience(
+/// ([`super::resource_servers::Introspectors::may_introspect`]).
+pub async fn live_access_token_any_audience(
+    db: &Db,
     keys: &KeyRing,
     revoked: &RevokedSets,
     issuer: &str,
     token: &str,
 ) -> Option<AccessClaims> {
     let claims: AccessClaims = keys.verify_access_token_any_audience(token, issuer).ok()?;
+    is_live(db, revoked, claims).await
+}
+
+/// The claims, unless revoked — or this instance cannot tell, being stale
+/// (`RevokedSets::ensure_fresh`): then it fails closed.
+async fn is_live(db: &Db, revoked: &RevokedSets, claims: AccessClaims) -> Option<AccessClaims> {
+    if !revoked.ensure_fresh(db).await {
+        return None;
+    }
     (!revoked.is_revoked(&claims.gid, claims.fid.as_deref(), &claims.jti)).then_some(claims)
 }
 

@@ -84,9 +84,7 @@ pub async fn client_holding(
             scope,
         )
     })?;
-    let Some(claims) =
-        tokens::live_access_token(&state.keys, &state.revoked, &state.config.issuer, &token)
-    else {
+    let Some(claims) = state.live_access_token(&token).await else {
         return Err(challenge(
             StatusCode::UNAUTHORIZED,
             Some("invalid_token"),

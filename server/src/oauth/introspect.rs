@@ -46,11 +46,14 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
     // only the client it was issued to may introspect.
     if tokens::looks_like_jwt(token) {
         let Some(claims) = tokens::live_access_token_any_audience(
+            &state.db,
             &state.keys,
             &state.revoked,
             &state.config.issuer,
             token,
-        ) else {
+        )
+        .await
+        else {
             return inactive();
         };
         return match state

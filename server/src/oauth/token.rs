@@ -62,6 +62,7 @@ async fn exchange(
             }
             let issued = tokens::issue_client_credentials(
                 &state.db,
+                &state.usage,
                 &state.keys,
                 &state.config.issuer,
                 &client,

@@ -3,7 +3,7 @@
 //! JWT validation function and the in-memory revocation check; any failure is
 //! 401 `invalid_token` with `WWW-Authenticate` (RFC 6750 §3).
 
-use app::domain::{tokens, users};
+use app::domain::users;
 use axum::{
     extract::State,
     http::{header, HeaderMap, HeaderValue, StatusCode},
@@ -25,9 +25,7 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
             )
         }
     };
-    let Some(claims) =
-        tokens::live_access_token(&state.keys, &state.revoked, &state.config.issuer, &token)
-    else {
+    let Some(claims) = state.live_access_token(&token).await else {
         return challenge(
             StatusCode::UNAUTHORIZED,
             Some("invalid_token"),

@@ -290,8 +290,9 @@ pub async fn is_active_at(server: &impl Site, by: &App, token: &str) -> bool {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let status = res.status();
     let body: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
     let active = body["active"].as_bool().unwrap();
     if !active {
         assert_eq!(
@@ -375,8 +376,9 @@ pub async fn cc_token_response(server: &impl Site, app: &App) -> reqwest::Respon
 /// A client_credentials access token of `app`.
 pub async fn cc_token(server: &impl Site, app: &App) -> String {
     let res = cc_token_response(server, app).await;
-    assert_eq!(res.status(), StatusCode::OK);
+    let status = res.status();
     let body: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
     str_of(&body, "access_token").to_owned()
 }
 

@@ -180,6 +180,7 @@ impl TestServer {
         let base = format!("http://{addr}");
         let config = ServeConfig {
             addr,
+            ack_bound: app::domain::instances::ACK_BOUND,
             issuer: issuer.map(str::to_owned).unwrap_or_else(|| base.clone()),
             site_root: "target/site".into(),
         };
@@ -189,13 +190,24 @@ impl TestServer {
             .expect("signing keys");
         // Loaded from the database, as at a real start: a restart sees every revocation.
         let revoked = RevokedSets::load(db).await.expect("revoked sets");
-        let follow = tokio::spawn(app::domain::revocation::follow(db.clone(), revoked.clone()));
+        // Not a registered instance: nobody waits for it, and it does not
+        // fail closed (the real processes of `process.rs` do both).
+        let change = app::domain::instances::change_generation(db)
+            .await
+            .expect("change counter");
+        let follow = tokio::spawn(app::domain::revocation::follow(
+            db.clone(),
+            revoked.clone(),
+            change,
+            || async { app::domain::clients::registration_changed() },
+        ));
         let app = latchkey::http::router_with(
             db.clone(),
             keys.clone(),
             revoked.clone(),
             config,
             store,
+            app::domain::usage::Usage::new(db.clone()),
             extra,
         );
         let handle = tokio::spawn(async move {

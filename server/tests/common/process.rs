@@ -24,18 +24,59 @@ impl Drop for Instance {
     }
 }
 
+impl Instance {
+    /// Freezes the process (`SIGSTOP`) or lets it go on (`SIGCONT`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+}
+
+/// Runs a `latchkey` command (not `serve`) in `dir` on `db_url`; asserts it
+/// succeeded and returns its standard output.
+pub fn cli(dir: &Path, db_url: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .env_remove("LATCHKEY_MASTER_KEY")
+        .env("LATCHKEY_DATABASE_URL", db_url)
+        .env("LATCHKEY_LOG", "warn")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run latchkey");
+    assert!(
+        out.status.success(),
+        "latchkey {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 impl Site for Instance {
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 }
 
-/// A port free right now on 127.0.0.1.
+/// A port free right now on 127.0.0.1, and never handed out before in this
+/// test binary: tests start processes in parallel, and two of them given the
+/// same port would talk to each other's server (one fails to bind; its test
+/// then reaches the other's).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// `serve` wants a built site; these tests never load a page: an empty one in `dir`.

@@ -1,0 +1,284 @@
+//! Retention: what Latchkey deletes, and when — the one place that does.
+//!
+//! [`RULES`] is the whole list, in the order the deletions run (children
+//! before the rows they reference). Each rule deletes rows that can no longer
+//! be presented and no longer decide anything; the audit log keeps the
+//! history of what they were. Every instance runs [`run`] every
+//! [`RUN_EVERY`]: the deletions are idempotent, so several instances on one
+//! PostgreSQL database only share the work, and each batch is one short
+//! statement ([`BATCH`] rows), so the SQLite write turn is never held long.
+//! `latchkey prune --dry-run` prints [`dry_run`].
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{
+    error::DomainResult,
+    policy,
+    store::{now, Db},
+};
+use crate::on_db;
+
+/// How many rows one DELETE statement removes at most.
+pub const BATCH: i64 = 1000;
+
+/// How often each instance runs [`run`].
+pub const RUN_EVERY: Duration = Duration::from_secs(60);
+
+/// Slack after a row stopped mattering before it goes, in seconds: an
+/// instance whose clock is a little behind still sees it as it did.
+const SLACK_SECS: i64 = 3600;
+
+/// The retention settings an operator chooses (`serve` and `prune` flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Audit events older than this are deleted, in seconds; `None`: kept forever.
+    pub audit_secs: Option<i64>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            audit_secs: Some(DEFAULT_AUDIT_DAYS * 86_400),
+        }
+    }
+}
+
+/// Audit events are kept this many days unless configured otherwise.
+pub const DEFAULT_AUDIT_DAYS: i64 = 400;
+
+/// Ended sign-ins are kept this long (the Sessions page and the admin's user
+/// page show recent ones), in seconds.
+pub const ENDED_SIGN_IN_SECS: i64 = 30 * 86_400;
+
+/// Delivered or abandoned outbox rows are kept this long (the admin console
+/// shows recent deliveries), in seconds.
+pub const OUTBOX_DONE_SECS: i64 = 30 * 86_400;
+
+/// How long after a row stopped mattering it is deleted.
+#[derive(Clone, Copy, Debug)]
+enum Keep {
+    /// This many seconds after the time in the rule's condition.
+    For(i64),
+    /// The audit retention, if any.
+    Audit,
+}
+
+/// One kind of row that goes. `condition` selects rows of `table` that
+/// stopped mattering before `$1` (the cutoff: now minus `keep`).
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    /// What the rows are, as `prune` prints it.
+    pub name: &'static str,
+    pub table: &'static str,
+    /// The column a batch selects rows by: the primary key, or for
+    /// `usage_counts` the minute (a batch then takes whole minutes).
+    key: &'static str,
+    condition: &'static str,
+    keep: Keep,
+}
+
+/// The longest an access token can live (`policy::ACCESS_TTL_RANGE`): a
+/// revoked family or grant is kept at least this long, although the
+/// revocation log (not these rows) is what refuses its access tokens.
+const ACCESS_TTL_MAX: i64 = policy::ACCESS_TTL_RANGE.1;
+
+/// Every retention rule, in deletion order.
+pub const RULES: &[Rule] = &[
+    Rule {
+        name: "authorization codes, expired",
+        table: "auth_codes",
+        key: "hash",
+        // A replayed code still revokes what it started for an hour after
+        // it expired; after that it is refused as unknown.
+        condition: "expires_at < $1",
+        keep: Keep::For(SLACK_SECS),
+    },
+    Rule {
+        name: "refresh tokens, expired",
+        table: "refresh_tokens",
+        key: "hash",
+        // Past its idle expiry a token is refused as expired even when it
+        // was rotated (expiry wins over reuse: `RefreshState::of`), so it no
+        // longer matters for reuse detection either.
+        condition: "expires_at < $1",
+        keep: Keep::For(SLACK_SECS),
+    },
+    Rule {
+        name: "refresh tokens of revoked token families",
+        table: "refresh_tokens",
+        key: "hash",
+        condition: "family_id IN (SELECT id FROM token_families WHERE revoked_at < $1)",
+        keep: Keep::For(SLACK_SECS),
+    },
+    Rule {
+        name: "revoked token families",
+        table: "token_families",
+        key: "id",
+        condition: "revoked_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM refresh_tokens r WHERE r.family_id = token_families.id)",
+        keep: Keep::For(ACCESS_TTL_MAX + SLACK_SECS),
+    },
+    Rule {
+        name: "revoked grants",
+        table: "grants",
+        key: "id",
+        condition: "revoked_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM token_families f WHERE f.grant_id = grants.id) \
+             AND NOT EXISTS (SELECT 1 FROM auth_codes c WHERE c.grant_id = grants.id)",
+        keep: Keep::For(ACCESS_TTL_MAX + SLACK_SECS),
+    },
+    Rule {
+        name: "ended sign-ins",
+        table: "login_sessions",
+        key: "id",
+        condition: "ended_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM token_families f WHERE f.login_session_id = login_sessions.id) \
+             AND NOT EXISTS (SELECT 1 FROM auth_codes c WHERE c.login_session_id = login_sessions.id)",
+        keep: Keep::For(ENDED_SIGN_IN_SECS),
+    },
+    Rule {
+        name: "revoked access tokens (by jti), expired",
+        table: "revoked_access_tokens",
+        key: "jti",
+        condition: "expires_at < $1",
+        keep: Keep::For(SLACK_SECS),
+    },
+    Rule {
+        name: "revocation log entries past their until",
+        table: "revocation_log",
+        key: "position",
+        // A minute after `until`: nothing it covers can be presented, and
+        // the instances and the feed have dropped it from memory.
+        condition: "until_at < $1",
+        keep: Keep::For(60),
+    },
+    Rule {
+        name: "outbox deliveries, done",
+        table: "outbox",
+        key: "id",
+        condition: "created_at < $1 AND (delivered_at IS NOT NULL OR gave_up_at IS NOT NULL)",
+        keep: Keep::For(OUTBOX_DONE_SECS),
+    },
+    Rule {
+        name: "usage counts, past the audit retention",
+        table: "usage_counts",
+        // Whole minutes at a time (every client's counts of a minute).
+        key: "minute",
+        condition: "minute * 60 < $1",
+        keep: Keep::Audit,
+    },
+    Rule {
+        name: "audit events, past the audit retention",
+        table: "audit_events",
+        key: "id",
+        condition: "at < $1",
+        keep: Keep::Audit,
+    },
+];
+
+impl Rule {
+    /// The cutoff at `at` (rows that stopped mattering before it go), or
+    /// `None` when the rule keeps everything.
+    fn cutoff(&self, retention: &Retention, at: i64) -> Option<i64> {
+        match self.keep {
+            Keep::For(secs) => Some(at - secs),
+            Keep::Audit => retention.audit_secs.map(|secs| at - secs),
+        }
+    }
+}
+
+/// How many rows one rule deleted (or, for a dry run, would delete).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    pub name: &'static str,
+    pub table: &'static str,
+    pub rows: u64,
+}
+
+/// Deletes everything the rules say goes, rule by rule in [`BATCH`]es of one
+/// statement each; returns what each deleted.
+pub async fn run(db: &Db, retention: &Retention) -> DomainResult<Vec<Pruned>> {
+    let at = now();
+    let mut report = Vec::with_capacity(RULES.len());
+    for rule in RULES {
+        let mut rows = 0;
+        if let Some(cutoff) = rule.cutoff(retention, at) {
+            let sql = format!(
+                "DELETE FROM {table} WHERE {key} IN \
+                 (SELECT {key} FROM {table} WHERE {condition} LIMIT {BATCH})",
+                table = rule.table,
+                key = rule.key,
+                condition = rule.condition,
+            );
+            loop {
+                let deleted = on_db!(db, |pool| pool
+                    .execute_write(sqlx::query(&sql).bind(cutoff))
+                    .await
+                    .map(|r| r.rows_affected()))?;
+                rows += deleted;
+                if deleted < BATCH as u64 {
+                    break;
+                }
+                // Let the requests waiting for the write turn go first.
+                tokio::task::yield_now().await;
+            }
+        }
+        report.push(Pruned {
+            name: rule.name,
+            table: rule.table,
+            rows,
+        });
+    }
+    Ok(report)
+}
+
+/// What [`run`] would delete now, rule by rule: the same deletions, in one
+/// transaction that is rolled back, so each rule counts what it would delete
+/// after the rules before it (a revoked family goes once its refresh tokens
+/// went). On SQLite the write turn is held while it runs: other writes wait.
+pub async fn dry_run(db: &Db, retention: &Retention) -> DomainResult<Vec<Pruned>> {
+    let at = now();
+    let report = on_db!(db, |pool| {
+        let mut tx = pool.begin_write().await?;
+        let mut report = Vec::with_capacity(RULES.len());
+        for rule in RULES {
+            let mut rows = 0;
+            if let Some(cutoff) = rule.cutoff(retention, at) {
+                let sql = format!("DELETE FROM {} WHERE {}", rule.table, rule.condition);
+                rows = sqlx::query(&sql)
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            report.push(Pruned {
+                name: rule.name,
+                table: rule.table,
+                rows,
+            });
+        }
+        tx.rollback().await?;
+        Ok::<_, sqlx::Error>(report)
+    })?;
+    Ok(report)
+}
+
+/// Runs [`run`] every [`RUN_EVERY`] until the process ends, logging what
+/// went; a failed run is logged and retried at the next tick.
+pub async fn keep_running(db: Db, retention: Retention) {
+    let mut tick = tokio::time::interval(RUN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match run(&db, &retention).await {
+            Ok(report) => {
+                for pruned in report.iter().filter(|p| p.rows > 0) {
+                    tracing::info!(rows = pruned.rows, what = pruned.name, "retention");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the retention job failed; retrying later"),
+        }
+    }
+}
