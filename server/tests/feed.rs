@@ -34,6 +34,7 @@ on_both_backends!(
     another_instance_streams_what_this_one_revoked,
     concurrent_revocations_take_distinct_positions_in_commit_order,
     a_stream_ends_when_its_token_is_revoked,
+    a_long_log_of_expired_entries_is_read_past_not_held_in_memory,
 );
 
 const SCOPE: &str = "latchkey:revocations";
@@ -586,5 +587,41 @@ async fn a_stream_ends_when_its_token_is_revoked(t: TestDb) {
     // A new one with the revoked token is refused.
     let res = get_feed(&server, &feed, "/stream").await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    t.cleanup().await;
+}
+
+/// A log of many entries whose time passed (months of traffic before
+/// retention caught up): start-up takes none of them into memory, yet
+/// applies every position, so the follower never reads them again; a live
+/// entry after them is taken.
+async fn a_long_log_of_expired_entries_is_read_past_not_held_in_memory(t: TestDb) {
+    const EXPIRED: i64 = 20_000;
+    exec(
+        &t.db,
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {EXPIRED}) \
+             INSERT INTO revocation_log (position, kind, id, until_at, revoked_at) \
+             SELECT i, 'jti', 'old-' || i, 1000, 400 FROM n"
+        ),
+    )
+    .await;
+    exec(
+        &t.db,
+        &format!("UPDATE revocation_log_head SET position = {EXPIRED}"),
+    )
+    .await;
+    let sets = RevokedSets::load(&t.db).await.unwrap();
+    assert_eq!(sets.applied(), EXPIRED, "every position applied");
+    assert!(sets.is_empty(), "none of them in memory");
+    assert!(!sets.is_revoked("-", None, "old-1"));
+
+    // A revocation after them is read, and only it.
+    sets.revoke_access_token(&t.db, "live-jti", now() + 600, &SYSTEM)
+        .await
+        .unwrap();
+    let again = RevokedSets::load(&t.db).await.unwrap();
+    assert_eq!(again.applied(), EXPIRED + 1);
+    assert_eq!(again.len(), 1);
+    assert!(again.is_revoked("-", None, "live-jti"));
     t.cleanup().await;
 }

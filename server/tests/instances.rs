@@ -104,7 +104,7 @@ async fn a_frozen_instance_refuses_tokens_until_it_read_the_log(t: TestDb) {
     b.signal("STOP");
     exec(
         &t.db,
-        "ALTER TABLE revocation_log RENAME TO revocation_log_away",
+        "ALTER TABLE revocation_log_head RENAME TO revocation_log_head_away",
     )
     .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -116,7 +116,7 @@ async fn a_frozen_instance_refuses_tokens_until_it_read_the_log(t: TestDb) {
     assert_eq!(ready(&b).await, StatusCode::SERVICE_UNAVAILABLE);
     exec(
         &t.db,
-        "ALTER TABLE revocation_log_away RENAME TO revocation_log",
+        "ALTER TABLE revocation_log_head_away RENAME TO revocation_log_head",
     )
     .await;
     assert!(

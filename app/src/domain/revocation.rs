@@ -231,8 +231,12 @@ pub struct RevokedBy<'a> {
     pub actor_client_id: Option<&'a str>,
 }
 
-/// How many log entries one read takes.
-const CATCH_UP_BATCH: i64 = 5000;
+/// How many log rows are put into the sets under one lock.
+const READ_CHUNK: usize = 1000;
+
+/// Up to this many new positions are read by position; more, by `until_at`
+/// (see [`RevokedSets::catch_up`]).
+const BY_POSITION_UP_TO: i64 = 10_000;
 
 impl RevokedSets {
     /// Loads every log entry that still matters.
@@ -242,9 +246,10 @@ impl RevokedSets {
         Ok(sets)
     }
 
-    /// Reads the log entries after the applied position (every one, in
-    /// order, skipping those whose `until` passed) into the sets, and lets
-    /// the feed's streams know. Returns how many were read.
+    /// Reads the log entries after the applied position up to the head
+    /// (skipping those whose `until` passed) into the sets, and lets the
+    /// feed's streams know. Returns how many were read. Marks this instance
+    /// fresh as of when the read began.
     pub async fn catch_up(&self, db: &Db) -> DomainResult<usize> {
         let began = self.fresh.stamp(Instant::now());
         let read = self.read_log(db).await?;
@@ -252,58 +257,83 @@ impl RevokedSets {
         Ok(read)
     }
 
+    /// Reads the log up to its head: the head position first (every entry
+    /// up to it has committed: positions become visible in order), then the
+    /// entries after the applied position that still matter, streamed into
+    /// the sets in chunks. Then every position up to the head is applied,
+    /// read or not: an expired entry never holds the applied position back.
     async fn read_log(&self, db: &Db) -> DomainResult<usize> {
-        let mut read = 0;
-        loop {
-            let after = self.applied();
-            let rows: Vec<(i64, String, String, i64)> = on_db!(db, |pool| {
-                sqlx::query_as(
-                    "SELECT position, kind, id, until_at FROM revocation_log \
-                     WHERE position > $1 AND until_at >= $2 ORDER BY position LIMIT $3",
-                )
+        let after = self.applied();
+        let head: i64 = on_db!(db, |pool| sqlx::query_scalar(
+            "SELECT position FROM revocation_log_head WHERE id = 1"
+        )
+        .fetch_one(pool)
+        .await)?;
+        if head <= after {
+            return Ok(0);
+        }
+        // A few new entries (the usual read): by position. A long stretch
+        // (start-up, a long outage): by `until_at`, so that entries whose
+        // time passed are never read; `+position` keeps SQLite off the
+        // position index, which it would take for the two-sided range.
+        let sql = if head - after <= BY_POSITION_UP_TO {
+            "SELECT position, kind, id, until_at FROM revocation_log \
+             WHERE position > $2 AND position <= $3 AND until_at >= $1"
+        } else {
+            "SELECT position, kind, id, until_at FROM revocation_log \
+             WHERE until_at >= $1 AND +position > $2 AND +position <= $3"
+        };
+        let at = now();
+        let read = on_db!(db, |pool| {
+            let mut rows = sqlx::query_as::<_, (i64, String, String, i64)>(sql)
+                .bind(at)
                 .bind(after)
-                .bind(now())
-                .bind(CATCH_UP_BATCH)
-                .fetch_all(pool)
-                .await
-            })?;
-            let Some(&(last, ..)) = rows.last() else {
-                return Ok(read);
-            };
-            read += rows.len();
-            let full = rows.len() as i64 == CATCH_UP_BATCH;
-            {
-                let mut sets = self.inner.write().unwrap_or_else(|e| e.into_inner());
-                // Another task may have read some of the same rows meanwhile:
-                // inserting them again changes nothing, and both reads began
-                // at or below the applied position, so together they leave
-                // no gap up to the larger end.
-                for (position, kind, id, until) in rows {
-                    let Some(kind) = EntryKind::parse(&kind) else {
-                        continue;
-                    };
-                    sets.remember(kind, &id, until);
-                    sets.expiry.insert((until, position));
-                    sets.log.insert(
-                        position,
-                        Entry {
-                            position,
-                            kind,
-                            id,
-                            until,
-                        },
-                    );
+                .bind(head)
+                .fetch(pool);
+            let mut chunk = Vec::with_capacity(READ_CHUNK);
+            let mut read = 0;
+            while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+                chunk.push(row);
+                if chunk.len() == READ_CHUNK {
+                    read += chunk.len();
+                    self.apply(chunk.drain(..));
                 }
-                sets.applied = sets.applied.max(last);
             }
-            self.applied.send_if_modified(|applied| {
-                let moved = *applied < last;
-                *applied = (*applied).max(last);
-                moved
-            });
-            if !full {
-                return Ok(read);
-            }
+            read += chunk.len();
+            self.apply(chunk.drain(..));
+            Ok::<_, sqlx::Error>(read)
+        })?;
+        {
+            let mut sets = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            sets.applied = sets.applied.max(head);
+        }
+        self.applied.send_if_modified(|applied| {
+            let moved = *applied < head;
+            *applied = (*applied).max(head);
+            moved
+        });
+        Ok(read)
+    }
+
+    /// Puts log rows into the sets. Another task may have read some of the
+    /// same rows meanwhile: inserting them again changes nothing.
+    fn apply(&self, rows: impl Iterator<Item = (i64, String, String, i64)>) {
+        let mut sets = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        for (position, kind, id, until) in rows {
+            let Some(kind) = EntryKind::parse(&kind) else {
+                continue;
+            };
+            sets.remember(kind, &id, until);
+            sets.expiry.insert((until, position));
+            sets.log.insert(
+                position,
+                Entry {
+                    position,
+                    kind,
+                    id,
+                    until,
+                },
+            );
         }
     }
 
