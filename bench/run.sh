@@ -23,7 +23,9 @@
 #   CARGO_TARGET_DIR      build directory (default ~/.cache/latchkey/target)
 #   BENCH_BIN             measure this latchkey binary instead of building one
 #                         (e.g. one built from another checkout, to compare)
-#   BENCH_ROWS            which rows to run (default "cc introspection rotation norotation revocation")
+#   BENCH_ROWS            which rows to run (default "cc introspection rotation norotation revocation growth";
+#                         growth runs bench/growth.sh on the same binary after the backends; its own
+#                         knobs, e.g. BENCH_GROWTH_N, pass through the environment)
 
 set -euo pipefail
 shopt -s inherit_errexit
@@ -37,7 +39,7 @@ WARMUP=${BENCH_WARMUP:-2s}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNS:-32}
 REFRESH_CONNS=${BENCH_REFRESH_CONNS:-8}
-ROWS_WANTED=" ${BENCH_ROWS:-cc introspection rotation norotation revocation} "
+ROWS_WANTED=" ${BENCH_ROWS:-cc introspection rotation norotation revocation growth} "
 CHAIN_USERS=${BENCH_CHAIN_USERS:-1}
 PG_HOST=${BENCH_PG_HOST:-127.0.0.1}
 PG_USER=${BENCH_PG_USER:-postgres}
@@ -491,6 +493,13 @@ run_backend() {
   drop_pg_db
 }
 
+# The backends are started only for the rows measured on them.
+BACKEND_ROWS=0
+for row in cc introspection rotation norotation revocation; do
+  if [[ $ROWS_WANTED == *" $row "* ]]; then BACKEND_ROWS=1; fi
+done
+((BACKEND_ROWS)) || BACKENDS=""
+
 for backend in $BACKENDS; do
   case $backend in
     sqlite) run_backend sqlite ;;
@@ -504,6 +513,26 @@ for backend in $BACKENDS; do
     *) die "unknown backend $backend (expected sqlite or postgres)" ;;
   esac
 done
+
+# --- growth rows: bench/growth.sh on the same binary (its own data, on SQLite) -------
+GROWTH_OUT=$TMP/growth.txt
+: >"$GROWTH_OUT"
+if [[ $ROWS_WANTED == *" growth "* ]]; then
+  say "growth rows: bench/growth.sh (BENCH_GROWTH_N=${BENCH_GROWTH_N:-1000000})"
+  BENCH_BIN=$BIN BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP "$BENCH_DIR/growth.sh" |
+    tee "$GROWTH_OUT" | sed 's/^/    /'
+fi
+growth_table() {
+  if [[ -s $GROWTH_OUT ]]; then
+    echo
+    sed -n '/^## Latchkey growth rows/,$p' "$GROWTH_OUT"
+  fi
+}
+if ((BACKEND_ROWS == 0)); then
+  growth_table
+  OK=1
+  exit 0
+fi
 
 # --- 5. the table ------------------------------------------------------------------
 echo
@@ -526,4 +555,5 @@ if ((${#LOG_NOTES[@]})); then
   echo
   printf -- '- %s\n' "${LOG_NOTES[@]}"
 fi
+growth_table
 OK=1
