@@ -531,7 +531,7 @@ echo "## Latchkey growth rows"
 echo
 echo "$(uname -srm), $NPROC cores (load average $(cut -d' ' -f1-3 /proc/loadavg) at the end); binary $BIN;"
 echo "SQLite; servers pinned to core $SERVER_CPU, curl/wrk to core $CLIENT_CPU; idle window ${IDLE_SECS} s from the first answer;"
-echo "introspection wrk -t$THREADS -c$CONNS, a $WARMUP warm-up, then $ROUNDS runs of $DURATION per database in turns (median shown)."
+echo "introspection wrk -t$THREADS -c$CONNS, a $WARMUP warm-up, then $ROUNDS run(s) of $DURATION per database in turns (median shown)."
 echo "MB = 10^6 bytes."
 echo "Databases: **empty** (${FIXTURES}: the page fixtures),"
 echo "**$M** (+ $N_FMT revoked grants, families + refresh tokens and jtis, 3 × $N_FMT log entries, revoked an hour ago"
