@@ -364,7 +364,7 @@ FIXTURES="$(db_scalar "SELECT COUNT(*) FROM users") users, $(db_scalar "SELECT C
 $(db_scalar "SELECT COUNT(*) FROM grants WHERE revoked_at IS NULL") live grants, \
 $(th "$(db_scalar "SELECT COUNT(*) FROM token_families WHERE revoked_at IS NULL")") live token families"
 for set in empty 1m live; do
-  SIZE_OF[$set]=$(du -m "${DB_OF[$set]}" | awk '{ print $1 " MB" }')
+  SIZE_OF[$set]=$(stat -c %s "${DB_OF[$set]}" | awk '{ printf "%.0f MB", $1 / 1e6 }')
 done
 
 # --- 2. the measurements --------------------------------------------------------------
