@@ -25,8 +25,9 @@
 #   BENCH_BIN             measure this latchkey binary instead of building one
 #                         (e.g. one built from another checkout, to compare)
 #   BENCH_ROWS            which rows to run (default "cc introspection rotation norotation
-#                         revocation peer"; peer = bench/peer.sh, after the others, with
-#                         its own knobs BENCH_PEER_*: see that script)
+#                         revocation peer growth"; peer = bench/peer.sh, after the others, with
+#                         its own knobs BENCH_PEER_*: see that script; growth = bench/growth.sh
+#                         on the same binary, knobs BENCH_GROWTH_* pass through)
 
 set -euo pipefail
 shopt -s inherit_errexit
@@ -41,7 +42,7 @@ BACKENDS=${BENCH_BACKENDS:-sqlite postgres}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNS:-32}
 REFRESH_CONNS=${BENCH_REFRESH_CONNS:-8}
-ROWS_WANTED=" ${BENCH_ROWS:-cc introspection rotation norotation revocation peer} "
+ROWS_WANTED=" ${BENCH_ROWS:-cc introspection rotation norotation revocation peer growth} "
 CHAIN_USERS=${BENCH_CHAIN_USERS:-1}
 
 # Targets (requests/s; introspection also p99 in ms).
@@ -50,7 +51,7 @@ TARGET_INTROSPECT_RPS=10000
 TARGET_INTROSPECT_P99_MS=5
 TARGET_REFRESH_RPS=2000
 
-# The rows this script measures itself (peer is bench/peer.sh's).
+# The rows this script measures itself (peer and growth are bench/peer.sh and growth.sh).
 OWN_ROWS=0
 for row in cc introspection rotation norotation revocation; do
   if [[ $ROWS_WANTED == *" $row "* ]]; then OWN_ROWS=1; fi
@@ -238,5 +239,12 @@ if [[ $ROWS_WANTED == *" peer "* ]]; then
     echo
     say "peer: skipped (node and npm are needed for node-oidc-provider)"
   fi
+fi
+
+# --- 7. growth rows (bench/growth.sh: its own data, on SQLite) -------------------------
+if [[ $ROWS_WANTED == *" growth "* ]]; then
+  echo
+  say "growth rows: bench/growth.sh with $BIN (BENCH_GROWTH_N=${BENCH_GROWTH_N:-1000000})"
+  BENCH_BIN=$BIN BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP "$BENCH_DIR/growth.sh"
 fi
 OK=1
