@@ -270,10 +270,13 @@ pub async fn dry_run(db: &Db, retention: &Retention) -> DomainResult<Vec<Pruned>
     Ok(report)
 }
 
-/// Runs [`run`] every [`RUN_EVERY`] until the process ends, logging what
-/// went; a failed run is logged and retried at the next tick.
+/// Runs [`run`] every [`RUN_EVERY`], the first time [`RUN_EVERY`] after
+/// start, until the process ends, logging what went; a failed run is logged
+/// and retried at the next tick.
 pub async fn keep_running(db: Db, retention: Retention) {
-    let mut tick = tokio::time::interval(RUN_EVERY);
+    // The first run a minute after start: start-up is not the moment for
+    // a backlog.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RUN_EVERY, RUN_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
