@@ -130,6 +130,16 @@ async fn build(t: &TestDb) -> World {
         ),
     )
     .await;
+    // Two registered instances: one reported just now, one crashed long ago.
+    exec(
+        &t.db,
+        &format!(
+            "INSERT INTO instances (id, started_at, seen_at_ms, applied_position, applied_change) \
+             VALUES ('alive', 0, {alive}, 0, 0), ('crashed', 0, 1000, 0, 0)",
+            alive = now() * 1000
+        ),
+    )
+    .await;
     // Two outbox rows written 40 days ago: one delivered, one still due.
     let old = now() - 40 * DAY;
     exec(
@@ -218,6 +228,11 @@ async fn deletes_what_no_longer_matters_and_keeps_the_rest(t: TestDb) {
     let fresh = retention::run(&t.db, &Retention::default()).await.unwrap();
     assert_eq!(rows(&fresh, "audit_events"), (BATCH * 2 + 500) as u64);
     assert_eq!(rows(&fresh, "outbox"), 1, "only the delivered row");
+    assert_eq!(rows(&fresh, "instances"), 1, "only the crashed one");
+    assert_eq!(
+        text_value(&t.db, "SELECT id FROM instances WHERE $1 = $1", "-").await,
+        Some("alive".to_owned())
+    );
     for table in TABLES
         .iter()
         .filter(|t| !["audit_events", "outbox"].contains(t))

@@ -165,6 +165,15 @@ pub const RULES: &[Rule] = &[
         keep: Keep::For(OUTBOX_DONE_SECS),
     },
     Rule {
+        name: "instances gone (no report for a minute)",
+        table: "instances",
+        key: "id",
+        // A crashed instance never deregisters; nobody waits for it after
+        // `instances::LIVE_FOR` anyway.
+        condition: "seen_at_ms < $1 * 1000",
+        keep: Keep::For(60),
+    },
+    Rule {
         name: "usage counts, past the audit retention",
         table: "usage_counts",
         // Whole minutes at a time (every client's counts of a minute).
