@@ -8,7 +8,7 @@
 //! sets at once (introspection and userinfo consult them with no database
 //! round trip); then everything follows the log by position: this instance's
 //! [`RevokedSets`] ([`RevokedSets::catch_up`]), the other instances (woken by
-//! PostgreSQL NOTIFY, polling every second otherwise: [`follow`]), and the
+//! PostgreSQL NOTIFY, polling every 50 ms otherwise: [`follow`]), and the
 //! resource servers' feed (`/oauth/revocations`, served from memory:
 //! [`RevokedSets::entries_after`], [`RevokedSets::applied`]). Entries are
 //! dropped from memory once `until` passed, and pruned from the table a
