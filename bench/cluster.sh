@@ -404,7 +404,7 @@ awk -v p50="$(rv ack_p50_ms)" -v p99="$(rv ack_p99_ms)" -v max="$(rv ack_max_ms)
   printf "| of which A answering the revocation (200) | %.2f ms | %.2f ms | %.2f ms | none (includes waiting for B and C) | – |\n",
     p50, p99, max }'
 awk -v n="$(rv still_active_first)" -v of="$(rv samples)" -v polls="$(rv max_polls)" 'BEGIN {
-  printf "| still active at C on the first check after the 200 | %d of %d | | at most %d checks | 0 | %s |\n",
+  printf "| still active at C on the first check after the 200 | %d of %d | | checks until inactive: at most %d | 0 | %s |\n",
     n, of, polls, (n == 0 ? "met" : "missed") }'
 echo
 echo "Peak RSS (VmHWM): $RSS_LINE."
