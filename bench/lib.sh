@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # variables set here are read by the sourcing script
-# Shared bash for bench/run.sh and bench/peer.sh: sourced, never run.
+# Shared bash for bench/run.sh, bench/peer.sh and bench/cluster.sh: sourced, never run.
 #
 # The caller sets `set -euo pipefail` and `shopt -s inherit_errexit`, and
 # BENCH_DIR (this folder) and REPO (the checkout) before sourcing. This file
@@ -10,11 +10,12 @@
 #   - say/die, the temp dir and the cleanup trap (bench_init);
 #   - the build, or BENCH_BIN (bench_build);
 #   - starting and stopping one server at a time (SERVER_PID), with an
-#     optional command prefix (SERVER_PREFIX, e.g. taskset);
+#     optional command prefix (SERVER_PREFIX, e.g. taskset); processes the
+#     caller keeps running besides it (EXTRA_PIDS) are stopped at exit too;
 #   - preparing Latchkey on one backend the way the load rows need it
 #     (latchkey_prepare, latchkey_access_token, latchkey_sanity_checks);
 #   - wrk's warm-up + measured run (wrk_run), with an optional command
-#     prefix (WRK_CMD).
+#     prefix (WRK_CMD), counting the CPU time of the server (or of CPU_PIDS).
 
 BENCH_SCRIPT=${0##*/}
 
@@ -48,21 +49,30 @@ TMP=""
 SERVER_PID=""
 SERVER_LOG=""
 SERVER_PREFIX=()   # prepended to the server's command (e.g. taskset -c 0)
+ISSUER=""          # latchkey's --issuer ("" = its own BASE; cluster.sh: the balancer's URL)
+EXTRA_PIDS=()      # other processes the caller started (stopped at exit, last first)
+CPU_PIDS=()        # whose CPU time wrk_run counts (empty = SERVER_PID)
 WRK_CMD=(wrk)      # how wrk is run (e.g. taskset -c 1 wrk)
 PG_DB=""           # scratch database currently created (dropped at exit)
 OK=0               # set to 1 when everything ran: the temp dir is then removed
 
-stop_server() {
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
+# Stops one process this shell started.   $1 its pid ("" = nothing to do)
+stop_pid() {
+  local pid=$1
+  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
     # Graceful shutdown first; SIGKILL if it does not stop within 5 s.
     for _ in $(seq 50); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
+      kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   fi
+}
+
+stop_server() {
+  stop_pid "$SERVER_PID"
   SERVER_PID=""
 }
 
@@ -74,8 +84,9 @@ drop_pg_db() {
 }
 
 cleanup() {
-  local rc=$?
+  local rc=$? i
   stop_server
+  for ((i = ${#EXTRA_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${EXTRA_PIDS[i]}"; done
   drop_pg_db
   if [[ $OK == 1 && ${BENCH_KEEP:-0} != 1 ]]; then
     rm -rf "$TMP"
@@ -133,16 +144,17 @@ lk() {
     "$BIN" "$@")
 }
 
-# CPU time (user + system, in clock ticks) the server has used so far.
+# CPU time (user + system, in clock ticks) a process has used so far.
+#   $1 pid (default: the server)
 CLK_TCK=$(getconf CLK_TCK)
 server_cpu_ticks() {
   # Fields after the ")" of the command name: utime and stime are the 12th and 13th.
-  sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{ print $12 + $13 }'
+  sed 's/.*) //' "/proc/${1:-$SERVER_PID}/stat" | awk '{ print $12 + $13 }'
 }
 
-# The server's peak resident memory so far, e.g. "21.3 MiB".
+# A process's peak resident memory so far, e.g. "21.3 MiB".   $1 pid (default: the server)
 server_peak_rss() {
-  awk '/^VmHWM:/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$SERVER_PID/status"
+  awk '/^VmHWM:/ { printf "%.1f MiB", $2 / 1024 }' "/proc/${1:-$SERVER_PID}/status"
 }
 
 # A port no socket uses. Picked below the kernel's ephemeral range, so that
@@ -254,7 +266,7 @@ try_start_latchkey() {
     LATCHKEY_MASTER_KEY="$MASTER_KEY" \
     LATCHKEY_MASTER_KEY_FILE="$WORK/latchkey.key" \
     LATCHKEY_ADDR="127.0.0.1:$PORT" \
-    LATCHKEY_ISSUER="$BASE" \
+    LATCHKEY_ISSUER="${ISSUER:-$BASE}" \
     LATCHKEY_LOG="$SERVER_LOG_LEVEL" \
     LEPTOS_SITE_ROOT="$TMP/site" \
     "$BIN" serve) >"$SERVER_LOG" 2>&1 &
@@ -410,8 +422,9 @@ server_log_note() {
 #   $3 a string every warm-up response body must contain ("" = no check)
 #   then: wrk args (script, url, ...)
 # Sets WRK_OUT (the measured run's output file), WRK_RESULT (its BENCH_RESULT
-# line), WRK_WARM_BAD (wrong answers in the warm-up) and WRK_CPU_TICKS (the
-# server's CPU time during the measured run).
+# line), WRK_WARM_BAD (wrong answers in the warm-up), WRK_CPU_TICKS (the
+# server's CPU time during the measured run, or the sum over CPU_PIDS) and
+# WRK_CPU_TICKS_EACH (one figure per process of CPU_PIDS, in its order).
 #
 # Bodies are checked (post.lua's BENCH_EXPECT) in the warm-up only: wrk shares
 # the machine with the server, and handing every body to Lua costs the server
@@ -420,7 +433,9 @@ server_log_note() {
 wrk_run() {
   local what=$1 warm_tokens=$2 expect=$3
   shift 3
-  local slug warm cpu0 cpu1
+  local slug warm pid i
+  local pids=("${CPU_PIDS[@]}") cpu0=() cpu1=()
+  ((${#pids[@]})) || pids=("$SERVER_PID")
   slug=$(printf '%s' "$what" | tr -c 'a-zA-Z0-9' '_')
   WRK_OUT=$WORK/wrk-$slug.txt
   warm=$WORK/wrk-$slug-warmup.txt
@@ -435,11 +450,16 @@ wrk_run() {
   fi
 
   say "$what: ${WRK_CMD[*]} -d $DURATION --latency $*"
-  cpu0=$(server_cpu_ticks)
+  for pid in "${pids[@]}"; do cpu0+=("$(server_cpu_ticks "$pid")"); done
   BENCH_EXPECT="" "${WRK_CMD[@]}" -d "$DURATION" --latency "$@" >"$WRK_OUT" 2>&1 ||
     { cat "$WRK_OUT" >&2; die "wrk failed"; }
-  cpu1=$(server_cpu_ticks)
-  WRK_CPU_TICKS=$((cpu1 - cpu0))
+  for pid in "${pids[@]}"; do cpu1+=("$(server_cpu_ticks "$pid")"); done
+  WRK_CPU_TICKS=0
+  WRK_CPU_TICKS_EACH=()
+  for i in "${!pids[@]}"; do
+    WRK_CPU_TICKS_EACH+=($((cpu1[i] - cpu0[i])))
+    WRK_CPU_TICKS=$((WRK_CPU_TICKS + cpu1[i] - cpu0[i]))
+  done
   sed 's/^/    /' "$WRK_OUT"
   WRK_RESULT=$(grep '^BENCH_RESULT ' "$WRK_OUT" | tail -n1) || die "no BENCH_RESULT in $WRK_OUT"
   if grep -q '^BENCH_FIRST_BAD ' "$WRK_OUT"; then

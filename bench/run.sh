@@ -4,7 +4,9 @@
 # users, clients and tokens with the CLI and real authorization-code flows,
 # measures the token, introspection and refresh endpoints with wrk, and prints
 # one Markdown table compared against the targets. Then, with the row set
-# `peer`, runs bench/peer.sh: node-oidc-provider and Latchkey side by side.
+# `peer`, runs bench/peer.sh: node-oidc-provider and Latchkey side by side;
+# with the row set `cluster` (off by default), bench/cluster.sh: three
+# instances behind HAProxy.
 #
 # Exits non-zero only when the harness itself fails (build, start-up, data
 # preparation, wrk); a missed target is reported in the table, not as failure.
@@ -27,7 +29,10 @@
 #   BENCH_ROWS            which rows to run (default "cc introspection rotation norotation
 #                         revocation peer growth"; peer = bench/peer.sh, after the others, with
 #                         its own knobs BENCH_PEER_*: see that script; growth = bench/growth.sh
-#                         on the same binary, knobs BENCH_GROWTH_* pass through)
+#                         on the same binary, knobs BENCH_GROWTH_* pass through; cluster =
+#                         bench/cluster.sh, last, off by default: add it to the list,
+#                         e.g. BENCH_ROWS="cc introspection cluster"; its knobs:
+#                         BENCH_CLUSTER_*, see that script)
 
 set -euo pipefail
 shopt -s inherit_errexit
@@ -246,5 +251,17 @@ if [[ $ROWS_WANTED == *" growth "* ]]; then
   echo
   say "growth rows: bench/growth.sh with $BIN (BENCH_GROWTH_N=${BENCH_GROWTH_N:-1000000})"
   BENCH_BIN=$BIN BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP "$BENCH_DIR/growth.sh"
+fi
+
+# --- 8. three instances behind HAProxy (bench/cluster.sh; off by default) ----------
+if [[ $ROWS_WANTED == *" cluster "* ]]; then
+  echo
+  if command -v pg_isready >/dev/null && pg_isready -q -h "$PG_HOST"; then
+    say "cluster: bench/cluster.sh with $BIN"
+    # The binary just measured: cluster.sh does not build again.
+    BENCH_BIN=$BIN "$BENCH_DIR/cluster.sh"
+  else
+    say "cluster: skipped (it needs PostgreSQL: pg_isready -h $PG_HOST says no)"
+  fi
 fi
 OK=1

@@ -180,6 +180,10 @@ async fn age(t: &TestDb) {
             26 * 3600
         ),
         format!(
+            "UPDATE refresh_tokens SET revoked_at = revoked_at - {} WHERE revoked_at IS NOT NULL",
+            26 * 3600
+        ),
+        format!(
             "UPDATE grants SET revoked_at = revoked_at - {} WHERE revoked_at IS NOT NULL",
             26 * 3600
         ),

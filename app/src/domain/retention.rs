@@ -109,10 +109,13 @@ pub const RULES: &[Rule] = &[
         keep: Keep::For(SLACK_SECS),
     },
     Rule {
-        name: "refresh tokens of revoked token families",
+        name: "refresh tokens revoked (with their family or grant)",
         table: "refresh_tokens",
         key: "hash",
-        condition: "family_id IN (SELECT id FROM token_families WHERE revoked_at < $1)",
+        // The cascade marks every refresh token of a revoked family; by its
+        // own partial index (selecting through the families re-walked every
+        // revoked family at each batch: a second per batch at a million).
+        condition: "revoked_at < $1",
         keep: Keep::For(SLACK_SECS),
     },
     Rule {
