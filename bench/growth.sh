@@ -47,9 +47,12 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latchkey/target}
-BIN=${BENCH_BIN:-$CARGO_TARGET_DIR/release/latchkey}
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+# say, die, lk, free_port, server_cpu_ticks, sign_in, code_flow, stop_server
+# (this script keeps its own cleanup and start_server: several servers run
+# at once here, and start-up is timed).
+# shellcheck source=lib.sh
+source "$BENCH_DIR/lib.sh"
 GROWTH_N=${BENCH_GROWTH_N:-1000000}
 GROWTH_LIVE=${BENCH_GROWTH_LIVE:-100000}
 DURATION=${BENCH_DURATION:-10s}
@@ -61,7 +64,6 @@ CONNS=${BENCH_CONNS:-16}
 PAGE_REQUESTS=${BENCH_PAGE_REQUESTS:-50}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
-SERVER_LOG_LEVEL=${BENCH_LOG:-info}
 
 # Targets.
 TARGET_STARTUP_S=1          # start-up with the 1M database
@@ -79,9 +81,6 @@ PAGE_GRANTS=500
 USERNAME=bench1
 PASSWORD=bench-password-123
 REDIRECT_URI=https://growth-bench.example/cb
-
-say() { printf '==> %s\n' "$*"; }
-die() { printf 'growth.sh: error: %s\n' "$*" >&2; exit 1; }
 
 for tool in wrk curl jq ss taskset python3 awk getconf; do
   command -v "$tool" >/dev/null || die "$tool is required"
@@ -107,19 +106,6 @@ SERVER_LOG=""
 declare -A PID_OF=()   # the server of each database, while it runs
 OK=0
 
-stop_server() {
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  SERVER_PID=""
-}
-
 cleanup() {
   local rc=$? pid
   stop_server
@@ -142,45 +128,15 @@ trap 'exit 130' INT TERM
 mkdir -p "$TMP/site/pkg"
 : >"$TMP/site/pkg/latchkey.js"
 
-MASTER_KEY=$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')
-CLK_TCK=$(getconf CLK_TCK)
+MASTER_KEY=$(new_master_key)
 
 # --- helpers ------------------------------------------------------------------------
-# DB (a file path) and WORK (cwd, logs, cookie jars) are set per database.
-
-lk() {
-  (cd "$WORK" && env \
-    LATCHKEY_DATABASE_URL="sqlite://$DB" \
-    LATCHKEY_MASTER_KEY="$MASTER_KEY" \
-    LATCHKEY_MASTER_KEY_FILE="$WORK/latchkey.key" \
-    LATCHKEY_LOG=warn \
-    "$BIN" "$@")
-}
-
-# A port no socket uses, below the ephemeral range (as bench/run.sh).
-free_port() {
-  local port low
-  read -r low _ </proc/sys/net/ipv4/ip_local_port_range
-  ((low > 11000)) || low=32768
-  for _ in $(seq 100); do
-    port=$((10000 + RANDOM % (low - 10000)))
-    if ! ss -Htan "sport = :$port" | grep -q .; then
-      echo "$port"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
+# DB (a file path), DB_URL and WORK (cwd, logs, cookie jars) are set per database.
 
 # 1234567 → 1,234,567
 th() { sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"$1"; }
 
 now_ns() { echo "${EPOCHREALTIME/./}000"; }
-
-server_cpu_ticks() {
-  # Fields after the ")" of the command name: utime and stime are the 12th and 13th.
-  sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{ print $12 + $13 }'
-}
 
 # VmRSS of the server in MB (10^6 bytes).
 server_rss_mb() {
@@ -246,46 +202,6 @@ start_server() {
   done
 }
 
-basic() { printf 'Basic %s' "$(printf '%s:%s' "$1" "$2" | base64 -w0)"; }
-uri_encode() { jq -rn --arg v "$1" '$v | @uri'; }
-
-# Signs a user in, in that user's cookie jar.   $1 username
-sign_in() {
-  local out jar=$WORK/cookies-$1.txt
-  rm -f "$jar"
-  out=$(curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' -b "$jar" -c "$jar" \
-    --data-urlencode "username=$1" --data-urlencode "password=$PASSWORD" \
-    --data-urlencode "next=/" "$BASE/signin")
-  [[ $out == "303 $BASE/" ]] || die "sign-in of $1 failed: got '$out' (expected 303 to $BASE/)"
-}
-
-# One authorization-code flow (as bench/run.sh) for a signed-in user; prints the token JSON.
-#   $1 username  $2 client_id  $3 secret  $4 redirect_uri  $5 scope
-code_flow() {
-  local jar=$WORK/cookies-$1.txt id=$2 secret=$3 redirect=$4 query status loc rid code json
-  query="response_type=code&client_id=$id&redirect_uri=$(uri_encode "$redirect")&scope=$(uri_encode "$5")&state=x"
-  read -r status loc < <(curl -sS -o "$WORK/authorize.html" -w '%{http_code} %{redirect_url}\n' \
-    -b "$jar" -c "$jar" "$BASE/oauth/authorize?$query")
-  if [[ $status == 200 ]]; then
-    rid=$(grep -o 'name="request_id" value="[^"]*"' "$WORK/authorize.html" | head -n1 |
-      sed 's/.*value="//; s/"$//') || true
-    [[ -n $rid ]] || die "authorize: 200 without a consent form (see $WORK/authorize.html)"
-    read -r status loc < <(curl -sS -o "$WORK/decide.html" -w '%{http_code} %{redirect_url}\n' \
-      -b "$jar" -c "$jar" -H "Origin: $BASE" \
-      --data-urlencode "request_id=$rid" --data-urlencode "decision=allow" \
-      "$BASE/oauth/authorize")
-  fi
-  [[ $status == 303 && $loc == "$redirect?"* ]] ||
-    die "authorize: expected 303 to $redirect?code=..., got '$status $loc'"
-  code=$(sed -n 's/.*[?&]code=\([^&]*\).*/\1/p' <<<"$loc")
-  [[ -n $code ]] || die "authorize: no code in $loc"
-  json=$(curl -sS -u "$id:$secret" \
-    --data-urlencode grant_type=authorization_code --data-urlencode "code=$code" \
-    --data-urlencode "redirect_uri=$redirect" "$BASE/oauth/token")
-  jq -e '.access_token' >/dev/null <<<"$json" || die "code redemption failed: $json"
-  echo "$json"
-}
-
 # Runs wrk against BASE; prints "requests/s p99_ms errors".
 #   $1 duration  $2 expected body ("" = none)  $3 name of its output file ($WORK/wrk-$3.txt)
 introspect_wrk() {
@@ -306,6 +222,7 @@ say "binary: $BIN"
 WORK=$TMP/base
 mkdir -p "$WORK"
 DB=$WORK/latchkey.db
+DB_URL="sqlite://$DB"
 say "base database: latchkey migrate, a user and three clients with the CLI"
 lk migrate >/dev/null
 printf '%s\n' "$PASSWORD" | lk user add --username "$USERNAME" --password-stdin >/dev/null
@@ -380,6 +297,7 @@ SETS="empty 1m live"
 use_set() {
   WORK=${WORK_OF[$1]}
   DB=${DB_OF[$1]}
+  DB_URL="sqlite://$DB"
   SERVER_PID=${PID_OF[$1]:-}
   BASE=${BASE_OF[$1]:-}
   SERVER_LOG=$WORK/server.log
@@ -410,7 +328,7 @@ prepare_introspection() {
   local set=$1 json result
   use_set "$set"
   sign_in "$USERNAME"
-  json=$(code_flow "$USERNAME" "$APP_ID" "$APP_SECRET" "$REDIRECT_URI" "openid growth:read")
+  json=$(code_flow "$USERNAME" "$APP_ID" "$APP_SECRET" "$REDIRECT_URI" "openid offline_access growth:read")
   TOKEN_OF[$set]=$(jq -r .access_token <<<"$json")
   curl -sS -u "$RS_ID:$RS_SECRET" --data-urlencode "token=${TOKEN_OF[$set]}" "$BASE/oauth/introspect" |
     jq -e '.active == true' >/dev/null || die "$set: introspection does not say the access token is active"
