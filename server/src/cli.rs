@@ -379,6 +379,12 @@ async fn serve_until_stopped(
     let change = instances::change_generation(&db).await?;
     let keys = KeyRing::load_or_create(&db, &master).await?;
     let revoked = RevokedSets::load(&db).await?;
+    // Listening before registering: an instance that cannot bind its port
+    // never appears in the registry for the others to wait for.
+    let addr = config.addr;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Failure::Failed(format!("cannot listen on {addr}: {e}")))?;
     instances::set_ack_bound(config.ack_bound);
     let me = instances::register(&db, revoked.applied(), change).await?;
     revoked.enforce_freshness();
@@ -419,7 +425,6 @@ async fn serve_until_stopped(
             }
         },
     ));
-    let addr = config.addr;
     let issuer = config.issuer.clone();
     // Back-channel logout tokens (and whatever else the outbox holds).
     let outbox = crate::outbox::spawn(db.clone(), keys.clone(), issuer.clone(), retry);
@@ -428,9 +433,6 @@ async fn serve_until_stopped(
     let db_for_exit = db.clone();
     let usage = Usage::new(db.clone());
     let app = crate::http::router(db, keys, revoked, config, store, usage.clone());
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Failure::Failed(format!("cannot listen on {addr}: {e}")))?;
     tracing::info!(%addr, %issuer, "latchkey is listening; sign in at {issuer}/signin");
     let served = axum::serve(
         listener,
