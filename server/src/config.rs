@@ -511,6 +511,14 @@ impl ServeConfig {
                 args.issuer
             ))
         })?;
+        let ack_bound = parse_millis(&args.ack_bound)
+            .filter(|d| *d >= instances::MIN_ACK_BOUND && *d <= std::time::Duration::from_secs(60))
+            .ok_or_else(|| {
+                InvalidSetting(format!(
+                    "invalid LATCHKEY_ACK_BOUND (--ack-bound) {:?}: expected a duration from 250ms to 60s such as 250ms, 1s",
+                    args.ack_bound
+                ))
+            })?;
         let pkg = std::path::Path::new(&args.site_root)
             .join("pkg")
             .join("latchkey.js");
@@ -521,14 +529,6 @@ impl ServeConfig {
                 pkg.display()
             )));
         }
-        let ack_bound = parse_millis(&args.ack_bound)
-            .filter(|d| *d >= instances::MIN_ACK_BOUND && *d <= std::time::Duration::from_secs(60))
-            .ok_or_else(|| {
-                InvalidSetting(format!(
-                    "invalid LATCHKEY_ACK_BOUND (--ack-bound) {:?}: expected a duration from 250ms to 60s such as 250ms, 1s",
-                    args.ack_bound
-                ))
-            })?;
         Ok(ServeConfig {
             addr,
             ack_bound,

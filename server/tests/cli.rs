@@ -194,6 +194,41 @@ fn bad_listen_address_is_refused_before_the_database_is_created() {
 }
 
 #[test]
+fn bad_ack_bound_and_audit_retention_are_refused_before_the_database_is_created() {
+    let sandbox = Sandbox::new();
+    // Shorter than the freshness window would break the guarantee.
+    let run = sandbox.run(&["serve", "--ack-bound", "100ms"], None);
+    assert_bad_config(&sandbox, &run, "LATCHKEY_ACK_BOUND");
+    let run = sandbox.run(&["prune", "--audit-retention", "2h"], None);
+    assert_bad_config(&sandbox, &run, "LATCHKEY_AUDIT_RETENTION");
+    let run = sandbox.run_env(&[("LATCHKEY_AUDIT_RETENTION", "forever")], &["prune"], None);
+    assert_bad_config(&sandbox, &run, "LATCHKEY_AUDIT_RETENTION");
+}
+
+#[test]
+fn prune_dry_run_lists_every_rule_and_deletes_nothing() {
+    let sandbox = Sandbox::new();
+    let dry = sandbox.json(&["prune", "--dry-run", "--json"], None);
+    assert_eq!(dry["dry_run"], true);
+    let rules = as_slice(&dry["rules"]);
+    let tables: Vec<&str> = rules.iter().filter_map(|r| r["table"].as_str()).collect();
+    for table in [
+        "auth_codes",
+        "refresh_tokens",
+        "revocation_log",
+        "audit_events",
+    ] {
+        assert!(tables.contains(&table), "{table} not in {dry}");
+    }
+    assert!(
+        rules.iter().all(|r| r["rows"] == 0),
+        "a fresh database: {dry}"
+    );
+    let text = sandbox.ok(&["prune", "--audit-retention", "0"], None);
+    assert!(text.starts_with("     DELETED  WHAT"), "{text}");
+}
+
+#[test]
 fn bad_listen_address_from_the_environment_is_refused_the_same_way() {
     let sandbox = Sandbox::new();
     let run = sandbox.run_env(&[("LATCHKEY_ADDR", "bogus")], &["serve"], None);
