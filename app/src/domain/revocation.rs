@@ -178,6 +178,10 @@ pub struct RevokedSets {
     /// Wakes [`follow`] to read the log now (a revocation committed here).
     nudge: Arc<Notify>,
     fresh: Arc<Freshness>,
+    /// The change counter (`change_head`) as of the last log read: read in
+    /// the same statement as the log's head, so following both costs one
+    /// query a tick.
+    change: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Default for RevokedSets {
@@ -192,6 +196,7 @@ impl Default for RevokedSets {
                 enforced: AtomicBool::new(false),
                 reading: tokio::sync::Mutex::new(()),
             }),
+            change: Arc::default(),
         }
     }
 }
@@ -264,11 +269,13 @@ impl RevokedSets {
     /// read or not: an expired entry never holds the applied position back.
     async fn read_log(&self, db: &Db) -> DomainResult<usize> {
         let after = self.applied();
-        let head: i64 = on_db!(db, |pool| sqlx::query_scalar(
-            "SELECT position FROM revocation_log_head WHERE id = 1"
+        let (head, change): (i64, i64) = on_db!(db, |pool| sqlx::query_as(
+            "SELECT h.position, c.generation FROM revocation_log_head h \
+             CROSS JOIN change_head c WHERE h.id = 1 AND c.id = 1"
         )
         .fetch_one(pool)
         .await)?;
+        self.change.fetch_max(change, Ordering::AcqRel);
         if head <= after {
             return Ok(0);
         }
@@ -896,16 +903,15 @@ where
                 _ = tick.tick() => {}
                 _ = sets.nudge.notified() => {}
             }
-            if let Err(e) = sets.catch_up(&db).await {
-                tracing::warn!(error = %e, "reading the revocation log failed");
-            }
-            match instances::change_generation(&db).await {
-                Ok(generation) if generation != change => {
-                    on_change().await;
-                    change = generation;
+            match sets.catch_up(&db).await {
+                Ok(_) => {
+                    let generation = sets.change.load(Ordering::Acquire);
+                    if generation != change {
+                        on_change().await;
+                        change = generation;
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "reading the change counter failed"),
+                Err(e) => tracing::warn!(error = %e, "reading the revocation log failed"),
             }
             if forgot.elapsed() >= FORGET_EVERY {
                 sets.forget_expired();
