@@ -464,10 +464,29 @@ async fn refresh_rotates_and_reuse_revokes_the_family(t: TestDb) {
         count(&t.db, "audit_events WHERE kind = 'reuse_detected'").await,
         1
     );
+    // The two refreshes are counted (per client and minute, and per user,
+    // client and day), not audited one row each.
     assert_eq!(
         count(&t.db, "audit_events WHERE kind = 'token_refreshed'").await,
-        2
+        0
     );
+    common::eventually_text(
+        &t.db,
+        "SELECT CAST(SUM(n) AS TEXT) FROM usage_counts WHERE client_id = $1 AND kind = 'token_refreshed'",
+        &app.client_id,
+        "2",
+        "refreshes counted per minute",
+    )
+    .await;
+    common::eventually_text(
+        &t.db,
+        "SELECT CAST(SUM(n) AS TEXT) FROM usage_days u JOIN users p ON p.id = u.user_id \
+         WHERE u.client_id = $1 AND p.username = 'alice' AND u.kind = 'token_refreshed'",
+        &app.client_id,
+        "2",
+        "refreshes counted per user and day",
+    )
+    .await;
     assert_eq!(
         count(&t.db, "refresh_tokens WHERE revoked_at IS NULL").await,
         2,

@@ -112,6 +112,8 @@ async fn app_detail_shows_sessions_and_activity_and_signs_one_out(t: TestDb) {
             .status(),
         StatusCode::OK
     );
+    // The refresh is counted per day (written within `usage::FLUSH_EVERY`; here at once).
+    server.usage.flush().await.unwrap();
     let path = format!("/apps/{}", gid(&first));
     let (status, html) = page(&alice, &server, &path).await;
     assert_eq!(status, StatusCode::OK);

@@ -199,21 +199,14 @@ async fn client_credentials_issues_an_rfc9068_access_token(t: TestDb) {
         count(&t.db, "audit_events WHERE kind = 'token_issued'").await,
         0
     );
-    let counted = || {
-        text_value(
-            &t.db,
-            "SELECT CAST(SUM(n) AS TEXT) FROM usage_counts WHERE client_id = $1 AND kind = 'token_issued'",
-            &api.client_id,
-        )
-    };
-    let waiting = std::time::Instant::now();
-    while counted().await.as_deref() != Some("1") {
-        assert!(
-            waiting.elapsed() < common::PATIENCE,
-            "the issuance is counted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    common::eventually_text(
+        &t.db,
+        "SELECT CAST(SUM(n) AS TEXT) FROM usage_counts WHERE client_id = $1 AND kind = 'token_issued'",
+        &api.client_id,
+        "1",
+        "the issuance is counted",
+    )
+    .await;
     // client_secret_post works as well.
     let res = http()
         .post(server.url("/oauth/token"))

@@ -130,6 +130,31 @@ async fn build(t: &TestDb) -> World {
         ),
     )
     .await;
+    // Counted usage (client_credentials tokens per client and minute,
+    // refreshes per user, client and day): one count from 1970 and one of
+    // now of each.
+    exec(
+        &t.db,
+        &format!(
+            "INSERT INTO usage_counts (client_id, minute, kind, n) VALUES \
+             ('{c}', 16, 'token_issued', 3), ('{c}', {minute}, 'token_issued', 2)",
+            c = notes.client_id,
+            minute = now() / 60
+        ),
+    )
+    .await;
+    exec(
+        &t.db,
+        &format!(
+            "INSERT INTO usage_days (id, user_id, client_id, day, kind, n, last_at) VALUES \
+             ('old-day', 'someone', '{c}', 0, 'token_refreshed', 4, 100), \
+             ('new-day', 'someone', '{c}', {day}, 'token_refreshed', 1, {at})",
+            c = notes.client_id,
+            day = now() / DAY,
+            at = now()
+        ),
+    )
+    .await;
     // Two registered instances: one reported just now, one crashed long ago.
     exec(
         &t.db,
@@ -233,6 +258,18 @@ async fn deletes_what_no_longer_matters_and_keeps_the_rest(t: TestDb) {
     assert_eq!(rows(&fresh, "audit_events"), (BATCH * 2 + 500) as u64);
     assert_eq!(rows(&fresh, "outbox"), 1, "only the delivered row");
     assert_eq!(rows(&fresh, "instances"), 1, "only the crashed one");
+    // Counts past the audit retention go, today's stay (the refreshes above
+    // add counts of their own, of today, within a second).
+    assert_eq!(
+        rows(&fresh, "usage_counts"),
+        1,
+        "the minute of 1970: {fresh:?}"
+    );
+    assert_eq!(rows(&fresh, "usage_days"), 1, "the day of 1970: {fresh:?}");
+    assert_eq!(
+        text_value(&t.db, "SELECT id FROM usage_days WHERE id = $1", "new-day").await,
+        Some("new-day".to_owned())
+    );
     assert_eq!(
         text_value(&t.db, "SELECT id FROM instances WHERE $1 = $1", "-").await,
         Some("alive".to_owned())
@@ -329,6 +366,8 @@ async fn audit_retention_zero_keeps_every_event(t: TestDb) {
         .await
         .unwrap();
     assert_eq!(rows(&report, "audit_events"), 0);
+    assert_eq!(rows(&report, "usage_counts"), 0);
+    assert_eq!(rows(&report, "usage_days"), 0);
     assert_eq!(count(&t.db, "audit_events").await, events);
     // A retention of 400 days takes the planted events from 1970 only.
     let report = retention::run(&t.db, &Retention::default()).await.unwrap();

@@ -117,10 +117,13 @@ struct SessionRow {
     sign_in_started_at: Option<i64>,
 }
 
+/// A timeline entry read from the database: one audit event (`n` = 1), or
+/// a day's count of refreshes from `usage_days` (`at` = its latest).
 #[derive(sqlx::FromRow)]
 struct EventRow {
     at: i64,
     kind: String,
+    n: i64,
 }
 
 /// The timeline shows at most this many lines.
@@ -142,9 +145,11 @@ pub async fn app_detail(db: &Db, user_id: &str, grant_id: &str) -> DomainResult<
         .bind(PER_PAGE)
         .fetch_all(pool)
         .await?;
-        // This app's events about this user, across all their grants to it.
+        // This app's events about this user, across all their grants to it:
+        // audit events (refreshes too, from before they were counted), and
+        // the counted refreshes of the last days.
         let events: Vec<EventRow> = sqlx::query_as(
-            "SELECT e.at, e.kind FROM audit_events e JOIN grants g ON g.id = $2 \
+            "SELECT e.at, e.kind, CAST(1 AS BIGINT) AS n FROM audit_events e JOIN grants g ON g.id = $2 \
              WHERE e.subject_user_id = $1 AND e.client_id = g.client_id \
              AND e.kind IN ('consent_granted', 'code_redeemed', 'token_refreshed', 'reuse_detected', 'revoked') \
              ORDER BY e.at DESC, e.id DESC LIMIT 2000",
@@ -153,6 +158,17 @@ pub async fn app_detail(db: &Db, user_id: &str, grant_id: &str) -> DomainResult<
         .bind(grant_id)
         .fetch_all(pool)
         .await?;
+        let counted: Vec<EventRow> = sqlx::query_as(
+            "SELECT u.last_at AS at, u.kind, u.n FROM usage_days u JOIN grants g ON g.id = $2 \
+             WHERE u.user_id = $1 AND u.client_id = g.client_id \
+             ORDER BY u.day DESC LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(grant_id)
+        .bind(ACTIVITY_LINES as i64)
+        .fetch_all(pool)
+        .await?;
+        let events = events.into_iter().chain(counted).collect::<Vec<_>>();
         Ok::<_, sqlx::Error>((sessions, events))
     })?;
     Ok(AppDetail {
@@ -172,8 +188,9 @@ pub async fn app_detail(db: &Db, user_id: &str, grant_id: &str) -> DomainResult<
     })
 }
 
-/// Events newest first, with refreshes and code redemptions summed per day.
-fn timeline(events: Vec<EventRow>) -> Vec<Activity> {
+/// Events newest first, with refreshes and code redemptions summed per (UTC) day.
+fn timeline(mut events: Vec<EventRow>) -> Vec<Activity> {
+    events.sort_by_key(|e| std::cmp::Reverse(e.at));
     let mut lines: Vec<Activity> = Vec::new();
     let mut daily: BTreeMap<(i64, String), usize> = BTreeMap::new();
     for event in events {
@@ -181,7 +198,7 @@ fn timeline(events: Vec<EventRow>) -> Vec<Activity> {
         if counted {
             let key = (event.at.div_euclid(86_400), event.kind.clone());
             if let Some(&i) = daily.get(&key) {
-                lines[i].count += 1;
+                lines[i].count += event.n;
                 continue;
             }
             daily.insert(key, lines.len());
@@ -189,7 +206,7 @@ fn timeline(events: Vec<EventRow>) -> Vec<Activity> {
         lines.push(Activity {
             at: event.at,
             kind: event.kind,
-            count: 1,
+            count: event.n,
         });
     }
     lines.truncate(ACTIVITY_LINES);
@@ -457,26 +474,44 @@ mod tests {
             EventRow {
                 at: day + 500,
                 kind: "token_refreshed".into(),
+                n: 1,
             },
             EventRow {
                 at: day + 400,
                 kind: "revoked".into(),
+                n: 1,
             },
             EventRow {
                 at: day + 300,
                 kind: "token_refreshed".into(),
+                n: 1,
             },
             EventRow {
                 at: day + 200,
                 kind: "token_refreshed".into(),
+                n: 1,
             },
             EventRow {
                 at: day - 10,
                 kind: "token_refreshed".into(),
+                n: 1,
             },
             EventRow {
                 at: day - 20,
                 kind: "consent_granted".into(),
+                n: 1,
+            },
+            // Counted refreshes (`usage_days`) come after the audit events
+            // and merge into their day's line.
+            EventRow {
+                at: day + 250,
+                kind: "token_refreshed".into(),
+                n: 5,
+            },
+            EventRow {
+                at: day - 5,
+                kind: "token_refreshed".into(),
+                n: 2,
             },
         ];
         let lines = timeline(events);
@@ -484,9 +519,9 @@ mod tests {
         assert_eq!(
             shape,
             vec![
-                ("token_refreshed", 3),
+                ("token_refreshed", 8),
                 ("revoked", 1),
-                ("token_refreshed", 1),
+                ("token_refreshed", 3),
                 ("consent_granted", 1)
             ]
         );

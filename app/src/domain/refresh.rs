@@ -8,10 +8,12 @@
 //! two parties hold the chain (RFC 9700 §4.14.2): the whole family is revoked.
 //!
 //! A refresh is one read (the token, its family, grant, user and the client's
-//! policy, in one query) and one short write transaction. The "last used"
-//! columns of families and grants are written at most once per
-//! [`LAST_USED_GRANULARITY_SECS`] per row (see there), so refreshes of one
-//! user's app do not queue on the grant row they share.
+//! policy, in one query) and, with rotation, one short write transaction
+//! (without, usually none). The "last used" columns of families and grants
+//! are written at most once per [`LAST_USED_GRANULARITY_SECS`] per row (see
+//! there), so refreshes of one user's app do not queue on the grant row they
+//! share. A refresh is counted per client and minute and per user, client
+//! and day ([`super::usage`]), not audited one row each.
 
 use super::{
     audit::{AuditEvent, AuditKind},
@@ -23,6 +25,7 @@ use super::{
     secrets::{new_secret, sha256_hex},
     store::{now, Db},
     tokens::{narrow_scope, sign_access_token, AccessFor, GrantError, TokenSet},
+    usage::Usage,
     DomainError, DomainResult,
 };
 use crate::on_db;
@@ -221,6 +224,7 @@ pub struct RefreshRequest<'a> {
 /// and, with rotation, the token's successor.
 pub async fn refresh(
     db: &Db,
+    usage: &Usage,
     keys: &KeyRing,
     revoked: &RevokedSets,
     issuer: &str,
@@ -262,27 +266,11 @@ pub async fn refresh(
     let successor = rotate.then(new_secret);
     let expires_at = (at + policy.refresh_idle_ttl_secs)
         .min(row.family_created_at + policy.refresh_absolute_ttl_secs);
-    // What needs writing besides the audit record (see LAST_USED_GRANULARITY_SECS).
+    // What needs writing (see LAST_USED_GRANULARITY_SECS).
     let stale_before = at - LAST_USED_GRANULARITY_SECS;
     let touch_family = found.family_last_used_at <= stale_before;
     let touch_grant = found.grant_last_used_at.is_none_or(|t| t <= stale_before);
     let push_expiry = !rotate && expires_at - row.expires_at >= LAST_USED_GRANULARITY_SECS;
-    let event = {
-        let mut event = AuditEvent::new(AuditKind::TokenRefreshed)
-            .client(&client.client_id)
-            .ip(&r.from.ip)
-            .detail(serde_json::json!({
-                "grant_id": row.grant_id,
-                "family_id": row.family_id,
-                "scope": scope,
-                "rotated": rotate,
-            }));
-        if let Some(user) = &row.user_id {
-            event = event.subject(user);
-        }
-        event.actor_client_id = Some(client.client_id.clone());
-        event
-    };
     // Liveness: the lookup saw the family, grant and token live. A revocation
     // that commits after it still wins over this refresh:
     // * with rotation, the claim below (and, for a retry within the reuse
@@ -297,7 +285,7 @@ pub async fn refresh(
     let won = {
         let done = match (db, &successor) {
             (Db::Sqlite(pool), Some(next)) if !touch_family && !touch_grant => {
-                rotate_on_sqlite(pool, row, next, at, expires_at, &event).await?
+                rotate_on_sqlite(pool, row, next, at, expires_at).await?
             }
             _ => false,
         };
@@ -308,8 +296,8 @@ pub async fn refresh(
                 let needs_transaction =
                     successor.is_some() || push_expiry || touch_family || touch_grant;
                 if !needs_transaction {
-                    // No rotation, nothing stale: the audit record is all there is to write.
-                    pool.execute_write(crate::bind_audit!(&event)).await?;
+                    // No rotation, nothing stale: nothing to write (the
+                    // refresh is counted in `usage`, not audited).
                     return Ok::<_, sqlx::Error>(Some(true));
                 }
                 let mut tx = pool.begin_write().await?;
@@ -408,14 +396,17 @@ pub async fn refresh(
                 .execute(&mut *tx)
                 .await?;
                 }
-                crate::bind_audit!(&event).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(Some(true))
             })?
         }
     };
     match won {
-        Some(true) => {}
+        Some(true) => usage.count(
+            &client.client_id,
+            row.user_id.as_deref(),
+            AuditKind::TokenRefreshed,
+        ),
         Some(false) => {
             return Err(GrantError::InvalidGrant(
                 "the refresh token was revoked".into(),
@@ -451,8 +442,7 @@ pub async fn refresh(
 }
 
 /// The common case of a rotation on SQLite (nothing else to update), with its
-/// writes in one statement list: the audit record, the claim and the
-/// successor, which SQLite runs in one go on the connection's thread. sqlx
+/// writes in one statement list: the claim and the successor, which SQLite runs in one go on the connection's thread. sqlx
 /// sends each statement to that thread and waits for the answer, and each
 /// such round trip, taken while holding the write lock, costs more than the
 /// statement itself. The successor is stored only if the claim took
@@ -472,45 +462,31 @@ async fn rotate_on_sqlite(
     successor: &str,
     at: i64,
     expires_at: i64,
-    event: &AuditEvent,
 ) -> Result<bool, sqlx::Error> {
     use super::store::BeginWrite;
-    use sqlx::{Arguments, Execute};
-    let mut audit: sqlx::query::Query<'_, sqlx::Sqlite, _> = crate::bind_audit!(event);
-    let mut args = audit
-        .take_arguments()
-        .map_err(sqlx::Error::Encode)?
-        .unwrap_or_default();
-    // The audit record's parameters come first; ours are numbered after them.
-    let n = args.len();
-    let (at_, hash, family, next, scopes, expires) = (n + 1, n + 2, n + 3, n + 4, n + 5, n + 6);
     let claim = row.used_at.is_none();
-    let mut sql = String::from(super::audit::INSERT_SQL);
+    let mut sql = String::new();
     if claim {
-        sql += &format!(
-            "; UPDATE refresh_tokens SET used_at = ${at_} \
-             WHERE hash = ${hash} AND used_at IS NULL AND revoked_at IS NULL \
-             AND EXISTS (SELECT 1 FROM token_families WHERE id = ${family} AND revoked_at IS NULL)"
-        );
+        sql += "UPDATE refresh_tokens SET used_at = $1 \
+             WHERE hash = $2 AND used_at IS NULL AND revoked_at IS NULL \
+             AND EXISTS (SELECT 1 FROM token_families WHERE id = $3 AND revoked_at IS NULL); ";
     }
     sql += &format!(
-        "; INSERT INTO refresh_tokens (hash, family_id, parent_hash, scopes, issued_at, expires_at) \
-         SELECT ${next}, ${family}, ${hash}, ${scopes}, ${at_}, ${expires} WHERE {} EXISTS \
-         (SELECT 1 FROM token_families WHERE id = ${family} AND revoked_at IS NULL)",
+        "INSERT INTO refresh_tokens (hash, family_id, parent_hash, scopes, issued_at, expires_at) \
+         SELECT $4, $3, $2, $5, $1, $6 WHERE {} EXISTS \
+         (SELECT 1 FROM token_families WHERE id = $3 AND revoked_at IS NULL)",
         if claim { "changes() = 1 AND" } else { "" }
     );
-    let added = args
-        .add(at)
-        .and_then(|()| args.add(row.hash.clone()))
-        .and_then(|()| args.add(row.family_id.clone()))
-        .and_then(|()| args.add(sha256_hex(successor)))
-        .and_then(|()| args.add(row.scopes.clone()))
-        .and_then(|()| args.add(expires_at));
-    added.map_err(sqlx::Error::Encode)?;
-    // The audit record, the claim (when there is one), the successor.
-    let expected = if claim { 3 } else { 2 };
+    // The claim (when there is one) and the successor.
+    let expected = if claim { 2 } else { 1 };
     let mut tx = pool.begin_write().await?;
-    let done = sqlx::query_with(&sql, args)
+    let done = sqlx::query(&sql)
+        .bind(at)
+        .bind(&row.hash)
+        .bind(&row.family_id)
+        .bind(sha256_hex(successor))
+        .bind(&row.scopes)
+        .bind(expires_at)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -185,6 +185,13 @@ pub const RULES: &[Rule] = &[
         keep: Keep::Audit,
     },
     Rule {
+        name: "usage counts per user and day, past the audit retention",
+        table: "usage_days",
+        key: "id",
+        condition: "day * 86400 < $1",
+        keep: Keep::Audit,
+    },
+    Rule {
         name: "audit events, past the audit retention",
         table: "audit_events",
         key: "id",

@@ -227,7 +227,7 @@ pub async fn issue_client_credentials(
             sid: None,
         },
     )?;
-    usage.count(&client.client_id, AuditKind::TokenIssued);
+    usage.count(&client.client_id, None, AuditKind::TokenIssued);
     Ok(issued)
 }
 

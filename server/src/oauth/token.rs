@@ -113,6 +113,7 @@ async fn exchange(
             };
             let set = refresh::refresh(
                 &state.db,
+                &state.usage,
                 &state.keys,
                 &state.revoked,
                 &state.config.issuer,

@@ -147,6 +147,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub keys: KeyRing,
     pub revoked: RevokedSets,
+    /// The server's usage counts: `flush` writes them at once.
+    pub usage: app::domain::usage::Usage,
     handle: tokio::task::JoinHandle<()>,
     follow: tokio::task::JoinHandle<()>,
 }
@@ -201,13 +203,14 @@ impl TestServer {
             change,
             || async { app::domain::clients::registration_changed() },
         ));
+        let usage = app::domain::usage::Usage::new(db.clone());
         let app = latchkey::http::router_with(
             db.clone(),
             keys.clone(),
             revoked.clone(),
             config,
             store,
-            app::domain::usage::Usage::new(db.clone()),
+            usage.clone(),
             extra,
         );
         let handle = tokio::spawn(async move {
@@ -223,6 +226,7 @@ impl TestServer {
             addr,
             keys,
             revoked,
+            usage,
             handle,
             follow,
         }
@@ -294,6 +298,24 @@ pub async fn exec(db: &Db, statement: &str) {
         Db::Postgres(pool) => sqlx::query(statement).execute(pool).await.map(|_| ()),
     }
     .unwrap();
+}
+
+/// Waits (up to [`PATIENCE`]) until [`text_value`] reads `expected`: for
+/// what is written shortly after the answer, such as usage counts
+/// (`usage::FLUSH_EVERY`). Fails the test with `what` otherwise.
+pub async fn eventually_text(db: &Db, query: &str, param: &str, expected: &str, what: &str) {
+    let waiting = std::time::Instant::now();
+    loop {
+        let now_is = text_value(db, query, param).await;
+        if now_is.as_deref() == Some(expected) {
+            return;
+        }
+        assert!(
+            waiting.elapsed() < PATIENCE,
+            "{what}: {now_is:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Reads one optional text value with one bound parameter (test inspection only).
