@@ -27,6 +27,27 @@ executemany).
         --kinds-total T instead of 3N entries: T entries split as evenly as
         possible over the three kinds (grants, families, jtis).
 
+    growth_data.py steady DB --rate R --days D [--session-days L]
+        The rows D days of R refreshes a second leave behind (before the
+        retention job runs: bench/growth.sh runs `latchkey prune` after it),
+        under the default policy (10-minute access tokens, 14-day idle and
+        90-day absolute refresh lifetimes, rotation on): R x 600 sessions
+        live at any time (each refreshes once per access-token lifetime),
+        one per user, spread over 10 clients; each session lasts L days
+        (default 7), then its user signs in again (a new sign-in, code and
+        family) and the old family goes idle. Per session started: a sign-in
+        (login_sessions, ended when the next one starts), a family holding
+        its refresh-token chain, audit events `login` and `code_redeemed`;
+        per user one grant and one `consent_granted`; refreshes counted per
+        client and minute (usage_counts) and per user, client and day
+        (usage_days).
+
+    growth_data.py stored-sample DB --count N
+        N stored refresh tokens (as before chains: one row per refresh, its
+        parent's hash, SHA-256 keys) and N `token_refreshed` audit rows (as
+        before refreshes were counted), into an existing family: to measure
+        what one refresh used to cost in bytes.
+
 Prints one line of JSON: what was written and how long it took.
 """
 
@@ -261,6 +282,115 @@ def revocations(conn, per_kind, revoked_ago, until_after):
     }
 
 
+def steady(conn, rate, days, session_days):
+    now = int(time.time())
+    access_ttl, idle = 600, 14 * DAY
+    live = rate * access_ttl              # sessions live at any moment
+    users = [new_id() for _ in range(live)]
+    clients = [new_id() for _ in range(10)]
+    span = days * DAY
+    session = session_days * DAY
+    started = time.monotonic()
+    conn.execute("BEGIN")
+    insert(conn, "INSERT INTO users (id, username, username_key, password_hash, is_admin, created_at) "
+                 "VALUES (?, ?, ?, 'x', 0, ?)",
+           ((u, f"steady-{i}", f"steady-{i}", now - span) for i, u in enumerate(users)))
+    insert(conn, "INSERT INTO clients (id, name, name_key, kind, secret_hash, redirect_uris, "
+                 "post_logout_redirect_uris, grant_types, extra_scopes, created_at, updated_at) "
+                 "VALUES (?, ?, ?, 'confidential', ?, '[\"https://steady.example/cb\"]', '[]', "
+                 "'authorization_code refresh_token', '', ?, ?)",
+           ((c, f"steady-{i}", f"steady-{i}", token_hash(), now - span, now - span)
+            for i, c in enumerate(clients)))
+    grants = [new_id() for _ in users]
+    insert(conn, "INSERT INTO grants (id, user_id, client_id, scopes, created_at, last_used_at, "
+                 "last_used_ip, last_used_ua) VALUES (?, ?, ?, ?, ?, ?, '203.0.113.7', 'steady')",
+           ((g, u, clients[i % len(clients)], SCOPES, now - span, now)
+            for i, (g, u) in enumerate(zip(grants, users))))
+    counts = {"sessions": 0}
+
+    def sessions():
+        """(user index, start, end or None): back-to-back sessions per user,
+        phases spread evenly so that sessions start at a steady pace."""
+        for i in range(len(users)):
+            t = now - span - (i * session) // len(users)
+            while t < now:
+                end = t + session
+                yield i, max(t, now - span), (end if end < now else None)
+                t = end
+
+    def session_rows():
+        for i, start, end in sessions():
+            counts["sessions"] += 1
+            last = min(end or now, now)
+            yield i, start, end, last
+
+    rows = list(session_rows())
+    insert(conn, "INSERT INTO login_sessions (id, user_id, user_agent, ip, created_at, last_seen_at, "
+                 "ended_at, end_reason) VALUES (?, ?, 'steady', '203.0.113.7', ?, ?, ?, ?)",
+           ((f"ls-{k}", users[i], start, last, end, "signed in again" if end else None)
+            for k, (i, start, end, last) in enumerate(rows)))
+    insert(conn, "INSERT INTO token_families (id, grant_id, login_session_id, created_at, last_used_at, "
+                 "last_used_ip, last_used_ua, scopes, chain_generation, chain_rotated_at, chain_expires_at) "
+                 "VALUES (?, ?, ?, ?, ?, '203.0.113.7', 'steady', ?, ?, ?, ?)",
+           ((new_id(), grants[i], f"ls-{k}", start, last, SCOPES, (last - start) // access_ttl,
+             last, last + idle) for k, (i, start, end, last) in enumerate(rows)))
+    def audit_rows():
+        for k, (i, start, end, last) in enumerate(rows):
+            for kind in ("login", "code_redeemed"):
+                yield (new_id(), start, kind, users[i], None, users[i], clients[i % len(clients)],
+                       "203.0.113.7", '{"user_agent":"steady"}')
+        for i, u in enumerate(users):
+            yield (new_id(), now - span, "consent_granted", u, None, u, clients[i % len(clients)],
+                   "203.0.113.7", '{"scope":"openid offline_access"}')
+    audit = insert(conn, "INSERT INTO audit_events (id, at, kind, actor_user_id, actor_client_id, "
+                         "subject_user_id, client_id, ip, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   audit_rows())
+    per_client_minute = rate * 60 // len(clients)
+    minutes = insert(conn, "INSERT INTO usage_counts (client_id, minute, kind, n) VALUES (?, ?, 'token_refreshed', ?)",
+                     ((c, m, per_client_minute) for m in range((now - span) // 60, now // 60)
+                      for c in clients))
+    per_day = DAY // access_ttl
+    user_days = insert(conn, "INSERT INTO usage_days (id, user_id, client_id, day, kind, n, last_at) "
+                             "VALUES (?, ?, ?, ?, 'token_refreshed', ?, ?)",
+                       ((new_id(), u, clients[i % len(clients)], d, per_day, d * DAY + DAY - 1)
+                        for d in range((now - span) // DAY, now // DAY)
+                        for i, u in enumerate(users)))
+    conn.execute("COMMIT")
+    return {
+        "rate": rate, "days": days, "session_days": session_days,
+        "live_sessions": live, "users": len(users), "sessions": counts["sessions"],
+        "refreshes": rate * span, "audit_events": audit, "usage_counts": minutes,
+        "usage_days": user_days, "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def stored_sample(conn, count):
+    family = scalar(conn, "SELECT id FROM token_families LIMIT 1")
+    client = scalar(conn, "SELECT id FROM clients LIMIT 1")
+    user = scalar(conn, "SELECT id FROM users LIMIT 1")
+    if family is None:
+        sys.exit("growth_data.py: stored-sample needs a family (run steady first)")
+    now = int(time.time())
+    started = time.monotonic()
+    conn.execute("BEGIN")
+
+    def tokens():
+        parent = None
+        for k in range(count):
+            h = token_hash()
+            yield (h, family, parent, SCOPES, now - k, now - k + 14 * DAY, now - k + 600)
+            parent = h
+    insert(conn, "INSERT INTO refresh_tokens (hash, family_id, parent_hash, scopes, issued_at, "
+                 "expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, ?)", tokens())
+    detail = json.dumps({"grant_id": new_id(), "family_id": family, "scope": SCOPES, "rotated": True})
+    insert(conn, "INSERT INTO audit_events (id, at, kind, actor_user_id, actor_client_id, subject_user_id, "
+                 "client_id, ip, detail) VALUES (?, ?, 'token_refreshed', NULL, ?, ?, ?, '203.0.113.7', ?)",
+           ((new_id(), now - k, client, user, client, detail) for k in range(count)))
+    conn.execute("COMMIT")
+    return {"stored_tokens": count, "refresh_audit_events": count,
+            "seconds": round(time.monotonic() - started, 1)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -274,6 +404,14 @@ def main():
     group.add_argument("--kinds-total", type=int, help="T log entries over the three kinds")
     rv.add_argument("--revoked-ago", type=int, required=True)
     rv.add_argument("--until-after", type=int, required=True)
+    st = sub.add_parser("steady")
+    st.add_argument("db")
+    st.add_argument("--rate", type=int, required=True, help="refreshes per second")
+    st.add_argument("--days", type=int, required=True)
+    st.add_argument("--session-days", type=int, default=7)
+    ss = sub.add_parser("stored-sample")
+    ss.add_argument("db")
+    ss.add_argument("--count", type=int, required=True)
     args = parser.parse_args()
 
     if args.command == "revocations":
@@ -287,6 +425,10 @@ def main():
     conn = connect(args.db)
     if args.command == "fixtures":
         out = fixtures(conn, args.password_from)
+    elif args.command == "steady":
+        out = steady(conn, args.rate, args.days, args.session_days)
+    elif args.command == "stored-sample":
+        out = stored_sample(conn, args.count)
     else:
         out = revocations(conn, per_kind, args.revoked_ago, args.until_after)
     # Only after a commit: a failed bulk load (journal off) leaves a scratch file to throw away.

@@ -27,9 +27,10 @@
 #   BENCH_BIN             measure this latchkey binary instead of building one
 #                         (e.g. one built from another checkout, to compare)
 #   BENCH_ROWS            which rows to run (default "cc introspection rotation norotation
-#                         revocation peer growth"; peer = bench/peer.sh, after the others, with
-#                         its own knobs BENCH_PEER_*: see that script; growth = bench/growth.sh
-#                         on the same binary, knobs BENCH_GROWTH_* pass through; cluster =
+#                         revocation peer growth storage"; peer = bench/peer.sh, after the others,
+#                         with its own knobs BENCH_PEER_*: see that script; growth = bench/growth.sh
+#                         on the same binary, knobs BENCH_GROWTH_* pass through; storage =
+#                         bench/storage.sh (a simulated month), knobs BENCH_STORAGE_*; cluster =
 #                         bench/cluster.sh, last, off by default: add it to the list,
 #                         e.g. BENCH_ROWS="cc introspection cluster"; its knobs:
 #                         BENCH_CLUSTER_*, see that script)
@@ -47,7 +48,7 @@ BACKENDS=${BENCH_BACKENDS:-sqlite postgres}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNS:-32}
 REFRESH_CONNS=${BENCH_REFRESH_CONNS:-8}
-ROWS_WANTED=" ${BENCH_ROWS:-cc introspection rotation norotation revocation peer growth} "
+ROWS_WANTED=" ${BENCH_ROWS:-cc introspection rotation norotation revocation peer growth storage} "
 CHAIN_USERS=${BENCH_CHAIN_USERS:-1}
 
 # Targets (requests/s; introspection also p99 in ms).
@@ -251,6 +252,13 @@ if [[ $ROWS_WANTED == *" growth "* ]]; then
   echo
   say "growth rows: bench/growth.sh with $BIN (BENCH_GROWTH_N=${BENCH_GROWTH_N:-1000000})"
   BENCH_BIN=$BIN BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP "$BENCH_DIR/growth.sh"
+fi
+
+# --- 7b. the storage row (bench/storage.sh: a simulated month, on SQLite) -------------
+if [[ $ROWS_WANTED == *" storage "* ]]; then
+  echo
+  say "storage row: bench/storage.sh with $BIN"
+  BENCH_BIN=$BIN "$BENCH_DIR/storage.sh"
 fi
 
 # --- 8. three instances behind HAProxy (bench/cluster.sh; off by default) ----------

@@ -10,7 +10,7 @@ use app::domain::{
     policy::{self, PolicyChange},
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use common::{count, exec, flow::*, TestDb, TestServer};
+use common::{count, exec, flow::*, text_value, TestDb, TestServer};
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 
@@ -28,6 +28,8 @@ on_both_backends!(
     reuse_grace_lets_a_retry_through,
     introspection_and_refresh_agree_on_a_used_refresh_token,
     concurrent_refreshes_have_exactly_one_winner,
+    a_stored_refresh_token_from_before_chains_starts_its_familys_chain,
+    a_forged_or_foreign_chain_token_is_unknown,
     refresh_tokens_introspect_and_revoke_for_their_client_only,
     userinfo_needs_a_live_openid_token,
     rp_logout_with_a_hint_of_this_browser_ends_its_sign_in_at_once,
@@ -488,9 +490,14 @@ async fn refresh_rotates_and_reuse_revokes_the_family(t: TestDb) {
     )
     .await;
     assert_eq!(
-        count(&t.db, "refresh_tokens WHERE revoked_at IS NULL").await,
-        2,
-        "only the other device's chain (its used first token and the successor)"
+        count(&t.db, "token_families WHERE revoked_at IS NULL").await,
+        1,
+        "only the other device's chain"
+    );
+    assert_eq!(
+        count(&t.db, "refresh_tokens").await,
+        0,
+        "nothing is stored per refresh token: the family row holds the chain"
     );
 
     // Rotation off: the same refresh token keeps working and none is returned.
@@ -602,7 +609,7 @@ async fn refresh_policy_is_read_at_every_use(t: TestDb) {
     // Idle lifetime: unused for too long.
     exec(
         &t.db,
-        "UPDATE refresh_tokens SET expires_at = expires_at - 1209601",
+        "UPDATE token_families SET chain_expires_at = chain_expires_at - 1209601",
     )
     .await;
     assert_eq!(
@@ -649,15 +656,20 @@ async fn reuse_grace_lets_a_retry_through(t: TestDb) {
     .unwrap();
     let body = tokens_for(&alice, &server, &app, "openid").await;
     let r1 = str_of(&body, "refresh_token");
-    assert_eq!(refresh(&server, &app, r1).await.status(), StatusCode::OK);
+    let res = refresh(&server, &app, r1).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let rotated: Value = res.json().await.unwrap();
     // A retry within the grace (say the first answer was lost) still works...
     let retry = refresh(&server, &app, r1).await;
     assert_eq!(retry.status(), StatusCode::OK);
     let retried: Value = retry.json().await.unwrap();
-    // ...but after the grace it is reuse.
+    // ... and gets the successor the lost answer carried ...
+    assert_eq!(retried["refresh_token"], rotated["refresh_token"]);
+    // ... but after the grace it is reuse.
     exec(
         &t.db,
-        "UPDATE refresh_tokens SET used_at = used_at - 31 WHERE used_at IS NOT NULL",
+        "UPDATE token_families SET chain_rotated_at = chain_rotated_at - 31 \
+         WHERE chain_rotated_at IS NOT NULL",
     )
     .await;
     assert_eq!(
@@ -741,8 +753,143 @@ async fn concurrent_refreshes_have_exactly_one_winner(t: TestDb) {
         assert_eq!(*status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"], "invalid_grant");
     }
-    // Exactly one successor was stored.
-    assert_eq!(count(&t.db, "refresh_tokens").await, 2);
+    // The chain moved on exactly once.
+    assert_eq!(
+        text_value(
+            &t.db,
+            "SELECT CAST(chain_generation AS TEXT) FROM token_families WHERE $1 = $1",
+            "-"
+        )
+        .await
+        .as_deref(),
+        Some("1")
+    );
+    t.cleanup().await;
+}
+
+/// A refresh token issued before chains (stored as SHA-256, its family
+/// without a chain) keeps working after the upgrade: its first rotation
+/// starts the family's chain, whose tokens then work, and presenting the
+/// stored token again is reuse.
+async fn a_stored_refresh_token_from_before_chains_starts_its_familys_chain(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let body = tokens_for(&alice, &server, &app, "openid notes:read").await;
+    let family = jwt_part(str_of(&body, "access_token"), 1)["fid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The family as a pre-chain one, with a stored token.
+    let stored = app::domain::secrets::new_secret();
+    exec(
+        &t.db,
+        &format!(
+            "UPDATE token_families SET scopes = NULL, chain_generation = NULL, \
+             chain_expires_at = NULL WHERE id = '{family}'"
+        ),
+    )
+    .await;
+    exec(
+        &t.db,
+        &format!(
+            "INSERT INTO refresh_tokens (hash, family_id, scopes, issued_at, expires_at) \
+             VALUES ('{}', '{family}', 'openid notes:read', 1, 4000000000)",
+            app::domain::secrets::sha256_hex(&stored)
+        ),
+    )
+    .await;
+    // The chain token the family had is unknown now (its family has no chain).
+    assert_eq!(
+        oauth_error(refresh(&server, &app, str_of(&body, "refresh_token")).await)
+            .await
+            .1,
+        "invalid_grant"
+    );
+    assert!(
+        is_active(&server, &app, &stored).await,
+        "the stored token introspects"
+    );
+    let res = refresh(&server, &app, &stored).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let first: Value = res.json().await.unwrap();
+    assert_eq!(first["scope"], "openid notes:read");
+    let chained = str_of(&first, "refresh_token");
+    assert_ne!(chained, stored);
+    assert!(
+        URL_SAFE_NO_PAD.decode(chained).unwrap().len() > 32,
+        "a chain token, not another stored one"
+    );
+    assert_eq!(
+        text_value(
+            &t.db,
+            "SELECT CAST(chain_generation AS TEXT) || ' ' || scopes FROM token_families WHERE id = $1",
+            &family
+        )
+        .await
+        .as_deref(),
+        Some("1 openid notes:read")
+    );
+    assert_eq!(
+        count(&t.db, "refresh_tokens").await,
+        1,
+        "no successor stored"
+    );
+    let res = refresh(&server, &app, chained).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let second: Value = res.json().await.unwrap();
+    // The stored token again: reuse; the family and its chain are revoked.
+    assert_eq!(
+        oauth_error(refresh(&server, &app, &stored).await).await.1,
+        "invalid_grant"
+    );
+    assert!(!is_active(&server, &app, str_of(&second, "refresh_token")).await);
+    assert!(!is_active(&server, &app, str_of(&second, "access_token")).await);
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'reuse_detected'").await,
+        1
+    );
+    t.cleanup().await;
+}
+
+/// A chain token is MACed with a key derived from the master key: one whose
+/// MAC does not verify (a changed generation, another family's id) is
+/// unknown, and presenting it revokes nothing.
+async fn a_forged_or_foreign_chain_token_is_unknown(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let body = tokens_for(&alice, &server, &app, "openid").await;
+    let token = str_of(&body, "refresh_token");
+    let raw = URL_SAFE_NO_PAD.decode(token).unwrap();
+    // The generation (the 8 bytes before the 32-byte MAC) moved on by one.
+    let mut later = raw.clone();
+    let at = later.len() - 33;
+    later[at] += 1;
+    // Another family's id under this token's generation and MAC.
+    let other = tokens_for(&alice, &server, &app, "openid").await;
+    let other_raw = URL_SAFE_NO_PAD
+        .decode(str_of(&other, "refresh_token"))
+        .unwrap();
+    let mut swapped = other_raw[..other_raw.len() - 40].to_vec();
+    swapped.extend_from_slice(&raw[raw.len() - 40..]);
+    for forged in [later, swapped] {
+        let forged = URL_SAFE_NO_PAD.encode(forged);
+        let (status, error) = oauth_error(refresh(&server, &app, &forged).await).await;
+        assert_eq!(
+            (status, error.as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_grant")
+        );
+        assert!(!is_active(&server, &app, &forged).await);
+    }
+    // Nothing was revoked: both sessions still refresh.
+    assert_eq!(refresh(&server, &app, token).await.status(), StatusCode::OK);
+    assert_eq!(
+        refresh(&server, &app, str_of(&other, "refresh_token"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        count(&t.db, "token_families WHERE revoked_at IS NOT NULL").await,
+        0
+    );
     t.cleanup().await;
 }
 

@@ -13,7 +13,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use common::{
     count, exec,
     flow::{oauth_error, service},
-    text_value, TestDb, TestServer,
+    TestDb, TestServer,
 };
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};

@@ -43,19 +43,23 @@ fn rows(report: &[Pruned], table: &str) -> u64 {
         .sum()
 }
 
-/// What the test builds: a live rotated chain, a signed-out second device,
-/// a revoked second app, a revoked access token, an unredeemed code, old
-/// audit events (more than one batch) and two outbox rows.
+/// What the test builds: a live rotated chain with three stored tokens
+/// (from before chains: one expired, one revoked, one live), a session
+/// that ended unrevoked, a signed-out second device, a revoked second app, a
+/// revoked access token, an unredeemed code, old audit events (more than
+/// one batch), usage counts and two outbox rows.
 struct World {
     server: TestServer,
     notes: flow::App,
-    /// Rotated long ago: past its idle expiry.
+    /// The chain's first generation: presenting it again is reuse.
     r0: String,
-    /// Rotated, not expired: presenting it again is reuse.
+    /// Its second: the same.
     r1: String,
     /// The chain's current token.
     r2: String,
     live_family: String,
+    /// A family of the same sign-in whose chain ran out (aged by [`age`]).
+    ended_family: String,
     live_sign_in: String,
 }
 
@@ -90,6 +94,26 @@ async fn build(t: &TestDb) -> World {
     )
     .await
     .unwrap();
+
+    // Stored refresh tokens of the live family, as issued before chains.
+    let at = now();
+    exec(
+        &t.db,
+        &format!(
+            "INSERT INTO refresh_tokens (hash, family_id, parent_hash, scopes, issued_at, expires_at, revoked_at) \
+             VALUES ('stored-expired', '{live_family}', NULL, 'openid', {at}, {later}, NULL), \
+             ('stored-revoked', '{live_family}', NULL, 'openid', {at}, {later}, {at}), \
+             ('stored-live', '{live_family}', NULL, 'openid', {at}, {later}, NULL)",
+            later = at + DAY
+        ),
+    )
+    .await;
+    // Another session of the same sign-in, which will have run out.
+    let ended = flow::tokens_for(&alice, &server, &notes, "openid").await;
+    let ended_family = flow::jwt_part(str_of(&ended, "access_token"), 1)["fid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // A second device signs in, gets tokens, signs out: its family is
     // revoked and its sign-in ended.
@@ -185,19 +209,26 @@ async fn build(t: &TestDb) -> World {
         r1,
         r2,
         live_family,
+        ended_family,
         live_sign_in,
     }
 }
 
 /// Moves times into the past, as if the days had gone by.
-async fn age(t: &TestDb) {
+async fn age(t: &TestDb, w: &World) {
     let statements = [
         // Every code expired two hours ago.
         "UPDATE auth_codes SET expires_at = expires_at - 7200".to_owned(),
-        // r0's idle expiry passed two hours ago.
+        // A stored token's idle expiry passed two hours ago.
         format!(
-            "UPDATE refresh_tokens SET expires_at = {} WHERE used_at IS NOT NULL AND parent_hash IS NULL",
+            "UPDATE refresh_tokens SET expires_at = {} WHERE hash = 'stored-expired'",
             now() - 7200
+        ),
+        // The ended session: last used, and its chain's idle expiry, two days ago.
+        format!(
+            "UPDATE token_families SET last_used_at = {ago}, chain_expires_at = {ago} WHERE id = '{}'",
+            w.ended_family,
+            ago = now() - 2 * DAY
         ),
         // Every revocation happened 26 hours ago, past the longest access token.
         format!(
@@ -281,17 +312,21 @@ async fn deletes_what_no_longer_matters_and_keeps_the_rest(t: TestDb) {
         assert_eq!(rows(&fresh, table), 0, "{table}: {fresh:?}");
     }
 
-    age(&t).await;
+    age(&t, &w).await;
     let report = retention::run(&t.db, &Retention::default()).await.unwrap();
-    // Codes: the three redeemed ones and the unredeemed one.
-    assert_eq!(rows(&report, "auth_codes"), 4, "{report:?}");
+    // Codes: the four redeemed ones and the unredeemed one.
+    assert_eq!(rows(&report, "auth_codes"), 5, "{report:?}");
     assert_eq!(count(&t.db, "auth_codes").await, 0);
-    // Refresh tokens: r0 (expired), the phone's and the calendar's (revoked
-    // families); r1 and r2 stay.
-    assert_eq!(rows(&report, "refresh_tokens"), 3, "{report:?}");
-    assert_eq!(count(&t.db, "refresh_tokens").await, 2);
-    // Families: the phone's and the calendar's; the live one stays.
-    assert_eq!(rows(&report, "token_families"), 2, "{report:?}");
+    // Stored refresh tokens: the expired one and the revoked one; the
+    // live one stays. (Chain tokens have no rows.)
+    assert_eq!(rows(&report, "refresh_tokens"), 2, "{report:?}");
+    assert_eq!(
+        text_value(&t.db, "SELECT hash FROM refresh_tokens WHERE $1 = $1", "-").await,
+        Some("stored-live".to_owned())
+    );
+    // Families: the phone's and the calendar's (revoked), the ended one;
+    // the live one stays.
+    assert_eq!(rows(&report, "token_families"), 3, "{report:?}");
     assert_eq!(
         text_value(&t.db, "SELECT id FROM token_families WHERE $1 = $1", "-").await,
         Some(w.live_family.clone())
@@ -324,14 +359,13 @@ async fn deletes_what_no_longer_matters_and_keeps_the_rest(t: TestDb) {
     // What stayed still works as before: r2 refreshes ...
     let res = refresh(&w.server, &w.notes, &w.r2).await;
     assert_eq!(res.status(), StatusCode::OK);
-    // ... r0 is refused (unknown now, expired before) ...
+    // ... and r0 and r1, earlier generations of its chain, still reveal
+    // reuse: the family is revoked.
     let (status, error) = oauth_error(refresh(&w.server, &w.notes, &w.r0).await).await;
     assert_eq!(
         (status, error.as_str()),
         (StatusCode::BAD_REQUEST, "invalid_grant")
     );
-    // ... and r1, rotated but not expired, still reveals reuse: the family
-    // is revoked.
     let (_, error) = oauth_error(refresh(&w.server, &w.notes, &w.r1).await).await;
     assert_eq!(error, "invalid_grant");
     assert!(text_value(
@@ -345,15 +379,15 @@ async fn deletes_what_no_longer_matters_and_keeps_the_rest(t: TestDb) {
 }
 
 async fn dry_run_counts_exactly_and_deletes_nothing(t: TestDb) {
-    let _world = build(&t).await;
-    age(&t).await;
+    let world = build(&t).await;
+    age(&t, &world).await;
     let before = counts(&t).await;
     let dry = retention::dry_run(&t.db, &Retention::default())
         .await
         .unwrap();
     assert_eq!(counts(&t).await, before, "a dry run deletes nothing");
     // Families go only after their refresh tokens: counted all the same.
-    assert_eq!(rows(&dry, "token_families"), 2, "{dry:?}");
+    assert_eq!(rows(&dry, "token_families"), 3, "{dry:?}");
     let ran = retention::run(&t.db, &Retention::default()).await.unwrap();
     assert_eq!(dry, ran, "the dry run said exactly what goes");
     t.cleanup().await;

@@ -223,21 +223,25 @@ pub async fn delete_client(
 
 /// Refresh tokens that would work if presented now, of one client (`Some`) or
 /// of every client that inherits the default refresh switch (`None`): what
-/// stops working when refresh is switched off there.
+/// stops working when refresh is switched off there. A chain's current
+/// generation counts once per family, a stored token (issued before chains)
+/// once per token.
 pub async fn live_refresh_tokens(db: &Db, client_id: Option<&str>) -> DomainResult<i64> {
     let target = match client_id {
         Some(_) => "c.id = $2",
         None => "c.refresh_enabled IS NULL",
     };
     let sql = format!(
-        "SELECT COUNT(*) FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id \
+        "SELECT COUNT(*) FROM token_families f \
          JOIN grants g ON g.id = f.grant_id JOIN clients c ON c.id = g.client_id \
          LEFT JOIN users u ON u.id = g.user_id CROSS JOIN policy_default d \
+         LEFT JOIN refresh_tokens t ON t.family_id = f.id AND t.revoked_at IS NULL \
+           AND t.expires_at > $1 \
+           AND (t.used_at IS NULL OR NOT COALESCE(c.rotate_refresh, d.rotate_refresh)) \
          WHERE d.id = 1 AND c.deleted_at IS NULL AND u.disabled_at IS NULL \
-         AND t.revoked_at IS NULL AND f.revoked_at IS NULL AND g.revoked_at IS NULL \
-         AND t.expires_at > $1 \
+         AND f.revoked_at IS NULL AND g.revoked_at IS NULL \
+         AND (t.hash IS NOT NULL OR f.chain_expires_at > $1) \
          AND f.created_at + COALESCE(c.refresh_absolute_ttl_secs, d.refresh_absolute_ttl_secs) > $1 \
-         AND (t.used_at IS NULL OR NOT COALESCE(c.rotate_refresh, d.rotate_refresh)) \
          AND (' ' || c.grant_types || ' ') LIKE '% refresh_token %' \
          AND {target}"
     );

@@ -157,7 +157,7 @@ pub async fn redeem_code(
     let hash = sha256_hex(r.code);
     let at = now();
     let family_id = new_id();
-    let refresh_token = with_refresh.then(new_secret);
+    let refresh_token = with_refresh.then(|| super::refresh::chain_token(keys, &family_id, 0));
     let refresh_expires = at
         + policy
             .refresh_idle_ttl_secs
@@ -208,9 +208,12 @@ pub async fn redeem_code(
                 "the consent behind this code was revoked".into()
             }))));
         };
+        // With a refresh token, the family's chain starts at generation 0
+        // (`refresh::Presented`); without, it has none.
         sqlx::query(
             "INSERT INTO token_families (id, grant_id, login_session_id, created_at, last_used_at, \
-             last_used_ip, last_used_ua) VALUES ($1, $2, $3, $4, $4, $5, $6)",
+             last_used_ip, last_used_ua, scopes, chain_generation, chain_expires_at) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&family_id)
         .bind(&row.grant_id)
@@ -218,6 +221,9 @@ pub async fn redeem_code(
         .bind(at)
         .bind(&r.from.ip)
         .bind(&r.from.user_agent)
+        .bind(&row.scopes)
+        .bind(refresh_token.as_ref().map(|_| 0_i64))
+        .bind(refresh_token.as_ref().map(|_| refresh_expires))
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE auth_codes SET family_id = $1 WHERE hash = $2")
@@ -225,19 +231,6 @@ pub async fn redeem_code(
             .bind(&hash)
             .execute(&mut *tx)
             .await?;
-        if let Some(token) = &refresh_token {
-            sqlx::query(
-                "INSERT INTO refresh_tokens (hash, family_id, parent_hash, scopes, issued_at, expires_at) \
-                 VALUES ($1, $2, NULL, $3, $4, $5)",
-            )
-            .bind(sha256_hex(token))
-            .bind(&family_id)
-            .bind(&row.scopes)
-            .bind(at)
-            .bind(refresh_expires)
-            .execute(&mut *tx)
-            .await?;
-        }
         // At most once a minute per grant (see refresh::LAST_USED_GRANULARITY_SECS):
         // a user's sign-ins to one app share this row.
         sqlx::query(

@@ -521,6 +521,33 @@ pub struct KeyRing {
     /// SHA-256 of access tokens whose signature verified: see
     /// [`KeyRing::verify_access_token`].
     verified: Arc<RwLock<std::collections::HashSet<[u8; 32]>>>,
+    /// The HMAC-SHA256 key of refresh-token chains: see
+    /// [`KeyRing::refresh_chain_mac`].
+    chain: Arc<ring::hmac::Key>,
+}
+
+#[cfg(test)]
+impl KeyRing {
+    /// A ring with no signing key and a random chain key: for tests of the
+    /// refresh-chain MAC.
+    pub(crate) fn chain_only() -> KeyRing {
+        KeyRing {
+            entries: Arc::default(),
+            verified: Arc::default(),
+            chain: Arc::new(MasterKey::generate().refresh_chain_key()),
+        }
+    }
+}
+
+impl MasterKey {
+    /// The key refresh-token chains are MACed with, derived from this
+    /// master key (HMAC-SHA256 of a fixed label): the same on every
+    /// instance, and never stored.
+    fn refresh_chain_key(&self) -> ring::hmac::Key {
+        let master = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
+        let derived = ring::hmac::sign(&master, b"latchkey refresh-token chain key v1");
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
+    }
 }
 
 /// How many verified signatures [`KeyRing`] remembers; when full it forgets
@@ -537,6 +564,20 @@ impl std::fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
+    /// The MAC of generation `generation` of token family `family_id`'s
+    /// refresh-token chain (`refresh::ChainToken`): HMAC-SHA256 over a
+    /// version byte, the family id with its length, and the generation
+    /// (big-endian u64). 32 bytes.
+    pub fn refresh_chain_mac(&self, family_id: &str, generation: u64) -> [u8; 32] {
+        let mut ctx = ring::hmac::Context::with_key(&self.chain);
+        ctx.update(&[1, family_id.len() as u8]);
+        ctx.update(family_id.as_bytes());
+        ctx.update(&generation.to_be_bytes());
+        let mut mac = [0u8; 32];
+        mac.copy_from_slice(ctx.sign().as_ref());
+        mac
+    }
+
     /// Loads the keys; first creates an EdDSA and an RS256 key when there is no
     /// active key of that algorithm (a new database, or keys retired by hand).
     ///
@@ -572,6 +613,7 @@ impl KeyRing {
         let ring = KeyRing {
             entries: Arc::new(RwLock::new(Vec::new())),
             verified: Arc::default(),
+            chain: Arc::new(master.refresh_chain_key()),
         };
         ring.reload(db, master).await?;
         Ok(ring)
@@ -1157,6 +1199,7 @@ mod tests {
         KeyRing {
             entries: Arc::new(RwLock::new(entries)),
             verified: Arc::default(),
+            chain: Arc::new(MasterKey::generate().refresh_chain_key()),
         }
     }
 

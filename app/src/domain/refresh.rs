@@ -1,19 +1,22 @@
-//! Refresh tokens: opaque 256-bit strings stored as SHA-256, one chain per
-//! token family. The client's policy is read at every use: the refresh
-//! switch, rotation, reuse grace, idle and absolute lifetimes.
+//! Refresh tokens: one chain per token family (see [`Presented`] for the
+//! token format: generation `n` of the family's chain, MACed, nothing stored
+//! per token; tokens issued before chains are stored as SHA-256 and still
+//! work). The client's policy is read at every use: the refresh switch,
+//! rotation, reuse grace, idle and absolute lifetimes.
 //!
-//! With rotation on, each use marks the token used and hands out its
-//! successor; the mark is one conditional UPDATE, so of N concurrent uses
-//! exactly one wins. A used token presented again after the reuse grace means
-//! two parties hold the chain (RFC 9700 §4.14.2): the whole family is revoked.
+//! With rotation on, each use moves the chain on by one conditional UPDATE
+//! of the family row, so of N concurrent uses exactly one wins, and hands
+//! out the next generation. An earlier generation presented again after the
+//! reuse grace means two parties hold the chain (RFC 9700 §4.14.2): the
+//! whole family is revoked.
 //!
-//! A refresh is one read (the token, its family, grant, user and the client's
-//! policy, in one query) and, with rotation, one short write transaction
-//! (without, usually none). The "last used" columns of families and grants
-//! are written at most once per [`LAST_USED_GRANULARITY_SECS`] per row (see
-//! there), so refreshes of one user's app do not queue on the grant row they
-//! share. A refresh is counted per client and minute and per user, client
-//! and day ([`super::usage`]), not audited one row each.
+//! A refresh is one read (the family, grant, user and the client's policy,
+//! in one query) and, with rotation, one UPDATE (without, usually none).
+//! The "last used" columns of families and grants are written at most once
+//! per [`LAST_USED_GRANULARITY_SECS`] per row (see there), so refreshes of
+//! one user's app do not queue on the grant row they share. A refresh is
+//! counted per client and minute and per user, client and day
+//! ([`super::usage`]), not audited one row each.
 
 use super::{
     audit::{AuditEvent, AuditKind},
@@ -22,7 +25,7 @@ use super::{
     login_sessions::ClientInfo,
     policy::Policy,
     revocation::{RevokedBy, RevokedSets},
-    secrets::{new_secret, sha256_hex},
+    secrets::sha256_hex,
     store::{now, Db},
     tokens::{narrow_scope, sign_access_token, AccessFor, GrantError, TokenSet},
     usage::Usage,
@@ -139,60 +142,266 @@ fn within_reuse_grace(policy: &Policy, used_at: i64, now: i64) -> bool {
 /// out the idle expiry of a refresh token that is not rotated.
 pub const LAST_USED_GRANULARITY_SECS: i64 = 60;
 
-/// A presented refresh token with everything a refresh decides on: its
-/// family, grant and user, and the effective policy of the grant's client
-/// (the same COALESCE as [`super::policy::effective`]), read in one query.
+/// A refresh token as presented.
+///
+/// Since issue 11 a refresh token is a *chain token*: generation `n` of its
+/// token family's chain, `base64url(0x01 ‖ len ‖ family_id ‖ n ‖ mac)` with
+/// `n` a big-endian u64 and `mac` = [`KeyRing::refresh_chain_mac`] (keyed by
+/// a key derived from the master key, so the database alone cannot mint
+/// one). The family row holds the chain's current generation, when it was
+/// last rotated and its idle expiry; nothing is stored per token. A
+/// rotation moves the generation on, so every earlier generation is known
+/// to be used — reuse detection for the whole chain at one row per family,
+/// where stored tokens had to be kept one row per refresh for the idle
+/// lifetime (60 million rows at 50 refreshes/s under the 14-day default).
+///
+/// Tokens issued before are *stored* tokens (32 random bytes, their SHA-256
+/// in `refresh_tokens`); they keep working, and the first rotation of one
+/// starts its family's chain. They are all gone within the longest
+/// absolute refresh lifetime after the upgrade.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Presented {
+    Stored,
+    /// A chain token whose MAC verified.
+    Chain {
+        family_id: String,
+        generation: u64,
+    },
+}
+
+/// Version byte of chain tokens.
+const CHAIN_V1: u8 = 1;
+
+/// Generation `generation` of `family_id`'s chain, as handed out.
+pub fn chain_token(keys: &KeyRing, family_id: &str, generation: u64) -> String {
+    use base64::Engine;
+    let id = family_id.as_bytes();
+    let mut raw = Vec::with_capacity(2 + id.len() + 8 + 32);
+    raw.push(CHAIN_V1);
+    raw.push(u8::try_from(id.len()).expect("family ids are short"));
+    raw.extend_from_slice(id);
+    raw.extend_from_slice(&generation.to_be_bytes());
+    raw.extend_from_slice(&keys.refresh_chain_mac(family_id, generation));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// What `token` is: a chain token with a valid MAC, a stored token (to be
+/// looked up by hash), or `None` — a chain token whose MAC does not verify.
+fn presented(keys: &KeyRing, token: &str) -> Option<Presented> {
+    use base64::Engine;
+    use subtle::ConstantTimeEq;
+    let Ok(raw) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token) else {
+        return Some(Presented::Stored);
+    };
+    // A stored token is 32 bytes; a chain token at least 2 + 1 + 8 + 32.
+    let [CHAIN_V1, len, rest @ ..] = raw.as_slice() else {
+        return Some(Presented::Stored);
+    };
+    let len = usize::from(*len);
+    if raw.len() == 32 || rest.len() != len + 8 + 32 {
+        return Some(Presented::Stored);
+    }
+    let (id, rest) = rest.split_at(len);
+    let (generation, mac) = rest.split_at(8);
+    let family_id = std::str::from_utf8(id).ok()?;
+    let generation = u64::from_be_bytes(generation.try_into().ok()?);
+    let expected = keys.refresh_chain_mac(family_id, generation);
+    bool::from(expected.ct_eq(mac)).then(|| Presented::Chain {
+        family_id: family_id.to_owned(),
+        generation,
+    })
+}
+
+/// A presented refresh token's family, grant, user, and the effective
+/// policy of the grant's client (the same COALESCE as
+/// [`super::policy::effective`]), read in one query.
 #[derive(sqlx::FromRow)]
-struct Lookup {
-    #[sqlx(flatten)]
-    row: RefreshRow,
+struct FamilyRow {
+    family_id: String,
+    /// NULL for a family started before chains and not rotated since.
+    family_scopes: Option<String>,
+    family_created_at: i64,
+    family_revoked_at: Option<i64>,
+    login_session_id: Option<String>,
     family_last_used_at: i64,
+    chain_generation: Option<i64>,
+    chain_rotated_at: Option<i64>,
+    chain_expires_at: Option<i64>,
+    grant_id: String,
+    grant_revoked_at: Option<i64>,
+    client_id: String,
+    user_id: Option<String>,
     grant_last_used_at: Option<i64>,
+    user_disabled_at: Option<i64>,
     /// NULL when the client is deleted (then `policy` holds the defaults).
     live_client_id: Option<String>,
     #[sqlx(flatten)]
     policy: Policy,
 }
 
+/// A stored token's row with its family's.
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    hash: String,
+    scopes: String,
+    issued_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    revoked_at: Option<i64>,
+    #[sqlx(flatten)]
+    family: FamilyRow,
+}
+
+/// A presented refresh token with everything a refresh decides on.
+struct Lookup {
+    /// The token as [`RefreshState::of`] sees it.
+    row: RefreshRow,
+    family: FamilyRow,
+    /// `Some(n)`: generation `n` of the family's chain; `None`: a stored token.
+    generation: Option<u64>,
+}
+
 impl Lookup {
     /// The client's effective policy; `NotFound` for a deleted client, as
     /// [`super::policy::effective`] says.
     fn policy(&self) -> DomainResult<Policy> {
-        match self.live_client_id {
-            Some(_) => Ok(self.policy),
+        match self.family.live_client_id {
+            Some(_) => Ok(self.family.policy),
             None => Err(DomainError::NotFound),
+        }
+    }
+
+    /// A chain token as a [`RefreshRow`]: the current generation is unused,
+    /// the one before was used when the current one was issued (for the
+    /// reuse grace), every earlier one long ago. `None` for a generation
+    /// the chain has not reached (only a concurrent rotation's successor,
+    /// which cannot be presented before it is handed out) or a family
+    /// without a chain.
+    fn of_chain(token: &str, family: FamilyRow, generation: u64) -> Option<Lookup> {
+        let current = u64::try_from(family.chain_generation?).ok()?;
+        if generation > current {
+            return None;
+        }
+        let used_at = match current - generation {
+            0 => None,
+            1 => Some(family.chain_rotated_at.unwrap_or(0)),
+            _ => Some(0),
+        };
+        let row = RefreshRow {
+            hash: sha256_hex(token),
+            family_id: family.family_id.clone(),
+            scopes: family.family_scopes.clone().unwrap_or_default(),
+            issued_at: match generation == current {
+                true => family.chain_rotated_at.unwrap_or(family.family_created_at),
+                false => family.family_created_at,
+            },
+            expires_at: family.chain_expires_at.unwrap_or(0),
+            used_at,
+            revoked_at: None,
+            family_created_at: family.family_created_at,
+            family_revoked_at: family.family_revoked_at,
+            login_session_id: family.login_session_id.clone(),
+            grant_id: family.grant_id.clone(),
+            grant_revoked_at: family.grant_revoked_at,
+            client_id: family.client_id.clone(),
+            user_id: family.user_id.clone(),
+            user_disabled_at: family.user_disabled_at,
+        };
+        Some(Lookup {
+            row,
+            family,
+            generation: Some(generation),
+        })
+    }
+
+    fn of_stored(stored: StoredRow) -> Lookup {
+        let f = &stored.family;
+        let row = RefreshRow {
+            hash: stored.hash,
+            family_id: f.family_id.clone(),
+            scopes: stored.scopes,
+            issued_at: stored.issued_at,
+            expires_at: stored.expires_at,
+            used_at: stored.used_at,
+            revoked_at: stored.revoked_at,
+            family_created_at: f.family_created_at,
+            family_revoked_at: f.family_revoked_at,
+            login_session_id: f.login_session_id.clone(),
+            grant_id: f.grant_id.clone(),
+            grant_revoked_at: f.grant_revoked_at,
+            client_id: f.client_id.clone(),
+            user_id: f.user_id.clone(),
+            user_disabled_at: f.user_disabled_at,
+        };
+        Lookup {
+            row,
+            family: stored.family,
+            generation: None,
         }
     }
 }
 
-const LOOKUP_SQL: &str = "SELECT t.hash, t.family_id, t.scopes, t.issued_at, t.expires_at, \
-     t.used_at, t.revoked_at, f.created_at AS family_created_at, f.revoked_at AS family_revoked_at, \
-     f.login_session_id, f.last_used_at AS family_last_used_at, g.id AS grant_id, \
-     g.revoked_at AS grant_revoked_at, g.client_id, g.user_id, g.last_used_at AS grant_last_used_at, \
-     u.disabled_at AS user_disabled_at, c.id AS live_client_id, \
-     COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, \
-     COALESCE(c.access_ttl_secs, d.access_ttl_secs) AS access_ttl_secs, \
-     COALESCE(c.refresh_idle_ttl_secs, d.refresh_idle_ttl_secs) AS refresh_idle_ttl_secs, \
-     COALESCE(c.refresh_absolute_ttl_secs, d.refresh_absolute_ttl_secs) AS refresh_absolute_ttl_secs, \
-     COALESCE(c.rotate_refresh, d.rotate_refresh) AS rotate_refresh, \
-     COALESCE(c.reuse_grace_secs, d.reuse_grace_secs) AS reuse_grace_secs, \
-     COALESCE(c.revoke_on_logout, d.revoke_on_logout) AS revoke_on_logout \
-     FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id \
-     JOIN grants g ON g.id = f.grant_id LEFT JOIN users u ON u.id = g.user_id \
-     LEFT JOIN clients c ON c.id = g.client_id AND c.deleted_at IS NULL \
-     CROSS JOIN policy_default d \
-     WHERE t.hash = $1 AND d.id = 1";
-
-async fn lookup(db: &Db, token: &str) -> DomainResult<Option<Lookup>> {
-    Ok(on_db!(db, |pool| sqlx::query_as::<_, Lookup>(LOOKUP_SQL)
-        .bind(sha256_hex(token))
-        .fetch_optional(pool)
-        .await)?)
+/// The columns of [`FamilyRow`], `FROM` a family `f` joined to the rest.
+macro_rules! family_lookup {
+    ($select:literal, $from:literal, $where:literal) => {
+        concat!(
+            "SELECT ",
+            $select,
+            "f.id AS family_id, f.scopes AS family_scopes, f.created_at AS family_created_at, \
+             f.revoked_at AS family_revoked_at, f.login_session_id, f.last_used_at AS family_last_used_at, \
+             f.chain_generation, f.chain_rotated_at, f.chain_expires_at, \
+             g.id AS grant_id, g.revoked_at AS grant_revoked_at, g.client_id, g.user_id, \
+             g.last_used_at AS grant_last_used_at, u.disabled_at AS user_disabled_at, c.id AS live_client_id, \
+             COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, \
+             COALESCE(c.access_ttl_secs, d.access_ttl_secs) AS access_ttl_secs, \
+             COALESCE(c.refresh_idle_ttl_secs, d.refresh_idle_ttl_secs) AS refresh_idle_ttl_secs, \
+             COALESCE(c.refresh_absolute_ttl_secs, d.refresh_absolute_ttl_secs) AS refresh_absolute_ttl_secs, \
+             COALESCE(c.rotate_refresh, d.rotate_refresh) AS rotate_refresh, \
+             COALESCE(c.reuse_grace_secs, d.reuse_grace_secs) AS reuse_grace_secs, \
+             COALESCE(c.revoke_on_logout, d.revoke_on_logout) AS revoke_on_logout \
+             FROM ",
+            $from,
+            " JOIN grants g ON g.id = f.grant_id LEFT JOIN users u ON u.id = g.user_id \
+             LEFT JOIN clients c ON c.id = g.client_id AND c.deleted_at IS NULL \
+             CROSS JOIN policy_default d WHERE d.id = 1 AND ",
+            $where
+        )
+    };
 }
 
-/// Looks a presented refresh token up by its hash.
-pub async fn find(db: &Db, token: &str) -> DomainResult<Option<RefreshRow>> {
-    Ok(lookup(db, token).await?.map(|found| found.row))
+const LOOKUP_STORED_SQL: &str = family_lookup!(
+    "t.hash, t.scopes, t.issued_at, t.expires_at, t.used_at, t.revoked_at, ",
+    "refresh_tokens t JOIN token_families f ON f.id = t.family_id",
+    "t.hash = $1"
+);
+
+const LOOKUP_CHAIN_SQL: &str = family_lookup!("", "token_families f", "f.id = $1");
+
+async fn lookup(db: &Db, keys: &KeyRing, token: &str) -> DomainResult<Option<Lookup>> {
+    Ok(match presented(keys, token) {
+        None => None,
+        Some(Presented::Stored) => {
+            on_db!(db, |pool| sqlx::query_as::<_, StoredRow>(LOOKUP_STORED_SQL)
+                .bind(sha256_hex(token))
+                .fetch_optional(pool)
+                .await)?
+            .map(Lookup::of_stored)
+        }
+        Some(Presented::Chain {
+            family_id,
+            generation,
+        }) => on_db!(db, |pool| sqlx::query_as::<_, FamilyRow>(LOOKUP_CHAIN_SQL)
+            .bind(&family_id)
+            .fetch_optional(pool)
+            .await)?
+        .and_then(|family| Lookup::of_chain(token, family, generation)),
+    })
+}
+
+/// Looks a presented refresh token up: a chain token by its family, a
+/// stored one by its hash.
+pub async fn find(db: &Db, keys: &KeyRing, token: &str) -> DomainResult<Option<RefreshRow>> {
+    Ok(lookup(db, keys, token).await?.map(|found| found.row))
 }
 
 /// Whether the client may use refresh tokens right now (checked at every use).
@@ -231,7 +440,7 @@ pub async fn refresh(
     r: RefreshRequest<'_>,
 ) -> Result<TokenSet, GrantError> {
     let client = r.client;
-    let Some(found) = lookup(db, r.refresh_token).await? else {
+    let Some(found) = lookup(db, keys, r.refresh_token).await? else {
         return Err(GrantError::InvalidGrant("unknown refresh token".into()));
     };
     let row = &found.row;
@@ -244,7 +453,8 @@ pub async fn refresh(
     let policy = found.policy()?;
     refresh_allowed(client, &policy)?;
     let at = now();
-    match RefreshState::of(row, &policy, at) {
+    let state = RefreshState::of(row, &policy, at);
+    match state {
         RefreshState::Live | RefreshState::RotatedWithinGrace => {}
         RefreshState::Revoked => {
             return Err(GrantError::InvalidGrant(
@@ -260,161 +470,64 @@ pub async fn refresh(
     }
     let scope = narrow_scope(r.scope, &super::grants::split_scopes(&row.scopes))
         .map_err(|e| GrantError::InvalidScope(e.to_string()))?;
-    let grace = |used_at: i64| within_reuse_grace(&policy, used_at, at);
-
     let rotate = policy.rotate_refresh;
-    let successor = rotate.then(new_secret);
     let expires_at = (at + policy.refresh_idle_ttl_secs)
         .min(row.family_created_at + policy.refresh_absolute_ttl_secs);
-    // What needs writing (see LAST_USED_GRANULARITY_SECS).
+    // The "last used" columns, when stale (see LAST_USED_GRANULARITY_SECS).
     let stale_before = at - LAST_USED_GRANULARITY_SECS;
-    let touch_family = found.family_last_used_at <= stale_before;
-    let touch_grant = found.grant_last_used_at.is_none_or(|t| t <= stale_before);
-    let push_expiry = !rotate && expires_at - row.expires_at >= LAST_USED_GRANULARITY_SECS;
+    let write = Write {
+        at,
+        expires_at,
+        from: r.from,
+        touch_family: found.family.family_last_used_at <= stale_before,
+        touch_grant: found
+            .family
+            .grant_last_used_at
+            .is_none_or(|t| t <= stale_before),
+        grace: |used_at: i64| within_reuse_grace(&policy, used_at, at),
+    };
     // Liveness: the lookup saw the family, grant and token live. A revocation
     // that commits after it still wins over this refresh:
-    // * with rotation, the claim below (and, for a retry within the reuse
-    //   grace, the successor's INSERT) only goes through while the token and
-    //   its family are unrevoked, and a revocation marks both in one
-    //   transaction; a revocation committing after our claim finds the
-    //   successor's family revoked, which the lookup checks at every refresh;
+    // * with rotation, the write that moves the chain on (or claims a stored
+    //   token) only goes through while the family (and token) are unrevoked,
+    //   and a revocation marks both in one transaction; a revocation
+    //   committing after it finds the family revoked, which the lookup
+    //   checks at every refresh;
     // * every access token issued here carries the family id (`fid`), which
     //   the revoked sets hold as soon as the revocation commits, so
     //   introspection and userinfo refuse it; that is all a refresh without
-    //   rotation hands out, so it needs no check of its own.
-    let won = {
-        let done = match (db, &successor) {
-            (Db::Sqlite(pool), Some(next)) if !touch_family && !touch_grant => {
-                rotate_on_sqlite(pool, row, next, at, expires_at).await?
-            }
-            _ => false,
-        };
-        if done {
-            Some(true)
-        } else {
-            on_db!(db, |pool| {
-                let needs_transaction =
-                    successor.is_some() || push_expiry || touch_family || touch_grant;
-                if !needs_transaction {
-                    // No rotation, nothing stale: nothing to write (the
-                    // refresh is counted in `usage`, not audited).
-                    return Ok::<_, sqlx::Error>(Some(true));
-                }
-                let mut tx = pool.begin_write().await?;
-                if let Some(next) = &successor {
-                    let mut claimed = row.used_at.is_some();
-                    if !claimed {
-                        claimed = sqlx::query(
-                            "UPDATE refresh_tokens SET used_at = $1 \
-                         WHERE hash = $2 AND used_at IS NULL AND revoked_at IS NULL \
-                         AND EXISTS (SELECT 1 FROM token_families \
-                                     WHERE id = $3 AND revoked_at IS NULL)",
-                        )
-                        .bind(at)
-                        .bind(&row.hash)
-                        .bind(&row.family_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                            > 0;
-                    }
-                    if !claimed {
-                        // Revoked since the lookup, or another request used it a moment ago.
-                        let now_is: Option<(Option<i64>, bool)> = sqlx::query_as(
-                        "SELECT t.used_at, t.revoked_at IS NOT NULL OR f.revoked_at IS NOT NULL \
-                         FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id \
-                         WHERE t.hash = $1",
-                    )
-                    .bind(&row.hash)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                        let Some((used_at, false)) = now_is else {
-                            tx.rollback().await?;
-                            return Ok(Some(false));
-                        };
-                        if !used_at.is_some_and(grace) {
-                            tx.rollback().await?;
-                            return Ok(None);
-                        }
-                        // Used a moment ago, within the reuse grace: a retry; it gets
-                        // a successor of its own, below.
-                    }
-                    // The successor, stored only while the family is live (this is
-                    // the liveness check of a retry within the grace, which claims nothing).
-                    let inserted = sqlx::query(
-                    "INSERT INTO refresh_tokens (hash, family_id, parent_hash, scopes, issued_at, expires_at) \
-                     SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS \
-                     (SELECT 1 FROM token_families WHERE id = $2 AND revoked_at IS NULL)",
+    //   rotation (or a retry within the grace) hands out, so it needs no
+    //   check of its own.
+    let step = match found.generation {
+        Some(generation) => {
+            let current = generation + u64::from(state == RefreshState::RotatedWithinGrace);
+            write
+                .chain(
+                    db,
+                    keys,
+                    &found,
+                    current,
+                    rotate && state == RefreshState::Live,
                 )
-                .bind(sha256_hex(next))
-                .bind(&row.family_id)
-                .bind(&row.hash)
-                .bind(&row.scopes)
-                .bind(at)
-                .bind(expires_at)
-                .execute(&mut *tx)
-                .await?;
-                    if inserted.rows_affected() == 0 {
-                        tx.rollback().await?;
-                        return Ok(Some(false));
-                    }
-                } else if push_expiry {
-                    // No rotation: the same token lives on, its idle expiry pushed out.
-                    sqlx::query(
-                        "UPDATE refresh_tokens SET expires_at = $1 \
-                     WHERE hash = $2 AND revoked_at IS NULL AND expires_at <= $3",
-                    )
-                    .bind(expires_at)
-                    .bind(&row.hash)
-                    .bind(expires_at - LAST_USED_GRANULARITY_SECS)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if touch_family {
-                    sqlx::query(
-                    "UPDATE token_families SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
-                     WHERE id = $4 AND last_used_at <= $5",
-                )
-                .bind(at)
-                .bind(&r.from.ip)
-                .bind(&r.from.user_agent)
-                .bind(&row.family_id)
-                .bind(stale_before)
-                .execute(&mut *tx)
-                .await?;
-                }
-                if touch_grant {
-                    sqlx::query(
-                    "UPDATE grants SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
-                     WHERE id = $4 AND (last_used_at IS NULL OR last_used_at <= $5)",
-                )
-                .bind(at)
-                .bind(&r.from.ip)
-                .bind(&r.from.user_agent)
-                .bind(&row.grant_id)
-                .bind(stale_before)
-                .execute(&mut *tx)
-                .await?;
-                }
-                tx.commit().await?;
-                Ok(Some(true))
-            })?
+                .await?
         }
+        None => write.stored(db, keys, &found, rotate, state).await?,
     };
-    match won {
-        Some(true) => usage.count(
-            &client.client_id,
-            row.user_id.as_deref(),
-            AuditKind::TokenRefreshed,
-        ),
-        Some(false) => {
+    let successor = match step {
+        Step::Done(successor) => successor,
+        Step::Revoked => {
             return Err(GrantError::InvalidGrant(
                 "the refresh token was revoked".into(),
             ))
         }
         // Lost the race to a concurrent use of the same token, outside any grace.
-        None => return Err(reuse_detected(db, revoked, client, row, r.from).await),
-    }
+        Step::Reused => return Err(reuse_detected(db, revoked, client, row, r.from).await),
+    };
+    usage.count(
+        &client.client_id,
+        row.user_id.as_deref(),
+        AuditKind::TokenRefreshed,
+    );
 
     let aud = super::resource_servers::audience_for(db, issuer, &scope, r.resource).await?;
     let access = sign_access_token(
@@ -441,61 +554,274 @@ pub async fn refresh(
     })
 }
 
-/// The common case of a rotation on SQLite (nothing else to update), with its
-/// writes in one statement list: the claim and the successor, which SQLite runs in one go on the connection's thread. sqlx
-/// sends each statement to that thread and waits for the answer, and each
-/// such round trip, taken while holding the write lock, costs more than the
-/// statement itself. The successor is stored only if the claim took
-/// (`changes()`), and only while the family is live, as on the general path.
-///
-/// `true` when all of it went through. Anything else (used or revoked since
-/// the lookup) is rolled back and answered `false`: the general path then
-/// does the same again, one statement at a time, and sorts out why.
-///
-/// This relies on sqlx-sqlite running every statement of a query string with
-/// bind parameters (sqlx 0.8 does; upstream calls that an SQLite-only
-/// idiosyncrasy, launchbadge/sqlx#3108). The SQLite flow tests go through
-/// here (a fresh family is not stale), so an upgrade that drops it fails them.
-async fn rotate_on_sqlite(
-    pool: &sqlx::SqlitePool,
-    row: &RefreshRow,
-    successor: &str,
+/// The UPDATE of a grant's "last used" columns (unless another refresh just
+/// wrote them), for `$w: &Write`.
+macro_rules! touch_grant {
+    ($w:expr, $grant_id:expr) => {
+        sqlx::query(
+            "UPDATE grants SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
+             WHERE id = $4 AND (last_used_at IS NULL OR last_used_at <= $5)",
+        )
+        .bind($w.at)
+        .bind(&$w.from.ip)
+        .bind(&$w.from.user_agent)
+        .bind($grant_id)
+        .bind($w.at - LAST_USED_GRANULARITY_SECS)
+    };
+}
+
+/// How a refresh's write ended.
+enum Step {
+    /// Written: the refresh token to hand out (`None`: the client keeps its own).
+    Done(Option<String>),
+    /// The family (or the stored token) was revoked since the lookup.
+    Revoked,
+    /// Another request used the token a moment ago, outside the reuse grace.
+    Reused,
+}
+
+/// What a refresh writes, besides the chain.
+struct Write<'a, G: Fn(i64) -> bool> {
     at: i64,
+    /// The new idle expiry.
     expires_at: i64,
-) -> Result<bool, sqlx::Error> {
-    use super::store::BeginWrite;
-    let claim = row.used_at.is_none();
-    let mut sql = String::new();
-    if claim {
-        sql += "UPDATE refresh_tokens SET used_at = $1 \
-             WHERE hash = $2 AND used_at IS NULL AND revoked_at IS NULL \
-             AND EXISTS (SELECT 1 FROM token_families WHERE id = $3 AND revoked_at IS NULL); ";
+    from: &'a ClientInfo,
+    touch_family: bool,
+    touch_grant: bool,
+    /// Whether a token used at this time may still be presented.
+    grace: G,
+}
+
+impl<G: Fn(i64) -> bool> Write<'_, G> {
+    /// A chain token's refresh, `current` being the chain's generation the
+    /// lookup saw. With `advance` (rotation on, the current generation
+    /// presented), one conditional UPDATE of the family row moves the chain
+    /// on — so of N concurrent uses exactly one wins — with the family's
+    /// "last used" columns; otherwise the same row gets the pushed-out idle
+    /// expiry (rotation off) and "last used", when due, and the token handed
+    /// out is the current generation's (for a retry within the grace, the
+    /// one the lost answer carried) or none (rotation off).
+    async fn chain(
+        &self,
+        db: &Db,
+        keys: &KeyRing,
+        found: &Lookup,
+        current: u64,
+        advance: bool,
+    ) -> Result<Step, sqlx::Error> {
+        let family = &found.row.family_id;
+        let next = current + 1;
+        let push_expiry = !advance
+            && found.row.used_at.is_none()
+            && self.expires_at - found.row.expires_at >= LAST_USED_GRANULARITY_SECS;
+        let moved = on_db!(db, |pool| {
+            let mut update = sqlx::QueryBuilder::new("UPDATE token_families SET id = id");
+            if advance {
+                update
+                    .push(", chain_generation = ")
+                    .push_bind(next as i64)
+                    .push(", chain_rotated_at = ")
+                    .push_bind(self.at);
+            }
+            if advance || push_expiry {
+                update
+                    .push(", chain_expires_at = ")
+                    .push_bind(self.expires_at);
+            }
+            if self.touch_family {
+                update
+                    .push(", last_used_at = ")
+                    .push_bind(self.at)
+                    .push(", last_used_ip = ")
+                    .push_bind(&self.from.ip)
+                    .push(", last_used_ua = ")
+                    .push_bind(&self.from.user_agent);
+            }
+            update
+                .push(" WHERE id = ")
+                .push_bind(family)
+                .push(" AND revoked_at IS NULL");
+            if advance {
+                update
+                    .push(" AND chain_generation = ")
+                    .push_bind(current as i64);
+            }
+            let family_due = advance || push_expiry || self.touch_family;
+            if !self.touch_grant {
+                if !family_due {
+                    return Ok::<_, sqlx::Error>(true);
+                }
+                // One statement: on its own, no transaction to open and close.
+                return Ok(pool.execute_write(update.build()).await?.rows_affected() > 0);
+            }
+            let mut tx = pool.begin_write().await?;
+            let moved = !family_due || update.build().execute(&mut *tx).await?.rows_affected() > 0;
+            touch_grant!(self, &found.row.grant_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(moved)
+        })?;
+        if !advance {
+            // A retry within the grace gets the current generation; with
+            // rotation off the client keeps the token it has.
+            return Ok(Step::Done(
+                found
+                    .row
+                    .used_at
+                    .map(|_| chain_token(keys, family, current)),
+            ));
+        }
+        if moved {
+            return Ok(Step::Done(Some(chain_token(keys, family, next))));
+        }
+        // Revoked since the lookup, or moved on by a concurrent use.
+        let now_is: Option<(Option<i64>, Option<i64>, bool)> = on_db!(db, |pool| {
+            sqlx::query_as(
+            "SELECT chain_generation, chain_rotated_at, revoked_at IS NOT NULL FROM token_families WHERE id = $1"
+        )
+        .bind(family)
+        .fetch_optional(pool)
+        .await
+        })?;
+        Ok(match now_is {
+            Some((Some(g), Some(rotated_at), false))
+                if g == next as i64 && (self.grace)(rotated_at) =>
+            {
+                // Used a moment ago, within the reuse grace: a retry gets
+                // the successor the other use got.
+                Step::Done(Some(chain_token(keys, family, next)))
+            }
+            Some((_, _, false)) => Step::Reused,
+            _ => Step::Revoked,
+        })
     }
-    sql += &format!(
-        "INSERT INTO refresh_tokens (hash, family_id, parent_hash, scopes, issued_at, expires_at) \
-         SELECT $4, $3, $2, $5, $1, $6 WHERE {} EXISTS \
-         (SELECT 1 FROM token_families WHERE id = $3 AND revoked_at IS NULL)",
-        if claim { "changes() = 1 AND" } else { "" }
-    );
-    // The claim (when there is one) and the successor.
-    let expected = if claim { 2 } else { 1 };
-    let mut tx = pool.begin_write().await?;
-    let done = sqlx::query(&sql)
-        .bind(at)
-        .bind(&row.hash)
-        .bind(&row.family_id)
-        .bind(sha256_hex(successor))
-        .bind(&row.scopes)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if done == expected {
-        tx.commit().await?;
-        Ok(true)
-    } else {
-        tx.rollback().await?;
-        Ok(false)
+
+    /// A stored token's refresh (issued before chains). With rotation, the
+    /// token is claimed (one conditional UPDATE: exactly one of N
+    /// concurrent uses wins) and its family's chain starts at generation 1,
+    /// which is handed out; a retry within the grace gets the chain's
+    /// current generation. Without, the same token lives on, its idle
+    /// expiry pushed out when due.
+    async fn stored(
+        &self,
+        db: &Db,
+        keys: &KeyRing,
+        found: &Lookup,
+        rotate: bool,
+        state: RefreshState,
+    ) -> Result<Step, sqlx::Error> {
+        let row = &found.row;
+        let push_expiry = !rotate && self.expires_at - row.expires_at >= LAST_USED_GRANULARITY_SECS;
+        if !rotate && !push_expiry && !self.touch_family && !self.touch_grant {
+            // Nothing stale: nothing to write.
+            return Ok(Step::Done(None));
+        }
+        let generation = on_db!(db, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let mut generation = None;
+            if rotate {
+                let mut claimed = state == RefreshState::RotatedWithinGrace;
+                if !claimed {
+                    claimed = sqlx::query(
+                        "UPDATE refresh_tokens SET used_at = $1 \
+                         WHERE hash = $2 AND used_at IS NULL AND revoked_at IS NULL \
+                         AND EXISTS (SELECT 1 FROM token_families \
+                                     WHERE id = $3 AND revoked_at IS NULL)",
+                    )
+                    .bind(self.at)
+                    .bind(&row.hash)
+                    .bind(&row.family_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        > 0;
+                }
+                if !claimed {
+                    // Revoked since the lookup, or another request used it a moment ago.
+                    let now_is: Option<(Option<i64>, bool)> = sqlx::query_as(
+                        "SELECT t.used_at, t.revoked_at IS NOT NULL OR f.revoked_at IS NOT NULL \
+                         FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id \
+                         WHERE t.hash = $1",
+                    )
+                    .bind(&row.hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some((used_at, false)) = now_is else {
+                        tx.rollback().await?;
+                        return Ok::<_, sqlx::Error>(Err(Step::Revoked));
+                    };
+                    if !used_at.is_some_and(&self.grace) {
+                        tx.rollback().await?;
+                        return Ok(Err(Step::Reused));
+                    }
+                    // Used a moment ago, within the reuse grace: a retry.
+                }
+                // The chain starts (first rotation), or has started (a retry):
+                // only while the family is live.
+                let started: Option<i64> = sqlx::query_scalar(
+                    "UPDATE token_families SET chain_generation = 1, chain_rotated_at = $1, \
+                     chain_expires_at = $2, scopes = $3 \
+                     WHERE id = $4 AND revoked_at IS NULL AND chain_generation IS NULL \
+                     RETURNING chain_generation",
+                )
+                .bind(self.at)
+                .bind(self.expires_at)
+                .bind(&row.scopes)
+                .bind(&row.family_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                generation = match started {
+                    Some(g) => Some(g),
+                    None => sqlx::query_scalar(
+                        "SELECT chain_generation FROM token_families WHERE id = $1 AND revoked_at IS NULL",
+                    )
+                    .bind(&row.family_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .flatten(),
+                };
+                if generation.is_none() {
+                    tx.rollback().await?;
+                    return Ok(Err(Step::Revoked));
+                }
+            } else if push_expiry {
+                // No rotation: the same token lives on, its idle expiry pushed out.
+                sqlx::query(
+                    "UPDATE refresh_tokens SET expires_at = $1 \
+                     WHERE hash = $2 AND revoked_at IS NULL AND expires_at <= $3",
+                )
+                .bind(self.expires_at)
+                .bind(&row.hash)
+                .bind(self.expires_at - LAST_USED_GRANULARITY_SECS)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if self.touch_family {
+                sqlx::query(
+                    "UPDATE token_families SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
+                     WHERE id = $4 AND last_used_at <= $5",
+                )
+                .bind(self.at)
+                .bind(&self.from.ip)
+                .bind(&self.from.user_agent)
+                .bind(&row.family_id)
+                .bind(self.at - LAST_USED_GRANULARITY_SECS)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if self.touch_grant {
+                touch_grant!(self, &row.grant_id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(Ok(generation))
+        })?;
+        Ok(match generation {
+            Ok(generation) => {
+                Step::Done(generation.map(|g| chain_token(keys, &row.family_id, g as u64)))
+            }
+            Err(step) => step,
+        })
     }
 }
 
@@ -545,11 +871,12 @@ async fn reuse_detected(
 /// was issued to; `None` when it is not live (or not theirs).
 pub async fn introspect(
     db: &Db,
+    keys: &KeyRing,
     issuer: &str,
     client: &Client,
     token: &str,
 ) -> DomainResult<Option<serde_json::Value>> {
-    let Some(found) = lookup(db, token).await? else {
+    let Some(found) = lookup(db, keys, token).await? else {
         return Ok(None);
     };
     let row = &found.row;
@@ -582,6 +909,90 @@ pub async fn introspect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chain_tokens_carry_their_family_and_generation_and_cannot_be_forged() {
+        use base64::Engine;
+        let keys = KeyRing::chain_only();
+        let family = super::super::secrets::new_id();
+        for generation in [0, 1, 41, u64::MAX] {
+            let token = chain_token(&keys, &family, generation);
+            assert_eq!(
+                presented(&keys, &token),
+                Some(Presented::Chain {
+                    family_id: family.clone(),
+                    generation
+                })
+            );
+        }
+        let token = chain_token(&keys, &family, 7);
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut raw = b64.decode(&token).unwrap();
+        // Another generation under the same MAC, or a flipped MAC bit: refused.
+        let at = raw.len() - 33;
+        raw[at] ^= 1;
+        assert_eq!(presented(&keys, &b64.encode(&raw)), None);
+        raw[at] ^= 1;
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        assert_eq!(presented(&keys, &b64.encode(&raw)), None);
+        // Another deployment's (another master key's) token: refused.
+        assert_eq!(presented(&KeyRing::chain_only(), &token), None);
+        // Stored tokens (32 random bytes) and anything else go to the table.
+        let stored = super::super::secrets::new_secret();
+        assert_eq!(presented(&keys, &stored), Some(Presented::Stored));
+        assert_eq!(presented(&keys, "not base64 !"), Some(Presented::Stored));
+        assert_eq!(presented(&keys, ""), Some(Presented::Stored));
+    }
+
+    #[test]
+    fn a_chain_generation_is_current_just_rotated_or_long_used() {
+        let family = |generation: i64| FamilyRow {
+            family_id: "f".into(),
+            family_scopes: Some("openid".into()),
+            family_created_at: NOW - 1000,
+            family_revoked_at: None,
+            login_session_id: None,
+            family_last_used_at: NOW - 10,
+            chain_generation: Some(generation),
+            chain_rotated_at: Some(NOW - 10),
+            chain_expires_at: Some(NOW + 3600),
+            grant_id: "g".into(),
+            grant_revoked_at: None,
+            client_id: "c".into(),
+            user_id: Some("u".into()),
+            grant_last_used_at: None,
+            user_disabled_at: None,
+            live_client_id: Some("c".into()),
+            policy: policy(true, 30),
+        };
+        let used_at = |generation: u64, current: i64| {
+            Lookup::of_chain("t", family(current), generation).map(|l| l.row.used_at)
+        };
+        assert_eq!(used_at(5, 5), Some(None), "current: unused");
+        assert_eq!(
+            used_at(4, 5),
+            Some(Some(NOW - 10)),
+            "rotated when 5 was issued"
+        );
+        assert_eq!(used_at(1, 5), Some(Some(0)), "used long ago");
+        assert_eq!(used_at(6, 5), None, "not reached");
+        let within_grace = Lookup::of_chain("t", family(5), 4).unwrap();
+        assert_eq!(
+            RefreshState::of(&within_grace.row, &policy(true, 30), NOW),
+            RefreshState::RotatedWithinGrace
+        );
+        let older = Lookup::of_chain("t", family(5), 3).unwrap();
+        assert_eq!(
+            RefreshState::of(&older.row, &policy(true, 30), NOW),
+            RefreshState::Reused
+        );
+        let no_chain = FamilyRow {
+            chain_generation: None,
+            ..family(0)
+        };
+        assert!(Lookup::of_chain("t", no_chain, 0).is_none());
+    }
 
     const NOW: i64 = 1_000_000;
 

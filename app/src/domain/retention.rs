@@ -127,6 +127,20 @@ pub const RULES: &[Rule] = &[
         keep: Keep::For(ACCESS_TTL_MAX + SLACK_SECS),
     },
     Rule {
+        name: "token families ended (expired, never revoked)",
+        table: "token_families",
+        key: "id",
+        // Not used since the cutoff, its chain (if any) past its idle
+        // expiry, no stored refresh token or code left: nothing of it can be
+        // presented. Its last access token expired at most the longest
+        // access lifetime after its last use.
+        condition: "revoked_at IS NULL AND last_used_at < $1 \
+             AND (chain_expires_at IS NULL OR chain_expires_at < $1) \
+             AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.family_id = token_families.id) \
+             AND NOT EXISTS (SELECT 1 FROM auth_codes c WHERE c.family_id = token_families.id)",
+        keep: Keep::For(ACCESS_TTL_MAX + SLACK_SECS),
+    },
+    Rule {
         name: "revoked grants",
         table: "grants",
         key: "id",

@@ -69,7 +69,7 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
             }
         };
     }
-    match refresh::introspect(&state.db, &state.config.issuer, &client, token).await {
+    match refresh::introspect(&state.db, &state.keys, &state.config.issuer, &client, token).await {
         Ok(Some(answer)) => Json(answer).into_response(),
         Ok(None) => inactive(),
         Err(e) => {

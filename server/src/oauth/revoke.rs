@@ -47,7 +47,7 @@ async fn revoke_token(
     };
     if !tokens::looks_like_jwt(token) {
         // A refresh token: its whole family ends.
-        let found = refresh::find(&state.db, token)
+        let found = refresh::find(&state.db, &state.keys, token)
             .await
             .map_err(|e| OAuthError::from_domain("revocation", e))?;
         return match found {
