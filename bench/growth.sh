@@ -134,7 +134,6 @@ MASTER_KEY=$(new_master_key)
 # DB (a file path), DB_URL and WORK (cwd, logs, cookie jars) are set per database.
 
 # 1234567 → 1,234,567
-th() { sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"$1"; }
 
 now_ns() { echo "${EPOCHREALTIME/./}000"; }
 

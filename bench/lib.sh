@@ -144,6 +144,9 @@ lk() {
     "$BIN" "$@")
 }
 
+# A whole number with thousands separators: 1234567 -> 1,234,567.
+th() { sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"$1"; }
+
 # CPU time (user + system, in clock ticks) a process has used so far.
 #   $1 pid (default: the server)
 CLK_TCK=$(getconf CLK_TCK)

@@ -59,6 +59,11 @@ pub const ENDED_SIGN_IN_SECS: i64 = 30 * 86_400;
 /// shows recent deliveries), in seconds.
 pub const OUTBOX_DONE_SECS: i64 = 30 * 86_400;
 
+/// How long a user's per-day refresh counts (`usage_days`) are kept: the
+/// app page's timeline shows at most 100 lines, so older days would never
+/// be shown. Shorter when the audit retention is.
+pub const USAGE_DAYS_SECS: i64 = 100 * 86_400;
+
 /// How long after a row stopped mattering it is deleted.
 #[derive(Clone, Copy, Debug)]
 enum Keep {
@@ -66,6 +71,8 @@ enum Keep {
     For(i64),
     /// The audit retention, if any.
     Audit,
+    /// The audit retention, but at most this many seconds.
+    AuditAtMost(i64),
 }
 
 /// One kind of row that goes. `condition` selects rows of `table` that
@@ -199,11 +206,11 @@ pub const RULES: &[Rule] = &[
         keep: Keep::Audit,
     },
     Rule {
-        name: "usage counts per user and day, past the audit retention",
+        name: "usage counts per user and day, after 100 days",
         table: "usage_days",
         key: "id",
         condition: "day * 86400 < $1",
-        keep: Keep::Audit,
+        keep: Keep::AuditAtMost(USAGE_DAYS_SECS),
     },
     Rule {
         name: "audit events, past the audit retention",
@@ -221,6 +228,9 @@ impl Rule {
         match self.keep {
             Keep::For(secs) => Some(at - secs),
             Keep::Audit => retention.audit_secs.map(|secs| at - secs),
+            Keep::AuditAtMost(most) => {
+                Some(at - retention.audit_secs.map_or(most, |secs| secs.min(most)))
+            }
         }
     }
 }
