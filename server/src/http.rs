@@ -36,15 +36,21 @@ use crate::{
 /// Everything a handler may need, cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub leptos_options: LeptosOptions,
+    /// Shared, not cloned with the state: every request clones the state,
+    /// and the options are several strings (5 % of introspection's CPU).
+    pub leptos_options: Arc<LeptosOptions>,
     pub db: Db,
     /// Signing keys, parsed once.
     pub keys: KeyRing,
     /// What is revoked, in memory: checked by introspection with no database round trip.
     pub revoked: RevokedSets,
-    /// Which resource server introspects for which audience (re-read after a registration change).
-    pub introspectors: app::domain::resource_servers::Introspectors,
-    /// Counts of client_credentials tokens issued, written every second.
+    /// The registered resource servers: tokens' `aud`, who may introspect
+    /// (re-read after a registration change).
+    pub resource_servers: app::domain::resource_servers::ResourceServers,
+    /// What client_credentials issuance reads, remembered
+    /// (`tokens::IssuanceFacts`).
+    pub issuance_facts: app::domain::tokens::IssuanceFacts,
+    /// Counts of client_credentials tokens issued and refreshes, written every second.
     pub usage: Usage,
     pub config: Arc<ServeConfig>,
     pub routes: Arc<Vec<AxumRouteListing>>,
@@ -71,7 +77,7 @@ impl AppState {
 
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
-        state.leptos_options.clone()
+        (*state.leptos_options).clone()
     }
 }
 
@@ -123,11 +129,12 @@ pub fn router_with(
     let routes = generate_route_list(App);
     let secure = config.secure_cookies();
     let state = AppState {
-        leptos_options,
+        leptos_options: Arc::new(leptos_options),
         db,
         keys,
         revoked,
-        introspectors: Default::default(),
+        resource_servers: Default::default(),
+        issuance_facts: Default::default(),
         usage,
         config: Arc::new(config),
         routes: Arc::new(routes.clone()),
@@ -297,7 +304,7 @@ async fn page_handler(
                 provide_context(watch.clone());
             }
         },
-        move || shell(options.clone()),
+        move || shell((*options).clone()),
     );
     panics::render_or_500(watch, async move {
         render(State(state), request).await.into_response()

@@ -586,29 +586,72 @@ async fn forged_tokens_are_inactive(t: TestDb) {
     t.cleanup().await;
 }
 
+/// What client_credentials issuance reads is remembered per instance
+/// (`tokens::IssuanceFacts`); every policy change and every revocation of
+/// the client's grant reaches the very next token.
 async fn access_ttl_is_read_from_policy_at_use_time(t: TestDb) {
     let server = TestServer::start(&t.db).await;
     let api = api_client(&t, "Reports", &[]).await;
-    policy::set_client(
+    let lifetime = |jwt: &str| {
+        let claims = jwt_part(jwt, 1);
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap()
+    };
+    let first = access_token(&server, &api).await;
+    assert_eq!(lifetime(&first), 600, "the default");
+    assert_eq!(lifetime(&access_token(&server, &api).await), 600);
+    let set = |change: PolicyChange| {
+        let (db, id) = (t.db.clone(), api.client_id.clone());
+        async move { policy::set_client(&db, &id, &change, None).await.unwrap() }
+    };
+    set(PolicyChange {
+        access_ttl_secs: Some(Some(300)),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(lifetime(&access_token(&server, &api).await), 300);
+    // The defaults change, and the client inherits them again.
+    policy::set_defaults(
         &t.db,
-        &api.client_id,
         &PolicyChange {
-            access_ttl_secs: Some(Some(300)),
+            access_ttl_secs: Some(Some(900)),
             ..Default::default()
         },
         None,
     )
     .await
     .unwrap();
-    let claims = jwt_part(&access_token(&server, &api).await, 1);
-    assert_eq!(
-        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
-        300
-    );
+    assert_eq!(lifetime(&access_token(&server, &api).await), 300);
+    set(PolicyChange {
+        access_ttl_secs: Some(None),
+        ..Default::default()
+    })
+    .await;
+    let inherited = access_token(&server, &api).await;
+    assert_eq!(lifetime(&inherited), 900);
     assert_eq!(
         count(&t.db, "audit_events WHERE kind = 'policy_changed'").await,
-        1
+        3
     );
+    // The client's grant revoked: its tokens die, the next one is under a new grant.
+    let gid = jwt_part(&inherited, 1)["gid"].as_str().unwrap().to_owned();
+    server
+        .revoked
+        .revoke_client_grants(
+            &t.db,
+            &api.client_id,
+            &app::domain::revocation::RevokedBy {
+                actor: "system",
+                reason: "test",
+                actor_user_id: None,
+                actor_client_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(introspect(&server, &api, &inherited).await["active"], false);
+    let after = access_token(&server, &api).await;
+    assert_ne!(jwt_part(&after, 1)["gid"].as_str().unwrap(), gid);
+    assert_eq!(introspect(&server, &api, &after).await["active"], true);
     t.cleanup().await;
 }
 

@@ -143,6 +143,7 @@ pub async fn redeem_code(
     db: &Db,
     keys: &KeyRing,
     revoked: &RevokedSets,
+    servers: &super::resource_servers::ResourceServers,
     issuer: &str,
     r: Redemption<'_>,
 ) -> Result<TokenSet, GrantError> {
@@ -279,7 +280,9 @@ pub async fn redeem_code(
         }
     };
 
-    let aud = super::resource_servers::audience_for(db, issuer, &row.scopes, r.resource).await?;
+    let aud = servers
+        .audience_for(db, issuer, &row.scopes, r.resource)
+        .await?;
     let access = sign_access_token(
         keys,
         issuer,

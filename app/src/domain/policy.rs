@@ -236,17 +236,29 @@ pub async fn overrides(db: &Db, client_id: &str) -> DomainResult<PolicyOverrides
     .ok_or(DomainError::NotFound)
 }
 
+/// The columns of [`Policy`] for a query over a client `c` and the
+/// defaults `d`: each the client's override, else the default. A string
+/// literal (for `concat!`).
+macro_rules! effective_policy_columns {
+    () => {
+        "COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, \
+         COALESCE(c.access_ttl_secs, d.access_ttl_secs) AS access_ttl_secs, \
+         COALESCE(c.refresh_idle_ttl_secs, d.refresh_idle_ttl_secs) AS refresh_idle_ttl_secs, \
+         COALESCE(c.refresh_absolute_ttl_secs, d.refresh_absolute_ttl_secs) AS refresh_absolute_ttl_secs, \
+         COALESCE(c.rotate_refresh, d.rotate_refresh) AS rotate_refresh, \
+         COALESCE(c.reuse_grace_secs, d.reuse_grace_secs) AS reuse_grace_secs, \
+         COALESCE(c.revoke_on_logout, d.revoke_on_logout) AS revoke_on_logout"
+    };
+}
+pub(crate) use effective_policy_columns;
+
 /// The effective policy of a client, in one query.
 pub async fn effective(db: &Db, client_id: &str) -> DomainResult<Policy> {
-    let sql = "SELECT \
-        COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, \
-        COALESCE(c.access_ttl_secs, d.access_ttl_secs) AS access_ttl_secs, \
-        COALESCE(c.refresh_idle_ttl_secs, d.refresh_idle_ttl_secs) AS refresh_idle_ttl_secs, \
-        COALESCE(c.refresh_absolute_ttl_secs, d.refresh_absolute_ttl_secs) AS refresh_absolute_ttl_secs, \
-        COALESCE(c.rotate_refresh, d.rotate_refresh) AS rotate_refresh, \
-        COALESCE(c.reuse_grace_secs, d.reuse_grace_secs) AS reuse_grace_secs, \
-        COALESCE(c.revoke_on_logout, d.revoke_on_logout) AS revoke_on_logout \
-        FROM clients c CROSS JOIN policy_default d WHERE c.id = $1 AND c.deleted_at IS NULL AND d.id = 1";
+    let sql = concat!(
+        "SELECT ",
+        effective_policy_columns!(),
+        " FROM clients c CROSS JOIN policy_default d WHERE c.id = $1 AND c.deleted_at IS NULL AND d.id = 1"
+    );
     on_db!(db, |pool| sqlx::query_as::<_, Policy>(sql)
         .bind(client_id)
         .fetch_optional(pool)
@@ -400,6 +412,9 @@ async fn store(
         crate::bind_audit!(event).execute(&mut *tx).await?;
         tx.commit().await
     })?;
+    // What instances remember of policies (`tokens::IssuanceFacts`) is read
+    // again here and, before this is acknowledged, on every other instance.
+    super::clients::registration_changed_everywhere(db).await;
     Ok(())
 }
 

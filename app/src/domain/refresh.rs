@@ -351,15 +351,9 @@ macro_rules! family_lookup {
              f.revoked_at AS family_revoked_at, f.login_session_id, f.last_used_at AS family_last_used_at, \
              f.chain_generation, f.chain_rotated_at, f.chain_expires_at, \
              g.id AS grant_id, g.revoked_at AS grant_revoked_at, g.client_id, g.user_id, \
-             g.last_used_at AS grant_last_used_at, u.disabled_at AS user_disabled_at, c.id AS live_client_id, \
-             COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, \
-             COALESCE(c.access_ttl_secs, d.access_ttl_secs) AS access_ttl_secs, \
-             COALESCE(c.refresh_idle_ttl_secs, d.refresh_idle_ttl_secs) AS refresh_idle_ttl_secs, \
-             COALESCE(c.refresh_absolute_ttl_secs, d.refresh_absolute_ttl_secs) AS refresh_absolute_ttl_secs, \
-             COALESCE(c.rotate_refresh, d.rotate_refresh) AS rotate_refresh, \
-             COALESCE(c.reuse_grace_secs, d.reuse_grace_secs) AS reuse_grace_secs, \
-             COALESCE(c.revoke_on_logout, d.revoke_on_logout) AS revoke_on_logout \
-             FROM ",
+             g.last_used_at AS grant_last_used_at, u.disabled_at AS user_disabled_at, c.id AS live_client_id, ",
+            super::policy::effective_policy_columns!(),
+            " FROM ",
             $from,
             " JOIN grants g ON g.id = f.grant_id LEFT JOIN users u ON u.id = g.user_id \
              LEFT JOIN clients c ON c.id = g.client_id AND c.deleted_at IS NULL \
@@ -431,11 +425,13 @@ pub struct RefreshRequest<'a> {
 
 /// Uses a refresh token: a new access token (scope may narrow, never widen)
 /// and, with rotation, the token's successor.
+#[allow(clippy::too_many_arguments)]
 pub async fn refresh(
     db: &Db,
     usage: &Usage,
     keys: &KeyRing,
     revoked: &RevokedSets,
+    servers: &super::resource_servers::ResourceServers,
     issuer: &str,
     r: RefreshRequest<'_>,
 ) -> Result<TokenSet, GrantError> {
@@ -529,7 +525,7 @@ pub async fn refresh(
         AuditKind::TokenRefreshed,
     );
 
-    let aud = super::resource_servers::audience_for(db, issuer, &scope, r.resource).await?;
+    let aud = servers.audience_for(db, issuer, &scope, r.resource).await?;
     let access = sign_access_token(
         keys,
         issuer,

@@ -5,13 +5,16 @@
 //!   its scopes, plus the issuer (Latchkey's own userinfo and APIs) when a
 //!   scope no resource server serves is in it — the OpenID scopes, say — or
 //!   it has none; an RFC 8707 `resource` parameter instead names exactly one
-//!   registered audience ([`audience_for`]).
+//!   registered audience ([`ResourceServers::audience_for`]).
 //! - Only a resource server whose audience the token names may introspect
-//!   it, besides the client the token was issued to ([`may_introspect`]).
+//!   it, besides the client the token was issued to
+//!   ([`ResourceServers::may_introspect`]).
 //!
-//! Registrations are read from the database at each use (a token whose
-//! scopes are all Latchkey's own needs no read), so a change applies at once
-//! on every instance.
+//! Each instance keeps a snapshot of the registrations ([`ResourceServers`]),
+//! read again after any registration change, which is announced to every
+//! instance before it is acknowledged.
+
+use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
@@ -96,59 +99,77 @@ fn split(scopes: &str) -> Vec<String> {
     scopes.split_whitespace().map(str::to_owned).collect()
 }
 
-/// The `aud` of an access token with these scopes (space-separated), for
-/// `issuer`: see the module. `resource` (RFC 8707 §2), when given, must be a
-/// registered audience and is then the only one, else `DomainError::Invalid`
-/// on `resource` (the token endpoint answers `invalid_target`).
-pub async fn audience_for(
-    db: &Db,
-    issuer: &str,
-    scope: &str,
-    resource: Option<&str>,
-) -> DomainResult<Vec<String>> {
-    let scopes: Vec<&str> = scope.split_whitespace().collect();
-    // Latchkey's own scopes are never a resource server's: no need to look.
-    let own = |s: &&str| OPENID_SCOPES.contains(s) || CLIENT_ONLY_SCOPES.contains(s);
-    if resource.is_none() && scopes.iter().all(own) {
-        return Ok(vec![issuer.to_owned()]);
-    }
-    let servers = all(db).await?;
-    if let Some(resource) = resource {
-        return match servers.into_iter().find(|r| r.audience == resource) {
-            Some(r) => Ok(vec![r.audience]),
-            None => Err(DomainError::invalid(
-                "resource",
-                format!("{resource:?} is not a registered resource server"),
-            )),
-        };
-    }
-    let served = |s: &str| servers.iter().any(|r| r.scopes.iter().any(|x| x == s));
-    let mut aud: Vec<String> = servers
-        .iter()
-        .filter(|r| r.scopes.iter().any(|s| scopes.contains(&s.as_str())))
-        .map(|r| r.audience.clone())
-        .collect();
-    if scopes.is_empty() || scopes.iter().any(|s| !served(s)) {
-        aud.push(issuer.to_owned());
-    }
-    Ok(aud)
-}
-
-/// The registration generation they were read at, and each resource
-/// server's audience by client_id.
-type Snapshot = Option<(u64, std::collections::HashMap<String, String>)>;
-
-/// One instance's view of which client introspects for which audience, read
-/// from the database again after any registration change — made here, or
+/// One instance's snapshot of the registered resource servers, read from
+/// the database again after any registration change — made here, or
 /// announced by another instance (`clients::registration_generation`) — so
-/// the hot path costs no database read and a change applies before it is
-/// acknowledged. Cheap to clone.
+/// the hot paths (a token's `aud`, who may introspect it) cost no database
+/// read and a change applies before it is acknowledged. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct Introspectors {
-    read: std::sync::Arc<std::sync::RwLock<Snapshot>>,
+pub struct ResourceServers {
+    read: Arc<RwLock<Option<Snapshot>>>,
 }
 
-impl Introspectors {
+/// The registration generation it was read at, and what was read.
+type Snapshot = (u64, Arc<Vec<ResourceServer>>);
+
+impl ResourceServers {
+    /// Every resource server of a client not deleted ([`all`]), as of the
+    /// current registration generation.
+    pub async fn current(&self, db: &Db) -> DomainResult<Arc<Vec<ResourceServer>>> {
+        let generation = super::clients::registration_generation();
+        if let Some((_, servers)) = self
+            .read
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(at, _)| *at == generation)
+        {
+            return Ok(servers.clone());
+        }
+        let servers = Arc::new(all(db).await?);
+        *self.read.write().unwrap_or_else(|e| e.into_inner()) = Some((generation, servers.clone()));
+        Ok(servers)
+    }
+
+    /// The `aud` of an access token with these scopes (space-separated), for
+    /// `issuer`: see the module. `resource` (RFC 8707 §2), when given, must be a
+    /// registered audience and is then the only one, else `DomainError::Invalid`
+    /// on `resource` (the token endpoint answers `invalid_target`).
+    pub async fn audience_for(
+        &self,
+        db: &Db,
+        issuer: &str,
+        scope: &str,
+        resource: Option<&str>,
+    ) -> DomainResult<Vec<String>> {
+        let scopes: Vec<&str> = scope.split_whitespace().collect();
+        // Latchkey's own scopes are never a resource server's: no need to look.
+        let own = |s: &&str| OPENID_SCOPES.contains(s) || CLIENT_ONLY_SCOPES.contains(s);
+        if resource.is_none() && scopes.iter().all(own) {
+            return Ok(vec![issuer.to_owned()]);
+        }
+        let servers = self.current(db).await?;
+        if let Some(resource) = resource {
+            return match servers.iter().find(|r| r.audience == resource) {
+                Some(r) => Ok(vec![r.audience.clone()]),
+                None => Err(DomainError::invalid(
+                    "resource",
+                    format!("{resource:?} is not a registered resource server"),
+                )),
+            };
+        }
+        let served = |s: &str| servers.iter().any(|r| r.scopes.iter().any(|x| x == s));
+        let mut aud: Vec<String> = servers
+            .iter()
+            .filter(|r| r.scopes.iter().any(|s| scopes.contains(&s.as_str())))
+            .map(|r| r.audience.clone())
+            .collect();
+        if scopes.is_empty() || scopes.iter().any(|s| !served(s)) {
+            aud.push(issuer.to_owned());
+        }
+        Ok(aud)
+    }
+
     /// Whether `caller` may see an access token's claims at introspection:
     /// the client it was issued to, or a resource server its `aud` names.
     pub async fn may_introspect(
@@ -161,21 +182,11 @@ impl Introspectors {
         if caller == token_client_id {
             return Ok(true);
         }
-        let generation = super::clients::registration_generation();
-        {
-            let read = self.read.read().unwrap_or_else(|e| e.into_inner());
-            if let Some((_, audiences)) = read.as_ref().filter(|(at, _)| *at == generation) {
-                return Ok(audiences.get(caller).is_some_and(|a| aud.contains(a)));
-            }
-        }
-        let audiences: std::collections::HashMap<String, String> = all(db)
+        Ok(self
+            .current(db)
             .await?
-            .into_iter()
-            .map(|r| (r.client_id, r.audience))
-            .collect();
-        let allowed = audiences.get(caller).is_some_and(|a| aud.contains(a));
-        *self.read.write().unwrap_or_else(|e| e.into_inner()) = Some((generation, audiences));
-        Ok(allowed)
+            .iter()
+            .any(|r| r.client_id == caller && aud.contains(&r.audience)))
     }
 }
 

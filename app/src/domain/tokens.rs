@@ -25,7 +25,7 @@ pub struct AccessClaims {
     pub sub: String,
     /// The resource servers the token is for (RFC 9068 §3), and the issuer
     /// when it is for Latchkey's own endpoints too
-    /// ([`super::resource_servers::audience_for`]). One is sent as a string.
+    /// ([`super::resource_servers::ResourceServers::audience_for`]). One is sent as a string.
     #[serde(with = "one_or_many")]
     pub aud: Vec<String>,
     pub client_id: String,
@@ -55,7 +55,7 @@ pub struct IssuedAccessToken {
 /// issuer, times and `jti`.
 #[derive(Clone, Debug)]
 pub struct AccessFor {
-    /// From [`super::resource_servers::audience_for`].
+    /// From [`super::resource_servers::ResourceServers::audience_for`].
     pub aud: Vec<String>,
     /// The user id, or the client_id for client_credentials tokens.
     pub sub: String,
@@ -122,10 +122,72 @@ pub fn narrow_scope(requested: Option<&str>, allowed: &[String]) -> DomainResult
 /// token lifetime (its override, else the default, as [`super::policy::effective`]
 /// computes it) and its own live grant, if it has one yet. No row: the client
 /// is unknown or deleted.
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct ClientCredentialsFacts {
     access_ttl_secs: i64,
     grant_id: Option<String>,
+}
+
+/// One instance's memory of [`ClientCredentialsFacts`] per client, so a
+/// client_credentials issuance reads no database. An entry holds while
+/// nothing that could change it happened: no registration or policy change
+/// (made here or announced by another instance:
+/// [`super::clients::registration_generation`]) and no revocation applied
+/// here since ([`RevokedSets::applied`]; the grant may be the one revoked),
+/// and only while this instance is fresh ([`RevokedSets::ensure_fresh`]) —
+/// the same guarantee introspection relies on. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct IssuanceFacts {
+    read: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, RememberedFacts>>>,
+}
+
+struct RememberedFacts {
+    generation: u64,
+    applied: i64,
+    facts: ClientCredentialsFacts,
+}
+
+/// How many clients [`IssuanceFacts`] remembers at most; when full it forgets them all.
+const ISSUANCE_FACTS_CAPACITY: usize = 4096;
+
+impl IssuanceFacts {
+    /// The facts of `client_id`, from memory when they still hold, else
+    /// read (and remembered once the client has its grant).
+    async fn of(
+        &self,
+        db: &Db,
+        revoked: &RevokedSets,
+        client_id: &str,
+    ) -> DomainResult<Option<ClientCredentialsFacts>> {
+        let usable = revoked.ensure_fresh(db).await;
+        // Read before the database, so a change committed meanwhile is not remembered as current.
+        let (generation, applied) = (super::clients::registration_generation(), revoked.applied());
+        if usable {
+            let read = self.read.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(hit) = read
+                .get(client_id)
+                .filter(|r| r.generation == generation && r.applied == applied)
+            {
+                return Ok(Some(hit.facts.clone()));
+            }
+        }
+        let facts = client_credentials_facts(db, client_id).await?;
+        if let Some(facts) = facts.as_ref().filter(|f| usable && f.grant_id.is_some()) {
+            let mut write = self.read.write().unwrap_or_else(|e| e.into_inner());
+            if write.len() >= ISSUANCE_FACTS_CAPACITY {
+                write.clear();
+            }
+            write.insert(
+                client_id.to_owned(),
+                RememberedFacts {
+                    generation,
+                    applied,
+                    facts: facts.clone(),
+                },
+            );
+        }
+        Ok(facts)
+    }
 }
 
 async fn client_credentials_facts(
@@ -195,9 +257,13 @@ async fn create_client_grant(db: &Db, client_id: &str, scopes: &str) -> DomainRe
 /// never a refresh token; scope narrowed to what the client may ask for;
 /// counted in `usage` (per client and minute, not an audit row each).
 /// `NotFound` when the client is deleted.
+#[allow(clippy::too_many_arguments)]
 pub async fn issue_client_credentials(
     db: &Db,
     usage: &super::usage::Usage,
+    revoked: &RevokedSets,
+    remembered: &IssuanceFacts,
+    servers: &super::resource_servers::ResourceServers,
     keys: &KeyRing,
     issuer: &str,
     client: &Client,
@@ -205,8 +271,9 @@ pub async fn issue_client_credentials(
     resource: Option<&str>,
 ) -> DomainResult<IssuedAccessToken> {
     let scope = narrow_scope(requested_scope, &client.extra_scopes)?;
-    let aud = super::resource_servers::audience_for(db, issuer, &scope, resource).await?;
-    let facts = client_credentials_facts(db, &client.client_id)
+    let aud = servers.audience_for(db, issuer, &scope, resource).await?;
+    let facts = remembered
+        .of(db, revoked, &client.client_id)
         .await?
         .ok_or(DomainError::NotFound)?;
     let grant_id = match facts.grant_id {
@@ -353,7 +420,7 @@ pub async fn live_access_token(
 
 /// [`live_access_token`] whatever its audience: for introspection, which
 /// then decides whether the caller may see it
-/// ([`super::resource_servers::Introspectors::may_introspect`]).
+/// ([`super::resource_servers::ResourceServers::may_introspect`]).
 pub async fn live_access_token_any_audience(
     db: &Db,
     keys: &KeyRing,

@@ -57,7 +57,7 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
             return inactive();
         };
         return match state
-            .introspectors
+            .resource_servers
             .may_introspect(&state.db, &client.client_id, &claims.client_id, &claims.aud)
             .await
         {

@@ -5,7 +5,6 @@ use app::domain::{
     clients::GrantType,
     codes::{self, Redemption},
     refresh::{self, RefreshRequest},
-    resource_servers,
     tokens::{self, GrantError, TokenSet},
     DomainError,
 };
@@ -49,7 +48,9 @@ async fn exchange(
     // audience; checked before any grant is used (a code stays unredeemed).
     let resource = params.get("resource");
     if let Some(resource) = resource {
-        resource_servers::audience_for(&state.db, &state.config.issuer, "", Some(resource))
+        state
+            .resource_servers
+            .audience_for(&state.db, &state.config.issuer, "", Some(resource))
             .await
             .map_err(|e| OAuthError::from_domain("checking the resource", e))?;
     }
@@ -63,6 +64,9 @@ async fn exchange(
             let issued = tokens::issue_client_credentials(
                 &state.db,
                 &state.usage,
+                &state.revoked,
+                &state.issuance_facts,
+                &state.resource_servers,
                 &state.keys,
                 &state.config.issuer,
                 &client,
@@ -96,6 +100,7 @@ async fn exchange(
                 &state.db,
                 &state.keys,
                 &state.revoked,
+                &state.resource_servers,
                 &state.config.issuer,
                 redemption,
             )
@@ -116,6 +121,7 @@ async fn exchange(
                 &state.usage,
                 &state.keys,
                 &state.revoked,
+                &state.resource_servers,
                 &state.config.issuer,
                 request,
             )
