@@ -778,8 +778,10 @@ async fn a_stored_refresh_token_from_before_chains_starts_its_familys_chain(t: T
         .as_str()
         .unwrap()
         .to_owned();
-    // The family as a pre-chain one, with a stored token.
+    // The family as a pre-chain one, with two stored tokens (siblings, as a
+    // retry within the grace made them before chains).
     let stored = app::domain::secrets::new_secret();
+    let sibling = app::domain::secrets::new_secret();
     exec(
         &t.db,
         &format!(
@@ -792,8 +794,10 @@ async fn a_stored_refresh_token_from_before_chains_starts_its_familys_chain(t: T
         &t.db,
         &format!(
             "INSERT INTO refresh_tokens (hash, family_id, scopes, issued_at, expires_at) \
-             VALUES ('{}', '{family}', 'openid notes:read', 1, 4000000000)",
-            app::domain::secrets::sha256_hex(&stored)
+             VALUES ('{}', '{family}', 'openid notes:read', 1, 4000000000), \
+             ('{}', '{family}', 'openid notes:read', 1, 4000000000)",
+            app::domain::secrets::sha256_hex(&stored),
+            app::domain::secrets::sha256_hex(&sibling)
         ),
     )
     .await;
@@ -830,13 +834,18 @@ async fn a_stored_refresh_token_from_before_chains_starts_its_familys_chain(t: T
     );
     assert_eq!(
         count(&t.db, "refresh_tokens").await,
-        1,
+        2,
         "no successor stored"
     );
     let res = refresh(&server, &app, chained).await;
     assert_eq!(res.status(), StatusCode::OK);
     let second: Value = res.json().await.unwrap();
-    // The stored token again: reuse; the family and its chain are revoked.
+    // The unused sibling once the chain has started: two parties hold the
+    // session — reuse; the family and its chain are revoked.
+    assert_eq!(
+        oauth_error(refresh(&server, &app, &sibling).await).await.1,
+        "invalid_grant"
+    );
     assert_eq!(
         oauth_error(refresh(&server, &app, &stored).await).await.1,
         "invalid_grant"

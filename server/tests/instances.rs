@@ -207,6 +207,30 @@ async fn registration_and_key_changes_hold_everywhere_once_acknowledged(t: TestD
         }
     }
 
+    // A policy edit (every instance remembers the client's access-token
+    // lifetime for client_credentials): the very next token everywhere
+    // carries the new one.
+    app::domain::policy::set_client(
+        &t.db,
+        &job.client_id,
+        &app::domain::policy::PolicyChange {
+            access_ttl_secs: Some(Some(300)),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    for i in [&a, &b, &c] {
+        let claims = common::flow::jwt_part(&cc_token(i, &job).await, 1);
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            300,
+            "{}: the new lifetime",
+            i.base
+        );
+    }
+
     // Deleted: no instance issues to the client any more.
     clients::mark_deleted(
         &t.db,

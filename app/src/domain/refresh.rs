@@ -642,21 +642,18 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
                     .push(" AND chain_generation = ")
                     .push_bind(current as i64);
             }
+            // One statement on its own: no transaction to open and close.
             let family_due = advance || push_expiry || self.touch_family;
-            if !self.touch_grant {
-                if !family_due {
-                    return Ok::<_, sqlx::Error>(true);
-                }
-                // One statement: on its own, no transaction to open and close.
-                return Ok(pool.execute_write(update.build()).await?.rows_affected() > 0);
+            let moved =
+                !family_due || pool.execute_write(update.build()).await?.rows_affected() > 0;
+            if self.touch_grant {
+                // After the family's, on its own: a refresh never holds the
+                // family row while it waits for the grant's (a revocation
+                // locks the grant first: a deadlock on PostgreSQL).
+                pool.execute_write(touch_grant!(self, &found.row.grant_id))
+                    .await?;
             }
-            let mut tx = pool.begin_write().await?;
-            let moved = !family_due || update.build().execute(&mut *tx).await?.rows_affected() > 0;
-            touch_grant!(self, &found.row.grant_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(moved)
+            Ok::<_, sqlx::Error>(moved)
         })?;
         if !advance {
             // A retry within the grace gets the current generation; with
@@ -717,7 +714,8 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
             let mut tx = pool.begin_write().await?;
             let mut generation = None;
             if rotate {
-                let mut claimed = state == RefreshState::RotatedWithinGrace;
+                let retry = state == RefreshState::RotatedWithinGrace;
+                let mut claimed = retry;
                 if !claimed {
                     claimed = sqlx::query(
                         "UPDATE refresh_tokens SET used_at = $1 \
@@ -753,8 +751,11 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
                     }
                     // Used a moment ago, within the reuse grace: a retry.
                 }
-                // The chain starts (first rotation), or has started (a retry):
-                // only while the family is live.
+                // The chain starts (the first rotation of the family's
+                // stored tokens), only while the family is live. Started
+                // already: a retry of the token that started it, within the
+                // grace, gets generation 1 again; anything else (a sibling
+                // stored token, from a retry before chains) is reuse.
                 let started: Option<i64> = sqlx::query_scalar(
                     "UPDATE token_families SET chain_generation = 1, chain_rotated_at = $1, \
                      chain_expires_at = $2, scopes = $3 \
@@ -769,18 +770,31 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
                 .await?;
                 generation = match started {
                     Some(g) => Some(g),
-                    None => sqlx::query_scalar(
-                        "SELECT chain_generation FROM token_families WHERE id = $1 AND revoked_at IS NULL",
-                    )
-                    .bind(&row.family_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .flatten(),
+                    None => {
+                        let chain: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+                            "SELECT chain_generation, chain_rotated_at FROM token_families \
+                             WHERE id = $1 AND revoked_at IS NULL",
+                        )
+                        .bind(&row.family_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        match chain {
+                            None => {
+                                tx.rollback().await?;
+                                return Ok(Err(Step::Revoked));
+                            }
+                            Some((Some(1), Some(started_at)))
+                                if retry && (self.grace)(started_at) =>
+                            {
+                                Some(1)
+                            }
+                            Some(_) => {
+                                tx.rollback().await?;
+                                return Ok(Err(Step::Reused));
+                            }
+                        }
+                    }
                 };
-                if generation.is_none() {
-                    tx.rollback().await?;
-                    return Ok(Err(Step::Revoked));
-                }
             } else if push_expiry {
                 // No rotation: the same token lives on, its idle expiry pushed out.
                 sqlx::query(
@@ -806,10 +820,12 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
                 .execute(&mut *tx)
                 .await?;
             }
-            if self.touch_grant {
-                touch_grant!(self, &row.grant_id).execute(&mut *tx).await?;
-            }
             tx.commit().await?;
+            if self.touch_grant {
+                // After the commit, on its own (see `chain`).
+                pool.execute_write(touch_grant!(self, &row.grant_id))
+                    .await?;
+            }
             Ok(Ok(generation))
         })?;
         Ok(match generation {

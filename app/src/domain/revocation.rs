@@ -275,7 +275,12 @@ impl RevokedSets {
         )
         .fetch_one(pool)
         .await)?;
-        self.change.fetch_max(change, Ordering::AcqRel);
+        if self.change.fetch_max(change, Ordering::AcqRel) < change {
+            // What is remembered of registrations and policies is read
+            // again — also when this read is a request's own (`ensure_fresh`),
+            // not the follower's.
+            super::clients::registration_changed();
+        }
         if head <= after {
             return Ok(0);
         }

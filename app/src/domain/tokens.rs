@@ -164,10 +164,15 @@ impl IssuanceFacts {
         let (generation, applied) = (super::clients::registration_generation(), revoked.applied());
         if usable {
             let read = self.read.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(hit) = read
-                .get(client_id)
-                .filter(|r| r.generation == generation && r.applied == applied)
-            {
+            // A grant revoked here is in the sets before the log position moves.
+            if let Some(hit) = read.get(client_id).filter(|r| {
+                r.generation == generation
+                    && r.applied == applied
+                    && r.facts
+                        .grant_id
+                        .as_deref()
+                        .is_some_and(|g| !revoked.is_revoked(g, None, ""))
+            }) {
                 return Ok(Some(hit.facts.clone()));
             }
         }
