@@ -611,6 +611,7 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
             && found.row.used_at.is_none()
             && self.expires_at - found.row.expires_at >= LAST_USED_GRANULARITY_SECS;
         let moved = on_db!(db, |pool| {
+            // `id = id` opens the SET list; whatever is due is appended.
             let mut update = sqlx::QueryBuilder::new("UPDATE token_families SET id = id");
             if advance {
                 update
@@ -693,9 +694,10 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
     /// A stored token's refresh (issued before chains). With rotation, the
     /// token is claimed (one conditional UPDATE: exactly one of N
     /// concurrent uses wins) and its family's chain starts at generation 1,
-    /// which is handed out; a retry within the grace gets the chain's
-    /// current generation. Without, the same token lives on, its idle
-    /// expiry pushed out when due.
+    /// which is handed out; a retry within the grace of the token that
+    /// started the chain gets generation 1 again; another stored token of
+    /// the family, once the chain has started, is reuse. Without rotation,
+    /// the same token lives on, its idle expiry pushed out when due.
     async fn stored(
         &self,
         db: &Db,
