@@ -117,15 +117,17 @@ static CACHE: LazyLock<AuthCache> = LazyLock::new(AuthCache::default);
 /// Staleness: an edit, a secret rotation or a deletion made by this process
 /// (console, admin API, CLI in-process) applies at once: every entry carries
 /// [`clients::registration_generation`] and is ignored once it moved. Made by
-/// another instance, the change reaches this one within [`CACHE_TTL`]: until
-/// then a remembered client keeps authenticating with its old secret, after
-/// its deletion, and with its old registration (kind, grant types, scopes).
-/// The same holds while the database is unreachable: a client authenticated
+/// another instance, the change is announced (`instances::announce_change`)
+/// and moves the generation here before it is acknowledged; only when the
+/// announcement itself fails does [`CACHE_TTL`] bound how long a remembered
+/// client keeps authenticating with its old secret, after its deletion, or
+/// with its old registration (kind, grant types, scopes).
+/// While the database is unreachable, likewise: a client authenticated
 /// in the last [`CACHE_TTL`] keeps being answered (introspection needs no
 /// database), everyone else gets 503 or 401 as before. What a deleted client
-/// can do meanwhile is limited: issuing tokens and refreshing read the client
-/// row again (policy), and answer `invalid_client`; introspection and
-/// revocation still answer it.
+/// can do meanwhile is limited: refreshing reads the client row again and
+/// answers `invalid_client`; client_credentials issuance, introspection and
+/// revocation still answer it until its entry expires.
 #[derive(Default)]
 struct AuthCache {
     entries: RwLock<HashMap<String, Remembered>>,
