@@ -416,8 +416,9 @@ async fn serve_until_stopped(
             move || {
                 let (db, keys, master) = (db.clone(), keys.clone(), master.clone());
                 async move {
-                    // Another process changed registrations or keys.
-                    clients::registration_changed();
+                    // Another process changed registrations or keys (what is
+                    // remembered of registrations was marked stale by the
+                    // log read that saw it: `RevokedSets::read_log`).
                     if let Err(e) = keys.reload(&db, &master).await {
                         tracing::warn!(error = %e, "reloading the signing keys after a change failed");
                     }

@@ -239,15 +239,23 @@ struct FamilyRow {
     policy: Policy,
 }
 
-/// A stored token's row with its family's.
+/// What a refresh token says of itself, besides its family: read from
+/// `refresh_tokens` for a stored token, derived from the chain for a chain token.
 #[derive(sqlx::FromRow)]
-struct StoredRow {
+struct TokenPart {
     hash: String,
     scopes: String,
     issued_at: i64,
     expires_at: i64,
     used_at: Option<i64>,
     revoked_at: Option<i64>,
+}
+
+/// A stored token's row with its family's.
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    #[sqlx(flatten)]
+    token: TokenPart,
     #[sqlx(flatten)]
     family: FamilyRow,
 }
@@ -262,42 +270,15 @@ struct Lookup {
 }
 
 impl Lookup {
-    /// The client's effective policy; `NotFound` for a deleted client, as
-    /// [`super::policy::effective`] says.
-    fn policy(&self) -> DomainResult<Policy> {
-        match self.family.live_client_id {
-            Some(_) => Ok(self.family.policy),
-            None => Err(DomainError::NotFound),
-        }
-    }
-
-    /// A chain token as a [`RefreshRow`]: the current generation is unused,
-    /// the one before was used when the current one was issued (for the
-    /// reuse grace), every earlier one long ago. `None` for a generation
-    /// the chain has not reached (only a concurrent rotation's successor,
-    /// which cannot be presented before it is handed out) or a family
-    /// without a chain.
-    fn of_chain(token: &str, family: FamilyRow, generation: u64) -> Option<Lookup> {
-        let current = u64::try_from(family.chain_generation?).ok()?;
-        if generation > current {
-            return None;
-        }
-        let used_at = match current - generation {
-            0 => None,
-            1 => Some(family.chain_rotated_at.unwrap_or(0)),
-            _ => Some(0),
-        };
+    fn new(token: TokenPart, family: FamilyRow, generation: Option<u64>) -> Lookup {
         let row = RefreshRow {
-            hash: sha256_hex(token),
+            hash: token.hash,
             family_id: family.family_id.clone(),
-            scopes: family.family_scopes.clone().unwrap_or_default(),
-            issued_at: match generation == current {
-                true => family.chain_rotated_at.unwrap_or(family.family_created_at),
-                false => family.family_created_at,
-            },
-            expires_at: family.chain_expires_at.unwrap_or(0),
-            used_at,
-            revoked_at: None,
+            scopes: token.scopes,
+            issued_at: token.issued_at,
+            expires_at: token.expires_at,
+            used_at: token.used_at,
+            revoked_at: token.revoked_at,
             family_created_at: family.family_created_at,
             family_revoked_at: family.family_revoked_at,
             login_session_id: family.login_session_id.clone(),
@@ -307,37 +288,48 @@ impl Lookup {
             user_id: family.user_id.clone(),
             user_disabled_at: family.user_disabled_at,
         };
-        Some(Lookup {
-            row,
-            family,
-            generation: Some(generation),
-        })
-    }
-
-    fn of_stored(stored: StoredRow) -> Lookup {
-        let f = &stored.family;
-        let row = RefreshRow {
-            hash: stored.hash,
-            family_id: f.family_id.clone(),
-            scopes: stored.scopes,
-            issued_at: stored.issued_at,
-            expires_at: stored.expires_at,
-            used_at: stored.used_at,
-            revoked_at: stored.revoked_at,
-            family_created_at: f.family_created_at,
-            family_revoked_at: f.family_revoked_at,
-            login_session_id: f.login_session_id.clone(),
-            grant_id: f.grant_id.clone(),
-            grant_revoked_at: f.grant_revoked_at,
-            client_id: f.client_id.clone(),
-            user_id: f.user_id.clone(),
-            user_disabled_at: f.user_disabled_at,
-        };
         Lookup {
             row,
-            family: stored.family,
-            generation: None,
+            family,
+            generation,
         }
+    }
+
+    /// The client's effective policy; `NotFound` for a deleted client, as
+    /// [`super::policy::effective`] says.
+    fn policy(&self) -> DomainResult<Policy> {
+        match self.family.live_client_id {
+            Some(_) => Ok(self.family.policy),
+            None => Err(DomainError::NotFound),
+        }
+    }
+
+    /// A chain token: the current generation is unused, the one before was
+    /// used when the current one was issued (for the reuse grace), every
+    /// earlier one long ago. `None` for a generation the chain has not
+    /// reached (only a concurrent rotation's successor, which cannot be
+    /// presented before it is handed out) or a family without a chain.
+    fn of_chain(token: &str, family: FamilyRow, generation: u64) -> Option<Lookup> {
+        let current = u64::try_from(family.chain_generation?).ok()?;
+        if generation > current {
+            return None;
+        }
+        let part = TokenPart {
+            hash: sha256_hex(token),
+            scopes: family.family_scopes.clone().unwrap_or_default(),
+            issued_at: match generation == current {
+                true => family.chain_rotated_at.unwrap_or(family.family_created_at),
+                false => family.family_created_at,
+            },
+            expires_at: family.chain_expires_at.unwrap_or(0),
+            used_at: match current - generation {
+                0 => None,
+                1 => Some(family.chain_rotated_at.unwrap_or(0)),
+                _ => Some(0),
+            },
+            revoked_at: None,
+        };
+        Some(Lookup::new(part, family, Some(generation)))
     }
 }
 
@@ -379,7 +371,7 @@ async fn lookup(db: &Db, keys: &KeyRing, token: &str) -> DomainResult<Option<Loo
                 .bind(sha256_hex(token))
                 .fetch_optional(pool)
                 .await)?
-            .map(Lookup::of_stored)
+            .map(|stored| Lookup::new(stored.token, stored.family, None))
         }
         Some(Presented::Chain {
             family_id,

@@ -439,6 +439,15 @@ impl RevokedSets {
             .forget_before(at);
     }
 
+    /// Whether this grant is revoked (as far as this instance applied the log).
+    pub fn grant_is_revoked(&self, grant_id: &str) -> bool {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .grants
+            .contains_key(grant_id)
+    }
+
     /// Whether a token carrying these ids is revoked at any level.
     pub fn is_revoked(&self, grant_id: &str, family_id: Option<&str>, jti: &str) -> bool {
         let sets = self.inner.read().unwrap_or_else(|e| e.into_inner());
@@ -888,7 +897,8 @@ async fn notify(db: &Db, head: i64) {
 /// process ends: reads new entries when woken (a revocation here; on PostgreSQL a
 /// NOTIFY from another instance) and every [`FOLLOW_EVERY`] otherwise; calls
 /// `on_change` when another process changed what instances keep in memory
-/// (`instances::announce_change`); drops from memory what expired (the table
+/// (`instances::announce_change`; remembered registrations are already
+/// marked stale by then, by the log read); drops from memory what expired (the table
 /// is pruned by `retention`); and, for a registered instance, reports how far
 /// it applied both (`instances::report`) at once after it moved, and every
 /// [`instances::HEARTBEAT`].

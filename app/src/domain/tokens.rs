@@ -171,7 +171,7 @@ impl IssuanceFacts {
                     && r.facts
                         .grant_id
                         .as_deref()
-                        .is_some_and(|g| !revoked.is_revoked(g, None, ""))
+                        .is_some_and(|g| !revoked.grant_is_revoked(g))
             }) {
                 return Ok(Some(hit.facts.clone()));
             }

@@ -201,7 +201,7 @@ impl TestServer {
             db.clone(),
             revoked.clone(),
             change,
-            || async { app::domain::clients::registration_changed() },
+            || async {},
         ));
         let usage = app::domain::usage::Usage::new(db.clone());
         let app = latchkey::http::router_with(
