@@ -35,6 +35,14 @@ pub mod paths {
     pub const SIGN_IN: &str = "/signin";
     pub const SIGN_OUT: &str = "/signout";
     pub const SESSIONS: &str = "/sessions";
+    /// Where an upstream provider sends the browser back (the redirect URI
+    /// registered there: `{issuer}/signin/upstream/callback`).
+    pub const UPSTREAM_CALLBACK: &str = "/signin/upstream/callback";
+
+    /// Starts a sign-in through upstream provider `id` (a form POST).
+    pub fn upstream_sign_in(id: &str) -> String {
+        format!("/signin/upstream/{id}")
+    }
 
     pub const ADMIN: &str = "/admin";
 

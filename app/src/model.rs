@@ -201,6 +201,13 @@ pub struct AppDetail {
     pub activity: Vec<Activity>,
 }
 
+/// A "Sign in with …" button: an upstream provider's id and display name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamButton {
+    pub id: String,
+    pub name: String,
+}
+
 /// One of the user's signed-in browser sessions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignInSession {
@@ -213,6 +220,9 @@ pub struct SignInSession {
     pub app_sessions: i64,
     /// The session of the browser looking at the page.
     pub current: bool,
+    /// The upstream provider signed in with ("Corp SSO"); `None`: a password.
+    #[serde(default)]
+    pub via: Option<String>,
 }
 
 /// `2026-11-23 15:04 UTC`: the same text on the server and in the browser.

@@ -14,6 +14,7 @@ use app::domain::{
     resource_servers,
     retention::{self, Retention},
     revocation::RevokedSets,
+    upstream,
     usage::Usage,
     users,
     web_session::WebSessionStore,
@@ -25,7 +26,7 @@ use tower_sessions::ExpiredDeletion;
 
 use crate::config::{
     master_key_from_env, outbox_retry, policy_change, validate_common, Cli, ClientCommand, Command,
-    InvalidSetting, KeysCommand, PolicyCommand, ServeConfig, UserCommand,
+    InvalidSetting, KeysCommand, PolicyCommand, ServeConfig, UpstreamCommand, UserCommand,
 };
 
 /// Why a command failed, and with which exit code.
@@ -98,6 +99,50 @@ fn run(cli: Cli) -> Result<(), Failure> {
     };
     let registration: Option<ClientChange> = match &cli.command {
         Command::Client(ClientCommand::Set { backchannel, .. }) => Some(backchannel.change()?),
+        _ => None,
+    };
+    // An upstream provider to add or change, its secret read from stdin.
+    let upstream_input = match &cli.command {
+        Command::Upstream(UpstreamCommand::Add {
+            name,
+            issuer,
+            client_id,
+            scopes,
+            settings,
+            ..
+        }) => {
+            let change = settings.change()?;
+            let new = upstream::NewProvider {
+                name: name.clone(),
+                issuer: issuer.clone(),
+                client_id: client_id.clone(),
+                client_secret: read_secret_stdin()?,
+                scopes: scopes.clone(),
+                revoke_at_logout: change.revoke_at_logout.unwrap_or(true),
+                end_upstream_session: change.end_upstream_session.unwrap_or(false),
+                revocation_endpoint: change.revocation_endpoint.flatten(),
+                revocation_token_param: change.revocation_token_param.flatten(),
+                revocation_extra_params: change.revocation_extra_params.unwrap_or_default(),
+            };
+            Some(Ok(new.validated()?))
+        }
+        Command::Upstream(UpstreamCommand::Set {
+            name,
+            client_id,
+            client_secret_stdin,
+            scopes,
+            settings,
+            ..
+        }) => {
+            let mut change = settings.change()?;
+            change.name = name.clone();
+            change.client_id = client_id.clone();
+            change.scopes = (!scopes.is_empty()).then(|| scopes.clone());
+            if *client_secret_stdin {
+                change.client_secret = Some(read_secret_stdin()?);
+            }
+            Some(Err(change))
+        }
         _ => None,
     };
     let client = match &cli.command {
@@ -325,6 +370,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 Ok(())
             }
+            Command::Upstream(command) => {
+                run_upstream(&db, &cli.master_key_file, command, upstream_input).await
+            }
             Command::Demo(flag) => {
                 let report = demo::seed(&db).await?;
                 if flag.json {
@@ -428,12 +476,19 @@ async fn serve_until_stopped(
     ));
     let issuer = config.issuer.clone();
     // Back-channel logout tokens (and whatever else the outbox holds).
-    let outbox = crate::outbox::spawn(db.clone(), keys.clone(), issuer.clone(), retry);
+    let upstreams = crate::upstream::Upstreams::new(&master);
+    let outbox = crate::outbox::spawn(
+        db.clone(),
+        keys.clone(),
+        issuer.clone(),
+        retry,
+        upstreams.clone(),
+    );
     // What no longer matters is deleted (README, "Retention").
     let prune = tokio::spawn(retention::keep_running(db.clone(), retention));
     let db_for_exit = db.clone();
     let usage = Usage::new(db.clone());
-    let app = crate::http::router(db, keys, revoked, config, store, usage.clone());
+    let app = crate::http::router(db, keys, revoked, config, store, usage.clone(), upstreams);
     tracing::info!(%addr, %issuer, "latchkey is listening; sign in at {issuer}/signin");
     let served = axum::serve(
         listener,
@@ -472,6 +527,151 @@ async fn shutdown_signal() {
 }
 
 /// Reads the password from stdin: one line, its line ending removed.
+/// `latchkey upstream …`; `input` is the validated provider of `add`
+/// (`Ok`) or the change of `set` (`Err`).
+async fn run_upstream(
+    db: &Db,
+    master_key_file: &str,
+    command: UpstreamCommand,
+    input: Option<Result<upstream::NewProvider, upstream::ProviderChange>>,
+) -> Result<(), Failure> {
+    let actor = app::domain::audit::Actor::default();
+    fn not_found(provider: &str) -> impl Fn(DomainError) -> Failure + '_ {
+        move |e| match e {
+            DomainError::NotFound => {
+                Failure::Invalid(format!("provider: no upstream provider {provider:?}"))
+            }
+            other => other.into(),
+        }
+    }
+    match (command, input) {
+        (UpstreamCommand::Add { json, .. }, Some(Ok(new))) => {
+            let sealer = upstream::sealer(&master_key(master_key_file)?);
+            let provider = upstream::add(db, &sealer, &new, &actor).await?;
+            if json {
+                print_json(&provider);
+            } else {
+                println!(
+                    "added upstream provider {:?} (id {})",
+                    provider.name, provider.id
+                );
+                print_provider(&provider);
+                print_registration_hint(&provider);
+            }
+            Ok(())
+        }
+        (UpstreamCommand::Set { provider, json, .. }, Some(Err(change))) => {
+            let sealer = upstream::sealer(&master_key(master_key_file)?);
+            let after = upstream::update(db, &sealer, &provider, &change, &actor)
+                .await
+                .map_err(not_found(&provider))?;
+            if json {
+                print_json(&after);
+            } else {
+                println!(
+                    "upstream provider {:?} (id {}) changed:",
+                    after.name, after.id
+                );
+                print_provider(&after);
+            }
+            Ok(())
+        }
+        (UpstreamCommand::Remove { provider, json }, _) => {
+            let removed = upstream::remove(db, &provider, &actor)
+                .await
+                .map_err(not_found(&provider))?;
+            if json {
+                print_json(&json!({ "removed": removed.id }));
+            } else {
+                println!(
+                    "removed upstream provider {:?} (id {}); its users stay and can sign in again if it is added back",
+                    removed.name, removed.id
+                );
+            }
+            Ok(())
+        }
+        (UpstreamCommand::List(flag), _) => {
+            let list = upstream::list(db).await?;
+            if flag.json {
+                print_json(&list);
+            } else {
+                println!("{:<24} {:<24} {:<7} ISSUER", "ID", "NAME", "REVOKE");
+                for p in list {
+                    println!(
+                        "{:<24} {:<24} {:<7} {}",
+                        p.id,
+                        p.name,
+                        yes_no(p.revoke_at_logout),
+                        p.issuer
+                    );
+                }
+            }
+            Ok(())
+        }
+        _ => unreachable!("the input matches the command"),
+    }
+}
+
+fn print_provider(p: &upstream::Provider) {
+    let or_default = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_owned());
+    println!("  issuer:               {}", p.issuer);
+    println!("  client_id:            {}", p.client_id);
+    println!("  scopes:               openid {}", p.scopes.join(" "));
+    println!(
+        "  revoke at logout:     {}",
+        if p.revoke_at_logout { "on" } else { "off" }
+    );
+    println!(
+        "  end upstream session: {}",
+        if p.end_upstream_session { "on" } else { "off" }
+    );
+    println!(
+        "  revocation endpoint:  {}",
+        or_default(&p.revocation_endpoint, "from discovery")
+    );
+    println!("  token parameter:      {}", p.token_param());
+    if !p.revocation_extra_params.is_empty() {
+        let pairs: Vec<String> = p
+            .revocation_extra_params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("  extra parameters:     {}", pairs.join(" "));
+    }
+}
+
+/// What to register at the provider: the callback under this server's issuer.
+fn print_registration_hint(p: &upstream::Provider) {
+    let issuer = std::env::var("LATCHKEY_ISSUER").unwrap_or_else(|_| "<issuer>".to_owned());
+    println!(
+        "Register this redirect URI at the provider: {}",
+        crate::upstream::redirect_uri(&issuer)
+    );
+    if p.end_upstream_session {
+        println!(
+            "and this post-logout redirect URI: {}{}",
+            issuer.trim_end_matches('/'),
+            app::paths::SIGN_IN
+        );
+    }
+}
+
+/// One line of standard input: an upstream client secret.
+fn read_secret_stdin() -> Result<String, Failure> {
+    let mut input = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut input)
+        .map_err(|e| Failure::Invalid(format!("client_secret: cannot read standard input: {e}")))?;
+    let secret = input.lines().next().unwrap_or_default().to_owned();
+    if secret.is_empty() {
+        return Err(Failure::Invalid(
+            "client_secret: standard input is empty".into(),
+        ));
+    }
+    Ok(secret)
+}
+
 fn read_password_stdin() -> Result<String, Failure> {
     let mut input = String::new();
     std::io::stdin()

@@ -76,6 +76,9 @@ pub enum Command {
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Upstream OpenID Connect providers people sign in through ("Sign in with …").
+    #[command(subcommand)]
+    Upstream(UpstreamCommand),
     /// Delete what retention says goes (a running server does this every minute).
     Prune {
         /// Print what would be deleted, deleting nothing.
@@ -316,6 +319,120 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpstreamCommand {
+    /// Add a provider; prints the redirect URI to register there.
+    Add {
+        /// Shown on the sign-in page: "Sign in with NAME".
+        #[arg(long)]
+        name: String,
+        /// Its issuer URL (discovery: ISSUER/.well-known/openid-configuration).
+        #[arg(long)]
+        issuer: String,
+        /// The client_id Latchkey has there.
+        #[arg(long)]
+        client_id: String,
+        /// Read the client secret from standard input (one line).
+        #[arg(long, required = true)]
+        client_secret_stdin: bool,
+        /// A scope to ask for besides openid (repeat), e.g. profile, email, offline_access.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[command(flatten)]
+        settings: UpstreamFlags,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List providers.
+    List(JsonFlag),
+    /// Change a provider (by id or name); flags not given stay as they are.
+    Set {
+        /// The provider's id or name.
+        provider: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Read a new client secret from standard input (one line).
+        #[arg(long)]
+        client_secret_stdin: bool,
+        /// The scopes to ask for besides openid (repeat; replaces the list).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[command(flatten)]
+        settings: UpstreamFlags,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a provider: no new sign-ins through it; its users stay linked.
+    Remove {
+        /// The provider's id or name.
+        provider: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A provider's logout settings, as flags.
+#[derive(Debug, Args, Default)]
+pub struct UpstreamFlags {
+    /// Revoke the provider's tokens (RFC 7009) when a sign-in through it ends: on (default), off.
+    #[arg(long, value_name = "on|off")]
+    pub revoke_at_logout: Option<String>,
+    /// After signing out, offer to sign out of the provider too (RP-initiated logout): on, off (default).
+    #[arg(long, value_name = "on|off")]
+    pub end_upstream_session: Option<String>,
+    /// Where revocations go, when discovery names no revocation_endpoint; `none` clears it.
+    #[arg(long, value_name = "URL")]
+    pub revocation_endpoint: Option<String>,
+    /// The token parameter's name in revocations (default `token`); `none` clears it.
+    #[arg(long, value_name = "NAME")]
+    pub revocation_token_param: Option<String>,
+    /// An extra form parameter sent with each revocation (repeat; replaces the list).
+    #[arg(long = "revocation-param", value_name = "NAME=VALUE")]
+    pub revocation_params: Vec<String>,
+    /// Send no extra revocation parameters.
+    #[arg(long, conflicts_with = "revocation_params")]
+    pub clear_revocation_params: bool,
+}
+
+impl UpstreamFlags {
+    fn on_off(flag: &str, raw: &Option<String>) -> Result<Option<bool>, InvalidSetting> {
+        match raw.as_deref() {
+            None => Ok(None),
+            Some("on") => Ok(Some(true)),
+            Some("off") => Ok(Some(false)),
+            Some(other) => Err(InvalidSetting(format!(
+                "invalid --{flag} {other:?}: expected on or off"
+            ))),
+        }
+    }
+
+    /// The change these flags ask for (fields not given: `None`).
+    pub fn change(&self) -> Result<app::domain::upstream::ProviderChange, InvalidSetting> {
+        let clearable =
+            |raw: &Option<String>| raw.as_deref().map(|v| (v != "none").then(|| v.to_owned()));
+        let params = if self.clear_revocation_params {
+            Some(Default::default())
+        } else if self.revocation_params.is_empty() {
+            None
+        } else {
+            Some(
+                app::domain::upstream::parse_param_pairs(&self.revocation_params)
+                    .map_err(|e| InvalidSetting(e.to_string()))?,
+            )
+        };
+        Ok(app::domain::upstream::ProviderChange {
+            revoke_at_logout: Self::on_off("revoke-at-logout", &self.revoke_at_logout)?,
+            end_upstream_session: Self::on_off("end-upstream-session", &self.end_upstream_session)?,
+            revocation_endpoint: clearable(&self.revocation_endpoint),
+            revocation_token_param: clearable(&self.revocation_token_param),
+            revocation_extra_params: params,
+            ..Default::default()
+        })
+    }
 }
 
 /// A client's OpenID Connect Back-Channel Logout registration (§2.2), as flags.

@@ -54,6 +54,8 @@ pub struct AppState {
     pub usage: Usage,
     pub config: Arc<ServeConfig>,
     pub routes: Arc<Vec<AxumRouteListing>>,
+    /// Upstream OpenID providers: the sealing key and discovered metadata.
+    pub upstreams: crate::upstream::Upstreams,
 }
 
 impl AppState {
@@ -95,6 +97,7 @@ pub fn router(
     config: ServeConfig,
     session_store: WebSessionStore,
     usage: Usage,
+    upstreams: crate::upstream::Upstreams,
 ) -> Router {
     router_with(
         db,
@@ -103,6 +106,7 @@ pub fn router(
         config,
         session_store,
         usage,
+        upstreams,
         Router::new(),
     )
 }
@@ -116,6 +120,7 @@ pub fn router_with(
     config: ServeConfig,
     session_store: WebSessionStore,
     usage: Usage,
+    upstreams: crate::upstream::Upstreams,
     extra: Router<AppState>,
 ) -> Router {
     // Before leptos_axum sets up plain tokio (generate_route_list does).
@@ -138,6 +143,7 @@ pub fn router_with(
         usage,
         config: Arc::new(config),
         routes: Arc::new(routes.clone()),
+        upstreams,
     };
 
     let sessions = SessionManagerLayer::new(session_store)
@@ -156,6 +162,8 @@ pub fn router_with(
         .merge(crate::admin_api::router())
         .route(paths::SIGN_IN, post(web::sign_in))
         .route(paths::SIGN_OUT, post(web::sign_out))
+        .route(paths::UPSTREAM_CALLBACK, get(crate::upstream::callback))
+        .route("/signin/upstream/{id}", post(crate::upstream::start))
         .route("/admin/audit/export", get(web::audit_export))
         .route(
             "/api/{*fn_name}",

@@ -23,4 +23,5 @@ pub mod oauth;
 pub mod outbox;
 pub mod panics;
 pub mod request_headers;
+pub mod upstream;
 pub mod web;

@@ -1,5 +1,7 @@
 //! The outbox worker: delivers what Latchkey must tell someone else — today
-//! OpenID Connect Back-Channel Logout tokens (`app::domain::backchannel`).
+//! OpenID Connect Back-Channel Logout tokens (`app::domain::backchannel`), and
+//! RFC 7009 revocations of upstream providers' tokens when a sign-in through
+//! one ended (`app::domain::upstream`, sent by `crate::upstream::revoke`).
 //!
 //! One task per instance ([`spawn`], started by `latchkey serve`). It leases
 //! due rows ([`backchannel::claim_due`]; several instances on one PostgreSQL
@@ -17,8 +19,11 @@ use std::time::Duration;
 use app::domain::{
     backchannel::{self, Attempt, Delivery, Recorded, RetryPolicy},
     keys::KeyRing,
+    upstream::{self, Revocation},
     Db,
 };
+
+use crate::upstream::Upstreams;
 
 /// How long one POST may take, connecting included.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,12 +41,13 @@ pub fn spawn(
     keys: KeyRing,
     issuer: String,
     retry: RetryPolicy,
+    upstreams: Upstreams,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(db, keys, issuer, retry))
+    tokio::spawn(run(db, keys, issuer, retry, upstreams))
 }
 
 /// The worker's loop, until the task is aborted.
-pub async fn run(db: Db, keys: KeyRing, issuer: String, retry: RetryPolicy) {
+pub async fn run(db: Db, keys: KeyRing, issuer: String, retry: RetryPolicy, upstreams: Upstreams) {
     let http = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(TIMEOUT)
@@ -77,6 +83,27 @@ pub async fn run(db: Db, keys: KeyRing, issuer: String, retry: RetryPolicy) {
             let attempts = futures_util::future::join_all(sends).await;
             for (delivery, attempt) in batch.iter().zip(attempts) {
                 note(&db, delivery, &attempt, &retry).await;
+            }
+        }
+        // Upstream tokens of ended sign-ins, batch after batch.
+        loop {
+            let batch = match upstream::claim_due(&db, upstreams.sealer(), BATCH, LEASE_SECS).await
+            {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the upstream revocations failed; trying again shortly");
+                    break;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let sends = batch
+                .iter()
+                .map(|r| crate::upstream::revoke(&db, &upstreams, r));
+            let attempts = futures_util::future::join_all(sends).await;
+            for (revocation, attempt) in batch.iter().zip(attempts) {
+                note_upstream(&db, revocation, &attempt, &retry).await;
             }
         }
         tokio::select! {
@@ -140,5 +167,24 @@ async fn note(db: &Db, d: &Delivery, attempt: &Attempt, retry: &RetryPolicy) {
         Ok(Recorded::Superseded) => {}
         // The lease runs out and the row is tried again.
         Err(e) => tracing::warn!(error = %e, outbox_id = %d.id, "recording a delivery failed"),
+    }
+}
+
+/// Stores and logs an upstream revocation's outcome.
+async fn note_upstream(db: &Db, r: &Revocation, attempt: &Attempt, retry: &RetryPolicy) {
+    match upstream::record(db, r, attempt, retry).await {
+        Ok(Recorded::Delivered) => {
+            tracing::info!(provider_id = %r.provider_id, attempts = r.attempts, "upstream tokens revoked");
+        }
+        Ok(Recorded::Retry(next)) => {
+            tracing::warn!(provider_id = %r.provider_id, attempts = r.attempts, error = ?attempt, next_attempt_at = next, "upstream revocation failed; will retry");
+        }
+        Ok(Recorded::GaveUp) => {
+            tracing::warn!(provider_id = %r.provider_id, attempts = r.attempts, error = ?attempt, "upstream revocation given up");
+        }
+        Ok(Recorded::Superseded) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, sid = %r.login_session_id, "recording an upstream revocation failed")
+        }
     }
 }

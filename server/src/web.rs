@@ -8,7 +8,7 @@ use app::{
     domain::{
         login_sessions::{self, ClientInfo, SESSION_KEY},
         secrets::new_id,
-        users,
+        upstream, users,
     },
     paths,
 };
@@ -134,8 +134,20 @@ pub async fn sign_out(
     session: Session,
     Caller(from): Caller,
 ) -> Response {
+    let mut upstream_session = None;
     match signed_in_from(&state.db, &session, &from).await {
         Ok(Some(signed_in)) => {
+            // Read before the sign-in ends (its ID token is deleted then).
+            upstream_session = upstream::end_session_hint(
+                &state.db,
+                state.upstreams.sealer(),
+                &signed_in.login_session_id,
+            )
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading the upstream sign-in failed");
+                None
+            });
             if let Err(e) =
                 login_sessions::end(&state.db, &state.revoked, &signed_in, "signed_out", &from)
                     .await
@@ -149,7 +161,36 @@ pub async fn sign_out(
     if let Err(e) = session.flush().await {
         return internal_error("deleting the browser session", &e);
     }
-    Redirect::to(&format!("{}?signed_out=1", paths::SIGN_IN)).into_response()
+    let signed_out = format!("{}?signed_out=1", paths::SIGN_IN);
+    if let Some((provider, id_token)) = upstream_session {
+        if let Some(url) =
+            crate::upstream::end_session_url(&state, &provider, id_token.as_deref()).await
+        {
+            return signed_out_upstream_offer(&provider.name, &url, &signed_out);
+        }
+    }
+    Redirect::to(&signed_out).into_response()
+}
+
+/// After signing out of a sign-in made through a provider that offers ending
+/// its own session: the choice to sign out there too (RP-Initiated Logout).
+fn signed_out_upstream_offer(provider: &str, end_session: &str, stay: &str) -> Response {
+    use crate::oauth::pages::{escape, page};
+    let name = escape(provider);
+    page(
+        StatusCode::OK,
+        "Signed out",
+        &format!(
+            r#"<section class="card narrow" data-testid="upstream-signed-out">
+<h1>You are signed out of Latchkey</h1>
+<p>You signed in with {name}, and you are still signed in there. Sign out of {name} too if this is a shared device.</p>
+<p><a class="button primary wide" href="{}" data-testid="upstream-sign-out">Sign out of {name} too</a></p>
+<p><a class="button wide" href="{}">Stay signed in to {name}</a></p>
+</section>"#,
+            escape(end_session),
+            escape(stay)
+        ),
+    )
 }
 
 /// Refuses state-changing browser requests from other sites (CSRF), on top

@@ -271,6 +271,7 @@ fn start_worker(
         server.keys.clone(),
         server.base.clone(),
         retry,
+        latchkey::upstream::Upstreams::new(common::master_key()),
     )
 }
 

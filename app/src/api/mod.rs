@@ -16,6 +16,21 @@ pub async fn get_current_user() -> Result<Option<CurrentUser>, ServerFnError> {
     Ok(signed_in.as_ref().map(ssr::current_user))
 }
 
+/// The sign-in page's "Sign in with …" buttons: every upstream provider, by name.
+#[server(endpoint = "upstream_buttons")]
+pub async fn get_upstream_buttons() -> Result<Vec<crate::model::UpstreamButton>, ServerFnError> {
+    let buttons = crate::domain::upstream::buttons(&ssr::db()?)
+        .await
+        .map_err(ssr::failed)?;
+    Ok(buttons
+        .into_iter()
+        .map(|b| crate::model::UpstreamButton {
+            id: b.id,
+            name: b.name,
+        })
+        .collect())
+}
+
 /// What the My apps page needs: who is signed in and one page of their apps.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppsView {

@@ -32,6 +32,9 @@ pub enum AuditKind {
     ClientSecretRotated,
     BackchannelLogoutDelivered,
     BackchannelLogoutGaveUp,
+    UpstreamProviderChanged,
+    UpstreamTokensRevoked,
+    UpstreamRevocationGaveUp,
 }
 
 impl AuditKind {
@@ -58,6 +61,9 @@ impl AuditKind {
             AuditKind::ClientSecretRotated => "client_secret_rotated",
             AuditKind::BackchannelLogoutDelivered => "backchannel_logout_delivered",
             AuditKind::BackchannelLogoutGaveUp => "backchannel_logout_gave_up",
+            AuditKind::UpstreamProviderChanged => "upstream_provider_changed",
+            AuditKind::UpstreamTokensRevoked => "upstream_tokens_revoked",
+            AuditKind::UpstreamRevocationGaveUp => "upstream_revocation_gave_up",
         }
     }
 }

@@ -26,8 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     audit::{AuditEvent, AuditKind},
-    clients::validate_redirect_uri,
-    error::{DomainError, DomainResult},
+    error::DomainResult,
     keys::{KeyRing, SigningAlg},
     secrets::{new_ordered_id, new_secret},
     store::{now, Db, WriteTx},
@@ -56,27 +55,7 @@ const URI_FIELD: &str = "backchannel_logout_uri";
 /// (final) does not tie the URI's host to a redirect URI: apps often take
 /// back-channel calls on an internal host, so none is required here.
 pub fn validate_uri(raw: &str) -> DomainResult<String> {
-    let uri = validate_redirect_uri(URI_FIELD, raw)?;
-    let url = url::Url::parse(&uri)
-        .map_err(|_| DomainError::invalid(URI_FIELD, format!("{raw:?} is not an absolute URL")))?;
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => Ok(uri),
-        "http" if loopback => Ok(uri),
-        "http" => Err(DomainError::invalid(
-            URI_FIELD,
-            format!("{raw:?} must use https (http only on 127.0.0.1, [::1] or localhost)"),
-        )),
-        _ => Err(DomainError::invalid(
-            URI_FIELD,
-            format!("{raw:?} must be an https URL"),
-        )),
-    }
+    super::clients::validate_server_url(URI_FIELD, raw)
 }
 
 /// What an app is told in one Logout Token: the user, and the sign-in when

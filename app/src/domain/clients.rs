@@ -159,6 +159,35 @@ pub fn validate_redirect_uri(field: &'static str, raw: &str) -> DomainResult<Str
     }
 }
 
+/// A URL Latchkey itself calls, server to server (a back-channel logout URI,
+/// an upstream issuer or endpoint): the redirect-URI rules (absolute, no
+/// fragment, a host), and `https`, or `http` on a loopback host only
+/// (`127.0.0.0/8`, `[::1]`, `localhost`) — what goes there are credentials. A
+/// query is allowed. Returns it unchanged; `DomainError::Invalid` on `field`.
+pub fn validate_server_url(field: &'static str, raw: &str) -> DomainResult<String> {
+    let uri = validate_redirect_uri(field, raw)?;
+    let url = url::Url::parse(&uri)
+        .map_err(|_| DomainError::invalid(field, format!("{raw:?} is not an absolute URL")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(uri),
+        "http" if loopback => Ok(uri),
+        "http" => Err(DomainError::invalid(
+            field,
+            format!("{raw:?} must use https (http only on 127.0.0.1, [::1] or localhost)"),
+        )),
+        _ => Err(DomainError::invalid(
+            field,
+            format!("{raw:?} must be an https URL"),
+        )),
+    }
+}
+
 /// A scope token (RFC 6749 §3.3): printable ASCII except space, `"` and `\`.
 pub(crate) fn validate_scope(raw: &str) -> DomainResult<String> {
     let ok = !raw.is_empty()

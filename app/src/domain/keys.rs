@@ -540,6 +540,18 @@ impl KeyRing {
 }
 
 impl MasterKey {
+    /// Another 256-bit key for one purpose, derived from this one
+    /// (HMAC-SHA256 of `label`): the same on every instance, never stored,
+    /// and what is encrypted under it cannot be decrypted with the master key
+    /// itself or under another label.
+    pub fn derive(&self, label: &str) -> MasterKey {
+        let master = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
+        let derived = ring::hmac::sign(&master, label.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(derived.as_ref());
+        MasterKey(key)
+    }
+
     /// The key refresh-token chains are MACed with, derived from this
     /// master key (HMAC-SHA256 of a fixed label): the same on every
     /// instance, and never stored.

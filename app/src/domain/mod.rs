@@ -19,6 +19,7 @@
 //! | [`resource_servers`] | clients registered as resource servers: audiences, served scopes, who may introspect |
 //! | [`revocation`] | revoking grants, families, access tokens: database first, then the in-memory sets |
 //! | [`backchannel`] | OpenID Connect Back-Channel Logout: outbox rows in the revocation's transaction, logout tokens, delivery state |
+//! | [`upstream`] | upstream OpenID providers people sign in through: providers, linked users, their tokens and revocation at logout |
 //! | [`tokens`] | access-token and ID-token claims, client_credentials issuance, introspection |
 //! | [`web_session`] | the tower-sessions store over the same database |
 //! | [`audit`] | the audit log |
@@ -50,6 +51,7 @@ pub mod revocation;
 pub mod secrets;
 pub mod store;
 pub mod tokens;
+pub mod upstream;
 pub mod usage;
 pub mod users;
 pub mod web_session;

@@ -294,10 +294,12 @@ struct SignInRow {
     created_at: i64,
     last_seen_at: i64,
     app_sessions: i64,
+    via: Option<String>,
 }
 
 const SIGN_INS_SQL: &str = "SELECT s.id, s.user_agent, s.ip, s.created_at, s.last_seen_at, \
-    (SELECT COUNT(*) FROM token_families f WHERE f.login_session_id = s.id AND f.revoked_at IS NULL) AS app_sessions \
+    (SELECT COUNT(*) FROM token_families f WHERE f.login_session_id = s.id AND f.revoked_at IS NULL) AS app_sessions, \
+    (SELECT p.name FROM upstream_providers p WHERE p.id = s.upstream_provider_id) AS via \
     FROM login_sessions s WHERE s.user_id = $1 AND s.ended_at IS NULL";
 
 /// One page of the user's live sign-in sessions, the current one marked and
@@ -338,6 +340,7 @@ pub async fn list_sign_ins(
                 started_at: r.created_at,
                 last_seen_at: r.last_seen_at,
                 app_sessions: r.app_sessions,
+                via: r.via,
             })
             .collect(),
         total,

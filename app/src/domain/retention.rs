@@ -157,12 +157,23 @@ pub const RULES: &[Rule] = &[
         keep: Keep::For(ACCESS_TTL_MAX + SLACK_SECS),
     },
     Rule {
+        name: "upstream tokens of ended sign-ins, nothing left to revoke",
+        table: "upstream_tokens",
+        key: "login_session_id",
+        // Their tokens were already deleted when revoked or given up (or at
+        // the sign-in's end); the row kept the outcome for the admin page.
+        condition: "next_attempt_at IS NULL AND login_session_id IN \
+             (SELECT id FROM login_sessions WHERE ended_at < $1)",
+        keep: Keep::For(ENDED_SIGN_IN_SECS),
+    },
+    Rule {
         name: "ended sign-ins",
         table: "login_sessions",
         key: "id",
         condition: "ended_at < $1 \
              AND NOT EXISTS (SELECT 1 FROM token_families f WHERE f.login_session_id = login_sessions.id) \
-             AND NOT EXISTS (SELECT 1 FROM auth_codes c WHERE c.login_session_id = login_sessions.id)",
+             AND NOT EXISTS (SELECT 1 FROM auth_codes c WHERE c.login_session_id = login_sessions.id) \
+             AND NOT EXISTS (SELECT 1 FROM upstream_tokens t WHERE t.login_session_id = login_sessions.id)",
         keep: Keep::For(ENDED_SIGN_IN_SECS),
     },
     Rule {

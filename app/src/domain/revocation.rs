@@ -668,6 +668,9 @@ impl RevokedSets {
                 if let (Some(event), true) = (logout, ended.rows_affected() > 0) {
                     crate::bind_audit!(event).execute(&mut *tx).await?;
                 }
+                // Its upstream provider's tokens: due for revocation (RFC
+                // 7009) in this transaction, or deleted.
+                super::upstream::sign_in_ended(&mut tx, sid, at).await?;
             }
             if let Some(sql) = &revoke_codes {
                 done.codes = sqlx::query(sql)
@@ -788,6 +791,10 @@ impl RevokedSets {
                 ..Revoked::default()
             }),
             _ => self.remember(&done),
+        }
+        if matches!(target, Target::SignIn(_)) {
+            // Upstream revocations the sign-in's end made due.
+            super::backchannel::wake();
         }
         self.announce(db, head).await;
         Ok(done)

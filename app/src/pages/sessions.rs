@@ -113,9 +113,10 @@ fn SessionItem(session: SignInSession, end: ServerAction<EndSession>) -> impl In
                 {session.current.then(|| view! { <span class="badge ok">"This session"</span> })}
                 <div class="muted small">
                     {format!(
-                        "{} · signed in {} · last seen {}{apps}",
+                        "{} · signed in {}{} · last seen {}{apps}",
                         if session.ip.is_empty() { "unknown address" } else { session.ip.as_str() },
                         format_time(session.started_at),
+                        session.via.as_deref().map(|p| format!(" with {p}")).unwrap_or_default(),
                         format_time(session.last_seen_at)
                     )}
                 </div>

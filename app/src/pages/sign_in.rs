@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::{components::layout::Layout, paths};
+use crate::{api::get_upstream_buttons, components::layout::Layout, paths};
 
 /// Why the server sent the browser back here, in words for the user.
 fn message_for(code: &str) -> Option<(&'static str, &'static str)> {
@@ -20,6 +20,30 @@ fn message_for(code: &str) -> Option<(&'static str, &'static str)> {
         "forbidden" => Some((
             "error",
             "That request did not come from this site, so it was refused. Please try again.",
+        )),
+        "upstream_unknown" => Some((
+            "error",
+            "That sign-in option no longer exists. Please choose another.",
+        )),
+        "upstream_unavailable" => Some((
+            "error",
+            "Your organisation's sign-in service cannot be reached right now. Please try again in a moment.",
+        )),
+        "upstream_denied" => Some((
+            "error",
+            "Signing in was cancelled at your organisation's sign-in service. You are not signed in.",
+        )),
+        "upstream_expired" => Some((
+            "error",
+            "That sign-in attempt expired or was already used. Please start again.",
+        )),
+        "upstream_failed" | "upstream_invalid" => Some((
+            "error",
+            "Your organisation's sign-in service gave an answer Latchkey could not verify, so you were not signed in. Please try again; if it keeps happening, tell your administrator.",
+        )),
+        "upstream_disabled" => Some((
+            "error",
+            "This account is disabled. Contact your administrator.",
         )),
         _ => None,
     }
@@ -39,6 +63,7 @@ pub fn SignInPage() -> impl IntoView {
     let username = move || query.read().get("username").unwrap_or_default();
     // Pending state once hydrated; the form still submits natively.
     let pending = RwSignal::new(false);
+    let providers = Resource::new(|| (), |_| get_upstream_buttons());
 
     view! {
         <Title text="Sign in"/>
@@ -65,6 +90,21 @@ pub fn SignInPage() -> impl IntoView {
                         {move || if pending.get() { "Signing in…" } else { "Sign in" }}
                     </button>
                 </form>
+                <Suspense fallback=|| ()>
+                    {move || providers.get().and_then(Result::ok).filter(|p| !p.is_empty()).map(|list| view! {
+                        <div class="upstreams" data-testid="upstream-buttons">
+                            <p class="divider muted small"><span>"or"</span></p>
+                            {list.into_iter().map(|p| view! {
+                                <form method="post" action=paths::upstream_sign_in(&p.id)>
+                                    <input type="hidden" name="next" value=next/>
+                                    <button type="submit" class="button secondary wide">
+                                        {format!("Sign in with {}", p.name)}
+                                    </button>
+                                </form>
+                            }).collect_view()}
+                        </div>
+                    })}
+                </Suspense>
             </section>
         </Layout>
     }

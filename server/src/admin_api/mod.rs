@@ -13,6 +13,7 @@
 //! | [`clients`] | `/api/admin/clients…`: list, create, read, edit, delete, secret rotation, revoke all |
 //! | [`resource_servers`] | `/api/admin/clients/{id}/resource-server`: audience and served scopes |
 //! | [`policy`] | `/api/admin/clients/{id}/policy`, `/api/admin/policy/defaults` |
+//! | [`upstreams`] | `/api/admin/upstreams…`: upstream OpenID providers people sign in through |
 //! | [`users`] | `/api/admin/users…`: list, create, read, disable/enable, admin rights, revoke apps, sign out everywhere |
 //! | [`audit`] | `/api/admin/audit`, `/api/admin/audit/export` |
 //! | [`openapi`] | `/api/admin/openapi.json`, generated from the handlers with utoipa |
@@ -26,6 +27,7 @@ pub mod error;
 pub mod openapi;
 pub mod policy;
 pub mod resource_servers;
+pub mod upstreams;
 pub mod users;
 
 use axum::{
@@ -51,6 +53,8 @@ pub const USERS: &str = "/api/admin/users";
 pub const USER: &str = "/api/admin/users/{id}";
 pub const USER_REVOKE_APPS: &str = "/api/admin/users/{id}/revoke-apps";
 pub const USER_SIGN_OUT_EVERYWHERE: &str = "/api/admin/users/{id}/sign-out-everywhere";
+pub const UPSTREAMS: &str = "/api/admin/upstreams";
+pub const UPSTREAM: &str = "/api/admin/upstreams/{id}";
 pub const AUDIT: &str = "/api/admin/audit";
 pub const AUDIT_EXPORT: &str = "/api/admin/audit/export";
 pub const OPENAPI: &str = "/api/admin/openapi.json";
@@ -89,6 +93,13 @@ pub fn router() -> Router<AppState> {
         .route(USER, get(users::read).patch(users::update))
         .route(USER_REVOKE_APPS, post(users::revoke_apps))
         .route(USER_SIGN_OUT_EVERYWHERE, post(users::sign_out_everywhere))
+        .route(UPSTREAMS, get(upstreams::list).post(upstreams::create))
+        .route(
+            UPSTREAM,
+            get(upstreams::read)
+                .patch(upstreams::update)
+                .delete(upstreams::remove),
+        )
         .route(AUDIT, get(audit::list))
         .route(AUDIT_EXPORT, get(audit::export))
         .route(OPENAPI, get(openapi::document))

@@ -9,7 +9,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{audit, clients, policy, resource_servers, users};
+use super::{audit, clients, policy, resource_servers, upstreams, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +42,11 @@ use super::{audit, clients, policy, resource_servers, users};
         users::update,
         users::revoke_apps,
         users::sign_out_everywhere,
+        upstreams::list,
+        upstreams::create,
+        upstreams::read,
+        upstreams::update,
+        upstreams::remove,
         audit::list,
         audit::export,
     ),
@@ -50,6 +55,7 @@ use super::{audit, clients, policy, resource_servers, users};
         (name = "clients", description = "OAuth clients: registration, secrets, revoking their tokens"),
         (name = "policy", description = "Token policy: server defaults and per-client overrides"),
         (name = "users", description = "People: accounts, admin rights, their apps and sign-ins"),
+        (name = "upstreams", description = "Upstream OpenID Connect providers people sign in through"),
         (name = "audit", description = "The audit log"),
     ),
 )]

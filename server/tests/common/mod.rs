@@ -211,6 +211,7 @@ impl TestServer {
             config,
             store,
             usage.clone(),
+            latchkey::upstream::Upstreams::new(master_key()),
             extra,
         );
         let handle = tokio::spawn(async move {

@@ -25,6 +25,12 @@ impl Drop for Instance {
 }
 
 impl Instance {
+    /// Kills the process now (`SIGKILL`), as a crash or a host going away would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Freezes the process (`SIGSTOP`) or lets it go on (`SIGCONT`).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
@@ -38,14 +44,30 @@ impl Instance {
 /// Runs a `latchkey` command (not `serve`) in `dir` on `db_url`; asserts it
 /// succeeded and returns its standard output.
 pub fn cli(dir: &Path, db_url: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+    cli_with_stdin(dir, db_url, args, "")
+}
+
+/// [`cli`] with `input` on standard input (a password, a client secret).
+pub fn cli_with_stdin(dir: &Path, db_url: &str, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .env_remove("LATCHKEY_MASTER_KEY")
         .env("LATCHKEY_DATABASE_URL", db_url)
         .env("LATCHKEY_LOG", "warn")
         .args(args)
         .current_dir(dir)
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run latchkey");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("run latchkey");
     assert!(
         out.status.success(),
         "latchkey {args:?}: {}",
@@ -113,6 +135,18 @@ pub async fn start_on(
     site: &Path,
     issuer: Option<&str>,
 ) -> Instance {
+    start_with(port, dir, db_url, site, issuer, &[]).await
+}
+
+/// [`start_on`] with `extra` flags for `serve`.
+pub async fn start_with(
+    port: u16,
+    dir: &Path,
+    db_url: &str,
+    site: &Path,
+    issuer: Option<&str>,
+    extra: &[&str],
+) -> Instance {
     let base = format!("http://127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .env_remove("LATCHKEY_MASTER_KEY")
@@ -122,6 +156,7 @@ pub async fn start_on(
         .args(["--issuer", issuer.unwrap_or(&base)])
         .arg("--site-root")
         .arg(site)
+        .args(extra)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

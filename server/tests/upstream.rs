@@ -1,0 +1,803 @@
+//! Signing in through an upstream OpenID Connect provider, and revoking its
+//! tokens at logout (issue 12), against a real upstream: a second Latchkey
+//! process plays the company's provider (its own SQLite database, its own
+//! port, a client registered for the first instance), and a real `latchkey
+//! serve` process on the test database (both backends) is the one people
+//! sign in to. The browser is a cookie-keeping HTTP client. The upstream
+//! answers at `localhost`, the first instance at `127.0.0.1`: cookies do not
+//! tell ports apart, hosts they do.
+//!
+//! ID tokens that must be refused (wrong nonce, `aud`, `iss`, signature)
+//! come from a fake provider in this file, with a "good" token first to show
+//! the fake is otherwise accepted.
+
+mod common;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use app::domain::{
+    audit::Actor,
+    keys::{KeyRing, MasterKey, SigningAlg},
+    upstream::{self, NewProvider},
+    Db,
+};
+use common::{
+    count, exec,
+    flow::{is_active_at, location, query_of, request_id, App},
+    process::{
+        cli, cli_with_stdin, empty_site, free_port, process_db_url, start_on, start_with, Instance,
+    },
+    TestDb, TestServer,
+};
+use reqwest::{header, StatusCode};
+use serde_json::{json, Value};
+
+on_both_backends!(
+    sign_in_through_the_upstream_and_sign_out_revokes_its_tokens,
+    an_upstream_down_at_logout_is_revoked_once_it_is_back,
+    refused_callbacks_create_no_session,
+    id_tokens_that_fail_validation_create_no_session,
+);
+
+const PASSWORD: &str = "correct horse battery";
+/// How long a test waits for the outbox worker.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The company's provider: a Latchkey process with user `carol` and a client
+/// registered for the first instance's callback.
+struct Company {
+    instance: Instance,
+    dir: tempfile::TempDir,
+    db_url: String,
+    site: PathBuf,
+    port: u16,
+    /// `http://localhost:{port}`: what the browser and the first instance use.
+    issuer: String,
+    /// The client registered for the first instance.
+    client: App,
+}
+
+impl Company {
+    async fn start(first_port: u16) -> Company {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = format!("sqlite://{}/company.db", dir.path().display());
+        cli_with_stdin(
+            dir.path(),
+            &db_url,
+            &["user", "add", "--username", "carol", "--password-stdin"],
+            &format!("{PASSWORD}\n"),
+        );
+        let callback = format!("http://127.0.0.1:{first_port}/signin/upstream/callback");
+        let out = cli(
+            dir.path(),
+            &db_url,
+            &[
+                "client",
+                "add",
+                "--name",
+                "Latchkey of the team",
+                "--redirect-uri",
+                &callback,
+                "--json",
+            ],
+        );
+        let out: Value = serde_json::from_str(&out).unwrap();
+        let client = App {
+            client_id: out["client"]["client_id"].as_str().unwrap().to_owned(),
+            secret: out["client_secret"].as_str().map(str::to_owned),
+            redirect_uri: callback,
+            post_logout_uri: String::new(),
+        };
+        let site = empty_site(dir.path());
+        let port = free_port();
+        let issuer = format!("http://localhost:{port}");
+        let instance = start_on(port, dir.path(), &db_url, &site, Some(&issuer)).await;
+        Company {
+            instance,
+            dir,
+            db_url,
+            site,
+            port,
+            issuer,
+            client,
+        }
+    }
+
+    /// Starts it again where it was, on its own database.
+    async fn restart(&mut self) {
+        self.instance.kill();
+        self.instance = start_on(
+            self.port,
+            self.dir.path(),
+            &self.db_url,
+            &self.site,
+            Some(&self.issuer),
+        )
+        .await;
+    }
+
+    /// Carol's user id there: the `sub` of her ID tokens.
+    fn carol_sub(&self) -> String {
+        let out = cli(self.dir.path(), &self.db_url, &["user", "list", "--json"]);
+        let users: Value = serde_json::from_str(&out).unwrap();
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == "carol")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// The first instance: a `latchkey serve` process on the test database
+/// with "Corp SSO" pointing at `company`, retries every second.
+struct First {
+    instance: Instance,
+    dir: tempfile::TempDir,
+    db_url: String,
+    site: PathBuf,
+    port: u16,
+    provider_id: String,
+}
+
+const RETRY: &[&str] = &["--outbox-retry-first", "1s", "--outbox-retry-max", "1s"];
+
+impl First {
+    async fn start(t: &TestDb, port: u16, company: &Company) -> First {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = process_db_url(t);
+        let out = cli_with_stdin(
+            dir.path(),
+            &db_url,
+            &[
+                "upstream",
+                "add",
+                "--name",
+                "Corp SSO",
+                "--issuer",
+                &company.issuer,
+                "--client-id",
+                &company.client.client_id,
+                "--client-secret-stdin",
+                "--scope",
+                "profile",
+                "--scope",
+                "offline_access",
+                "--json",
+            ],
+            &format!("{}\n", company.client.secret.as_deref().unwrap()),
+        );
+        let provider: Value = serde_json::from_str(&out).unwrap();
+        assert!(
+            !out.contains(company.client.secret.as_deref().unwrap()),
+            "the secret is never printed"
+        );
+        let site = empty_site(dir.path());
+        let instance = start_with(port, dir.path(), &db_url, &site, None, RETRY).await;
+        First {
+            instance,
+            dir,
+            db_url,
+            site,
+            port,
+            provider_id: provider["id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn restart(&mut self) {
+        self.instance.kill();
+        self.instance = start_with(
+            self.port,
+            self.dir.path(),
+            &self.db_url,
+            &self.site,
+            None,
+            RETRY,
+        )
+        .await;
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.instance.base, path)
+    }
+
+    /// The decrypting key of upstream tokens at rest: the sealer of this
+    /// instance's master key file.
+    fn sealer(&self) -> MasterKey {
+        upstream::sealer(
+            &MasterKey::load_or_create_file(self.dir.path().join("data/latchkey.key")).unwrap(),
+        )
+    }
+}
+
+fn browser() -> reqwest::Client {
+    common::browser().0
+}
+
+/// One sign-in through the provider in `browser`: the button's POST, the
+/// provider's sign-in (when it has no session) and consent (when asked,
+/// answered `decision`), and the callback. Returns the callback URL and the
+/// first instance's answer to it.
+async fn through_upstream(
+    browser: &reqwest::Client,
+    first_base: &str,
+    provider_id: &str,
+    company: &Company,
+    decision: &str,
+) -> (String, reqwest::Response) {
+    let res = browser
+        .post(format!("{first_base}/signin/upstream/{provider_id}"))
+        .header(header::ORIGIN, first_base)
+        .form(&[("next", "/sessions")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let authorize = location(&res);
+    assert!(
+        authorize.starts_with(&format!("{}/oauth/authorize?", company.issuer)),
+        "{authorize}"
+    );
+    let q = query_of(&authorize);
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["code_challenge_method"], "S256", "PKCE S256");
+    assert!(
+        q["state"].len() >= 16 && q["nonce"].len() >= 16,
+        "state and nonce"
+    );
+    assert_eq!(q["scope"], "openid profile offline_access");
+
+    let mut res = browser.get(&authorize).send().await.unwrap();
+    if res.status() == StatusCode::SEE_OTHER && location(&res).starts_with("/signin") {
+        // The provider's own sign-in, then back to its authorization endpoint.
+        let next = query_of(&format!("{}{}", company.issuer, location(&res)))["next"].clone();
+        let signed_in = browser
+            .post(format!("{}/signin", company.issuer))
+            .header(header::ORIGIN, &company.issuer)
+            .form(&[
+                ("username", "carol"),
+                ("password", PASSWORD),
+                ("next", &next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+        res = browser
+            .get(format!("{}{}", company.issuer, location(&signed_in)))
+            .send()
+            .await
+            .unwrap();
+    }
+    if res.status() == StatusCode::OK {
+        let html = res.text().await.unwrap();
+        res = browser
+            .post(format!("{}/oauth/authorize", company.issuer))
+            .header(header::ORIGIN, &company.issuer)
+            .form(&[
+                ("request_id", request_id(&html).as_str()),
+                ("decision", decision),
+            ])
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let callback = location(&res);
+    assert!(
+        callback.starts_with(&format!("{first_base}/signin/upstream/callback?")),
+        "{callback}"
+    );
+    let answer = browser.get(&callback).send().await.unwrap();
+    (callback, answer)
+}
+
+/// The sign-in page's error code a refused callback ends on.
+fn refused_with(res: &reqwest::Response) -> String {
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let to = location(res);
+    assert!(to.starts_with("/signin?"), "{to}");
+    query_of(&format!("http://x{to}"))["error"].clone()
+}
+
+/// One row of one column (test inspection).
+async fn one(db: &Db, sql: &str, param: &str) -> Option<String> {
+    common::text_value(db, sql, param).await
+}
+
+async fn number(db: &Db, sql: &str, param: &str) -> i64 {
+    match db {
+        Db::Sqlite(pool) => sqlx::query_scalar(sql).bind(param).fetch_one(pool).await,
+        Db::Postgres(pool) => sqlx::query_scalar(sql).bind(param).fetch_one(pool).await,
+    }
+    .unwrap()
+}
+
+/// The live upstream refresh token of `user_id`'s sign-in, decrypted.
+async fn upstream_refresh_token(db: &Db, first: &First, user_id: &str) -> String {
+    let enc = one(
+        db,
+        "SELECT t.refresh_token_enc FROM upstream_tokens t \
+         JOIN login_sessions s ON s.id = t.login_session_id \
+         WHERE s.user_id = $1 AND s.ended_at IS NULL",
+        user_id,
+    )
+    .await
+    .expect("the upstream refresh token is stored");
+    String::from_utf8(first.sealer().decrypt(&enc).unwrap()).unwrap()
+}
+
+/// Waits until the company's introspection says `token` is inactive.
+async fn eventually_inactive(company: &Company, token: &str, what: &str) {
+    let started = Instant::now();
+    while is_active_at(&company.instance, &company.client, token).await {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{what}: still active upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+const LINKED_USER: &str = "SELECT user_id FROM upstream_identities WHERE sub = $1";
+
+async fn sign_in_through_the_upstream_and_sign_out_revokes_its_tokens(t: TestDb) {
+    let port = free_port();
+    let company = Company::start(port).await;
+    // A local account with the upstream user's username, before anyone
+    // signs in through the provider: it must not be taken over.
+    let local = app::domain::users::add_user(&t.db, "carol", PASSWORD, false)
+        .await
+        .unwrap();
+    let first = First::start(&t, port, &company).await;
+    let browser = browser();
+
+    let (callback, res) = through_upstream(
+        &browser,
+        &first.instance.base,
+        &first.provider_id,
+        &company,
+        "allow",
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/sessions", "signed in, on to `next`");
+
+    // Linked by (iss, sub), to a new user — not the local "carol".
+    let sub = company.carol_sub();
+    let user_id = one(&t.db, LINKED_USER, &sub).await.expect("a linked user");
+    assert_ne!(user_id, local.id, "the local account is not taken over");
+    assert_eq!(
+        one(
+            &t.db,
+            "SELECT issuer FROM upstream_identities WHERE sub = $1",
+            &sub
+        )
+        .await
+        .as_deref(),
+        Some(company.issuer.as_str())
+    );
+    assert_eq!(
+        one(&t.db, "SELECT username FROM users WHERE id = $1", &user_id)
+            .await
+            .as_deref(),
+        Some("carol-2"),
+        "named after preferred_username, without taking the local one"
+    );
+    assert_eq!(
+        number(
+            &t.db,
+            "SELECT COUNT(*) FROM login_sessions WHERE user_id = $1",
+            &local.id
+        )
+        .await,
+        0,
+        "nobody signed in as the local carol"
+    );
+    // The Sessions page says how the sign-in was made.
+    let page = browser.get(first.url("/sessions")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("with Corp SSO"));
+
+    // The upstream tokens are stored encrypted, and live upstream.
+    let refresh = upstream_refresh_token(&t.db, &first, &user_id).await;
+    assert_eq!(
+        number(
+            &t.db,
+            "SELECT COUNT(*) FROM upstream_tokens WHERE refresh_token_enc LIKE '%' || $1 || '%'",
+            &refresh
+        )
+        .await,
+        0,
+        "no plaintext at rest"
+    );
+    assert!(is_active_at(&company.instance, &company.client, &refresh).await);
+
+    // Replaying the callback (its state) signs nobody in.
+    let sessions_before = count(&t.db, "login_sessions").await;
+    let replayed = browser.get(&callback).send().await.unwrap();
+    assert_eq!(refused_with(&replayed), "upstream_expired");
+    assert_eq!(count(&t.db, "login_sessions").await, sessions_before);
+
+    // Signing out revokes the upstream refresh token (RFC 7009 upstream).
+    let out = browser
+        .post(first.url("/signout"))
+        .header(header::ORIGIN, &first.instance.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&out), "/signin?signed_out=1");
+    eventually_inactive(&company, &refresh, "signed out").await;
+    common::eventually_text(
+        &t.db,
+        "SELECT CASE WHEN revoked_at IS NOT NULL AND refresh_token_enc IS NULL \
+         AND access_token_enc IS NULL AND id_token_enc IS NULL THEN 'deleted' ELSE 'kept' END \
+         FROM upstream_tokens t JOIN login_sessions s ON s.id = t.login_session_id WHERE s.user_id = $1",
+        &user_id,
+        "deleted",
+        "revoked tokens are deleted",
+    )
+    .await;
+    assert_eq!(
+        number(
+            &t.db,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'upstream_tokens_revoked' AND subject_user_id = $1",
+            &user_id
+        )
+        .await,
+        1
+    );
+
+    // With the switch off, signing out leaves the upstream token alone (and
+    // Latchkey's copy is deleted at once).
+    cli(
+        first.dir.path(),
+        &first.db_url,
+        &["upstream", "set", "Corp SSO", "--revoke-at-logout", "off"],
+    );
+    let (_, res) = through_upstream(
+        &browser,
+        &first.instance.base,
+        &first.provider_id,
+        &company,
+        "allow",
+    )
+    .await;
+    assert_eq!(location(&res), "/sessions");
+    let refresh = upstream_refresh_token(&t.db, &first, &user_id).await;
+    let out = browser
+        .post(first.url("/signout"))
+        .header(header::ORIGIN, &first.instance.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        number(
+            &t.db,
+            "SELECT COUNT(*) FROM upstream_tokens WHERE provider_id = $1 \
+             AND revoke_requested_at IS NULL AND refresh_token_enc IS NULL",
+            &first.provider_id
+        )
+        .await,
+        1,
+        "nothing to revoke, and the copy is gone"
+    );
+    assert!(
+        is_active_at(&company.instance, &company.client, &refresh).await,
+        "switch off: the upstream token stays active"
+    );
+}
+
+async fn an_upstream_down_at_logout_is_revoked_once_it_is_back(t: TestDb) {
+    let port = free_port();
+    let mut company = Company::start(port).await;
+    let mut first = First::start(&t, port, &company).await;
+    let browser = browser();
+    let (_, res) = through_upstream(
+        &browser,
+        &first.instance.base,
+        &first.provider_id,
+        &company,
+        "allow",
+    )
+    .await;
+    assert_eq!(location(&res), "/sessions");
+    let user_id = one(&t.db, LINKED_USER, &company.carol_sub()).await.unwrap();
+    let refresh = upstream_refresh_token(&t.db, &first, &user_id).await;
+
+    // The provider goes away; signing out still works at once.
+    company.instance.kill();
+    let out = browser
+        .post(first.url("/signout"))
+        .header(header::ORIGIN, &first.instance.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status(),
+        StatusCode::SEE_OTHER,
+        "the local sign-out succeeds"
+    );
+    assert_eq!(
+        number(
+            &t.db,
+            "SELECT COUNT(*) FROM login_sessions WHERE user_id = $1 AND ended_at IS NULL",
+            &user_id
+        )
+        .await,
+        0
+    );
+    // The worker tries, fails, and keeps the row due.
+    let started = Instant::now();
+    loop {
+        let failed = number(
+            &t.db,
+            "SELECT COUNT(*) FROM upstream_tokens WHERE provider_id = $1 AND attempts >= 1 \
+             AND last_error IS NOT NULL AND next_attempt_at IS NOT NULL AND revoked_at IS NULL",
+            &first.provider_id,
+        )
+        .await;
+        if failed == 1 {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "a failed attempt is recorded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A restart of the first instance in between loses nothing.
+    first.restart().await;
+    // The provider comes back where it was: the token is revoked there.
+    company.restart().await;
+    eventually_inactive(&company, &refresh, "after the provider came back").await;
+}
+
+async fn refused_callbacks_create_no_session(t: TestDb) {
+    let port = free_port();
+    let company = Company::start(port).await;
+    let first = First::start(&t, port, &company).await;
+    let browser = browser();
+
+    // Denied at the provider's consent page.
+    let (_, res) = through_upstream(
+        &browser,
+        &first.instance.base,
+        &first.provider_id,
+        &company,
+        "deny",
+    )
+    .await;
+    assert_eq!(refused_with(&res), "upstream_denied");
+    assert_eq!(count(&t.db, "login_sessions").await, 0);
+    assert_eq!(count(&t.db, "upstream_identities").await, 0);
+
+    // A callback with a state this browser never started.
+    let forged = browser
+        .get(first.url("/signin/upstream/callback?code=abc&state=forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused_with(&forged), "upstream_expired");
+    assert_eq!(count(&t.db, "login_sessions").await, 0);
+
+    // A disabled linked user cannot sign in through the provider.
+    let (_, res) = through_upstream(
+        &browser,
+        &first.instance.base,
+        &first.provider_id,
+        &company,
+        "allow",
+    )
+    .await;
+    assert_eq!(location(&res), "/sessions");
+    let user_id = one(&t.db, LINKED_USER, &company.carol_sub()).await.unwrap();
+    let sessions = count(&t.db, "login_sessions").await;
+    exec(
+        &t.db,
+        &format!("UPDATE users SET disabled_at = 1 WHERE id = '{user_id}'"),
+    )
+    .await;
+    let other = self::browser();
+    let (_, res) = through_upstream(
+        &other,
+        &first.instance.base,
+        &first.provider_id,
+        &company,
+        "allow",
+    )
+    .await;
+    assert_eq!(refused_with(&res), "upstream_disabled");
+    assert_eq!(
+        count(&t.db, "login_sessions").await,
+        sessions,
+        "no new sign-in"
+    );
+    assert!(
+        number(
+            &t.db,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'login_failed' AND detail LIKE '%' || $1 || '%'",
+            "upstream_disabled"
+        )
+        .await
+            >= 1,
+        "the refusal is audited"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// A fake provider that signs whatever ID token the test asks for
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Good,
+    WrongNonce,
+    WrongAudience,
+    WrongIssuer,
+    BadSignature,
+}
+
+#[derive(Clone)]
+struct Fake {
+    base: String,
+    keys: KeyRing,
+    client_id: String,
+    mode: Arc<Mutex<Mode>>,
+    nonce: Arc<Mutex<String>>,
+}
+
+async fn fake_provider(client_id: &str) -> (Fake, tokio::task::JoinHandle<()>, TestDb) {
+    use axum::{
+        extract::{Query, State},
+        response::{IntoResponse, Redirect},
+        routing::{get, post},
+        Json, Router,
+    };
+    let keys_db = TestDb::sqlite().await;
+    let keys = KeyRing::load_or_create(&keys_db.db, common::master_key())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let fake = Fake {
+        base: base.clone(),
+        keys,
+        client_id: client_id.to_owned(),
+        mode: Arc::new(Mutex::new(Mode::Good)),
+        nonce: Arc::default(),
+    };
+    async fn discovery(State(f): State<Fake>) -> Json<Value> {
+        Json(json!({
+            "issuer": f.base,
+            "authorization_endpoint": format!("{}/authorize", f.base),
+            "token_endpoint": format!("{}/token", f.base),
+            "jwks_uri": format!("{}/jwks", f.base),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }))
+    }
+    async fn jwks(State(f): State<Fake>) -> Json<Value> {
+        Json(f.keys.jwks())
+    }
+    async fn authorize(
+        State(f): State<Fake>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+    ) -> impl IntoResponse {
+        *f.nonce.lock().unwrap() = q["nonce"].clone();
+        let mut to = url::Url::parse(&q["redirect_uri"]).unwrap();
+        to.query_pairs_mut()
+            .append_pair("code", "fake-code")
+            .append_pair("state", &q["state"]);
+        Redirect::to(to.as_str())
+    }
+    async fn token(State(f): State<Fake>) -> Json<Value> {
+        let mode = *f.mode.lock().unwrap();
+        let now = app::domain::store::now();
+        let mut claims = json!({
+            "iss": f.base, "sub": "fake-subject", "aud": f.client_id,
+            "iat": now, "exp": now + 300, "nonce": *f.nonce.lock().unwrap(),
+            "preferred_username": "frank",
+        });
+        match mode {
+            Mode::WrongNonce => claims["nonce"] = json!("another nonce"),
+            Mode::WrongAudience => claims["aud"] = json!("another-client"),
+            Mode::WrongIssuer => claims["iss"] = json!("http://127.0.0.1:9/"),
+            Mode::Good | Mode::BadSignature => {}
+        }
+        let mut id_token = f.keys.sign(SigningAlg::RS256, "JWT", &claims).unwrap();
+        if mode == Mode::BadSignature {
+            // Another token's signature (same key, same kid): valid
+            // base64url, wrong for these header and claims.
+            claims["sub"] = json!("someone else");
+            let other = f.keys.sign(SigningAlg::RS256, "JWT", &claims).unwrap();
+            let signature = other.rsplit('.').next().unwrap();
+            let cut = id_token.rfind('.').unwrap();
+            id_token = format!("{}.{signature}", &id_token[..cut]);
+        }
+        Json(json!({
+            "access_token": "fake-access", "token_type": "Bearer", "expires_in": 300,
+            "id_token": id_token,
+        }))
+    }
+    let router = Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/jwks", get(jwks))
+        .route("/authorize", get(authorize))
+        .route("/token", post(token))
+        .with_state(fake.clone());
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (fake, handle, keys_db)
+}
+
+async fn id_tokens_that_fail_validation_create_no_session(t: TestDb) {
+    let (fake, handle, _keys_db) = fake_provider("latchkey-at-fake").await;
+    let provider = upstream::add(
+        &t.db,
+        &upstream::sealer(common::master_key()),
+        &NewProvider {
+            name: "Fake SSO".into(),
+            issuer: fake.base.clone(),
+            client_id: fake.client_id.clone(),
+            client_secret: "fake-secret".into(),
+            revoke_at_logout: true,
+            ..Default::default()
+        },
+        &Actor::default(),
+    )
+    .await
+    .unwrap();
+    let server = TestServer::start(&t.db).await;
+    let attempt = |mode: Mode| {
+        let (fake, server_base, provider_id) =
+            (fake.clone(), server.base.clone(), provider.id.clone());
+        async move {
+            *fake.mode.lock().unwrap() = mode;
+            let browser = browser();
+            let res = browser
+                .post(format!("{server_base}/signin/upstream/{provider_id}"))
+                .header(header::ORIGIN, &server_base)
+                .form(&[("next", "/")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::SEE_OTHER, "{mode:?}");
+            let res = browser.get(location(&res)).send().await.unwrap();
+            let callback = location(&res);
+            browser.get(&callback).send().await.unwrap()
+        }
+    };
+    for mode in [
+        Mode::WrongNonce,
+        Mode::WrongAudience,
+        Mode::WrongIssuer,
+        Mode::BadSignature,
+    ] {
+        let res = attempt(mode).await;
+        assert_eq!(refused_with(&res), "upstream_invalid", "{mode:?}");
+        assert_eq!(count(&t.db, "login_sessions").await, 0, "{mode:?}");
+        assert_eq!(count(&t.db, "users").await, 0, "{mode:?}: nobody created");
+    }
+    // The same fake with a valid token is accepted: what failed above was
+    // the one thing each mode changed.
+    let res = attempt(Mode::Good).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/");
+    assert_eq!(count(&t.db, "login_sessions").await, 1);
+    assert_eq!(
+        one(&t.db, "SELECT u.username FROM users u JOIN upstream_identities i ON i.user_id = u.id WHERE i.sub = $1", "fake-subject")
+            .await
+            .as_deref(),
+        Some("frank")
+    );
+    handle.abort();
+}
