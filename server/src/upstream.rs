@@ -171,14 +171,6 @@ impl Upstreams {
             .insert(provider.id.clone(), (Instant::now(), metadata.clone()));
         Ok(metadata)
     }
-
-    /// Forgets what was discovered for a provider (its settings changed).
-    pub fn forget(&self, provider_id: &str) {
-        self.discovered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(provider_id);
-    }
 }
 
 /// The redirect URI to register at every provider: `{issuer}/signin/upstream/callback`.

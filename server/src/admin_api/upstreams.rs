@@ -243,7 +243,6 @@ pub async fn update(
     )
     .await
     .map_err(|e| ApiError::from_domain("changing an upstream provider", e))?;
-    state.upstreams.forget(&after.id);
     Ok(Json(view(&state, after, None)))
 }
 
@@ -267,6 +266,5 @@ pub async fn remove(
     upstream::remove(&state.db, &provider.id, &admin.actor)
         .await
         .map_err(|e| ApiError::from_domain("removing an upstream provider", e))?;
-    state.upstreams.forget(&provider.id);
     Ok(StatusCode::NO_CONTENT)
 }
