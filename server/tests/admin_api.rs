@@ -28,6 +28,7 @@ on_both_backends!(
     unknown_ids_and_routes_are_json_404s,
     openapi_document_lists_every_route_and_the_bearer_scheme,
     resource_servers_are_registered_read_and_removed,
+    upstream_providers_are_added_read_changed_and_removed,
 );
 
 const ADMIN_SCOPE: &str = "latchkey:admin";
@@ -1427,6 +1428,8 @@ async fn openapi_document_lists_every_route_and_the_bearer_scheme(t: TestDb) {
         ("/api/admin/users/{id}/sign-out-everywhere", &["post"]),
         ("/api/admin/audit", &["get"]),
         ("/api/admin/audit/export", &["get"]),
+        ("/api/admin/upstreams", &["get", "post"]),
+        ("/api/admin/upstreams/{id}", &["get", "patch", "delete"]),
     ] {
         let item = paths
             .get(path)
@@ -1598,5 +1601,177 @@ async fn resource_servers_are_registered_read_and_removed(t: TestDb) {
     api.delete(&path)
         .await
         .error(StatusCode::NOT_FOUND, "not_found", None);
+    t.cleanup().await;
+}
+
+/// Upstream providers (issue 12): the secret is write-only and stored
+/// encrypted; bad fields are 422 naming the field; names are unique; every
+/// change is audited; a removed provider is gone from the list and 404.
+async fn upstream_providers_are_added_read_changed_and_removed(t: TestDb) {
+    let (server, _admin, token) = setup(&t).await;
+    let api = Api::new(&server, &token);
+    let secret = "upstream-secret-that-must-never-come-back";
+    let created = api
+        .post(
+            "/api/admin/upstreams",
+            json!({
+                "name": "Corp SSO",
+                "issuer": "https://sso.corp.example",
+                "client_id": "latchkey",
+                "client_secret": secret,
+                "scopes": ["profile", "openid", "offline_access"],
+            }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let p = created.body.clone();
+    let id = p["id"].as_str().unwrap().to_owned();
+    assert_eq!(p["name"], "Corp SSO");
+    assert_eq!(
+        p["scopes"],
+        json!(["profile", "offline_access"]),
+        "openid is implied"
+    );
+    assert_eq!(p["revoke_at_logout"], true, "on by default");
+    assert_eq!(p["end_upstream_session"], false);
+    assert_eq!(
+        p["redirect_uri"],
+        server.url("/signin/upstream/callback"),
+        "what to register at the provider"
+    );
+    assert!(!created.text.contains(secret), "the secret is write-only");
+    let stored = common::text_value(
+        &t.db,
+        "SELECT client_secret_enc FROM upstream_providers WHERE id = $1",
+        &id,
+    )
+    .await
+    .unwrap();
+    assert!(!stored.contains(secret), "encrypted at rest");
+
+    let list = api.get("/api/admin/upstreams").await;
+    assert_eq!(list.ok().as_array().unwrap().len(), 1);
+    assert!(!list.text.contains(secret));
+    let read = api.get(&format!("/api/admin/upstreams/{id}")).await;
+    assert_eq!(read.ok()["health"]["linked_users"], 0);
+    assert!(!read.text.contains(secret));
+
+    // Bad input names its field; nothing is saved.
+    for (body, field) in [
+        (
+            json!({"name": "X", "issuer": "http://sso.corp.example", "client_id": "a", "client_secret": "b"}),
+            "issuer",
+        ),
+        (
+            json!({"name": "X", "issuer": "https://sso.corp.example?tenant=1", "client_id": "a", "client_secret": "b"}),
+            "issuer",
+        ),
+        (
+            json!({"name": "", "issuer": "https://sso.corp.example", "client_id": "a", "client_secret": "b"}),
+            "name",
+        ),
+        (
+            json!({"name": "X", "issuer": "https://sso.corp.example", "client_id": "a", "client_secret": ""}),
+            "client_secret",
+        ),
+        (
+            json!({"name": "X", "issuer": "https://sso.corp.example", "client_id": "a", "client_secret": "b", "scopes": ["bad\"scope"]}),
+            "scopes",
+        ),
+        (
+            json!({"name": "X", "issuer": "https://sso.corp.example", "client_id": "a", "client_secret": "b", "revocation_endpoint": "javascript:alert(1)"}),
+            "revocation_endpoint",
+        ),
+        (
+            json!({"name": "X", "issuer": "https://sso.corp.example", "client_id": "a", "client_secret": "b", "revocation_extra_params": {"token": "x"}}),
+            "revocation_extra_params",
+        ),
+    ] {
+        api.post("/api/admin/upstreams", body).await.error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some(field),
+        );
+    }
+    api.post(
+        "/api/admin/upstreams",
+        json!({"name": "corp sso", "issuer": "https://other.example", "client_id": "a", "client_secret": "b"}),
+    )
+    .await
+    .error(StatusCode::CONFLICT, "conflict", None);
+    assert_eq!(common::count(&t.db, "upstream_providers").await, 1);
+
+    // Changes: a new secret (still write-only), switches, overrides; null clears.
+    let changed = api
+        .patch(
+            &format!("/api/admin/upstreams/{id}"),
+            json!({
+                "client_secret": "a-new-secret",
+                "revoke_at_logout": false,
+                "revocation_endpoint": "https://sso.corp.example/revoke",
+                "revocation_token_param": "refresh_token",
+                "revocation_extra_params": {"tenant": "corp"},
+            }),
+        )
+        .await;
+    let c = changed.ok();
+    assert_eq!(c["revoke_at_logout"], false);
+    assert_eq!(c["revocation_endpoint"], "https://sso.corp.example/revoke");
+    assert_eq!(c["revocation_token_param"], "refresh_token");
+    assert_eq!(c["revocation_extra_params"], json!({"tenant": "corp"}));
+    assert!(!changed.text.contains("a-new-secret"));
+    assert_ne!(
+        common::text_value(
+            &t.db,
+            "SELECT client_secret_enc FROM upstream_providers WHERE id = $1",
+            &id
+        )
+        .await
+        .unwrap(),
+        stored,
+        "the new secret is stored"
+    );
+    let cleared = api
+        .patch(
+            &format!("/api/admin/upstreams/{id}"),
+            json!({"revocation_endpoint": null}),
+        )
+        .await;
+    assert_eq!(cleared.ok()["revocation_endpoint"], Value::Null);
+    api.patch(
+        &format!("/api/admin/upstreams/{id}"),
+        json!({"issuer": "https://evil.example"}),
+    )
+    .await
+    .error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("issuer"),
+    );
+
+    // Removed: gone from the list and 404; audited each time.
+    assert_eq!(
+        api.delete(&format!("/api/admin/upstreams/{id}"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.get("/api/admin/upstreams").await.ok(), &json!([]));
+    api.get(&format!("/api/admin/upstreams/{id}")).await.error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    );
+    let audited = common::text_value(
+        &t.db,
+        "SELECT CAST(COUNT(*) AS TEXT) FROM audit_events WHERE kind = $1",
+        "upstream_provider_changed",
+    )
+    .await;
+    assert_eq!(
+        audited.as_deref(),
+        Some("4"),
+        "added, changed twice, removed"
+    );
     t.cleanup().await;
 }

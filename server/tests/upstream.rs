@@ -26,7 +26,7 @@ use app::domain::{
     Db,
 };
 use common::{
-    count, exec,
+    count,
     flow::{is_active_at, location, query_of, request_id, App},
     process::{
         cli, cli_with_stdin, empty_site, free_port, process_db_url, start_on, start_with, Instance,
@@ -41,6 +41,7 @@ on_both_backends!(
     an_upstream_down_at_logout_is_revoked_once_it_is_back,
     refused_callbacks_create_no_session,
     id_tokens_that_fail_validation_create_no_session,
+    signing_out_can_end_the_upstream_session_too,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -82,6 +83,8 @@ impl Company {
                 "Latchkey of the team",
                 "--redirect-uri",
                 &callback,
+                "--post-logout-redirect-uri",
+                &format!("http://127.0.0.1:{first_port}/signin"),
                 "--json",
             ],
         );
@@ -514,6 +517,7 @@ async fn an_upstream_down_at_logout_is_revoked_once_it_is_back(t: TestDb) {
     let user_id = one(&t.db, LINKED_USER, &company.carol_sub()).await.unwrap();
     let refresh = upstream_refresh_token(&t.db, &first, &user_id).await;
 
+    assert!(is_active_at(&company.instance, &company.client, &refresh).await);
     // The provider goes away; signing out still works at once.
     company.instance.kill();
     let out = browser
@@ -598,12 +602,26 @@ async fn refused_callbacks_create_no_session(t: TestDb) {
     .await;
     assert_eq!(location(&res), "/sessions");
     let user_id = one(&t.db, LINKED_USER, &company.carol_sub()).await.unwrap();
-    let sessions = count(&t.db, "login_sessions").await;
-    exec(
+    let refresh = upstream_refresh_token(&t.db, &first, &user_id).await;
+    // An admin disables the user: the sign-in ends, and with it the
+    // upstream tokens (the same path as every other way a sign-in ends).
+    let revoked = app::domain::revocation::RevokedSets::load(&t.db)
+        .await
+        .unwrap();
+    app::domain::admin::update_user(
         &t.db,
-        &format!("UPDATE users SET disabled_at = 1 WHERE id = '{user_id}'"),
+        &revoked,
+        &user_id,
+        app::domain::admin::UserChange {
+            disabled: Some(true),
+            is_admin: None,
+        },
+        &Actor::default(),
     )
-    .await;
+    .await
+    .unwrap();
+    eventually_inactive(&company, &refresh, "user disabled").await;
+    let sessions = count(&t.db, "login_sessions").await;
     let other = self::browser();
     let (_, res) = through_upstream(
         &other,
@@ -628,6 +646,98 @@ async fn refused_callbacks_create_no_session(t: TestDb) {
         .await
             >= 1,
         "the refusal is audited"
+    );
+}
+
+/// With "end upstream session" on, signing out offers RP-initiated logout at
+/// the provider, with the ID token as hint; following it ends the provider's
+/// own sign-in (the next sign-in there asks for the password again).
+async fn signing_out_can_end_the_upstream_session_too(t: TestDb) {
+    let port = free_port();
+    let company = Company::start(port).await;
+    let first = First::start(&t, port, &company).await;
+    cli(
+        first.dir.path(),
+        &first.db_url,
+        &[
+            "upstream",
+            "set",
+            "Corp SSO",
+            "--end-upstream-session",
+            "on",
+        ],
+    );
+    let browser = browser();
+    let (_, res) = through_upstream(
+        &browser,
+        &first.instance.base,
+        &first.provider_id,
+        &company,
+        "allow",
+    )
+    .await;
+    assert_eq!(location(&res), "/sessions");
+    let out = browser
+        .post(first.url("/signout"))
+        .header(header::ORIGIN, &first.instance.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::OK, "the offer page");
+    let html = out.text().await.unwrap();
+    assert!(
+        html.contains("data-testid=\"upstream-signed-out\""),
+        "{html}"
+    );
+    assert!(html.contains("Sign out of Corp SSO too"));
+    let marker = "data-testid=\"upstream-sign-out\"";
+    let link = html[..html.find(marker).unwrap()]
+        .rsplit("href=\"")
+        .next()
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(
+        link.starts_with(&format!("{}/oauth/logout?", company.issuer)),
+        "{link}"
+    );
+    let q = query_of(&link);
+    assert!(
+        q["id_token_hint"].split('.').count() == 3,
+        "the ID token as hint"
+    );
+    assert_eq!(q["client_id"], company.client.client_id);
+    assert_eq!(q["post_logout_redirect_uri"], first.url("/signin"));
+    // Latchkey is signed out already, whatever the person chooses next.
+    assert_eq!(count(&t.db, "login_sessions").await, 1);
+    assert_eq!(
+        number(
+            &t.db,
+            "SELECT COUNT(*) FROM login_sessions WHERE ended_at IS NULL AND id <> $1",
+            ""
+        )
+        .await,
+        0
+    );
+    // Following the offer signs the person out at the provider too.
+    let res = browser.get(&link).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), first.url("/signin"));
+    let again = browser
+        .post(first.url(&format!("/signin/upstream/{}", first.provider_id)))
+        .header(header::ORIGIN, &first.instance.base)
+        .form(&[("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let at_company = browser.get(location(&again)).send().await.unwrap();
+    assert_eq!(at_company.status(), StatusCode::SEE_OTHER);
+    assert!(
+        location(&at_company).starts_with("/signin"),
+        "the provider asks for the password again: {}",
+        location(&at_company)
     );
 }
 
