@@ -949,3 +949,189 @@ fn backchannel_logout_is_registered_changed_and_removed() {
     let listed = sandbox.clients();
     assert_eq!(listed[0]["backchannel_logout_uri"], Value::Null);
 }
+
+// --- Upstream providers (issue 12) ---
+
+const UPSTREAM_SECRET: &str = "the-upstream-secret-never-printed";
+
+fn add_upstream(sandbox: &Sandbox, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "upstream",
+        "add",
+        "--name",
+        "Corp SSO",
+        "--issuer",
+        "https://sso.corp.example",
+        "--client-id",
+        "latchkey",
+        "--client-secret-stdin",
+    ];
+    args.extend_from_slice(extra);
+    sandbox.run_env(
+        &[("LATCHKEY_ISSUER", "https://id.team.example")],
+        &args,
+        Some(&format!("{UPSTREAM_SECRET}\n")),
+    )
+}
+
+#[test]
+fn upstream_add_prints_the_redirect_uri_and_never_the_secret() {
+    let sandbox = Sandbox::new();
+    let run = add_upstream(
+        &sandbox,
+        &["--scope", "profile", "--scope", "offline_access"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("added upstream provider \"Corp SSO\""),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("https://id.team.example/signin/upstream/callback"),
+        "the redirect URI to register: {run:?}"
+    );
+    assert!(
+        run.stdout.contains("openid profile offline_access"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains("revoke at logout:     on"),
+        "on by default: {run:?}"
+    );
+    assert!(!run.stdout.contains(UPSTREAM_SECRET) && !run.stderr.contains(UPSTREAM_SECRET));
+
+    let list = as_array(sandbox.json(&["upstream", "list", "--json"], None));
+    assert_eq!(field(&list, "name"), ["Corp SSO"]);
+    assert!(!list[0].to_string().contains(UPSTREAM_SECRET));
+    let text = sandbox.ok(&["upstream", "list"], None);
+    assert!(text.contains("https://sso.corp.example"), "{text}");
+
+    // Set by name (any case): switches, overrides, extra parameters.
+    let after = sandbox.json(
+        &[
+            "upstream",
+            "set",
+            "corp sso",
+            "--revoke-at-logout",
+            "off",
+            "--revocation-endpoint",
+            "https://sso.corp.example/revoke",
+            "--revocation-param",
+            "tenant=corp",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(after["revoke_at_logout"], false);
+    assert_eq!(
+        after["revocation_endpoint"],
+        "https://sso.corp.example/revoke"
+    );
+    assert_eq!(after["revocation_extra_params"]["tenant"], "corp");
+    let cleared = sandbox.json(
+        &[
+            "upstream",
+            "set",
+            "Corp SSO",
+            "--revocation-endpoint",
+            "none",
+            "--clear-revocation-params",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(cleared["revocation_endpoint"], Value::Null);
+    assert_eq!(cleared["revocation_extra_params"], serde_json::json!({}));
+
+    // Removed: listed no more; removing again names the provider.
+    let out = sandbox.ok(&["upstream", "remove", "Corp SSO"], None);
+    assert!(out.contains("removed upstream provider"), "{out}");
+    assert!(as_array(sandbox.json(&["upstream", "list", "--json"], None)).is_empty());
+    assert_refused(
+        &sandbox.run(&["upstream", "remove", "Corp SSO"], None),
+        &["Corp SSO"],
+    );
+}
+
+#[test]
+fn bad_upstream_input_is_refused_naming_the_field_and_adds_nothing() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--revoke-at-logout", "maybe"], "--revoke-at-logout"),
+        (
+            &["--revocation-param", "novalue"],
+            "revocation_extra_params",
+        ),
+        (
+            &["--revocation-param", "token=x"],
+            "revocation_extra_params",
+        ),
+        (
+            &["--revocation-endpoint", "http://sso.corp.example/revoke"],
+            "revocation_endpoint",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let sandbox = Sandbox::new();
+        let run = add_upstream(&sandbox, extra);
+        assert_refused(&run, &[needle]);
+        assert!(
+            !sandbox.db_file().exists(),
+            "{extra:?}: validated before the database is opened"
+        );
+    }
+    // A plain-http issuer off loopback, and an empty secret.
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(
+        &[
+            "upstream",
+            "add",
+            "--name",
+            "X",
+            "--issuer",
+            "http://sso.corp.example",
+            "--client-id",
+            "a",
+            "--client-secret-stdin",
+        ],
+        Some("secret\n"),
+    );
+    assert_refused(&run, &["issuer", "https"]);
+    let run = sandbox.run(
+        &[
+            "upstream",
+            "add",
+            "--name",
+            "X",
+            "--issuer",
+            "https://sso.corp.example",
+            "--client-id",
+            "a",
+            "--client-secret-stdin",
+        ],
+        Some("\n"),
+    );
+    assert_refused(&run, &["client_secret"]);
+    assert!(!sandbox.db_file().exists());
+    // A duplicate name in another case: refused, the first one unchanged.
+    let sandbox = Sandbox::new();
+    assert_eq!(add_upstream(&sandbox, &[]).code, 0);
+    let run = sandbox.run(
+        &[
+            "upstream",
+            "add",
+            "--name",
+            "CORP SSO",
+            "--issuer",
+            "https://other.example",
+            "--client-id",
+            "a",
+            "--client-secret-stdin",
+        ],
+        Some("secret\n"),
+    );
+    assert_refused(&run, &["already exists"]);
+    let list = as_array(sandbox.json(&["upstream", "list", "--json"], None));
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["issuer"], "https://sso.corp.example");
+}

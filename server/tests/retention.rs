@@ -24,6 +24,7 @@ on_both_backends!(
     deletes_what_no_longer_matters_and_keeps_the_rest,
     dry_run_counts_exactly_and_deletes_nothing,
     audit_retention_zero_keeps_every_event,
+    upstream_token_rows_go_with_their_ended_sign_in_once_nothing_is_due,
 );
 
 const SYSTEM: RevokedBy<'static> = RevokedBy {
@@ -416,5 +417,85 @@ async fn audit_retention_zero_keeps_every_event(t: TestDb) {
         count(&t.db, "audit_events").await,
         events - (BATCH * 2 + 500)
     );
+    t.cleanup().await;
+}
+
+/// Upstream tokens (issue 12): the row of an ended sign-in whose revocation
+/// is done goes after 30 days, and then the sign-in; a revocation still due
+/// keeps its row and its sign-in; a live sign-in keeps both.
+async fn upstream_token_rows_go_with_their_ended_sign_in_once_nothing_is_due(t: TestDb) {
+    let provider = app::domain::upstream::add(
+        &t.db,
+        &app::domain::upstream::sealer(common::master_key()),
+        &app::domain::upstream::NewProvider {
+            name: "Corp SSO".into(),
+            issuer: "https://sso.corp.example".into(),
+            client_id: "latchkey".into(),
+            client_secret: "secret".into(),
+            revoke_at_logout: true,
+            ..Default::default()
+        },
+        &app::domain::audit::Actor::default(),
+    )
+    .await
+    .unwrap();
+    let user = app::domain::users::add_user(&t.db, "carol", flow::PASSWORD, false)
+        .await
+        .unwrap();
+    let old = now() - 31 * DAY;
+    let live = now();
+    exec(
+        &t.db,
+        &format!(
+            "INSERT INTO login_sessions (id, user_id, created_at, last_seen_at, ended_at, upstream_provider_id) VALUES \
+             ('done', '{u}', {old}, {old}, {old}, '{p}'), ('due', '{u}', {old}, {old}, {old}, '{p}'), \
+             ('live', '{u}', {live}, {live}, NULL, '{p}')",
+            u = user.id,
+            p = provider.id
+        ),
+    )
+    .await;
+    exec(
+        &t.db,
+        &format!(
+            "INSERT INTO upstream_tokens (login_session_id, provider_id, refresh_token_enc, created_at, \
+             revoke_requested_at, next_attempt_at, revoked_at) VALUES \
+             ('done', '{p}', NULL, {old}, {old}, NULL, {old}), ('due', '{p}', 'sealed', {old}, {old}, {live}, NULL), \
+             ('live', '{p}', 'sealed', {live}, NULL, NULL, NULL)",
+            p = provider.id
+        ),
+    )
+    .await;
+    let report = retention::run(&t.db, &Retention::default()).await.unwrap();
+    assert_eq!(rows(&report, "upstream_tokens"), 1, "{report:?}");
+    assert_eq!(rows(&report, "login_sessions"), 1, "{report:?}");
+    for (table, id) in [
+        ("upstream_tokens", "login_session_id"),
+        ("login_sessions", "id"),
+    ] {
+        assert_eq!(
+            text_value(
+                &t.db,
+                &format!("SELECT MAX({id}) FROM {table} WHERE {id} = $1"),
+                "done"
+            )
+            .await,
+            None,
+            "{table}"
+        );
+        for kept in ["due", "live"] {
+            assert_eq!(
+                text_value(
+                    &t.db,
+                    &format!("SELECT {id} FROM {table} WHERE {id} = $1"),
+                    kept
+                )
+                .await
+                .as_deref(),
+                Some(kept),
+                "{table}: {kept}"
+            );
+        }
+    }
     t.cleanup().await;
 }
