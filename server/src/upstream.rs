@@ -366,9 +366,10 @@ pub async fn callback(
         }
     };
     let next = pending.next.clone();
-    let provider = match upstream::find_any(&state.db, &pending.provider_id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return fail("upstream_unknown", &next, "provider gone".into(), None).await,
+    // Not removed meanwhile: a removed provider signs nobody in.
+    let provider = match upstream::find(&state.db, &pending.provider_id).await {
+        Ok(Some(p)) if p.id == pending.provider_id => p,
+        Ok(_) => return fail("upstream_unknown", &next, "provider removed".into(), None).await,
         Err(e) => return internal_error("finding an upstream provider", &e),
     };
     if let Some(error) = &query.error {
@@ -555,6 +556,12 @@ pub async fn revoke(db: &app::domain::Db, upstreams: &Upstreams, r: &Revocation)
         Ok(s) => s,
         Err(e) => return Attempt::Failed(format!("the client secret cannot be read: {e}")),
     };
+    if r.refresh_token.is_none() && r.access_token.is_none() {
+        // Rows become due only with a token stored: it no longer decrypts.
+        return Attempt::Failed(
+            "the stored tokens cannot be decrypted (was the master key replaced?)".into(),
+        );
+    }
     let basic = uses_basic(methods.as_deref());
     for (token, hint) in [
         (&r.refresh_token, "refresh_token"),

@@ -81,23 +81,26 @@ pub async fn hash_password(password: String) -> Result<PasswordHashString, Strin
 /// does not exist, so a wrong username costs as long as a wrong password.
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// Verifies a password on a blocking thread; `None` hash → checks a dummy and fails.
+/// Verifies a password on a blocking thread. A `None` hash, or a stored value
+/// that is no hash (the password-less users of an upstream provider), checks
+/// a dummy and fails: every refusal costs one Argon2 verification, so the time
+/// tells nothing about the account.
 pub async fn verify_password(password: String, hash: Option<PasswordHashString>) -> bool {
     tokio::task::spawn_blocking(move || {
+        let dummy = || {
+            DUMMY_HASH
+                .get_or_init(|| {
+                    let salt = SaltString::generate(&mut OsRng);
+                    Argon2::default()
+                        .hash_password(new_secret().as_bytes(), &salt)
+                        .map(|h| h.to_string())
+                        .unwrap_or_default()
+                })
+                .clone()
+        };
         let (hash, real) = match hash {
-            Some(h) => (h.0, true),
-            None => (
-                DUMMY_HASH
-                    .get_or_init(|| {
-                        let salt = SaltString::generate(&mut OsRng);
-                        Argon2::default()
-                            .hash_password(new_secret().as_bytes(), &salt)
-                            .map(|h| h.to_string())
-                            .unwrap_or_default()
-                    })
-                    .clone(),
-                false,
-            ),
+            Some(h) if PasswordHash::new(&h.0).is_ok() => (h.0, true),
+            _ => (dummy(), false),
         };
         let ok = PasswordHash::new(&hash)
             .map(|parsed| {
@@ -140,6 +143,10 @@ mod tests {
         assert!(verify_password("correct horse".into(), Some(hash.clone())).await);
         assert!(!verify_password("wrong".into(), Some(hash)).await);
         assert!(!verify_password("correct horse".into(), None).await);
+        // A stored value that is no hash (an upstream provider's user) never verifies.
+        let none = PasswordHashString(crate::domain::upstream::NO_PASSWORD.into());
+        assert!(!verify_password(crate::domain::upstream::NO_PASSWORD.into(), Some(none)).await);
+        assert!(!verify_password(String::new(), Some(PasswordHashString(String::new()))).await);
         assert_eq!(
             format!("{:?}", PasswordHashString("x".into())),
             "[redacted]"
