@@ -310,6 +310,18 @@ pub async fn claim_due(db: &Db, limit: i64, lease_secs: i64) -> DomainResult<Vec
           AND next_attempt_at <= $2 AND kind = $3 ORDER BY next_attempt_at, id LIMIT $4{skip_locked}) \
          RETURNING id, client_id, target_url, payload, jti, created_at, attempts"
     );
+    // Read first: the worker asks every second, and nothing is due nearly
+    // always; only a due row costs a write transaction (SQLite's write turn).
+    let due: Option<String> = on_db!(db, |pool| sqlx::query_scalar(
+        "SELECT id FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL \
+         AND next_attempt_at <= $1 LIMIT 1"
+    )
+    .bind(at)
+    .fetch_optional(pool)
+    .await)?;
+    if due.is_none() {
+        return Ok(Vec::new());
+    }
     let rows: Vec<DeliveryRow> = on_db!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         let rows = sqlx::query_as(&sql)

@@ -1032,6 +1032,17 @@ pub async fn claim_due(
          RETURNING login_session_id, provider_id, refresh_token_enc, access_token_enc, \
          revoke_requested_at, attempts"
     );
+    // Read first: the worker asks every second, and nothing is due nearly
+    // always; only a due row costs a write transaction (SQLite's write turn).
+    let due: Option<String> = on_db!(db, |pool| sqlx::query_scalar(
+        "SELECT login_session_id FROM upstream_tokens WHERE next_attempt_at <= $1 LIMIT 1"
+    )
+    .bind(at)
+    .fetch_optional(pool)
+    .await)?;
+    if due.is_none() {
+        return Ok(Vec::new());
+    }
     let rows: Vec<RevocationRow> = on_db!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         let rows = sqlx::query_as(&sql)
