@@ -273,6 +273,29 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// What an attempt at a row written (or made due) at `since` comes to,
+    /// after `attempts` (this one included), it being `at` now: delivered,
+    /// retried at the next time, or given up at the deadline — with the
+    /// failure's text for `last_error` (at most [`MAX_ERROR_CHARS`]).
+    pub fn outcome(
+        &self,
+        attempt: &Attempt,
+        since: i64,
+        attempts: i32,
+        at: i64,
+    ) -> (Recorded, Option<String>) {
+        match attempt {
+            Attempt::Delivered => (Recorded::Delivered, None),
+            Attempt::Failed(why) => {
+                let why: String = why.chars().take(MAX_ERROR_CHARS).collect();
+                match self.next_attempt(since, attempts, at) {
+                    Some(next) => (Recorded::Retry(next), Some(why)),
+                    None => (Recorded::GaveUp, Some(why)),
+                }
+            }
+        }
+    }
+
     /// When the next attempt is due after `attempts` failed ones of a row
     /// written at `created_at`, it being `at` now (unix seconds); `None`: give
     /// up (the deadline has passed). The last attempt falls on the deadline.
@@ -383,16 +406,7 @@ pub async fn record(
     retry: &RetryPolicy,
 ) -> DomainResult<Recorded> {
     let at = now();
-    let (outcome, error) = match attempt {
-        Attempt::Delivered => (Recorded::Delivered, None),
-        Attempt::Failed(why) => {
-            let why: String = why.chars().take(MAX_ERROR_CHARS).collect();
-            match retry.next_attempt(delivery.created_at, delivery.attempts, at) {
-                Some(next) => (Recorded::Retry(next), Some(why)),
-                None => (Recorded::GaveUp, Some(why)),
-            }
-        }
-    };
+    let (outcome, error) = retry.outcome(attempt, delivery.created_at, delivery.attempts, at);
     let (next_attempt_at, delivered_at, gave_up_at, audit) = match outcome {
         Recorded::Retry(next) => (Some(next), None, None, None),
         Recorded::Delivered => (

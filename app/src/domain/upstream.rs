@@ -1085,16 +1085,7 @@ pub async fn record(
     retry: &RetryPolicy,
 ) -> DomainResult<Recorded> {
     let at = now();
-    let (outcome, error) = match attempt {
-        Attempt::Delivered => (Recorded::Delivered, None),
-        Attempt::Failed(why) => {
-            let why: String = why.chars().take(500).collect();
-            match retry.next_attempt(revocation.requested_at, revocation.attempts, at) {
-                Some(next) => (Recorded::Retry(next), Some(why)),
-                None => (Recorded::GaveUp, Some(why)),
-            }
-        }
-    };
+    let (outcome, error) = retry.outcome(attempt, revocation.requested_at, revocation.attempts, at);
     let user_id: Option<String> = on_db!(db, |pool| sqlx::query_scalar(
         "SELECT user_id FROM login_sessions WHERE id = $1"
     )
