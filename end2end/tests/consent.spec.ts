@@ -33,7 +33,7 @@ async function signInHere(page: import('@playwright/test').Page) {
   await expect(page).toHaveURL(/\/signin\?next=%2Foauth%2Fauthorize/);
   await page.getByLabel('Username').fill(DEMO_USER.username);
   await page.getByLabel('Password').fill(DEMO_USER.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 }
 
 test('a signed-out user signs in, allows the app and the code works', async ({ page, request }) => {

@@ -1,4 +1,5 @@
 import { test as base, expect, Page } from '@playwright/test';
+import { UPSTREAM_PORT } from './e2e-env';
 
 export const DEMO_USER = { username: 'alice', password: 'alice-demo-password' };
 export const SESSION_COOKIE = 'latchkey_session';
@@ -11,6 +12,16 @@ export const DEMO_NOTES = {
 };
 export const DEMO_NOTES_BASIC =
   'Basic ' + Buffer.from(`${DEMO_NOTES.clientId}:${DEMO_NOTES.secret}`).toString('base64');
+/// The company's identity provider: a second Latchkey (scripts/e2e-server.sh),
+/// registered on the first one as the upstream provider `name`, with the user
+/// `username` and the client `clientName` for the first instance.
+export const UPSTREAM = {
+  origin: `http://localhost:${UPSTREAM_PORT}`,
+  name: 'Corp SSO',
+  clientName: 'Latchkey of the team',
+  username: 'carol',
+  password: 'carol-password-1',
+};
 
 /// Fails the test on any uncaught page error or console error (a failed hydration shows up here).
 export const test = base.extend<{ pageErrors: string[] }>({
@@ -35,7 +46,7 @@ export async function signIn(page: Page, username: string, password: string) {
   await expect(page).toHaveURL(/\/signin\?next=%2F$/);
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 }
 
 /// The signed-in person allows `clientId` on the real consent page (asked again

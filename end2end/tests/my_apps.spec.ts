@@ -15,7 +15,7 @@ async function signInAsAlice(page: Page) {
   await page.goto('/signin');
   await page.getByLabel('Username').fill(DEMO_USER.username);
   await page.getByLabel('Password').fill(DEMO_USER.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await expect(page.getByTestId('topbar-username')).toHaveText(DEMO_USER.username);
 }
 

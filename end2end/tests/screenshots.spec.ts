@@ -1,6 +1,7 @@
 // Screenshots of every page at desktop and phone width, written to
 // end2end/screenshots/ for people to look at. Runs only with LATCHKEY_SCREENSHOTS=1.
-import { test, expect, allowApp, signIn, DEMO_USER } from './fixtures';
+import { test, expect, allowApp, signIn, DEMO_USER, UPSTREAM } from './fixtures';
+import { latchkeyCli } from './e2e-env';
 
 const sizes = [
   { name: 'desktop', width: 1280, height: 800 },
@@ -62,7 +63,7 @@ for (const size of sizes) {
     await expect(page).toHaveURL(/signed_out=1/);
     await page.getByLabel('Username').fill('admin');
     await page.getByLabel('Password').fill('latchkey-admin-demo');
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
     await expect(page.getByTestId('topbar-username')).toHaveText('admin');
     await page.goto('/admin');
     await expect(page.getByTestId('chart')).toHaveCount(2);
@@ -124,5 +125,39 @@ for (const size of sizes) {
     await admin.getByTestId('action-error').scrollIntoViewIfNeeded();
     await admin.screenshot({ path: `screenshots/admin-policy-error-${size.name}.png`, fullPage: true });
     await noJs.close();
+  });
+}
+
+// Signing in through the company's provider (issue 12): the sign-in page with
+// its button, and — with the provider's "end upstream session" switch on for
+// this test only (the CLI on the running instance's database, switched off
+// again at the end; tests run one at a time) — the page after signing out
+// that offers signing out of the provider too.
+for (const size of sizes) {
+  test(`signing in through ${UPSTREAM.name} at ${size.name} width`, async ({ page }) => {
+    await page.setViewportSize({ width: size.width, height: size.height });
+    await page.goto('/signin');
+    await expect(page.getByRole('button', { name: `Sign in with ${UPSTREAM.name}` })).toBeVisible();
+    await page.screenshot({ path: `screenshots/sign-in-upstream-${size.name}.png`, fullPage: true });
+
+    await page.getByRole('button', { name: `Sign in with ${UPSTREAM.name}` }).click();
+    await page.getByLabel('Username').fill(UPSTREAM.username);
+    await page.getByLabel('Password').fill(UPSTREAM.password);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    // The provider asks only until carol has allowed this instance once.
+    const consent = page.getByTestId('consent');
+    await expect(consent.or(page.getByTestId('topbar-username'))).toBeVisible();
+    if (await consent.isVisible()) await consent.getByRole('button', { name: 'Allow' }).click();
+    await expect(page.getByTestId('topbar-username')).toHaveText(UPSTREAM.username);
+    await expect(page).toHaveURL(/^http:\/\/127\.0\.0\.1:/);
+
+    latchkeyCli(['upstream', 'set', UPSTREAM.name, '--end-upstream-session', 'on']);
+    try {
+      await page.getByRole('button', { name: 'Sign out' }).first().click();
+      await expect(page.getByTestId('upstream-signed-out')).toBeVisible();
+      await page.screenshot({ path: `screenshots/signed-out-upstream-${size.name}.png`, fullPage: true });
+    } finally {
+      latchkeyCli(['upstream', 'set', UPSTREAM.name, '--end-upstream-session', 'off']);
+    }
   });
 }
