@@ -196,6 +196,26 @@ pub struct ServeArgs {
     /// Several instances: how long a revocation or change waits for every other live instance to apply it before it is acknowledged anyway (lagging instances fail closed); at least 250ms.
     #[arg(long, env = "LATCHKEY_ACK_BOUND", default_value = "250ms")]
     pub ack_bound: String,
+
+    /// Sign-in throttling: failed sign-ins per username within the window before it is locked; 0 turns it off.
+    #[arg(long, env = "LATCHKEY_SIGNIN_FAILURES_PER_USER", default_value = "5")]
+    pub signin_failures_per_user: String,
+
+    /// Sign-in throttling: failed sign-ins per client IP address within the window before it is locked; 0 turns it off.
+    #[arg(long, env = "LATCHKEY_SIGNIN_FAILURES_PER_IP", default_value = "20")]
+    pub signin_failures_per_ip: String,
+
+    /// Sign-in throttling: the window failures are counted in.
+    #[arg(long, env = "LATCHKEY_SIGNIN_FAILURE_WINDOW", default_value = "15m")]
+    pub signin_failure_window: String,
+
+    /// Sign-in throttling: the first lockout; each one in a row doubles it.
+    #[arg(long, env = "LATCHKEY_SIGNIN_LOCKOUT", default_value = "1m")]
+    pub signin_lockout: String,
+
+    /// Sign-in throttling: the longest lockout.
+    #[arg(long, env = "LATCHKEY_SIGNIN_LOCKOUT_MAX", default_value = "1h")]
+    pub signin_lockout_max: String,
 }
 
 /// The outbox worker's retry schedule from `serve`'s flags: durations such as
@@ -600,6 +620,8 @@ pub struct ServeConfig {
     /// Without a trailing slash.
     pub issuer: String,
     pub site_root: String,
+    /// Sign-in throttling.
+    pub throttle: app::domain::throttle::Policy,
 }
 
 impl ServeConfig {
@@ -651,8 +673,69 @@ impl ServeConfig {
             ack_bound,
             issuer,
             site_root: args.site_root.clone(),
+            throttle: throttle_policy(args)?,
         })
     }
+}
+
+/// The sign-in throttling flags: counts 0–1000, durations 1s–24h, the
+/// longest lockout at least the first.
+fn throttle_policy(args: &ServeArgs) -> Result<app::domain::throttle::Policy, InvalidSetting> {
+    let count = |flag: &str, var: &str, raw: &str| {
+        raw.trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (0..=1000).contains(n))
+            .ok_or_else(|| {
+                InvalidSetting(format!(
+                    "invalid {var} (--{flag}) {raw:?}: expected a number from 0 (off) to 1000"
+                ))
+            })
+    };
+    let duration = |flag: &str, var: &str, raw: &str| {
+        duration_secs(raw)
+            .ok()
+            .filter(|s| (1..=86_400).contains(s))
+            .ok_or_else(|| {
+                InvalidSetting(format!(
+                    "invalid {var} (--{flag}) {raw:?}: expected a duration from 1s to 24h such as 30s, 15m, 1h"
+                ))
+            })
+    };
+    let policy = app::domain::throttle::Policy {
+        username_failures: count(
+            "signin-failures-per-user",
+            "LATCHKEY_SIGNIN_FAILURES_PER_USER",
+            &args.signin_failures_per_user,
+        )?,
+        ip_failures: count(
+            "signin-failures-per-ip",
+            "LATCHKEY_SIGNIN_FAILURES_PER_IP",
+            &args.signin_failures_per_ip,
+        )?,
+        window_secs: duration(
+            "signin-failure-window",
+            "LATCHKEY_SIGNIN_FAILURE_WINDOW",
+            &args.signin_failure_window,
+        )?,
+        first_lock_secs: duration(
+            "signin-lockout",
+            "LATCHKEY_SIGNIN_LOCKOUT",
+            &args.signin_lockout,
+        )?,
+        max_lock_secs: duration(
+            "signin-lockout-max",
+            "LATCHKEY_SIGNIN_LOCKOUT_MAX",
+            &args.signin_lockout_max,
+        )?,
+    };
+    if policy.max_lock_secs < policy.first_lock_secs {
+        return Err(InvalidSetting(format!(
+            "invalid LATCHKEY_SIGNIN_LOCKOUT_MAX (--signin-lockout-max) {:?}: shorter than the first lockout {:?}",
+            args.signin_lockout_max, args.signin_lockout
+        )));
+    }
+    Ok(policy)
 }
 
 /// `250ms`, or any duration `duration_secs` takes (`1s`, `2m`).

@@ -33,6 +33,7 @@ use app::{
         audit::{AuditEvent, AuditKind},
         keys::MasterKey,
         login_sessions::SESSION_KEY,
+        throttle,
         upstream::{self, Attempt, Provider, Revocation, SignInRefused, UpstreamSignIn},
     },
     paths,
@@ -59,7 +60,7 @@ use tower_sessions::Session;
 
 use crate::{
     http::AppState,
-    web::{internal_error, safe_next, sign_in_url, Caller},
+    web::{internal_error, safe_next, sign_in_url, throttled_url, Caller},
 };
 
 /// How long discovered metadata and the JWKS are used before fetching again.
@@ -254,11 +255,18 @@ pub struct StartForm {
 pub async fn start(
     State(state): State<AppState>,
     session: Session,
+    Caller(from): Caller,
     Path(id): Path<String>,
     Form(form): Form<StartForm>,
 ) -> Response {
     let next = safe_next(&form.next).to_owned();
     let back = |code: &str| Redirect::to(&sign_in_url(&next, Some((code, "")))).into_response();
+    // An address locked by sign-in throttling starts nothing here either.
+    match throttle::locked_until(&state.db, &[throttle::Key::Ip(&from.ip)]).await {
+        Ok(None) => {}
+        Ok(Some(until)) => return Redirect::to(&throttled_url(&next, "", until)).into_response(),
+        Err(e) => return internal_error("reading the sign-in throttle", &e),
+    }
     let provider = match upstream::find(&state.db, &id).await {
         Ok(Some(p)) if p.id == id => p,
         Ok(_) => return back("upstream_unknown"),
@@ -341,6 +349,23 @@ pub async fn callback(
                 }));
             if let Err(e) = app::domain::audit::record(&state.db, &event).await {
                 tracing::warn!(error = %e, "could not audit a failed upstream sign-in");
+            }
+            // Failures count against the address like wrong passwords
+            // (forged states, tokens that do not verify); a person who
+            // cancelled at the provider is no attacker.
+            if code != "upstream_denied" {
+                let keys = [throttle::Key::Ip(&from.ip)];
+                match throttle::record_failure(&state.db, &state.config.throttle, &keys, &from.ip)
+                    .await
+                {
+                    Ok(Some(until)) => {
+                        return Redirect::to(&throttled_url(&next, "", until)).into_response()
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not count a failed upstream sign-in")
+                    }
+                }
             }
             Redirect::to(&sign_in_url(&next, Some((code, "")))).into_response()
         }

@@ -8,7 +8,7 @@ use app::{
     domain::{
         login_sessions::{self, ClientInfo, SESSION_KEY},
         secrets::new_id,
-        upstream, users,
+        throttle, upstream, users,
     },
     paths,
 };
@@ -76,6 +76,14 @@ pub fn sign_in_url(next: &str, error: Option<(&str, &str)>) -> String {
     format!("{}?{}", paths::SIGN_IN, query.finish())
 }
 
+/// The sign-in page saying "too many failed sign-ins, try again in N
+/// minutes" (`?error=throttled&minutes=N`), until `until` (unix seconds).
+pub fn throttled_url(next: &str, username: &str, until: i64) -> String {
+    let url = sign_in_url(next, Some(("throttled", username)));
+    let minutes = throttle::minutes_until(until);
+    format!("{url}&minutes={minutes}")
+}
+
 #[derive(Debug, Deserialize)]
 pub struct SignInForm {
     #[serde(default)]
@@ -88,7 +96,9 @@ pub struct SignInForm {
 
 /// `POST /signin`: checks the credentials, renews the session id, starts a
 /// sign-in session and goes to `next`. Any failure → back to the form with one
-/// generic message, and no session is created.
+/// generic message, and no session is created. A username or address locked
+/// by sign-in throttling is refused before the password is checked, the same
+/// whether the username exists or not (`throttle`).
 pub async fn sign_in(
     State(state): State<AppState>,
     session: Session,
@@ -100,11 +110,35 @@ pub async fn sign_in(
     if username.is_empty() || form.password.is_empty() {
         return Redirect::to(&sign_in_url(&next, Some(("missing", &username)))).into_response();
     }
+    let keys = [
+        throttle::Key::Username(&username),
+        throttle::Key::Ip(&from.ip),
+    ];
+    match throttle::locked_until(&state.db, &keys).await {
+        Ok(None) => {}
+        Ok(Some(until)) => {
+            return Redirect::to(&throttled_url(&next, &username, until)).into_response()
+        }
+        Err(e) => {
+            // Fail closed: no password is checked while the counters cannot be read.
+            tracing::error!(error = %e, "sign-in: reading the throttle failed");
+            return Redirect::to(&sign_in_url(&next, Some(("unavailable", &username))))
+                .into_response();
+        }
+    }
     let user = match users::authenticate(&state.db, &username, &form.password).await {
         Ok(Some(user)) => user,
         Ok(None) => {
             if let Err(e) = users::record_failed_login(&state.db, &username, &from.ip).await {
                 tracing::warn!(error = %e, "could not audit a failed sign-in");
+            }
+            match throttle::record_failure(&state.db, &state.config.throttle, &keys, &from.ip).await
+            {
+                Ok(Some(until)) => {
+                    return Redirect::to(&throttled_url(&next, &username, until)).into_response()
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not count a failed sign-in"),
             }
             return Redirect::to(&sign_in_url(&next, Some(("invalid", &username)))).into_response();
         }
@@ -114,6 +148,9 @@ pub async fn sign_in(
                 .into_response();
         }
     };
+    if let Err(e) = throttle::clear_username(&state.db, &username).await {
+        tracing::warn!(error = %e, "could not clear the sign-in failures of a username");
+    }
     // A new session id at every sign-in: a planted cookie never becomes a signed-in one.
     if let Err(e) = session.cycle_id().await {
         return internal_error("renewing the session id", &e);

@@ -35,6 +35,8 @@ pub enum AuditKind {
     UpstreamProviderChanged,
     UpstreamTokensRevoked,
     UpstreamRevocationGaveUp,
+    SignInThrottled,
+    SignInThrottleCleared,
 }
 
 impl AuditKind {
@@ -64,6 +66,8 @@ impl AuditKind {
             AuditKind::UpstreamProviderChanged => "upstream_provider_changed",
             AuditKind::UpstreamTokensRevoked => "upstream_tokens_revoked",
             AuditKind::UpstreamRevocationGaveUp => "upstream_revocation_gave_up",
+            AuditKind::SignInThrottled => "sign_in_throttled",
+            AuditKind::SignInThrottleCleared => "sign_in_throttle_cleared",
         }
     }
 }

@@ -20,6 +20,7 @@
 //! | [`revocation`] | revoking grants, families, access tokens: database first, then the in-memory sets |
 //! | [`backchannel`] | OpenID Connect Back-Channel Logout: outbox rows in the revocation's transaction, logout tokens, delivery state |
 //! | [`upstream`] | upstream OpenID providers people sign in through: providers, linked users, their tokens and revocation at logout |
+//! | [`throttle`] | sign-in throttling: failures per username and per IP, lockouts that double |
 //! | [`tokens`] | access-token and ID-token claims, client_credentials issuance, introspection |
 //! | [`web_session`] | the tower-sessions store over the same database |
 //! | [`audit`] | the audit log |
@@ -50,6 +51,7 @@ pub mod retention;
 pub mod revocation;
 pub mod secrets;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 pub mod upstream;
 pub mod usage;

@@ -177,6 +177,13 @@ pub const RULES: &[Rule] = &[
         keep: Keep::For(ENDED_SIGN_IN_SECS),
     },
     Rule {
+        name: "sign-in failure counters quiet for a day",
+        table: "sign_in_failures",
+        key: "key",
+        condition: "updated_at < $1 AND (locked_until IS NULL OR locked_until < $1)",
+        keep: Keep::For(86_400),
+    },
+    Rule {
         name: "revoked access tokens (by jti), expired",
         table: "revoked_access_tokens",
         key: "jti",

@@ -9,6 +9,7 @@ use leptos_router::hooks::use_query_map;
 use crate::{api::get_upstream_buttons, components::layout::Layout, paths};
 
 /// Why the server sent the browser back here, in words for the user.
+/// (`throttled` has its own text, with the minutes: [`throttled_message`].)
 fn message_for(code: &str) -> Option<(&'static str, &'static str)> {
     match code {
         "invalid" => Some(("error", "Wrong username or password.")),
@@ -49,6 +50,15 @@ fn message_for(code: &str) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// Sign-in throttling's message: the same for every username, existing or not.
+fn throttled_message(minutes: Option<i64>) -> String {
+    match minutes.filter(|m| (1..=1440).contains(m)) {
+        Some(1) => "Too many failed sign-ins. Try again in 1 minute.".to_owned(),
+        Some(m) => format!("Too many failed sign-ins. Try again in {m} minutes."),
+        None => "Too many failed sign-ins. Try again later.".to_owned(),
+    }
+}
+
 #[component]
 pub fn SignInPage() -> impl IntoView {
     let query = use_query_map();
@@ -58,7 +68,15 @@ pub fn SignInPage() -> impl IntoView {
             .get("next")
             .unwrap_or_else(|| paths::HOME.to_string())
     };
-    let error = move || query.read().get("error").and_then(|c| message_for(&c));
+    let error = move || {
+        let q = query.read();
+        let code = q.get("error")?;
+        if code == "throttled" {
+            let minutes = q.get("minutes").and_then(|m| m.parse::<i64>().ok());
+            return Some(throttled_message(minutes));
+        }
+        message_for(&code).map(|(_, text)| text.to_owned())
+    };
     let signed_out = move || query.read().get("signed_out").is_some();
     let username = move || query.read().get("username").unwrap_or_default();
     // Pending state once hydrated; the form still submits natively.
@@ -74,7 +92,7 @@ pub fn SignInPage() -> impl IntoView {
                 {move || signed_out().then(|| view! {
                     <p class="notice success" role="status">"You are signed out."</p>
                 })}
-                {move || error().map(|(_, text)| view! {
+                {move || error().map(|text| view! {
                     <p class="notice error" role="alert" data-testid="signin-error">{text}</p>
                 })}
                 <form method="post" action=paths::SIGN_IN on:submit=move |_| pending.set(true)>

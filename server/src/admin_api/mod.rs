@@ -53,6 +53,7 @@ pub const USERS: &str = "/api/admin/users";
 pub const USER: &str = "/api/admin/users/{id}";
 pub const USER_REVOKE_APPS: &str = "/api/admin/users/{id}/revoke-apps";
 pub const USER_SIGN_OUT_EVERYWHERE: &str = "/api/admin/users/{id}/sign-out-everywhere";
+pub const USER_CLEAR_THROTTLE: &str = "/api/admin/users/{id}/clear-sign-in-throttle";
 pub const UPSTREAMS: &str = "/api/admin/upstreams";
 pub const UPSTREAM: &str = "/api/admin/upstreams/{id}";
 pub const AUDIT: &str = "/api/admin/audit";
@@ -93,6 +94,7 @@ pub fn router() -> Router<AppState> {
         .route(USER, get(users::read).patch(users::update))
         .route(USER_REVOKE_APPS, post(users::revoke_apps))
         .route(USER_SIGN_OUT_EVERYWHERE, post(users::sign_out_everywhere))
+        .route(USER_CLEAR_THROTTLE, post(users::clear_throttle))
         .route(UPSTREAMS, get(upstreams::list).post(upstreams::create))
         .route(
             UPSTREAM,

@@ -42,6 +42,7 @@ use super::{audit, clients, policy, resource_servers, upstreams, users};
         users::update,
         users::revoke_apps,
         users::sign_out_everywhere,
+        users::clear_throttle,
         upstreams::list,
         upstreams::create,
         upstreams::read,

@@ -5,6 +5,7 @@
 
 use app::domain::{
     admin::{self, CutOff, UserApp, UserChange, UserSession},
+    throttle,
     users::{self, User},
 };
 use axum::{
@@ -108,6 +109,16 @@ pub struct UserDetailView {
     pub user: UserView,
     pub apps: Vec<UserAppView>,
     pub sessions: Vec<SessionView>,
+    /// Unix seconds until which sign-in throttling refuses this username;
+    /// absent when it is not locked.
+    pub sign_in_locked_until: Option<i64>,
+}
+
+/// What clearing a user's sign-in throttle found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ThrottleCleared {
+    /// Whether the username was locked.
+    pub was_locked: bool,
 }
 
 /// What disabling a user revoked.
@@ -260,10 +271,14 @@ pub async fn read(
     let detail = admin::user_detail(&state.db, check_id(&id)?)
         .await
         .map_err(failed("reading a user"))?;
+    let locked = throttle::status(&state.db, &detail.user.username)
+        .await
+        .map_err(failed("reading a user's sign-in throttle"))?;
     Ok(Json(UserDetailView {
         user: detail.user.into(),
         apps: detail.apps.into_iter().map(UserAppView::from).collect(),
         sessions: detail.sessions.into_iter().map(SessionView::from).collect(),
+        sign_in_locked_until: locked,
     }))
 }
 
@@ -358,4 +373,30 @@ pub async fn sign_out_everywhere(
         sessions_ended: done.sessions_ended,
         families_revoked: done.families_revoked,
     }))
+}
+
+#[utoipa::path(
+    post, path = super::USER_CLEAR_THROTTLE, tag = "users",
+    params(("id" = String, Path, description = "The user id")),
+    responses(
+        (status = 200, description = "The username's failed sign-ins are forgotten and any lockout lifted", body = ThrottleCleared),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "No latchkey:admin scope", body = ErrorBody),
+        (status = 404, description = "Unknown user", body = ErrorBody),
+    ),
+    security(("bearer" = ["latchkey:admin"])),
+)]
+pub async fn clear_throttle(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ThrottleCleared>> {
+    let user = users::find_by_id(&state.db, check_id(&id)?)
+        .await
+        .map_err(failed("reading a user"))?
+        .ok_or_else(ApiError::not_found)?;
+    let was_locked = throttle::clear(&state.db, &user.id, &user.username, &admin.actor)
+        .await
+        .map_err(failed("clearing a user's sign-in throttle"))?;
+    Ok(Json(ThrottleCleared { was_locked }))
 }

@@ -185,6 +185,7 @@ impl TestServer {
             ack_bound: app::domain::instances::ACK_BOUND,
             issuer: issuer.map(str::to_owned).unwrap_or_else(|| base.clone()),
             site_root: "target/site".into(),
+            throttle: Default::default(),
         };
         let store = WebSessionStore::new(db).await.expect("session store");
         let keys = KeyRing::load_or_create(db, master_key())

@@ -1,0 +1,234 @@
+//! Sign-in throttling (issue 13, item 1) over real HTTP, on both backends:
+//! failures counted per username and per address in the database, so two
+//! instances agree and a restart forgets nothing; the same answer for
+//! existing and unknown usernames; a success clears the username; admins see
+//! and clear a lockout; each lockout audited.
+
+mod common;
+
+use app::domain::users;
+use common::{
+    browser,
+    flow::{cc_token, location, service, PASSWORD},
+    TestDb, TestServer,
+};
+use reqwest::{header, StatusCode};
+use serde_json::Value;
+
+on_both_backends!(
+    five_failures_lock_a_username_everywhere_until_an_admin_clears_it,
+    an_address_failing_too_often_is_locked_for_every_username,
+);
+
+/// Signs in at `server` and returns where the form sends the browser.
+async fn sign_in(server: &TestServer, username: &str, password: &str) -> String {
+    let res = browser()
+        .0
+        .post(server.url("/signin"))
+        .form(&[
+            ("username", username),
+            ("password", password),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    location(&res)
+}
+
+/// The `error` (and `minutes`) of a sign-in page URL.
+fn error_of(to: &str) -> (String, Option<String>) {
+    let url = url::Url::parse(&format!("http://x{to}")).unwrap();
+    let get = |k: &str| {
+        url.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    (get("error").unwrap_or_default(), get("minutes"))
+}
+
+async fn count_where(t: &TestDb, sql: &str) -> i64 {
+    common::text_value(
+        &t.db,
+        &format!("SELECT CAST(({sql}) AS TEXT) WHERE $1 = $1"),
+        "-",
+    )
+    .await
+    .unwrap()
+    .parse()
+    .unwrap()
+}
+
+async fn five_failures_lock_a_username_everywhere_until_an_admin_clears_it(t: TestDb) {
+    let user = users::add_user(&t.db, "alice", PASSWORD, false)
+        .await
+        .unwrap();
+    // Two instances on one database.
+    let a = TestServer::start(&t.db).await;
+    let b = TestServer::start(&t.db).await;
+    for i in 1..=4 {
+        let at = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(
+            error_of(&sign_in(at, "alice", "wrong password").await).0,
+            "invalid",
+            "failure {i}"
+        );
+    }
+    // The fifth failure, at the other instance, locks the username.
+    let (error, minutes) = error_of(&sign_in(&b, "ALICE", "wrong password").await);
+    assert_eq!(
+        (error.as_str(), minutes.as_deref()),
+        ("throttled", Some("1"))
+    );
+    // The right password is refused too, at either instance, before it is checked.
+    assert_eq!(
+        error_of(&sign_in(&a, "alice", PASSWORD).await).0,
+        "throttled"
+    );
+    // A restart forgets nothing.
+    drop(a);
+    let a = TestServer::start(&t.db).await;
+    assert_eq!(
+        error_of(&sign_in(&a, "alice", PASSWORD).await).0,
+        "throttled"
+    );
+    assert_eq!(
+        count_where(&t, "SELECT COUNT(*) FROM login_sessions").await,
+        0,
+        "nobody signed in"
+    );
+
+    // An unknown username gets exactly the same answers.
+    let mut unknown = Vec::new();
+    for _ in 0..6 {
+        unknown.push(error_of(&sign_in(&a, "nobody", "wrong password").await));
+    }
+    let codes: Vec<&str> = unknown.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "invalid",
+            "invalid",
+            "invalid",
+            "invalid",
+            "throttled",
+            "throttled"
+        ]
+    );
+    assert_eq!(
+        count_where(
+            &t,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'sign_in_throttled'"
+        )
+        .await,
+        2,
+        "one audit event per lockout"
+    );
+
+    // The admin sees the lockout and clears it.
+    let robot = service(&t.db, "Ops robot", &["latchkey:admin"]).await;
+    let token = cc_token(&a, &robot).await;
+    let http = reqwest::Client::new();
+    let detail: Value = http
+        .get(a.url(&format!("/api/admin/users/{}", user.id)))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let until = detail["sign_in_locked_until"].as_i64().expect("locked");
+    assert!(until > app::domain::store::now());
+    let cleared: Value = http
+        .post(a.url(&format!(
+            "/api/admin/users/{}/clear-sign-in-throttle",
+            user.id
+        )))
+        .bearer_auth(&token)
+        .header(header::CONTENT_TYPE, "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared["was_locked"], true);
+    assert_eq!(
+        count_where(
+            &t,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'sign_in_throttle_cleared'"
+        )
+        .await,
+        1
+    );
+    // Signing in works again, and a success clears the count: four more
+    // failures are not yet a lockout.
+    assert_eq!(sign_in(&b, "alice", PASSWORD).await, "/");
+    for i in 1..=4 {
+        assert_eq!(
+            error_of(&sign_in(&b, "alice", "wrong").await).0,
+            "invalid",
+            "failure {i} after"
+        );
+    }
+    let detail: Value = http
+        .get(a.url(&format!("/api/admin/users/{}", user.id)))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["sign_in_locked_until"], Value::Null);
+    t.cleanup().await;
+}
+
+async fn an_address_failing_too_often_is_locked_for_every_username(t: TestDb) {
+    users::add_user(&t.db, "bob", PASSWORD, false)
+        .await
+        .unwrap();
+    let server = TestServer::start(&t.db).await;
+    // Twenty usernames, one failure each: the address reaches its limit.
+    for i in 1..=19 {
+        let to = sign_in(&server, &format!("guess{i}"), "wrong password").await;
+        assert_eq!(error_of(&to).0, "invalid", "failure {i}");
+    }
+    assert_eq!(
+        error_of(&sign_in(&server, "guess20", "wrong password").await).0,
+        "throttled"
+    );
+    // Now every username from this address is refused, the right password too.
+    assert_eq!(
+        error_of(&sign_in(&server, "bob", PASSWORD).await).0,
+        "throttled"
+    );
+    // Signing in through an upstream provider starts nothing either.
+    let provider = app::domain::upstream::add(
+        &t.db,
+        &app::domain::upstream::sealer(common::master_key()),
+        &app::domain::upstream::NewProvider {
+            name: "Corp SSO".into(),
+            issuer: "https://sso.corp.example".into(),
+            client_id: "latchkey".into(),
+            client_secret: "secret".into(),
+            revoke_at_logout: true,
+            ..Default::default()
+        },
+        &app::domain::audit::Actor::default(),
+    )
+    .await
+    .unwrap();
+    let res = browser()
+        .0
+        .post(server.url(&format!("/signin/upstream/{}", provider.id)))
+        .header(header::ORIGIN, &server.base)
+        .form(&[("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(&location(&res)).0, "throttled");
+    t.cleanup().await;
+}
