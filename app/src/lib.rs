@@ -117,6 +117,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/admin/defaults") view=pages::admin::AdminDefaultsPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/users") view=pages::admin::AdminUsersPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/users/:id") view=pages::admin::AdminUserPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/upstreams") view=pages::admin::AdminUpstreamsPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/upstreams/:id") view=pages::admin::AdminUpstreamPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/audit") view=pages::admin::AdminAuditPage ssr=SsrMode::Async/>
                 <Route path=path!("/signin") view=pages::sign_in::SignInPage ssr=SsrMode::Async/>
             </Routes>

@@ -473,3 +473,59 @@ pub struct AuditLine {
     pub ip: String,
     pub detail: String,
 }
+
+/// An upstream identity provider people sign in through, in the admin
+/// console. Never its client secret: that is write-only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUpstream {
+    pub id: String,
+    /// Shown on the sign-in button: "Sign in with {name}".
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    /// Scopes asked for besides `openid`.
+    pub scopes: Vec<String>,
+    pub revoke_at_logout: bool,
+    pub end_upstream_session: bool,
+    /// Overrides of discovery's revocation endpoint and of RFC 7009's `token`
+    /// parameter name; extra form parameters of each revocation, by name.
+    pub revocation_endpoint: Option<String>,
+    pub revocation_token_param: Option<String>,
+    pub revocation_extra_params: Vec<(String, String)>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// How a provider's sign-ins and token revocations are doing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUpstreamHealth {
+    pub linked_users: i64,
+    pub live_sign_ins: i64,
+    /// Revocations waiting: not tried yet, or retried after a failure.
+    pub pending_revocations: i64,
+    pub revoked_30d: i64,
+    pub gave_up_30d: i64,
+    /// The latest revocations that failed at least once, newest first.
+    pub failures: Vec<AdminRevocationFailure>,
+}
+
+/// An upstream token revocation that failed at least once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminRevocationFailure {
+    /// When the sign-in ended (the revocation was asked for).
+    pub requested_at: i64,
+    pub attempts: i64,
+    pub last_error: String,
+    /// `None` once revoked or given up.
+    pub next_attempt_at: Option<i64>,
+    pub gave_up: bool,
+    /// Delivered after all, on a later attempt.
+    pub revoked: bool,
+}
+
+/// A provider's page: its settings and health.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUpstreamDetail {
+    pub provider: AdminUpstream,
+    pub health: AdminUpstreamHealth,
+}

@@ -161,3 +161,46 @@ for (const size of sizes) {
     }
   });
 }
+
+// The console's sign-in providers: the list with the form to add one, and
+// the company's provider with a revocation that failed (its revocation
+// endpoint pointed at a closed port for this test only, then cleared again:
+// one sign-in through it ends while the endpoint cannot be reached).
+for (const size of sizes) {
+  test(`sign-in providers in the console at ${size.name} width`, async ({ page, browser }) => {
+    await page.setViewportSize({ width: size.width, height: size.height });
+    latchkeyCli(['upstream', 'set', UPSTREAM.name, '--revocation-endpoint', 'http://127.0.0.1:9/revoke']);
+    try {
+      const carol = await browser.newContext({ viewport: { width: size.width, height: size.height } });
+      const signedIn = await carol.newPage();
+      await signedIn.goto('/signin');
+      await signedIn.getByRole('button', { name: `Sign in with ${UPSTREAM.name}` }).click();
+      await signedIn.getByLabel('Username').fill(UPSTREAM.username);
+      await signedIn.getByLabel('Password').fill(UPSTREAM.password);
+      await signedIn.getByRole('button', { name: 'Sign in', exact: true }).click();
+      const consent = signedIn.getByTestId('consent');
+      await expect(consent.or(signedIn.getByTestId('topbar-username'))).toBeVisible();
+      if (await consent.isVisible()) await consent.getByRole('button', { name: 'Allow' }).click();
+      await expect(signedIn.getByTestId('topbar-username')).toHaveText(UPSTREAM.username);
+      await signedIn.getByRole('button', { name: 'Sign out' }).first().click();
+      await expect(signedIn).toHaveURL(/signed_out=1/);
+      await carol.close();
+
+      await signIn(page, 'admin', 'latchkey-admin-demo');
+      await expect(page.getByTestId('topbar-username')).toHaveText('admin');
+      await page.goto('/admin/upstreams');
+      await expect(page.getByTestId('upstreams')).toContainText(UPSTREAM.name);
+      await page.screenshot({ path: `screenshots/admin-upstreams-${size.name}.png`, fullPage: true });
+      await page.getByRole('link', { name: UPSTREAM.name, exact: true }).click();
+      await expect(page.getByTestId('upstream-name')).toHaveText(UPSTREAM.name);
+      // The outbox worker tries at once; the failure shows after its attempt.
+      await expect(async () => {
+        await page.reload();
+        await expect(page.getByTestId('revocation-failures')).toBeVisible({ timeout: 1000 });
+      }).toPass({ timeout: 20_000 });
+      await page.screenshot({ path: `screenshots/admin-upstream-${size.name}.png`, fullPage: true });
+    } finally {
+      latchkeyCli(['upstream', 'set', UPSTREAM.name, '--revocation-endpoint', 'none']);
+    }
+  });
+}

@@ -56,6 +56,9 @@ pub struct AppState {
     pub routes: Arc<Vec<AxumRouteListing>>,
     /// Upstream OpenID providers: the sealing key and discovered metadata.
     pub upstreams: crate::upstream::Upstreams,
+    /// What the console's sign-in provider pages need (the sealing key, the
+    /// redirect URI to register upstream): provided to server functions.
+    pub upstream_settings: app::api::ssr::UpstreamSettings,
 }
 
 impl AppState {
@@ -133,6 +136,10 @@ pub fn router_with(
         .build();
     let routes = generate_route_list(App);
     let secure = config.secure_cookies();
+    let upstream_settings = app::api::ssr::UpstreamSettings::new(
+        upstreams.sealer().clone(),
+        crate::upstream::redirect_uri(&config.issuer),
+    );
     let state = AppState {
         leptos_options: Arc::new(leptos_options),
         db,
@@ -144,6 +151,7 @@ pub fn router_with(
         config: Arc::new(config),
         routes: Arc::new(routes.clone()),
         upstreams,
+        upstream_settings,
     };
 
     let sessions = SessionManagerLayer::new(session_store)
@@ -236,11 +244,13 @@ async fn server_fn_handler(
     request: Request<Body>,
 ) -> Response {
     let (db, revoked) = (state.db.clone(), state.revoked.clone());
+    let upstream_settings = state.upstream_settings.clone();
     let response = handle_server_fns_with_context(
         move || {
             provide_context(db.clone());
             provide_context(revoked.clone());
             provide_context(caller.0.clone());
+            provide_context(upstream_settings.clone());
         },
         request,
     )
@@ -298,6 +308,7 @@ async fn page_handler(
         }
     }
     let (db, revoked) = (state.db.clone(), state.revoked.clone());
+    let upstream_settings = state.upstream_settings.clone();
     let options = state.leptos_options.clone();
     // The page's resources load in spawned tasks; one that panics rings this.
     let watch = panics::RenderWatch::default();
@@ -309,6 +320,7 @@ async fn page_handler(
                 provide_context(db.clone());
                 provide_context(revoked.clone());
                 provide_context(caller.0.clone());
+                provide_context(upstream_settings.clone());
                 provide_context(watch.clone());
             }
         },

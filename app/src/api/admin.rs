@@ -1,7 +1,10 @@
 //! Server functions of the admin console (under `/api/console/`; the REST API
 //! owns `/api/admin/`). Every one checks, on the server,
 //! that the signed-in user is an admin (403 otherwise), calls one function of
-//! `domain::admin` (shared with the REST API) and maps to wire types.
+//! `domain::admin` (shared with the REST API) and maps to wire types. The
+//! sign-in provider functions call `domain::upstream` the same way, with the
+//! sealing key the server provides (`api::ssr::UpstreamSettings`); none of them
+//! returns a provider's client secret.
 
 use leptos::prelude::*;
 
@@ -794,4 +797,278 @@ pub async fn get_audit(
             per_page: found.per_page,
         },
     ))
+}
+
+// ---------------------------------------------------------------------------
+// Sign-in providers (upstream OpenID Connect providers)
+// ---------------------------------------------------------------------------
+
+/// The sign-in providers page: every provider, and the redirect URI to
+/// register at a new one.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UpstreamsView {
+    pub me: CurrentUser,
+    pub providers: Vec<crate::model::AdminUpstream>,
+    pub redirect_uri: String,
+}
+
+/// One provider's page; `detail` is `None` (and the status 404) for an id
+/// that names no provider.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UpstreamView {
+    pub me: CurrentUser,
+    pub detail: Option<crate::model::AdminUpstreamDetail>,
+    pub redirect_uri: String,
+}
+
+/// A provider as the add and edit forms post it. Checkboxes are absent when
+/// not ticked; the secret is write-only (empty when editing: keep it); the
+/// issuer is read on adding only (linked users depend on it).
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct UpstreamForm {
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Space-separated, besides `openid`.
+    pub scopes: String,
+    pub revoke_at_logout: Option<String>,
+    pub end_upstream_session: Option<String>,
+    /// Empty: discovery's.
+    pub revocation_endpoint: String,
+    /// Empty: RFC 7009's `token`.
+    pub revocation_token_param: String,
+    /// `name=value` lines.
+    pub revocation_extra_params: String,
+}
+
+/// Never prints the secret (server functions' arguments are `Debug`).
+impl std::fmt::Debug for UpstreamForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamForm")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("scopes", &self.scopes)
+            .field("revoke_at_logout", &self.revoke_at_logout)
+            .field("end_upstream_session", &self.end_upstream_session)
+            .field("revocation_endpoint", &self.revocation_endpoint)
+            .field("revocation_token_param", &self.revocation_token_param)
+            .field("revocation_extra_params", &self.revocation_extra_params)
+            .finish()
+    }
+}
+
+#[cfg(feature = "ssr")]
+mod upstreams {
+    use std::collections::BTreeMap;
+
+    use leptos::prelude::ServerFnError;
+
+    use super::ssr;
+    use crate::{
+        domain::upstream::{self, Provider, ProviderHealth},
+        model::{AdminRevocationFailure, AdminUpstream, AdminUpstreamHealth},
+    };
+
+    pub fn view(p: Provider) -> AdminUpstream {
+        AdminUpstream {
+            id: p.id,
+            name: p.name,
+            issuer: p.issuer,
+            client_id: p.client_id,
+            scopes: p.scopes,
+            revoke_at_logout: p.revoke_at_logout,
+            end_upstream_session: p.end_upstream_session,
+            revocation_endpoint: p.revocation_endpoint,
+            revocation_token_param: p.revocation_token_param,
+            revocation_extra_params: p.revocation_extra_params.into_iter().collect(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+
+    pub fn health(h: ProviderHealth) -> AdminUpstreamHealth {
+        AdminUpstreamHealth {
+            linked_users: h.linked_users,
+            live_sign_ins: h.live_sign_ins,
+            pending_revocations: h.pending_revocations,
+            revoked_30d: h.revoked_30d,
+            gave_up_30d: h.gave_up_30d,
+            failures: h
+                .failures
+                .into_iter()
+                .map(|f| AdminRevocationFailure {
+                    requested_at: f.requested_at,
+                    attempts: i64::from(f.attempts),
+                    last_error: f.last_error,
+                    next_attempt_at: f.next_attempt_at,
+                    gave_up: f.gave_up,
+                    revoked: f.revoked,
+                })
+                .collect(),
+        }
+    }
+
+    /// The provider with exactly this id (`find` also takes a name), or `None`.
+    pub async fn find(db: &crate::domain::Db, id: &str) -> Result<Option<Provider>, ServerFnError> {
+        Ok(upstream::find(db, id)
+            .await
+            .map_err(ssr::failed)?
+            .filter(|p| p.id == id))
+    }
+
+    /// The extra-parameters textarea: `name=value` lines, blank lines skipped.
+    pub fn extra_params(raw: &str) -> Result<BTreeMap<String, String>, ServerFnError> {
+        let lines: Vec<String> = raw
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect();
+        upstream::parse_param_pairs(&lines).map_err(ssr::failed)
+    }
+}
+
+#[server(endpoint = "console/upstreams")]
+pub async fn get_admin_upstreams() -> Result<UpstreamsView, ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let settings = ssr::upstream_settings()?;
+    let list = crate::domain::upstream::list(&ssr::db()?)
+        .await
+        .map_err(ssr::failed)?;
+    Ok(UpstreamsView {
+        me: ssr::current_user(&me),
+        providers: list.into_iter().map(upstreams::view).collect(),
+        redirect_uri: settings.redirect_uri().to_owned(),
+    })
+}
+
+#[server(endpoint = "console/upstream")]
+pub async fn get_admin_upstream(provider_id: String) -> Result<UpstreamView, ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let settings = ssr::upstream_settings()?;
+    let db = ssr::db()?;
+    let detail = match upstreams::find(&db, &provider_id).await? {
+        Some(p) => {
+            let health = crate::domain::upstream::health(&db, &p.id)
+                .await
+                .map_err(ssr::failed)?;
+            Some(crate::model::AdminUpstreamDetail {
+                provider: upstreams::view(p),
+                health: upstreams::health(health),
+            })
+        }
+        None => {
+            ssr::set_status(404);
+            None
+        }
+    };
+    Ok(UpstreamView {
+        me: ssr::current_user(&me),
+        detail,
+        redirect_uri: settings.redirect_uri().to_owned(),
+    })
+}
+
+/// "Add provider": nothing is fetched from the provider now (discovery runs
+/// at the first sign-in through it).
+#[server(endpoint = "console/add_upstream")]
+pub async fn add_upstream(#[server(flatten)] form: UpstreamForm) -> Result<(), ServerFnError> {
+    use crate::domain::upstream::{self, NewProvider};
+    let me = ssr::require_admin().await?;
+    let settings = ssr::upstream_settings()?;
+    let new = NewProvider {
+        revoke_at_logout: form.revoke_at_logout.is_some(),
+        end_upstream_session: form.end_upstream_session.is_some(),
+        revocation_extra_params: upstreams::extra_params(&form.revocation_extra_params)?,
+        scopes: words(&form.scopes),
+        revocation_endpoint: optional(&form.revocation_endpoint),
+        revocation_token_param: optional(&form.revocation_token_param),
+        name: form.name,
+        issuer: form.issuer,
+        client_id: form.client_id,
+        client_secret: form.client_secret,
+    };
+    let provider = upstream::add(&ssr::db()?, settings.sealer(), &new, &ssr::actor(&me))
+        .await
+        .map_err(ssr::failed)?;
+    ssr::redirect_with(
+        &format!("/admin/upstreams/{}", provider.id),
+        &[("saved", "added")],
+    );
+    Ok(())
+}
+
+/// Saves a provider's settings: only the fields that differ from what is
+/// stored are changed (and audited); an empty secret keeps the current one.
+#[server(endpoint = "console/update_upstream")]
+pub async fn update_upstream(
+    provider_id: String,
+    #[server(flatten)] form: UpstreamForm,
+) -> Result<(), ServerFnError> {
+    use crate::domain::{upstream, DomainError};
+    let me = ssr::require_admin().await?;
+    let settings = ssr::upstream_settings()?;
+    let db = ssr::db()?;
+    let Some(now) = upstreams::find(&db, &provider_id).await? else {
+        return Err(ssr::failed(DomainError::NotFound));
+    };
+    fn differs<T: PartialEq>(stored: &T, posted: T) -> Option<T> {
+        (stored != &posted).then_some(posted)
+    }
+    let change = upstream::ProviderChange {
+        name: differs(&now.name, form.name.trim().to_owned()),
+        client_id: differs(&now.client_id, form.client_id.trim().to_owned()),
+        client_secret: (!form.client_secret.is_empty()).then(|| form.client_secret.clone()),
+        scopes: differs(
+            &now.scopes,
+            upstream::validate_scopes(&words(&form.scopes)).map_err(ssr::failed)?,
+        ),
+        revoke_at_logout: differs(&now.revoke_at_logout, form.revoke_at_logout.is_some()),
+        end_upstream_session: differs(
+            &now.end_upstream_session,
+            form.end_upstream_session.is_some(),
+        ),
+        revocation_endpoint: differs(
+            &now.revocation_endpoint,
+            optional(&form.revocation_endpoint),
+        ),
+        revocation_token_param: differs(
+            &now.revocation_token_param,
+            optional(&form.revocation_token_param),
+        ),
+        revocation_extra_params: differs(
+            &now.revocation_extra_params,
+            upstreams::extra_params(&form.revocation_extra_params)?,
+        ),
+    };
+    let saved = if change == upstream::ProviderChange::default() {
+        "unchanged"
+    } else {
+        upstream::update(&db, settings.sealer(), &now.id, &change, &ssr::actor(&me))
+            .await
+            .map_err(ssr::failed)?;
+        "settings"
+    };
+    ssr::redirect_with(&format!("/admin/upstreams/{}", now.id), &[("saved", saved)]);
+    Ok(())
+}
+
+/// "Remove provider": no new sign-ins through it; its users stay linked.
+#[server(endpoint = "console/remove_upstream")]
+pub async fn remove_upstream(provider_id: String) -> Result<(), ServerFnError> {
+    use crate::domain::{upstream, DomainError};
+    let me = ssr::require_admin().await?;
+    let db = ssr::db()?;
+    let Some(provider) = upstreams::find(&db, &provider_id).await? else {
+        return Err(ssr::failed(DomainError::NotFound));
+    };
+    upstream::remove(&db, &provider.id, &ssr::actor(&me))
+        .await
+        .map_err(ssr::failed)?;
+    ssr::redirect_with("/admin/upstreams", &[("removed", &provider.name)]);
+    Ok(())
 }

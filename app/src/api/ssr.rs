@@ -63,6 +63,44 @@ pub fn revoked() -> Result<RevokedSets, ServerFnError> {
         .ok_or_else(|| ServerFnError::new("revoked sets missing from context"))
 }
 
+/// What the console's sign-in provider pages need from the server: the key
+/// upstream client secrets are sealed under (`upstream::sealer` of the master
+/// key) and the redirect URI to register at a provider (from the configured
+/// issuer). Built once by the server and provided as context; cheap to clone.
+/// Not printable: `{:?}` shows only the redirect URI.
+#[derive(Clone)]
+pub struct UpstreamSettings(std::sync::Arc<(crate::domain::keys::MasterKey, String)>);
+
+impl UpstreamSettings {
+    pub fn new(sealer: crate::domain::keys::MasterKey, redirect_uri: String) -> UpstreamSettings {
+        UpstreamSettings(std::sync::Arc::new((sealer, redirect_uri)))
+    }
+
+    /// The key upstream client secrets are encrypted under.
+    pub fn sealer(&self) -> &crate::domain::keys::MasterKey {
+        &self.0 .0
+    }
+
+    /// `{issuer}/signin/upstream/callback`: what each provider must allow.
+    pub fn redirect_uri(&self) -> &str {
+        &self.0 .1
+    }
+}
+
+impl std::fmt::Debug for UpstreamSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamSettings")
+            .field("redirect_uri", &self.redirect_uri())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The upstream settings, provided as context by the server.
+pub fn upstream_settings() -> Result<UpstreamSettings, ServerFnError> {
+    use_context::<UpstreamSettings>()
+        .ok_or_else(|| ServerFnError::new("upstream settings missing from context"))
+}
+
 /// Where the request came from (for sign-in sessions and the audit log).
 pub fn client_info() -> ClientInfo {
     use_context::<ClientInfo>().unwrap_or_default()

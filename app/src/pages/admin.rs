@@ -1,7 +1,7 @@
 //! The admin console: activity, clients with their token policy, the
-//! server-wide defaults, users, the audit log. Every page and action is
-//! checked on the server (the page guard and each server function): 403 for
-//! anyone who is not an admin.
+//! server-wide defaults, users, sign-in providers ([`upstreams`]), the audit
+//! log. Every page and action is checked on the server (the page guard and
+//! each server function): 403 for anyone who is not an admin.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -17,6 +17,9 @@ use crate::{
     model::{format_time, AdminDelivery, AdminResourceServer, CurrentUser, PolicyField},
 };
 
+mod upstreams;
+pub use upstreams::{AdminUpstreamPage, AdminUpstreamsPage};
+
 /// The console's own navigation, above each admin page.
 #[component]
 fn AdminFrame(user: CurrentUser, title: String, children: Children) -> impl IntoView {
@@ -28,6 +31,7 @@ fn AdminFrame(user: CurrentUser, title: String, children: Children) -> impl Into
                 <a href="/admin/clients">"Clients"</a>
                 <a href="/admin/defaults">"Default policy"</a>
                 <a href="/admin/users">"Users"</a>
+                <a href="/admin/upstreams">"Sign-in providers"</a>
                 <a href="/admin/audit">"Audit log"</a>
             </nav>
             {children()}
