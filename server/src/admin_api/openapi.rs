@@ -112,6 +112,9 @@ mod tests {
             super::super::USER,
             super::super::USER_REVOKE_APPS,
             super::super::USER_SIGN_OUT_EVERYWHERE,
+            super::super::USER_CLEAR_THROTTLE,
+            super::super::UPSTREAMS,
+            super::super::UPSTREAM,
             super::super::AUDIT,
             super::super::AUDIT_EXPORT,
         ] {
@@ -124,7 +127,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(paths.len(), 13, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 16, "{:?}", paths.keys());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
