@@ -488,7 +488,15 @@ async fn serve_until_stopped(
     let prune = tokio::spawn(retention::keep_running(db.clone(), retention));
     let db_for_exit = db.clone();
     let usage = Usage::new(db.clone());
-    let app = crate::http::router(db, keys, revoked, config, store, usage.clone(), upstreams);
+    let app = crate::http::router(crate::http::Parts {
+        db,
+        keys,
+        revoked,
+        config,
+        session_store: store,
+        usage: usage.clone(),
+        upstreams,
+    });
     tracing::info!(%addr, %issuer, "latchkey is listening; sign in at {issuer}/signin");
     let served = axum::serve(
         listener,

@@ -92,17 +92,27 @@ pub const SESSION_COOKIE: &str = "latchkey_session";
 /// Largest request body accepted anywhere (forms, server functions).
 const MAX_BODY: usize = 64 * 1024;
 
+/// What the application is built from: loaded once at start (`latchkey
+/// serve`, or a test's server), shared by every request.
+pub struct Parts {
+    pub db: Db,
+    pub keys: KeyRing,
+    pub revoked: RevokedSets,
+    pub config: ServeConfig,
+    pub session_store: WebSessionStore,
+    pub usage: Usage,
+    pub upstreams: crate::upstream::Upstreams,
+}
+
 /// Builds the whole application.
-pub fn router(
-    db: Db,
-    keys: KeyRing,
-    revoked: RevokedSets,
-    config: ServeConfig,
-    session_store: WebSessionStore,
-    usage: Usage,
-    upstreams: crate::upstream::Upstreams,
-) -> Router {
-    router_with(
+pub fn router(parts: Parts) -> Router {
+    router_with(parts, Router::new())
+}
+
+/// [`router`] with `extra` routes under the same middleware: tests add routes
+/// that panic, to prove that every route answers a panic with a 500.
+pub fn router_with(parts: Parts, extra: Router<AppState>) -> Router {
+    let Parts {
         db,
         keys,
         revoked,
@@ -110,22 +120,7 @@ pub fn router(
         session_store,
         usage,
         upstreams,
-        Router::new(),
-    )
-}
-
-/// [`router`] with `extra` routes under the same middleware: tests add routes
-/// that panic, to prove that every route answers a panic with a 500.
-pub fn router_with(
-    db: Db,
-    keys: KeyRing,
-    revoked: RevokedSets,
-    config: ServeConfig,
-    session_store: WebSessionStore,
-    usage: Usage,
-    upstreams: crate::upstream::Upstreams,
-    extra: Router<AppState>,
-) -> Router {
+    } = parts;
     // Before leptos_axum sets up plain tokio (generate_route_list does).
     panics::init_executor();
     let leptos_options = LeptosOptions::builder()

@@ -121,8 +121,11 @@ type Rp = CoreClient<
 pub struct Upstreams {
     sealer: Arc<MasterKey>,
     http: reqwest::Client,
-    discovered: Arc<Mutex<HashMap<String, (Instant, Arc<Metadata>)>>>,
+    discovered: Arc<Mutex<Discovered>>,
 }
+
+/// Discovered metadata by provider id, with when it was fetched.
+type Discovered = HashMap<String, (Instant, Arc<Metadata>)>;
 
 impl Upstreams {
     /// Everything derived from `master`; no provider is contacted yet.

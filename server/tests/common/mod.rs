@@ -206,13 +206,15 @@ impl TestServer {
         ));
         let usage = app::domain::usage::Usage::new(db.clone());
         let app = latchkey::http::router_with(
-            db.clone(),
-            keys.clone(),
-            revoked.clone(),
-            config,
-            store,
-            usage.clone(),
-            latchkey::upstream::Upstreams::new(master_key()),
+            latchkey::http::Parts {
+                db: db.clone(),
+                keys: keys.clone(),
+                revoked: revoked.clone(),
+                config,
+                session_store: store,
+                usage: usage.clone(),
+                upstreams: latchkey::upstream::Upstreams::new(master_key()),
+            },
             extra,
         );
         let handle = tokio::spawn(async move {
