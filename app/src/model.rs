@@ -460,6 +460,8 @@ pub struct AdminUserDetail {
     pub user: AdminUser,
     pub apps: Vec<AdminUserApp>,
     pub sessions: Vec<AdminUserSession>,
+    /// Unix seconds until which sign-in throttling refuses this username.
+    pub sign_in_locked_until: Option<i64>,
 }
 
 /// One audit event in the admin console.

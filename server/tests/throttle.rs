@@ -126,35 +126,59 @@ async fn five_failures_lock_a_username_everywhere_until_an_admin_clears_it(t: Te
         "one audit event per lockout"
     );
 
-    // The admin sees the lockout and clears it.
+    // The admin sees the lockout (API and console) and lifts it in the console.
     let robot = service(&t.db, "Ops robot", &["latchkey:admin"]).await;
     let token = cc_token(&a, &robot).await;
-    let http = reqwest::Client::new();
-    let detail: Value = http
-        .get(a.url(&format!("/api/admin/users/{}", user.id)))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let until = detail["sign_in_locked_until"].as_i64().expect("locked");
-    assert!(until > app::domain::store::now());
-    let cleared: Value = http
-        .post(a.url(&format!(
-            "/api/admin/users/{}/clear-sign-in-throttle",
-            user.id
-        )))
-        .bearer_auth(&token)
-        .header(header::CONTENT_TYPE, "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let locked_until = |server: &TestServer| {
+        let (url, token) = (
+            server.url(&format!("/api/admin/users/{}", user.id)),
+            token.clone(),
+        );
+        async move {
+            let detail: Value = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            detail["sign_in_locked_until"].as_i64()
+        }
+    };
+    assert!(locked_until(&a).await.expect("locked") > app::domain::store::now());
+    users::add_user(&t.db, "root", PASSWORD, true)
         .await
         .unwrap();
-    assert_eq!(cleared["was_locked"], true);
+    let root = browser().0;
+    let res = root
+        .post(a.url("/signin"))
+        .form(&[("username", "root"), ("password", PASSWORD), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&res), "/");
+    let page = |root: reqwest::Client, url: String| async move {
+        root.get(url).send().await.unwrap().text().await.unwrap()
+    };
+    let user_page = a.url(&format!("/admin/users/{}", user.id));
+    assert!(page(root.clone(), user_page.clone())
+        .await
+        .contains("Sign-in is locked until"));
+    let res = root
+        .post(a.url("/api/console/update_user"))
+        .header(header::ORIGIN, &a.base)
+        .header(header::ACCEPT, "text/html")
+        .form(&[("user_id", user.id.as_str()), ("what", "clear_throttle")])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    assert!(!page(root.clone(), user_page)
+        .await
+        .contains("Sign-in is locked until"));
+    assert_eq!(locked_until(&a).await, None);
     assert_eq!(
         count_where(
             &t,
@@ -164,7 +188,7 @@ async fn five_failures_lock_a_username_everywhere_until_an_admin_clears_it(t: Te
         1
     );
     // Signing in works again, and a success clears the count: four more
-    // failures are not yet a lockout.
+    // failures are not yet a lockout; the fifth is, and the admin API lifts it.
     assert_eq!(sign_in(&b, "alice", PASSWORD).await, "/");
     for i in 1..=4 {
         assert_eq!(
@@ -173,8 +197,15 @@ async fn five_failures_lock_a_username_everywhere_until_an_admin_clears_it(t: Te
             "failure {i} after"
         );
     }
-    let detail: Value = http
-        .get(a.url(&format!("/api/admin/users/{}", user.id)))
+    assert_eq!(
+        error_of(&sign_in(&b, "alice", "wrong").await).0,
+        "throttled"
+    );
+    let cleared: Value = reqwest::Client::new()
+        .post(a.url(&format!(
+            "/api/admin/users/{}/clear-sign-in-throttle",
+            user.id
+        )))
         .bearer_auth(&token)
         .send()
         .await
@@ -182,7 +213,8 @@ async fn five_failures_lock_a_username_everywhere_until_an_admin_clears_it(t: Te
         .json()
         .await
         .unwrap();
-    assert_eq!(detail["sign_in_locked_until"], Value::Null);
+    assert_eq!(cleared["was_locked"], true);
+    assert_eq!(sign_in(&a, "alice", PASSWORD).await, "/");
     t.cleanup().await;
 }
 

@@ -615,7 +615,8 @@ pub async fn get_admin_user(
         model::{AdminUserApp, AdminUserSession},
     };
     let me = ssr::require_admin().await?;
-    let detail = match admin::user_detail(&ssr::db()?, &user_id).await {
+    let db = ssr::db()?;
+    let detail = match admin::user_detail(&db, &user_id).await {
         Ok(d) => d,
         Err(DomainError::NotFound) => {
             ssr::set_status(404);
@@ -623,6 +624,9 @@ pub async fn get_admin_user(
         }
         Err(e) => return Err(ssr::failed(e)),
     };
+    let sign_in_locked_until = crate::domain::throttle::status(&db, &detail.user.username)
+        .await
+        .map_err(ssr::failed)?;
     Ok((
         ssr::current_user(&me),
         Some(AdminUserDetail {
@@ -649,15 +653,32 @@ pub async fn get_admin_user(
                     last_seen_at: s.last_seen_at,
                 })
                 .collect(),
+            sign_in_locked_until,
         }),
     ))
 }
 
-/// Disable/enable, grant/remove admin: `what` is `disable`, `enable`, `make_admin` or `remove_admin`.
+/// Disable/enable, grant/remove admin, lift a sign-in lockout: `what` is
+/// `disable`, `enable`, `make_admin`, `remove_admin` or `clear_throttle`.
 #[server(endpoint = "console/update_user")]
 pub async fn update_user(user_id: String, what: String) -> Result<(), ServerFnError> {
     use crate::domain::admin::{self, UserChange};
     let me = ssr::require_admin().await?;
+    if what == "clear_throttle" {
+        let db = ssr::db()?;
+        let user = crate::domain::users::find_by_id(&db, &user_id)
+            .await
+            .map_err(ssr::failed)?
+            .ok_or_else(|| ssr::failed(crate::domain::DomainError::NotFound))?;
+        crate::domain::throttle::clear(&db, &user.id, &user.username, &ssr::actor(&me))
+            .await
+            .map_err(ssr::failed)?;
+        ssr::redirect_with(
+            &format!("/admin/users/{user_id}"),
+            &[("saved", "clear_throttle")],
+        );
+        return Ok(());
+    }
     let change = match what.as_str() {
         "disable" => UserChange {
             disabled: Some(true),
@@ -678,7 +699,13 @@ pub async fn update_user(user_id: String, what: String) -> Result<(), ServerFnEr
         _ => {
             return Err(ssr::unknown_choice(
                 "what",
-                &["disable", "enable", "make_admin", "remove_admin"],
+                &[
+                    "disable",
+                    "enable",
+                    "make_admin",
+                    "remove_admin",
+                    "clear_throttle",
+                ],
             ))
         }
     };

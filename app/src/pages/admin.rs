@@ -607,6 +607,9 @@ pub fn AdminUserPage() -> impl IntoView {
             Some("make_admin") => parts.push("Now an administrator.".to_string()),
             Some("remove_admin") => parts.push("No longer an administrator.".to_string()),
             Some("created") => parts.push("User created.".to_string()),
+            Some("clear_throttle") => {
+                parts.push("Failed sign-ins forgotten: they can sign in again.".to_string())
+            }
             _ => {}
         }
         if let Some(n) = q.get("revoked_grants") {
@@ -624,6 +627,7 @@ pub fn AdminUserPage() -> impl IntoView {
                     Ok((me, Some(d))) => {
                         let u = d.user.clone();
                         let (id0, id1, id2, id3) = (u.id.clone(), u.id.clone(), u.id.clone(), u.id.clone());
+                        let id4 = u.id.clone();
                         let (apps_n, sessions_n) = (d.apps.len(), d.sessions.len());
                         view! {
                             <AdminFrame user=me title=u.username.clone()>
@@ -668,6 +672,16 @@ pub fn AdminUserPage() -> impl IntoView {
                                 </section>
                                 <section class="card danger-zone">
                                     <h2>"Account"</h2>
+                                    {d.sign_in_locked_until.map(|until| view! {
+                                        <div class="notice warn" data-testid="sign-in-locked">
+                                            <p>{format!("Sign-in is locked until {} after repeated failed attempts (this username, from any address).", format_time(until))}</p>
+                                            <ActionForm action=update>
+                                                <input type="hidden" name="user_id" value=id4/>
+                                                <input type="hidden" name="what" value="clear_throttle"/>
+                                                <button type="submit" class="button secondary">"Allow sign-in again"</button>
+                                            </ActionForm>
+                                        </div>
+                                    })}
                                     <div class="card-actions">
                                         <ActionForm action=update>
                                             <input type="hidden" name="user_id" value=id2/>
