@@ -278,6 +278,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 Ok(())
             }
+            Command::User(UserCommand::Unlock { username, json }) => {
+                let user = users::find_by_username(&db, &username)
+                    .await?
+                    .ok_or_else(|| Failure::Invalid(format!("username: no user {username:?}")))?;
+                let actor = app::domain::audit::Actor::default();
+                let was_locked = app::domain::throttle::clear(&db, &user.id, &user.username, &actor).await?;
+                if json {
+                    print_json(&json!({ "username": user.username, "was_locked": was_locked }));
+                } else if was_locked {
+                    println!("{} may sign in again (the lockout is lifted, failures forgotten)", user.username);
+                } else {
+                    println!("{} was not locked; failures forgotten", user.username);
+                }
+                Ok(())
+            }
             Command::User(UserCommand::List(flag)) => {
                 let list = users::list_users(&db).await?;
                 if flag.json {
@@ -554,7 +569,7 @@ async fn run_upstream(
     }
     match (command, input) {
         (UpstreamCommand::Add { json, .. }, Some(Ok(new))) => {
-            let sealer = upstream::sealer(&master_key(master_key_file)?);
+            let sealer = upstream::sealer(&checked_master_key(db, master_key_file).await?);
             let provider = upstream::add(db, &sealer, &new, &actor).await?;
             if json {
                 print_json(&provider);
@@ -569,7 +584,7 @@ async fn run_upstream(
             Ok(())
         }
         (UpstreamCommand::Set { provider, json, .. }, Some(Err(change))) => {
-            let sealer = upstream::sealer(&master_key(master_key_file)?);
+            let sealer = upstream::sealer(&checked_master_key(db, master_key_file).await?);
             let after = upstream::update(db, &sealer, &provider, &change, &actor)
                 .await
                 .map_err(not_found(&provider))?;
@@ -618,6 +633,29 @@ async fn run_upstream(
         }
         _ => unreachable!("the input matches the command"),
     }
+}
+
+/// The master key, proven to be this database's: it decrypts the stored
+/// signing keys (made now when there are none yet, as `serve` would). A secret
+/// sealed under another key would be unreadable to the server.
+async fn checked_master_key(db: &Db, file: &str) -> Result<MasterKey, Failure> {
+    let from_env = master_key_from_env()?.is_some();
+    if !from_env && !std::path::Path::new(file).exists() && keys::exist(db).await? {
+        // Not a new one beside a database that has keys: they were made
+        // under another, which is where the server reads secrets with.
+        return Err(Failure::Invalid(format!(
+            "master key: no file {file:?} here, and this database's signing keys were made \
+             under another master key (run this where `latchkey serve` runs, or set \
+             LATCHKEY_MASTER_KEY / --master-key-file)"
+        )));
+    }
+    let master = master_key(file)?;
+    KeyRing::load_or_create(db, &master).await.map_err(|e| {
+        Failure::Invalid(format!(
+            "master key: {e} (run this where `latchkey serve` runs, or set LATCHKEY_MASTER_KEY / --master-key-file)"
+        ))
+    })?;
+    Ok(master)
 }
 
 fn print_provider(p: &upstream::Provider) {

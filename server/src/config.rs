@@ -280,6 +280,13 @@ pub enum UserCommand {
     },
     /// List users.
     List(JsonFlag),
+    /// Lift a sign-in lockout (throttling) of a username and forget its failures.
+    Unlock {
+        /// The username (any letter case).
+        username: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -71,6 +71,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 const PENDING_KEY: &str = "upstream_pending";
 /// A pending sign-in older than this is refused at the callback (seconds).
 const PENDING_FOR_SECS: i64 = 600;
+/// Pending sign-ins kept per browser (tabs); the oldest goes first.
+const MAX_PENDING: usize = 5;
 
 /// Discovery fields the crate's core metadata does not model.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -265,7 +267,8 @@ pub async fn start(
     let next = safe_next(&form.next).to_owned();
     let back = |code: &str| Redirect::to(&sign_in_url(&next, Some((code, "")))).into_response();
     // An address locked by sign-in throttling starts nothing here either.
-    match throttle::locked_until(&state.db, &[throttle::Key::Ip(&from.ip)]).await {
+    let address = [throttle::Key::Ip(&from.ip)];
+    match throttle::locked_until(&state.db, &state.config.throttle, &address).await {
         Ok(None) => {}
         Ok(Some(until)) => return Redirect::to(&throttled_url(&next, "", until)).into_response(),
         Err(e) => return internal_error("reading the sign-in throttle", &e),
@@ -302,7 +305,18 @@ pub async fn start(
         next,
         started_at: app::domain::store::now(),
     };
-    if let Err(e) = session.insert(PENDING_KEY, pending).await {
+    // A few at a time (two tabs, a retry): each callback takes out its own.
+    let mut all: Vec<Pending> = match session.get(PENDING_KEY).await {
+        Ok(all) => all.unwrap_or_default(),
+        Err(e) => return internal_error("reading the pending upstream sign-ins", &e),
+    };
+    let at = app::domain::store::now();
+    all.retain(|p| at - p.started_at <= PENDING_FOR_SECS);
+    if all.len() >= MAX_PENDING {
+        all.remove(0);
+    }
+    all.push(pending);
+    if let Err(e) = session.insert(PENDING_KEY, all).await {
         return internal_error("storing the pending upstream sign-in", &e);
     }
     Redirect::to(url.as_str()).into_response()
@@ -331,11 +345,24 @@ pub async fn callback(
     Caller(from): Caller,
     Query(query): Query<CallbackQuery>,
 ) -> Response {
-    // Taken out whatever happens next: a state is good for one callback.
-    let pending: Option<Pending> = match session.remove(PENDING_KEY).await {
-        Ok(p) => p,
-        Err(e) => return internal_error("reading the pending upstream sign-in", &e),
+    // The pending sign-in this `state` names is taken out whatever happens
+    // next (a state is good for one callback); the others stay.
+    let mut all: Vec<Pending> = match session.get(PENDING_KEY).await {
+        Ok(all) => all.unwrap_or_default(),
+        Err(e) => return internal_error("reading the pending upstream sign-ins", &e),
     };
+    let got = query.state.as_deref().unwrap_or_default().as_bytes();
+    let at = app::domain::store::now();
+    let matching = all.iter().position(|p| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(p.state.as_bytes(), got))
+            && at - p.started_at <= PENDING_FOR_SECS
+    });
+    let pending = matching.map(|i| all.remove(i));
+    if pending.is_some() {
+        if let Err(e) = session.insert(PENDING_KEY, &all).await {
+            return internal_error("storing the pending upstream sign-ins", &e);
+        }
+    }
     let fail = |code: &'static str, next: &str, why: String, provider: Option<&Provider>| {
         let state = state.clone();
         let from = from.clone();
@@ -353,18 +380,18 @@ pub async fn callback(
             if let Err(e) = app::domain::audit::record(&state.db, &event).await {
                 tracing::warn!(error = %e, "could not audit a failed upstream sign-in");
             }
-            // Failures count against the address like wrong passwords
-            // (forged states, tokens that do not verify); a person who
-            // cancelled at the provider is no attacker.
-            if code != "upstream_denied" {
+            // An ID token that does not verify counts against the address
+            // like a wrong password. Nothing else does: a missing or wrong
+            // `state` has nothing to guess (and any site can make a browser
+            // GET this URL), a person may cancel at the provider, and the
+            // provider being down is nobody's attack.
+            if code == "upstream_invalid" {
                 let keys = [throttle::Key::Ip(&from.ip)];
-                match throttle::record_failure(&state.db, &state.config.throttle, &keys, &from.ip)
-                    .await
-                {
-                    Ok(Some(until)) => {
+                match throttle::attempt(&state.db, &state.config.throttle, &keys, &from.ip).await {
+                    Ok(throttle::Attempt::Locked(until) | throttle::Attempt::Go(Some(until))) => {
                         return Redirect::to(&throttled_url(&next, "", until)).into_response()
                     }
-                    Ok(None) => {}
+                    Ok(throttle::Attempt::Go(None)) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "could not count a failed upstream sign-in")
                     }
@@ -373,26 +400,18 @@ pub async fn callback(
             Redirect::to(&sign_in_url(&next, Some((code, "")))).into_response()
         }
     };
-    let expected = pending.as_ref().map(|p| p.state.as_bytes());
-    let same_state = match (expected, query.state.as_deref()) {
-        (Some(expected), Some(got)) => {
-            subtle::ConstantTimeEq::ct_eq(expected, got.as_bytes()).into()
-        }
-        _ => false,
-    };
-    let pending = match pending {
-        Some(p) if same_state && app::domain::store::now() - p.started_at <= PENDING_FOR_SECS => p,
-        _ => {
-            return fail(
+    let pending =
+        match pending {
+            Some(p) => p,
+            None => return fail(
                 "upstream_expired",
                 paths::HOME,
                 "no pending sign-in in this browser with that state (replayed, expired or forged)"
                     .into(),
                 None,
             )
-            .await
-        }
-    };
+            .await,
+        };
     let next = pending.next.clone();
     // Not removed meanwhile: a removed provider signs nobody in.
     let provider = match upstream::find(&state.db, &pending.provider_id).await {
@@ -420,7 +439,12 @@ pub async fn callback(
     };
     let signed_in = match exchange(&state, &provider, &pending, code).await {
         Ok(s) => s,
-        Err(why) => return fail("upstream_invalid", &next, why, Some(&provider)).await,
+        Err(Refused::Unavailable(why)) => {
+            return fail("upstream_unavailable", &next, why, Some(&provider)).await
+        }
+        Err(Refused::Invalid(why)) => {
+            return fail("upstream_invalid", &next, why, Some(&provider)).await
+        }
     };
     let (sid, user) = match upstream::sign_in(
         &state.db,
@@ -445,6 +469,10 @@ pub async fn callback(
             return internal_error("signing in through an upstream provider", &e)
         }
     };
+    // The sign-in this browser held before ends (its upstream tokens with it).
+    if let Err(e) = crate::web::end_replaced_sign_in(&state, &session, &from).await {
+        return internal_error("ending the sign-in this browser held", &e);
+    }
     // A new session id at every sign-in: a planted cookie never becomes a signed-in one.
     if let Err(e) = session.cycle_id().await {
         return internal_error("renewing the session id", &e);
@@ -456,6 +484,16 @@ pub async fn callback(
     Redirect::to(&next).into_response()
 }
 
+/// Why [`exchange`] signed nobody in.
+enum Refused {
+    /// The provider could not be asked or answered with an error: not the
+    /// caller's doing.
+    Unavailable(String),
+    /// The answer does not verify (the ID token's signature, `iss`, `aud`,
+    /// `exp` or `nonce`, or no ID token).
+    Invalid(String),
+}
+
 /// The code exchange and ID token verification (the crate: signature, `iss`,
 /// `aud`, `exp`, `nonce`), once more with freshly discovered keys when the
 /// token names a key the cached JWKS lacks.
@@ -464,33 +502,37 @@ async fn exchange(
     provider: &Provider,
     pending: &Pending,
     code: String,
-) -> Result<UpstreamSignIn, String> {
-    let client = client_for(state, provider, false).await?;
+) -> Result<UpstreamSignIn, Refused> {
+    let client = client_for(state, provider, false)
+        .await
+        .map_err(Refused::Unavailable)?;
     let tokens = client
         .exchange_code(AuthorizationCode::new(code))
-        .map_err(|e| describe(&e))?
+        .map_err(|e| Refused::Unavailable(describe(&e)))?
         .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
         .request_async(&state.upstreams.http)
         .await
-        .map_err(|e| format!("the code exchange failed: {}", describe(&e)))?;
+        .map_err(|e| Refused::Unavailable(format!("the code exchange failed: {}", describe(&e))))?;
     let id_token = tokens
         .id_token()
-        .ok_or("the token response has no ID token")?;
+        .ok_or_else(|| Refused::Invalid("the token response has no ID token".into()))?;
     let nonce = Nonce::new(pending.nonce.clone());
+    let invalid = |e: ClaimsVerificationError| {
+        Refused::Invalid(format!("the ID token is not valid: {}", describe(&e)))
+    };
     let claims = match id_token.claims(&client.id_token_verifier(), &nonce) {
         Ok(claims) => claims.clone(),
         Err(ClaimsVerificationError::SignatureVerification(
             SignatureVerificationError::NoMatchingKey,
         )) => {
-            let client = client_for(state, provider, true).await?;
+            let client = client_for(state, provider, true)
+                .await
+                .map_err(Refused::Unavailable)?;
             let verifier = client.id_token_verifier();
-            let claims = id_token
-                .claims(&verifier, &nonce)
-                .map_err(|e| format!("the ID token is not valid: {}", describe(&e)))?
-                .clone();
+            let claims = id_token.claims(&verifier, &nonce).map_err(invalid)?.clone();
             claims
         }
-        Err(e) => return Err(format!("the ID token is not valid: {}", describe(&e))),
+        Err(e) => return Err(invalid(e)),
     };
     let username_hint = claims
         .preferred_username()
@@ -614,16 +656,17 @@ pub async fn revoke(db: &app::domain::Db, upstreams: &Upstreams, r: &Revocation)
         let answer = request.form(&form).send().await;
         match answer {
             Ok(res) if res.status().is_success() => {}
-            Ok(res) if hint == "access_token" && res.status().as_u16() == 400 => {
-                let body = res.text().await.unwrap_or_default();
-                if !body.contains("unsupported_token_type") {
-                    return Attempt::Failed(format!("{hint}: HTTP 400 {}", first_chars(&body)));
-                }
-            }
             Ok(res) => {
                 let status = res.status();
-                let body = res.text().await.unwrap_or_default();
-                return Attempt::Failed(format!("{hint}: HTTP {status} {}", first_chars(&body)));
+                let error = oauth_error_code(&res.text().await.unwrap_or_default());
+                if hint == "access_token"
+                    && status.as_u16() == 400
+                    && error.as_deref() == Some("unsupported_token_type")
+                {
+                    continue;
+                }
+                let error = error.map(|e| format!(" {e}")).unwrap_or_default();
+                return Attempt::Failed(format!("{hint}: HTTP {status}{error}"));
             }
             Err(e) => return Attempt::Failed(format!("{hint}: {}", describe(&e.without_url()))),
         }
@@ -631,8 +674,15 @@ pub async fn revoke(db: &app::domain::Db, upstreams: &Upstreams, r: &Revocation)
     Attempt::Delivered
 }
 
-fn first_chars(body: &str) -> String {
-    body.chars().take(200).collect()
+/// The RFC 6749 §5.2 `error` code of an error answer, if it is one: only that
+/// is kept (an error page could repeat the token it was sent).
+fn oauth_error_code(body: &str) -> Option<String> {
+    let error = serde_json::from_str::<serde_json::Value>(body).ok()?["error"]
+        .as_str()?
+        .to_owned();
+    let printable =
+        !error.is_empty() && error.len() <= 64 && error.bytes().all(|b| b.is_ascii_graphic());
+    printable.then_some(error)
 }
 
 #[cfg(test)]
@@ -649,6 +699,17 @@ mod tests {
         ])));
         assert!(!uses_basic(Some(&["client_secret_post".into()])));
         assert!(uses_basic(Some(&["private_key_jwt".into()])));
+    }
+
+    #[test]
+    fn only_an_oauth_error_code_is_kept_of_an_error_answer() {
+        assert_eq!(
+            oauth_error_code(r#"{"error":"invalid_client","error_description":"token abc"}"#)
+                .as_deref(),
+            Some("invalid_client")
+        );
+        assert_eq!(oauth_error_code("<html>token abc was refused</html>"), None);
+        assert_eq!(oauth_error_code(r#"{"error":"has spaces in it"}"#), None);
     }
 
     #[test]

@@ -114,33 +114,31 @@ pub async fn sign_in(
         throttle::Key::Username(&username),
         throttle::Key::Ip(&from.ip),
     ];
-    match throttle::locked_until(&state.db, &keys).await {
-        Ok(None) => {}
-        Ok(Some(until)) => {
-            return Redirect::to(&throttled_url(&next, &username, until)).into_response()
-        }
-        Err(e) => {
-            // Fail closed: no password is checked while the counters cannot be read.
-            tracing::error!(error = %e, "sign-in: reading the throttle failed");
-            return Redirect::to(&sign_in_url(&next, Some(("unavailable", &username))))
-                .into_response();
-        }
-    }
+    // Counted before the password is checked (`throttle::attempt`).
+    let locks_after =
+        match throttle::attempt(&state.db, &state.config.throttle, &keys, &from.ip).await {
+            Ok(throttle::Attempt::Go(locks_after)) => locks_after,
+            Ok(throttle::Attempt::Locked(until)) => {
+                return Redirect::to(&throttled_url(&next, &username, until)).into_response()
+            }
+            Err(e) => {
+                // Fail closed: no password is checked while the attempt cannot be counted.
+                tracing::error!(error = %e, "sign-in: counting the attempt failed");
+                return Redirect::to(&sign_in_url(&next, Some(("unavailable", &username))))
+                    .into_response();
+            }
+        };
     let user = match users::authenticate(&state.db, &username, &form.password).await {
         Ok(Some(user)) => user,
         Ok(None) => {
             if let Err(e) = users::record_failed_login(&state.db, &username, &from.ip).await {
                 tracing::warn!(error = %e, "could not audit a failed sign-in");
             }
-            match throttle::record_failure(&state.db, &state.config.throttle, &keys, &from.ip).await
-            {
-                Ok(Some(until)) => {
-                    return Redirect::to(&throttled_url(&next, &username, until)).into_response()
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "could not count a failed sign-in"),
-            }
-            return Redirect::to(&sign_in_url(&next, Some(("invalid", &username)))).into_response();
+            let to = match locks_after {
+                Some(until) => throttled_url(&next, &username, until),
+                None => sign_in_url(&next, Some(("invalid", &username))),
+            };
+            return Redirect::to(&to).into_response();
         }
         Err(e) => {
             tracing::error!(error = %e, "sign-in: database error");
@@ -148,8 +146,11 @@ pub async fn sign_in(
                 .into_response();
         }
     };
-    if let Err(e) = throttle::clear_username(&state.db, &username).await {
+    if let Err(e) = throttle::succeeded(&state.db, &username, &from.ip).await {
         tracing::warn!(error = %e, "could not clear the sign-in failures of a username");
+    }
+    if let Err(e) = end_replaced_sign_in(&state, &session, &from).await {
+        return internal_error("ending the sign-in this browser held", &e);
     }
     // A new session id at every sign-in: a planted cookie never becomes a signed-in one.
     if let Err(e) = session.cycle_id().await {
@@ -163,6 +164,30 @@ pub async fn sign_in(
         return internal_error("storing the sign-in in the session", &e);
     }
     Redirect::to(&next).into_response()
+}
+
+/// Ends the sign-in this browser holds, if any, before a new one replaces it:
+/// a sign-in no browser holds any more would never be signed out, and its
+/// tokens (an upstream provider's refresh token among them) would outlive it.
+pub async fn end_replaced_sign_in(
+    state: &AppState,
+    session: &Session,
+    from: &ClientInfo,
+) -> Result<(), app::domain::DomainError> {
+    let held = signed_in_from(&state.db, session, from)
+        .await
+        .map_err(|e| app::domain::DomainError::Internal(e.to_string()))?;
+    if let Some(signed_in) = held {
+        login_sessions::end(
+            &state.db,
+            &state.revoked,
+            &signed_in,
+            "replaced by a new sign-in",
+            from,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// `POST /signout`: ends the sign-in session and deletes the browser session.

@@ -1135,3 +1135,31 @@ fn bad_upstream_input_is_refused_naming_the_field_and_adds_nothing() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["issuer"], "https://sso.corp.example");
 }
+
+#[test]
+fn upstream_add_refuses_a_master_key_that_is_not_the_database_s() {
+    let sandbox = Sandbox::new();
+    // The server's keys, under the master key of the sandbox folder.
+    sandbox.ok(&["keys", "rotate"], None);
+    // The same database from another folder: another (new) master key file.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = latchkey(
+        elsewhere.path(),
+        &sandbox.db_url(),
+        &[],
+        &[
+            "upstream",
+            "add",
+            "--name",
+            "Corp SSO",
+            "--issuer",
+            "https://sso.corp.example",
+            "--client-id",
+            "a",
+            "--client-secret-stdin",
+        ],
+        Some("secret\n"),
+    );
+    assert_refused(&run, &["master key"]);
+    assert!(as_array(sandbox.json(&["upstream", "list", "--json"], None)).is_empty());
+}

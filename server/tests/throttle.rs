@@ -18,6 +18,10 @@ use serde_json::Value;
 on_both_backends!(
     five_failures_lock_a_username_everywhere_until_an_admin_clears_it,
     an_address_failing_too_often_is_locked_for_every_username,
+    guesses_sent_all_at_once_get_no_more_tries,
+    callbacks_any_site_can_trigger_lock_nobody_out,
+    the_cli_lifts_a_lockout,
+    a_new_sign_in_ends_the_one_the_browser_held,
 );
 
 /// Signs in at `server` and returns where the form sends the browser.
@@ -262,5 +266,138 @@ async fn an_address_failing_too_often_is_locked_for_every_username(t: TestDb) {
         .await
         .unwrap();
     assert_eq!(error_of(&location(&res)).0, "throttled");
+    t.cleanup().await;
+}
+
+/// Forty wrong passwords for one username sent at once: each attempt is
+/// counted before its password is checked, so only the first five are
+/// checked (the fifth locks), not as many as arrive together.
+async fn guesses_sent_all_at_once_get_no_more_tries(t: TestDb) {
+    users::add_user(&t.db, "alice", PASSWORD, false)
+        .await
+        .unwrap();
+    let server = TestServer::start(&t.db).await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let url = server.url("/signin");
+        tasks.push(tokio::spawn(async move {
+            let res = browser()
+                .0
+                .post(url)
+                .form(&[
+                    ("username", "alice"),
+                    ("password", &format!("wrong {i}")),
+                    ("next", "/"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            error_of(&location(&res)).0
+        }));
+    }
+    let mut codes = Vec::new();
+    for task in tasks {
+        codes.push(task.await.unwrap());
+    }
+    let invalid = codes.iter().filter(|c| *c == "invalid").count();
+    let throttled = codes.iter().filter(|c| *c == "throttled").count();
+    assert_eq!((invalid, throttled), (4, 36), "{codes:?}");
+    assert_eq!(
+        count_where(
+            &t,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'login_failed'"
+        )
+        .await,
+        5,
+        "five passwords were checked"
+    );
+    t.cleanup().await;
+}
+
+/// The upstream callback is a GET any site can make a browser send: without
+/// a pending sign-in (or with a wrong state) it counts for nothing, so it
+/// cannot lock an address out.
+async fn callbacks_any_site_can_trigger_lock_nobody_out(t: TestDb) {
+    users::add_user(&t.db, "bob", PASSWORD, false)
+        .await
+        .unwrap();
+    let server = TestServer::start(&t.db).await;
+    for i in 0..25 {
+        let res = browser()
+            .0
+            .get(server.url(&format!("/signin/upstream/callback?code=x&state=forged{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_of(&location(&res)).0, "upstream_expired");
+    }
+    assert_eq!(sign_in(&server, "bob", PASSWORD).await, "/");
+    t.cleanup().await;
+}
+
+/// `latchkey user unlock` lifts a lockout (when no other admin can).
+async fn the_cli_lifts_a_lockout(t: TestDb) {
+    users::add_user(&t.db, "alice", PASSWORD, true)
+        .await
+        .unwrap();
+    let server = TestServer::start(&t.db).await;
+    for _ in 0..5 {
+        sign_in(&server, "alice", "wrong password").await;
+    }
+    assert_eq!(
+        error_of(&sign_in(&server, "alice", PASSWORD).await).0,
+        "throttled"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::process::cli(
+        dir.path(),
+        &common::process::process_db_url(&t),
+        &["user", "unlock", "ALICE"],
+    );
+    assert!(out.contains("may sign in again"), "{out}");
+    assert_eq!(sign_in(&server, "alice", PASSWORD).await, "/");
+    t.cleanup().await;
+}
+
+/// Signing in again in a browser that holds a sign-in ends the one it held:
+/// otherwise no browser could ever sign it out.
+async fn a_new_sign_in_ends_the_one_the_browser_held(t: TestDb) {
+    users::add_user(&t.db, "carol", PASSWORD, false)
+        .await
+        .unwrap();
+    let server = TestServer::start(&t.db).await;
+    let (http, _jar) = browser();
+    for _ in 0..2 {
+        let res = http
+            .post(server.url("/signin"))
+            .form(&[("username", "carol"), ("password", PASSWORD), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(location(&res), "/");
+    }
+    assert_eq!(
+        count_where(&t, "SELECT COUNT(*) FROM login_sessions").await,
+        2
+    );
+    assert_eq!(
+        count_where(
+            &t,
+            "SELECT COUNT(*) FROM login_sessions WHERE ended_at IS NULL"
+        )
+        .await,
+        1,
+        "the first one ended"
+    );
+    assert_eq!(
+        common::text_value(
+            &t.db,
+            "SELECT MAX(end_reason) FROM login_sessions WHERE $1 = $1",
+            "-"
+        )
+        .await
+        .as_deref(),
+        Some("replaced by a new sign-in")
+    );
     t.cleanup().await;
 }

@@ -42,6 +42,9 @@ on_both_backends!(
     refused_callbacks_create_no_session,
     id_tokens_that_fail_validation_create_no_session,
     signing_out_can_end_the_upstream_session_too,
+    two_tabs_each_finish_their_own_sign_in,
+    a_provider_named_like_another_s_id_does_not_shadow_it,
+    signing_in_again_ends_the_first_sign_in_and_its_upstream_tokens,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -910,4 +913,136 @@ async fn id_tokens_that_fail_validation_create_no_session(t: TestDb) {
         Some("frank")
     );
     handle.abort();
+}
+
+/// Two tabs start a sign-in through the provider; each callback finds its
+/// own pending sign-in (by `state`), whatever the order, and the second
+/// sign-in replaces the first in the browser.
+async fn two_tabs_each_finish_their_own_sign_in(t: TestDb) {
+    let (fake, handle, _keys_db) = fake_provider("latchkey-at-fake").await;
+    let provider = upstream::add(
+        &t.db,
+        &upstream::sealer(common::master_key()),
+        &NewProvider {
+            name: "Fake SSO".into(),
+            issuer: fake.base.clone(),
+            client_id: fake.client_id.clone(),
+            client_secret: "fake-secret".into(),
+            revoke_at_logout: true,
+            ..Default::default()
+        },
+        &Actor::default(),
+    )
+    .await
+    .unwrap();
+    let server = TestServer::start(&t.db).await;
+    let browser = browser();
+    let mut callbacks = Vec::new();
+    for _ in 0..2 {
+        let res = browser
+            .post(server.url(&format!("/signin/upstream/{}", provider.id)))
+            .header(header::ORIGIN, &server.base)
+            .form(&[("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        let at_provider = browser.get(location(&res)).send().await.unwrap();
+        callbacks.push(location(&at_provider));
+    }
+    // The fake signs the nonce of the latest authorization request: the
+    // second tab's callback first, then the first tab's (whose nonce the
+    // fake no longer signs: refused as invalid, not as an unknown state).
+    let second = browser.get(&callbacks[1]).send().await.unwrap();
+    assert_eq!(location(&second), "/");
+    let first = browser.get(&callbacks[0]).send().await.unwrap();
+    assert_eq!(
+        refused_with(&first),
+        "upstream_invalid",
+        "its own state was found"
+    );
+    // And replaying the second is refused: its state was taken out.
+    let again = browser.get(&callbacks[1]).send().await.unwrap();
+    assert_eq!(refused_with(&again), "upstream_expired");
+    handle.abort();
+}
+
+/// A provider whose name spells another provider's id does not hide that
+/// provider: an id always wins.
+async fn a_provider_named_like_another_s_id_does_not_shadow_it(t: TestDb) {
+    let sealer = upstream::sealer(common::master_key());
+    let new = |name: String| NewProvider {
+        name,
+        issuer: "https://sso.corp.example".into(),
+        client_id: "latchkey".into(),
+        client_secret: "secret".into(),
+        revoke_at_logout: true,
+        ..Default::default()
+    };
+    let a = upstream::add(&t.db, &sealer, &new("Corp SSO".into()), &Actor::default())
+        .await
+        .unwrap();
+    let b = upstream::add(&t.db, &sealer, &new(a.id.clone()), &Actor::default())
+        .await
+        .unwrap();
+    // Whichever id sorts first, looking up a's id finds a; b by its own id.
+    assert_eq!(
+        upstream::find(&t.db, &a.id).await.unwrap().unwrap().id,
+        a.id
+    );
+    assert_eq!(
+        upstream::find(&t.db, &b.id).await.unwrap().unwrap().id,
+        b.id
+    );
+    assert_eq!(
+        upstream::remove(&t.db, &a.id, &Actor::default())
+            .await
+            .unwrap()
+            .id,
+        a.id
+    );
+    assert!(upstream::find(&t.db, &b.id).await.unwrap().is_some());
+}
+
+/// Signing in through the provider again in the same browser ends the first
+/// sign-in, so its upstream refresh token is revoked: no sign-in is left that
+/// no browser could sign out.
+async fn signing_in_again_ends_the_first_sign_in_and_its_upstream_tokens(t: TestDb) {
+    let port = free_port();
+    let company = Company::start(port).await;
+    let first = First::start(&t, port, &company).await;
+    let browser = browser();
+    let (_, res) = through_upstream(
+        &browser,
+        &first.instance.base,
+        &first.provider_id,
+        &company,
+        "allow",
+    )
+    .await;
+    assert_eq!(location(&res), "/sessions");
+    let user_id = one(&t.db, LINKED_USER, &company.carol_sub()).await.unwrap();
+    let refresh = upstream_refresh_token(&t.db, &first, &user_id).await;
+    let (_, res) = through_upstream(
+        &browser,
+        &first.instance.base,
+        &first.provider_id,
+        &company,
+        "allow",
+    )
+    .await;
+    assert_eq!(location(&res), "/sessions");
+    assert_eq!(
+        number(
+            &t.db,
+            "SELECT COUNT(*) FROM login_sessions WHERE user_id = $1 AND ended_at IS NULL",
+            &user_id
+        )
+        .await,
+        1,
+        "one live sign-in: the new one"
+    );
+    eventually_inactive(&company, &refresh, "the replaced sign-in's token").await;
+    let newer = upstream_refresh_token(&t.db, &first, &user_id).await;
+    assert_ne!(newer, refresh);
+    assert!(is_active_at(&company.instance, &company.client, &newer).await);
 }

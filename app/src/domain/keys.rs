@@ -539,6 +539,16 @@ impl KeyRing {
     }
 }
 
+/// Whether any signing key is stored (made under some master key).
+pub async fn exist(db: &Db) -> DomainResult<bool> {
+    let n: i64 = on_db!(db, |pool| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM signing_keys"
+    )
+    .fetch_one(pool)
+    .await)?;
+    Ok(n > 0)
+}
+
 impl MasterKey {
     /// Another 256-bit key for one purpose, derived from this one
     /// (HMAC-SHA256 of `label`): the same on every instance, never stored,

@@ -7,10 +7,13 @@
 //! 5; an address [`Policy::ip_failures`], default 20, since many people share
 //! one behind a NAT); the failure that reaches the limit locks the key for
 //! [`Policy::first_lock_secs`] (1 min), and each lockout in a row doubles the
-//! next one up to [`Policy::max_lock_secs`] (1 h). While a key is locked,
+//! next one up to [`Policy::max_lock_secs`] (1 h). Each attempt is counted
+//! before its password is checked ([`attempt`]), so guesses sent all at once
+//! get no more tries than guesses sent one by one. While a key is locked,
 //! sign-ins naming it are refused before any password is checked — the same
 //! for existing and unknown usernames, so the answer reveals nothing. A
-//! successful sign-in clears its username's key (not the address's). A key
+//! successful sign-in clears its username's key and takes its count off the
+//! address's ([`succeeded`]). A key
 //! quiet for a day is deleted by retention, and with it the streak. Each
 //! lockout is audited (`sign_in_throttled`); admins see and clear a user's
 //! ([`status`], [`clear`]).
@@ -122,10 +125,11 @@ pub fn next(
 }
 
 /// The latest time any of `keys` is locked until, if one is locked now.
-pub async fn locked_until(db: &Db, keys: &[Key<'_>]) -> DomainResult<Option<i64>> {
+/// Keys of a kind whose limit is 0 (turned off) are not locked.
+pub async fn locked_until(db: &Db, policy: &Policy, keys: &[Key<'_>]) -> DomainResult<Option<i64>> {
     let at = now();
     let mut latest: Option<i64> = None;
-    for key in keys {
+    for key in keys.iter().filter(|k| k.limit(policy) > 0) {
         let until: Option<Option<i64>> = on_db!(db, |pool| sqlx::query_scalar(
             "SELECT locked_until FROM sign_in_failures WHERE key = $1"
         )
@@ -141,16 +145,30 @@ pub async fn locked_until(db: &Db, keys: &[Key<'_>]) -> DomainResult<Option<i64>
     Ok(latest)
 }
 
-/// Counts one failed sign-in against each of `keys` (those whose limit is
-/// not 0), one transaction; a key that reaches its limit is locked and the
-/// lockout audited (`sign_in_throttled`, with the key and the end). Returns
-/// the latest lockout this failure started.
-pub async fn record_failure(
+/// What [`attempt`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// A key is locked until then: check nothing.
+    Locked(i64),
+    /// Go on and check the credentials; the attempt is counted as a failure
+    /// already. `Some(until)`: this attempt reached a limit, so a failure now
+    /// is answered as locked until then.
+    Go(Option<i64>),
+}
+
+/// Counts a sign-in attempt against each of `keys` (those whose limit is not
+/// 0) *before* the credentials are checked, one transaction: refused at once
+/// when a key is locked; otherwise counted as a failure (a success takes it
+/// back: [`succeeded`]). Counting first is what makes the limit hold for
+/// guesses sent all at once: each waits for the one before to be counted. A
+/// key that reaches its limit is locked and the lockout audited
+/// (`sign_in_throttled`, with the key and the end).
+pub async fn attempt(
     db: &Db,
     policy: &Policy,
     keys: &[Key<'_>],
     ip: &str,
-) -> DomainResult<Option<i64>> {
+) -> DomainResult<Attempt> {
     let at = now();
     let for_update = match db {
         Db::Postgres(_) => " FOR UPDATE",
@@ -167,9 +185,9 @@ pub async fn record_failure(
         .collect();
     Ok(on_db!(db, |pool| {
         let mut tx = pool.begin_write().await?;
-        let mut started: Option<i64> = None;
-        for (text, limit, key) in &keys {
-            // A row to lock (PostgreSQL: concurrent failures wait for each other).
+        let mut rows = Vec::with_capacity(keys.len());
+        for (text, _, _) in &keys {
+            // A row to lock (PostgreSQL: concurrent attempts wait for each other).
             sqlx::query(
                 "INSERT INTO sign_in_failures (key, failures, window_started_at, lockouts, updated_at) \
                  VALUES ($1, 0, $2, 0, $2) ON CONFLICT (key) DO NOTHING",
@@ -178,10 +196,23 @@ pub async fn record_failure(
             .bind(at)
             .execute(&mut *tx)
             .await?;
-            let before: Option<Counters> = sqlx::query_as(&select)
+            let row: Option<Counters> = sqlx::query_as(&select)
                 .bind(text)
                 .fetch_optional(&mut *tx)
                 .await?;
+            rows.push(row);
+        }
+        let locked = rows
+            .iter()
+            .filter_map(|r| r.and_then(|r| r.locked_until))
+            .filter(|until| *until > at)
+            .max();
+        if let Some(until) = locked {
+            tx.rollback().await?;
+            return Ok(Attempt::Locked(until));
+        }
+        let mut started: Option<i64> = None;
+        for ((text, limit, key), before) in keys.iter().zip(rows) {
             let (after, lock) = next(before, *limit, policy, at);
             sqlx::query(
                 "UPDATE sign_in_failures SET failures = $1, window_started_at = $2, \
@@ -214,23 +245,39 @@ pub async fn record_failure(
             }
         }
         tx.commit().await?;
-        Ok::<_, sqlx::Error>(started)
+        Ok::<_, sqlx::Error>(Attempt::Go(started))
     })?)
 }
 
-/// Forgets a username's failures (a successful sign-in).
-pub async fn clear_username(db: &Db, username: &str) -> DomainResult<()> {
-    let key = Key::Username(username).text();
-    on_db!(db, |pool| pool
-        .execute_write(sqlx::query("DELETE FROM sign_in_failures WHERE key = $1").bind(&key))
-        .await
-        .map(|_| ()))?;
+/// The attempt [`attempt`] counted succeeded: the username's failures are
+/// forgotten (a lockout its own success started included), and the one
+/// counted against the address is taken back.
+pub async fn succeeded(db: &Db, username: &str, ip: &str) -> DomainResult<()> {
+    let (user, address) = (Key::Username(username).text(), Key::Ip(ip).text());
+    on_db!(db, |pool| {
+        let mut tx = pool.begin_write().await?;
+        sqlx::query("DELETE FROM sign_in_failures WHERE key = $1")
+            .bind(&user)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE sign_in_failures SET failures = failures - 1 WHERE key = $1 AND failures > 0",
+        )
+        .bind(&address)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    })?;
     Ok(())
 }
 
-/// Until when `username` is locked, if it is now.
+/// Until when `username` is locked, if it is now (whatever the policy).
 pub async fn status(db: &Db, username: &str) -> DomainResult<Option<i64>> {
-    locked_until(db, &[Key::Username(username)]).await
+    let any = Policy {
+        username_failures: 1,
+        ..Policy::default()
+    };
+    locked_until(db, &any, &[Key::Username(username)]).await
 }
 
 /// An admin lifts `username`'s lockout and forgets its failures; audited

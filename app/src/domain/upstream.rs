@@ -439,10 +439,12 @@ pub async fn list(db: &Db) -> DomainResult<Vec<Provider>> {
 }
 
 /// The provider with this id, or (any letter case) this name; not removed.
+/// An id wins over a name that happens to spell another provider's id.
 pub async fn find(db: &Db, id_or_name: &str) -> DomainResult<Option<Provider>> {
     let sql = format!(
         "SELECT {PROVIDER_COLUMNS} FROM upstream_providers WHERE deleted_at IS NULL \
-         AND (id = $1 OR lower(name) = lower($1)) ORDER BY id LIMIT 1"
+         AND (id = $1 OR lower(name) = lower($1)) \
+         ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END, id LIMIT 1"
     );
     let row: Option<ProviderRow> = on_db!(db, |pool| sqlx::query_as(&sql)
         .bind(id_or_name.trim())
