@@ -853,7 +853,7 @@ async fn fake_provider(client_id: &str) -> (Fake, tokio::task::JoinHandle<()>, T
 }
 
 async fn id_tokens_that_fail_validation_create_no_session(t: TestDb) {
-    let (fake, handle, _keys_db) = fake_provider("latchkey-at-fake").await;
+    let (fake, handle, keys_db) = fake_provider("latchkey-at-fake").await;
     let provider = upstream::add(
         &t.db,
         &upstream::sealer(common::master_key()),
@@ -912,6 +912,18 @@ async fn id_tokens_that_fail_validation_create_no_session(t: TestDb) {
             .as_deref(),
         Some("frank")
     );
+    // The provider rotates its signing keys: the next ID token names a key
+    // the cached JWKS lacks, so the JWKS is fetched again and it verifies.
+    app::domain::keys::rotate(&keys_db.db, common::master_key())
+        .await
+        .unwrap();
+    fake.keys
+        .reload(&keys_db.db, common::master_key())
+        .await
+        .unwrap();
+    let res = attempt(Mode::Good).await;
+    assert_eq!(location(&res), "/", "signed in with the provider's new key");
+    assert_eq!(count(&t.db, "login_sessions").await, 2);
     handle.abort();
 }
 
