@@ -283,6 +283,7 @@ pub enum UserCommand {
     /// Lift a sign-in lockout (throttling) of a username and forget its failures.
     Unlock {
         /// The username (any letter case).
+        #[arg(allow_hyphen_values = true)]
         username: String,
         #[arg(long)]
         json: bool,
@@ -322,6 +323,7 @@ pub enum ClientCommand {
     /// scope it serves) and the scopes it serves; `--remove` undoes it.
     ResourceServer {
         /// The client_id.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         /// An absolute URI without a fragment, e.g. https://notes.example/api.
         #[arg(long, required_unless_present = "remove")]
@@ -338,6 +340,7 @@ pub enum ClientCommand {
     /// Change a client's token policy (overrides of the defaults).
     Set {
         /// The client_id.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         #[command(flatten)]
         flags: PolicyFlags,
@@ -377,6 +380,7 @@ pub enum UpstreamCommand {
     /// Change a provider (by id or name); flags not given stay as they are.
     Set {
         /// The provider's id or name.
+        #[arg(allow_hyphen_values = true)]
         provider: String,
         #[arg(long)]
         name: Option<String>,
@@ -396,6 +400,7 @@ pub enum UpstreamCommand {
     /// Remove a provider: no new sign-ins through it; its users stay linked.
     Remove {
         /// The provider's id or name.
+        #[arg(allow_hyphen_values = true)]
         provider: String,
         #[arg(long)]
         json: bool,
@@ -461,6 +466,9 @@ impl UpstreamFlags {
         })
     }
 }
+
+// Positional ids are random base64url and may begin with `-`: every one is
+// declared `allow_hyphen_values`, or clap would take `-eMmg…` for a flag.
 
 /// A client's OpenID Connect Back-Channel Logout registration (§2.2), as flags.
 #[derive(Debug, Args, Default)]
@@ -790,6 +798,49 @@ fn redact_password(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
+    use super::{Cli, ClientCommand, Command, UpstreamCommand, UserCommand};
+
+    /// Ids are base64url: one in 32 begins with `-`, which clap would read
+    /// as a flag unless the argument allows it.
+    #[test]
+    fn ids_beginning_with_a_hyphen_are_ids() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("latchkey").chain(args.iter().copied()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+                .command
+        };
+        match parse(&["client", "set", "-eMmgLEuaSMIW844JD18", "--refresh", "off"]) {
+            Command::Client(ClientCommand::Set { client_id, .. }) => {
+                assert_eq!(client_id, "-eMmgLEuaSMIW844JD18")
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["client", "resource-server", "-x", "--remove"]) {
+            Command::Client(ClientCommand::ResourceServer { client_id, .. }) => {
+                assert_eq!(client_id, "-x")
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["upstream", "remove", "-abc"]) {
+            Command::Upstream(UpstreamCommand::Remove { provider, .. }) => {
+                assert_eq!(provider, "-abc")
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["upstream", "set", "-abc", "--revoke-at-logout", "off"]) {
+            Command::Upstream(UpstreamCommand::Set { provider, .. }) => {
+                assert_eq!(provider, "-abc")
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["user", "unlock", "-bob"]) {
+            Command::User(UserCommand::Unlock { username, .. }) => assert_eq!(username, "-bob"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     use super::*;
 
     #[test]
