@@ -1,5 +1,5 @@
 import { test as base, expect, Page } from '@playwright/test';
-import { UPSTREAM_PORT } from './e2e-env';
+import { E2EInstance, SQLITE, latchkeyCli } from './e2e-env';
 
 export const DEMO_USER = { username: 'alice', password: 'alice-demo-password' };
 export const SESSION_COOKIE = 'latchkey_session';
@@ -14,17 +14,31 @@ export const DEMO_NOTES_BASIC =
   'Basic ' + Buffer.from(`${DEMO_NOTES.clientId}:${DEMO_NOTES.secret}`).toString('base64');
 /// The company's identity provider: a second Latchkey (scripts/e2e-server.sh),
 /// registered on the first one as the upstream provider `name`, with the user
-/// `username` and the client `clientName` for the first instance.
+/// `username` and the client `clientName` for the first instance. The same
+/// for every first instance; where it is, is the project's (`e2eInstance`).
 export const UPSTREAM = {
-  origin: `http://localhost:${UPSTREAM_PORT}`,
   name: 'Corp SSO',
   clientName: 'Latchkey of the team',
   username: 'carol',
   password: 'carol-password-1',
 };
 
-/// Fails the test on any uncaught page error or console error (a failed hydration shows up here).
-export const test = base.extend<{ pageErrors: string[] }>({
+/// The project's option (playwright.config.ts): which first instance its
+/// tests run against; its baseURL is the instance's origin.
+export type E2EOptions = { e2eInstance: E2EInstance };
+
+type E2EFixtures = {
+  pageErrors: string[];
+  /// The `latchkey` CLI on the project's first instance (its database and key).
+  latchkeyCli: (args: string[]) => string;
+};
+
+export const test = base.extend<E2EFixtures & E2EOptions>({
+  e2eInstance: [SQLITE, { option: true }],
+  latchkeyCli: async ({ e2eInstance }, use) => {
+    await use((args) => latchkeyCli(args, e2eInstance));
+  },
+  /// Fails the test on any uncaught page error or console error (a failed hydration shows up here).
   pageErrors: [
     async ({ page }, use) => {
       const errors: string[] = [];

@@ -1,16 +1,23 @@
 // Signing in through the company's identity provider (issue 12) in real
-// Chromium: a second Latchkey plays "Corp SSO" on http://localhost:3110
-// (scripts/e2e-server.sh), with the user carol and a client for this
-// instance. The sign-in page's button takes the browser there; carol signs in
-// and answers the consent page; the callback signs her in here. Signing out
-// here revokes the provider's tokens: its own My apps page shows the app
-// session gone.
+// Chromium: a second Latchkey plays "Corp SSO" (scripts/e2e-server.sh), with
+// the user carol and a client for this instance. The sign-in page's button
+// takes the browser there; carol signs in and answers the consent page; the
+// callback signs her in here. Signing out here revokes the provider's tokens:
+// its own My apps page shows the app session gone.
+//
+// Both databases of the first instance: the project `sqlite` runs this
+// against the demo on SQLite, `upstream-postgres` against the demo on
+// PostgreSQL, each with a provider of its own; where they are is the
+// project's `e2eInstance` (playwright.config.ts, tests/e2e-env.ts).
 import type { Browser, Page } from '@playwright/test';
 import { test, expect, UPSTREAM } from './fixtures';
-import { latchkeyCli } from './e2e-env';
+import type { E2EInstance } from './e2e-env';
 
-const here = (path: string) => new RegExp(`^http://127\\.0\\.0\\.1:\\d+${path.replace(/[?.]/g, '\\$&')}$`);
-const atUpstream = (path: string) => new RegExp(`^${UPSTREAM.origin.replace(/[/.]/g, '\\$&')}${path}`);
+const escape = (s: string) => s.replace(/[/.?]/g, '\\$&');
+/// A page of this instance: `path` exactly.
+const here = (e2e: E2EInstance, path: string) => new RegExp(`^${escape(e2e.origin)}${escape(path)}$`);
+/// A page of the provider: `path`, a regular expression, at its start.
+const atUpstream = (e2e: E2EInstance, path: string) => new RegExp(`^${escape(e2e.upstreamOrigin)}${path}`);
 
 /// Carol's card for this instance at the provider's My apps (in a browser
 /// signed in there).
@@ -20,10 +27,10 @@ const upstreamCard = (page: Page) =>
 /// Every test starts with carol not having allowed this instance at the
 /// provider yet, so the provider asks for consent: in a browser of its own,
 /// carol signs in there and revokes the app in her My apps if it is listed.
-async function forgetConsentAtUpstream(browser: Browser) {
+async function forgetConsentAtUpstream(e2e: E2EInstance, browser: Browser) {
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();
-  await page.goto(`${UPSTREAM.origin}/signin`);
+  await page.goto(`${e2e.upstreamOrigin}/signin`);
   await page.getByLabel('Username').fill(UPSTREAM.username);
   await page.getByLabel('Password').fill(UPSTREAM.password);
   await page.getByRole('button', { name: 'Sign in', exact: true }).click();
@@ -40,7 +47,7 @@ async function forgetConsentAtUpstream(browser: Browser) {
 /// From this instance's sign-in page: the provider's button, carol's sign-in
 /// at the provider, and its consent page (shown: nothing allowed yet)
 /// answered `decision`.
-async function throughUpstream(page: Page, decision: 'Allow' | 'Deny') {
+async function throughUpstream(e2e: E2EInstance, page: Page, decision: 'Allow' | 'Deny') {
   await page.goto('/signin');
   const buttons = page.getByTestId('upstream-buttons');
   await expect(buttons.getByRole('button')).toHaveText([`Sign in with ${UPSTREAM.name}`]);
@@ -48,13 +55,13 @@ async function throughUpstream(page: Page, decision: 'Allow' | 'Deny') {
 
   // The provider's own sign-in page, on its own host; back to its
   // authorization endpoint afterwards.
-  await expect(page).toHaveURL(atUpstream('/signin\\?next=%2Foauth%2Fauthorize%3F'));
+  await expect(page).toHaveURL(atUpstream(e2e, '/signin\\?next=%2Foauth%2Fauthorize%3F'));
   await expect(page.getByTestId('upstream-buttons')).toHaveCount(0);
   await page.getByLabel('Username').fill(UPSTREAM.username);
   await page.getByLabel('Password').fill(UPSTREAM.password);
   await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 
-  await expect(page).toHaveURL(atUpstream('/oauth/authorize\\?'));
+  await expect(page).toHaveURL(atUpstream(e2e, '/oauth/authorize\\?'));
   const consent = page.getByTestId('consent');
   await expect(consent.getByTestId('consent-client')).toHaveText(UPSTREAM.clientName);
   await expect(consent).toContainText('127.0.0.1');
@@ -62,8 +69,8 @@ async function throughUpstream(page: Page, decision: 'Allow' | 'Deny') {
 }
 
 /// Carol's sign-in here, now the one in this browser.
-async function expectSignedInAsCarol(page: Page) {
-  await expect(page).toHaveURL(here('/'));
+async function expectSignedInAsCarol(e2e: E2EInstance, page: Page) {
+  await expect(page).toHaveURL(here(e2e, '/'));
   await expect(page.getByRole('heading', { level: 1, name: 'My apps' })).toBeVisible();
   await expect(page.getByTestId('topbar-username')).toHaveText(UPSTREAM.username);
 
@@ -74,12 +81,12 @@ async function expectSignedInAsCarol(page: Page) {
 }
 
 /// Signs out here: the sign-in page says so, the dashboard is closed.
-async function signOut(page: Page) {
+async function signOut(e2e: E2EInstance, page: Page) {
   await page.getByRole('button', { name: 'Sign out' }).first().click();
-  await expect(page).toHaveURL(here('/signin?signed_out=1'));
+  await expect(page).toHaveURL(here(e2e, '/signin?signed_out=1'));
   await expect(page.getByRole('status')).toHaveText('You are signed out.');
   await page.goto('/');
-  await expect(page).toHaveURL(here('/signin?next=%2F'));
+  await expect(page).toHaveURL(here(e2e, '/signin?next=%2F'));
   await expect(page.getByTestId('topbar-username')).toHaveCount(0);
 }
 
@@ -87,43 +94,43 @@ async function signOut(page: Page) {
 /// session for this instance is live, or, after signing out here, ended by
 /// the revocation Latchkey sends (RFC 7009, through its outbox: asynchronous,
 /// so the page is loaded again until it says so).
-async function expectUpstreamSession(page: Page, text: string) {
+async function expectUpstreamSession(e2e: E2EInstance, page: Page, text: string) {
   await expect(async () => {
-    await page.goto(UPSTREAM.origin + '/');
+    await page.goto(e2e.upstreamOrigin + '/');
     await expect(upstreamCard(page)).toContainText(text, { timeout: 1_000 });
   }).toPass({ timeout: 15_000 });
 }
 
-test.beforeEach(async ({ browser }) => {
-  await forgetConsentAtUpstream(browser);
+test.beforeEach(async ({ browser, e2eInstance }) => {
+  await forgetConsentAtUpstream(e2eInstance, browser);
 });
 
-test('signs in through Corp SSO, shows it on Sessions, and signing out revokes the upstream session', async ({ page }) => {
-  await throughUpstream(page, 'Allow');
+test('signs in through Corp SSO, shows it on Sessions, and signing out revokes the upstream session', async ({ page, e2eInstance: e2e }) => {
+  await throughUpstream(e2e, page, 'Allow');
   await expect(page.locator('body[data-hydrated]')).toHaveCount(1);
-  await expectSignedInAsCarol(page);
-  await expectUpstreamSession(page, '1 active session');
+  await expectSignedInAsCarol(e2e, page);
+  await expectUpstreamSession(e2e, page, '1 active session');
   await page.goto('/');
-  await signOut(page);
-  await expectUpstreamSession(page, 'No active session');
+  await signOut(e2e, page);
+  await expectUpstreamSession(e2e, page, 'No active session');
 });
 
 test.describe('with JavaScript off', () => {
   test.use({ javaScriptEnabled: false });
 
-  test('the provider button is a plain form: the same sign-in and sign-out work', async ({ page }) => {
-    await throughUpstream(page, 'Allow');
-    await expectSignedInAsCarol(page);
+  test('the provider button is a plain form: the same sign-in and sign-out work', async ({ page, e2eInstance: e2e }) => {
+    await throughUpstream(e2e, page, 'Allow');
+    await expectSignedInAsCarol(e2e, page);
     // Really without JavaScript: nothing hydrated the page.
     await expect(page.locator('body[data-hydrated]')).toHaveCount(0);
-    await signOut(page);
-    await expectUpstreamSession(page, 'No active session');
+    await signOut(e2e, page);
+    await expectUpstreamSession(e2e, page, 'No active session');
   });
 });
 
-test('denying at the provider ends on the sign-in page, not signed in', async ({ page }) => {
-  await throughUpstream(page, 'Deny');
-  await expect(page).toHaveURL(/^http:\/\/127\.0\.0\.1:\d+\/signin\?(.*&)?error=upstream_denied(&|$)/);
+test('denying at the provider ends on the sign-in page, not signed in', async ({ page, e2eInstance: e2e }) => {
+  await throughUpstream(e2e, page, 'Deny');
+  await expect(page).toHaveURL(new RegExp(`^${escape(e2e.origin)}/signin\\?(.*&)?error=upstream_denied(&|$)`));
   await expect(page.getByTestId('signin-error')).toHaveText(
     "Signing in was cancelled at your organisation's sign-in service. You are not signed in.",
   );
@@ -131,9 +138,9 @@ test('denying at the provider ends on the sign-in page, not signed in', async ({
   // The provider button is still there to try again.
   await expect(page.getByRole('button', { name: `Sign in with ${UPSTREAM.name}` })).toBeVisible();
   await page.goto('/');
-  await expect(page).toHaveURL(here('/signin?next=%2F'));
+  await expect(page).toHaveURL(here(e2e, '/signin?next=%2F'));
   // Nothing was allowed at the provider either.
-  await page.goto(UPSTREAM.origin + '/');
+  await page.goto(e2e.upstreamOrigin + '/');
   await expect(page.getByTestId('topbar-username')).toHaveText(UPSTREAM.username);
   await expect(upstreamCard(page)).toHaveCount(0);
 });
@@ -141,9 +148,9 @@ test('denying at the provider ends on the sign-in page, not signed in', async ({
 // The provider's "end upstream session" switch (off by default, as in the
 // other tests) is on for this test only: the CLI on the running instance's
 // database, switched off again at the end (tests run one at a time).
-test('with "end upstream session" on, signing out offers signing out of Corp SSO too, which ends both', async ({ page }) => {
-  await throughUpstream(page, 'Allow');
-  await expectSignedInAsCarol(page);
+test('with "end upstream session" on, signing out offers signing out of Corp SSO too, which ends both', async ({ page, e2eInstance: e2e, latchkeyCli }) => {
+  await throughUpstream(e2e, page, 'Allow');
+  await expectSignedInAsCarol(e2e, page);
   await page.goto('/');
   latchkeyCli(['upstream', 'set', UPSTREAM.name, '--end-upstream-session', 'on']);
   try {
@@ -154,16 +161,16 @@ test('with "end upstream session" on, signing out offers signing out of Corp SSO
     // Signed out here already, whatever is chosen next.
     const probe = await page.context().newPage();
     await probe.goto('/');
-    await expect(probe).toHaveURL(here('/signin?next=%2F'));
+    await expect(probe).toHaveURL(here(e2e, '/signin?next=%2F'));
     await probe.close();
 
     // RP-initiated logout at the provider: the ID token names this browser's
     // sign-in there, so it ends at once and comes back to this sign-in page.
     await offer.getByRole('link', { name: `Sign out of ${UPSTREAM.name} too` }).click();
-    await expect(page).toHaveURL(here('/signin'));
+    await expect(page).toHaveURL(here(e2e, '/signin'));
     await expect(page.getByRole('button', { name: `Sign in with ${UPSTREAM.name}` })).toBeVisible();
-    await page.goto(UPSTREAM.origin + '/');
-    await expect(page).toHaveURL(atUpstream('/signin\\?next=%2F$'));
+    await page.goto(e2e.upstreamOrigin + '/');
+    await expect(page).toHaveURL(atUpstream(e2e, '/signin\\?next=%2F$'));
   } finally {
     latchkeyCli(['upstream', 'set', UPSTREAM.name, '--end-upstream-session', 'off']);
   }
