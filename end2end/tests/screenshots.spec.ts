@@ -204,3 +204,32 @@ for (const size of sizes) {
     }
   });
 }
+
+// Sign-in throttling: the page a locked username gets, and the admin's user
+// page that lifts the lock (clicked here, so the later specs sign in as usual).
+test('sign-in throttling at both widths', async ({ page }) => {
+  for (let i = 0; i < 5; i++) {
+    await page.goto('/signin');
+    await signIn(page, DEMO_USER.username, `wrong-password-${i}`);
+  }
+  await expect(page.getByTestId('signin-error')).toContainText('Too many failed sign-ins. Try again in 1 minute.');
+  for (const size of sizes) {
+    await page.setViewportSize({ width: size.width, height: size.height });
+    await page.screenshot({ path: `screenshots/sign-in-throttled-${size.name}.png`, fullPage: true });
+  }
+  await page.goto('/signin');
+  await page.getByLabel('Username').fill('admin');
+  await page.getByLabel('Password').fill('latchkey-admin-demo');
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await expect(page.getByTestId('topbar-username')).toHaveText('admin');
+  await page.goto('/admin/users');
+  await page.getByRole('link', { name: DEMO_USER.username, exact: true }).click();
+  await expect(page.getByTestId('sign-in-locked')).toBeVisible();
+  for (const size of sizes) {
+    await page.setViewportSize({ width: size.width, height: size.height });
+    await page.screenshot({ path: `screenshots/admin-user-locked-${size.name}.png`, fullPage: true });
+  }
+  await page.getByRole('button', { name: 'Allow sign-in again' }).click();
+  await expect(page.getByTestId('sign-in-locked')).toHaveCount(0);
+  await expect(page.getByText('Failed sign-ins forgotten')).toBeVisible();
+});
