@@ -766,6 +766,28 @@ struct Fake {
     nonce: Arc<Mutex<String>>,
 }
 
+impl Fake {
+    /// Registers the fake as the provider "Fake SSO" of the Latchkey on `db`.
+    async fn add_to(&self, db: &Db) -> upstream::Provider {
+        let new = NewProvider {
+            name: "Fake SSO".into(),
+            issuer: self.base.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: "fake-secret".into(),
+            revoke_at_logout: true,
+            ..Default::default()
+        };
+        upstream::add(
+            db,
+            &upstream::sealer(common::master_key()),
+            &new,
+            &Actor::default(),
+        )
+        .await
+        .unwrap()
+    }
+}
+
 async fn fake_provider(client_id: &str) -> (Fake, tokio::task::JoinHandle<()>, TestDb) {
     use axum::{
         extract::{Query, State},
@@ -854,21 +876,7 @@ async fn fake_provider(client_id: &str) -> (Fake, tokio::task::JoinHandle<()>, T
 
 async fn id_tokens_that_fail_validation_create_no_session(t: TestDb) {
     let (fake, handle, keys_db) = fake_provider("latchkey-at-fake").await;
-    let provider = upstream::add(
-        &t.db,
-        &upstream::sealer(common::master_key()),
-        &NewProvider {
-            name: "Fake SSO".into(),
-            issuer: fake.base.clone(),
-            client_id: fake.client_id.clone(),
-            client_secret: "fake-secret".into(),
-            revoke_at_logout: true,
-            ..Default::default()
-        },
-        &Actor::default(),
-    )
-    .await
-    .unwrap();
+    let provider = fake.add_to(&t.db).await;
     let server = TestServer::start(&t.db).await;
     let attempt = |mode: Mode| {
         let (fake, server_base, provider_id) =
@@ -932,21 +940,7 @@ async fn id_tokens_that_fail_validation_create_no_session(t: TestDb) {
 /// sign-in replaces the first in the browser.
 async fn two_tabs_each_finish_their_own_sign_in(t: TestDb) {
     let (fake, handle, _keys_db) = fake_provider("latchkey-at-fake").await;
-    let provider = upstream::add(
-        &t.db,
-        &upstream::sealer(common::master_key()),
-        &NewProvider {
-            name: "Fake SSO".into(),
-            issuer: fake.base.clone(),
-            client_id: fake.client_id.clone(),
-            client_secret: "fake-secret".into(),
-            revoke_at_logout: true,
-            ..Default::default()
-        },
-        &Actor::default(),
-    )
-    .await
-    .unwrap();
+    let provider = fake.add_to(&t.db).await;
     let server = TestServer::start(&t.db).await;
     let browser = browser();
     let mut callbacks = Vec::new();
