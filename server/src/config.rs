@@ -213,6 +213,15 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_SIGNIN_LOCKOUT", default_value = "1m")]
     pub signin_lockout: String,
 
+    /// A reverse proxy or load balancer whose X-Forwarded-For names the client (an address or CIDR range; repeat, or comma-separated in the variable). Without one, the client is the TCP peer.
+    #[arg(
+        long = "trusted-proxy",
+        env = "LATCHKEY_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub trusted_proxies: Vec<String>,
+
     /// Sign-in throttling: the longest lockout.
     #[arg(long, env = "LATCHKEY_SIGNIN_LOCKOUT_MAX", default_value = "1h")]
     pub signin_lockout_max: String,
@@ -637,6 +646,8 @@ pub struct ServeConfig {
     pub site_root: String,
     /// Sign-in throttling.
     pub throttle: app::domain::throttle::Policy,
+    /// Proxies whose `X-Forwarded-For` is believed (`web::client_ip`).
+    pub trusted_proxies: crate::web::TrustedProxies,
 }
 
 impl ServeConfig {
@@ -689,8 +700,26 @@ impl ServeConfig {
             issuer,
             site_root: args.site_root.clone(),
             throttle: throttle_policy(args)?,
+            trusted_proxies: trusted_proxies(&args.trusted_proxies)?,
         })
     }
+}
+
+/// `--trusted-proxy` values: addresses or CIDR ranges.
+fn trusted_proxies(raw: &[String]) -> Result<crate::web::TrustedProxies, InvalidSetting> {
+    let mut nets = Vec::new();
+    for value in raw.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        let net = value
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| {
+                InvalidSetting(format!(
+                    "invalid LATCHKEY_TRUSTED_PROXIES (--trusted-proxy) {value:?}: expected an IP address or a CIDR range such as 10.0.0.0/8"
+                ))
+            })?;
+        nets.push(net);
+    }
+    Ok(crate::web::TrustedProxies(std::sync::Arc::new(nets)))
 }
 
 /// The sign-in throttling flags: counts 0–1000, durations 1s–24h, the

@@ -131,6 +131,7 @@ pub fn router_with(parts: Parts, extra: Router<AppState>) -> Router {
         .build();
     let routes = generate_route_list(App);
     let secure = config.secure_cookies();
+    let trusted_proxies = config.trusted_proxies.clone();
     let upstream_settings = app::api::ssr::UpstreamSettings::new(
         upstreams.sealer().clone(),
         crate::upstream::redirect_uri(&config.issuer),
@@ -179,6 +180,7 @@ pub fn router_with(parts: Parts, extra: Router<AppState>) -> Router {
             web::refuse_cross_site,
         ))
         .layer(sessions)
+        .layer(axum::Extension(trusted_proxies))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // Outside the session and cross-site layers (a panic there is caught
         // too), inside the security headers (the 500 page gets them).

@@ -1,7 +1,7 @@
 //! Browser-facing handlers outside Leptos: the sign-in and sign-out form
 //! posts, the cross-site request check, and small response helpers.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use app::{
     api::ssr::signed_in_from,
@@ -24,9 +24,57 @@ use tower_sessions::Session;
 
 use crate::{http::AppState, request_headers};
 
-/// The caller's address and user agent, for sign-in sessions and the audit log.
+/// The caller's address and user agent, for sign-in sessions, throttling and
+/// the audit log. The address is [`client_ip`]'s.
 #[derive(Clone, Debug)]
 pub struct Caller(pub ClientInfo);
+
+/// The reverse proxies (`--trusted-proxy`) whose `X-Forwarded-For` names the
+/// client; a request extension set by the router. Empty: none.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(pub std::sync::Arc<Vec<ipnet::IpNet>>);
+
+impl TrustedProxies {
+    fn trusts(&self, ip: &IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(ip))
+    }
+}
+
+/// The client's address: the TCP peer's, unless the peer is a trusted proxy;
+/// then the `X-Forwarded-For` entries (every such header, in order) are read
+/// from the right, each trusted proxy skipped, and the first other address
+/// is the client. A malformed entry ends the walk at the hop after it (what
+/// that hop, trusted, saw). Headers from an untrusted peer are ignored, so
+/// nobody can choose their own address.
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &TrustedProxies,
+) -> IpAddr {
+    if !trusted.trusts(&peer) {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        match entry.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted.trusts(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = std::convert::Infallible;
@@ -35,7 +83,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
+            .map(|c| {
+                let trusted = parts
+                    .extensions
+                    .get::<TrustedProxies>()
+                    .cloned()
+                    .unwrap_or_default();
+                client_ip(c.0.ip(), &parts.headers, &trusted).to_string()
+            })
             .unwrap_or_default();
         let user_agent = parts
             .headers
@@ -358,6 +413,66 @@ mod tests {
         ] {
             assert_eq!(safe_next(bad), "/", "{bad}");
         }
+    }
+
+    #[test]
+    fn the_client_is_the_first_untrusted_hop_from_the_right() {
+        let trusted = TrustedProxies(std::sync::Arc::new(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "127.0.0.1/32".parse().unwrap(),
+        ]));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let headers = |values: &[&str]| {
+            let mut h = axum::http::HeaderMap::new();
+            for v in values {
+                h.append("x-forwarded-for", v.parse().unwrap());
+            }
+            h
+        };
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &headers(&["198.51.100.1"]), &trusted),
+            ip("203.0.113.9")
+        );
+        // Through one proxy; through two (the inner one trusted).
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &headers(&["198.51.100.1"]), &trusted),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client_ip(
+                ip("127.0.0.1"),
+                &headers(&["198.51.100.1, 10.1.2.3"]),
+                &trusted
+            ),
+            ip("198.51.100.1")
+        );
+        // A spoofed entry on the left is not believed: the rightmost untrusted one is.
+        assert_eq!(
+            client_ip(
+                ip("127.0.0.1"),
+                &headers(&["6.6.6.6", "198.51.100.1"]),
+                &trusted
+            ),
+            ip("198.51.100.1")
+        );
+        // Garbage stops the walk at the last good hop; no header: the peer.
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &headers(&["nonsense, 10.1.2.3"]), &trusted),
+            ip("10.1.2.3")
+        );
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &headers(&[]), &trusted),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_ip(
+                ip("127.0.0.1"),
+                &headers(&["::1"]),
+                &TrustedProxies::default()
+            ),
+            ip("127.0.0.1")
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ on_both_backends!(
     callbacks_any_site_can_trigger_lock_nobody_out,
     the_cli_lifts_a_lockout,
     a_new_sign_in_ends_the_one_the_browser_held,
+    behind_a_trusted_proxy_each_client_address_is_counted_apart,
 );
 
 /// Signs in at `server` and returns where the form sends the browser.
@@ -398,6 +399,72 @@ async fn a_new_sign_in_ends_the_one_the_browser_held(t: TestDb) {
         .await
         .as_deref(),
         Some("replaced by a new sign-in")
+    );
+    t.cleanup().await;
+}
+
+/// Behind a trusted reverse proxy (`--trusted-proxy`), the client is the
+/// address `X-Forwarded-For` names: twenty failures from one client lock
+/// that client only, another client behind the same proxy signs in, and the
+/// audit log has the client's address, not the proxy's. (An untrusted peer's
+/// header is ignored: `web::client_ip`'s unit test.)
+async fn behind_a_trusted_proxy_each_client_address_is_counted_apart(t: TestDb) {
+    use common::process::{empty_site, free_port, process_db_url, start_with};
+    users::add_user(&t.db, "bob", PASSWORD, false)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let site = empty_site(dir.path());
+    let server = start_with(
+        free_port(),
+        dir.path(),
+        &process_db_url(&t),
+        &site,
+        None,
+        &["--trusted-proxy", "127.0.0.1"],
+    )
+    .await;
+    let through_proxy = |client: &'static str, username: String, password: &'static str| {
+        let url = format!("{}/signin", server.base);
+        async move {
+            let res = browser()
+                .0
+                .post(url)
+                .header("x-forwarded-for", client)
+                .form(&[
+                    ("username", username.as_str()),
+                    ("password", password),
+                    ("next", "/"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            location(&res)
+        }
+    };
+    for i in 1..=19 {
+        let to = through_proxy("198.51.100.7", format!("guess{i}"), "wrong").await;
+        assert_eq!(error_of(&to).0, "invalid", "failure {i}");
+    }
+    let to = through_proxy("198.51.100.7", "guess20".into(), "wrong").await;
+    assert_eq!(error_of(&to).0, "throttled");
+    assert_eq!(
+        error_of(&through_proxy("198.51.100.7", "bob".into(), PASSWORD).await).0,
+        "throttled",
+        "that client is locked"
+    );
+    assert_eq!(
+        through_proxy("198.51.100.8", "bob".into(), PASSWORD).await,
+        "/",
+        "another client behind the same proxy is not"
+    );
+    assert_eq!(
+        count_where(
+            &t,
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'login_failed' AND ip = '198.51.100.7'"
+        )
+        .await,
+        20
     );
     t.cleanup().await;
 }

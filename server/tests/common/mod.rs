@@ -186,6 +186,7 @@ impl TestServer {
             issuer: issuer.map(str::to_owned).unwrap_or_else(|| base.clone()),
             site_root: "target/site".into(),
             throttle: Default::default(),
+            trusted_proxies: Default::default(),
         };
         let store = WebSessionStore::new(db).await.expect("session store");
         let keys = KeyRing::load_or_create(db, master_key())
