@@ -251,6 +251,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 println!("database is up to date");
                 Ok(())
             }
+            Command::Backup { file, json } => {
+                let bytes = db.backup_to(std::path::Path::new(&file)).await?;
+                if json {
+                    print_json(&json!({ "file": file, "bytes": bytes }));
+                } else {
+                    println!("backed up to {file} ({bytes} bytes; integrity check ok)");
+                    println!("Keep the master key with it: without it the signing keys and upstream secrets in the copy cannot be read.");
+                }
+                Ok(())
+            }
             Command::Prune { dry_run, json, .. } => {
                 let retention = retention.expect("validated above");
                 let report = if dry_run {

@@ -62,6 +62,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Copy the SQLite database to FILE, consistent while a server runs (VACUUM INTO); PostgreSQL: use pg_dump.
+    Backup {
+        /// Where the copy goes; must not exist yet.
+        file: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),

@@ -1163,3 +1163,30 @@ fn upstream_add_refuses_a_master_key_that_is_not_the_database_s() {
     assert_refused(&run, &["master key"]);
     assert!(as_array(sandbox.json(&["upstream", "list", "--json"], None)).is_empty());
 }
+
+#[test]
+fn backup_copies_the_database_and_refuses_to_overwrite() {
+    let sandbox = Sandbox::new();
+    assert_eq!(
+        sandbox
+            .add_user("alice", "correct horse battery", false)
+            .code,
+        0
+    );
+    let copy = sandbox.dir.path().join("copy.db");
+    let copy_text = copy.display().to_string();
+    let out = sandbox.json(&["backup", &copy_text, "--json"], None);
+    assert!(out["bytes"].as_u64().unwrap() > 0, "{out}");
+    // The copy is a whole database: the user is in it.
+    let copy_url = format!("sqlite://{copy_text}");
+    let run = sandbox.run_env(
+        &[("LATCHKEY_DATABASE_URL", &copy_url)],
+        &["user", "list", "--json"],
+        None,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let users: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(field(as_slice(&users), "username"), ["alice"]);
+    // Never over an existing file.
+    assert_refused(&sandbox.run(&["backup", &copy_text], None), &["exists"]);
+}

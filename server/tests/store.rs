@@ -16,6 +16,7 @@ use tower_sessions::{
 };
 
 on_both_backends!(
+    backup_copies_sqlite_and_names_pg_dump_for_postgresql,
     migrations_create_the_whole_schema_and_run_twice,
     users_are_created_listed_and_authenticated,
     duplicate_username_in_any_case_changes_nothing,
@@ -338,5 +339,26 @@ async fn browser_session_store_round_trips(t: TestDb) {
     );
     store.delete(&record.id).await.unwrap();
     assert!(store.load(&record.id).await.unwrap().is_none());
+    t.cleanup().await;
+}
+
+/// `Db::backup_to`: a checked copy of a SQLite database (the CLI test shows
+/// its content); on PostgreSQL a refusal that names pg_dump, writing nothing.
+async fn backup_copies_sqlite_and_names_pg_dump_for_postgresql(t: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("copy.db");
+    match &t.db {
+        app::domain::Db::Sqlite(_) => {
+            assert!(t.db.backup_to(&file).await.unwrap() > 0);
+            assert!(file.exists());
+            let again = t.db.backup_to(&file).await.unwrap_err();
+            assert!(again.to_string().contains("exists"), "{again}");
+        }
+        app::domain::Db::Postgres(_) => {
+            let refused = t.db.backup_to(&file).await.unwrap_err();
+            assert!(refused.to_string().contains("pg_dump"), "{refused}");
+            assert!(!file.exists());
+        }
+    }
     t.cleanup().await;
 }

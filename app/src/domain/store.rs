@@ -101,6 +101,48 @@ impl Db {
     /// Opens a pool. SQLite: the file (and its folder) is created when missing,
     /// WAL journal, foreign keys on, and a busy timeout of
     /// [`SQLITE_BUSY_TIMEOUT`] for writers of other processes (the CLI).
+    /// Writes a consistent copy of a SQLite database to `file` with `VACUUM
+    /// INTO` (one read transaction: writers go on meanwhile) and checks the
+    /// copy with `PRAGMA integrity_check`. Returns the copy's size in bytes.
+    /// `DomainError::Invalid` on PostgreSQL (use `pg_dump`) or when `file`
+    /// exists.
+    pub async fn backup_to(&self, file: &std::path::Path) -> crate::domain::DomainResult<u64> {
+        use crate::domain::DomainError;
+        let Db::Sqlite(pool) = self else {
+            return Err(DomainError::invalid(
+                "database",
+                "backup copies SQLite databases; for PostgreSQL use pg_dump (README, \"Backup\")",
+            ));
+        };
+        if file.exists() {
+            return Err(DomainError::invalid(
+                "file",
+                format!("{} exists; choose a new file", file.display()),
+            ));
+        }
+        let target = file.to_string_lossy().into_owned();
+        sqlx::query("VACUUM INTO $1")
+            .bind(&target)
+            .execute(pool)
+            .await?;
+        let copy = Db::connect(&format!("sqlite://{target}")).await?;
+        let check: String = match &copy {
+            Db::Sqlite(p) => {
+                sqlx::query_scalar("PRAGMA integrity_check")
+                    .fetch_one(p)
+                    .await?
+            }
+            Db::Postgres(_) => unreachable!("a sqlite:// URL"),
+        };
+        copy.close().await;
+        if check != "ok" {
+            return Err(DomainError::Internal(format!(
+                "the copy fails its integrity check: {check}"
+            )));
+        }
+        Ok(std::fs::metadata(file).map(|m| m.len()).unwrap_or(0))
+    }
+
     pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
         Db::connect_with_busy_timeout(url, SQLITE_BUSY_TIMEOUT).await
     }
