@@ -214,6 +214,23 @@ impl First {
         format!("{}{}", self.instance.base, path)
     }
 
+    /// [`through_upstream`] at this instance's provider.
+    async fn through(
+        &self,
+        browser: &reqwest::Client,
+        company: &Company,
+        decision: &str,
+    ) -> (String, reqwest::Response) {
+        through_upstream(
+            browser,
+            &self.instance.base,
+            &self.provider_id,
+            company,
+            decision,
+        )
+        .await
+    }
+
     /// The decrypting key of upstream tokens at rest: the sealer of this
     /// instance's master key file.
     fn sealer(&self) -> MasterKey {
@@ -365,14 +382,7 @@ async fn sign_in_through_the_upstream_and_sign_out_revokes_its_tokens(t: TestDb)
     let first = First::start(&t, port, &company).await;
     let browser = browser();
 
-    let (callback, res) = through_upstream(
-        &browser,
-        &first.instance.base,
-        &first.provider_id,
-        &company,
-        "allow",
-    )
-    .await;
+    let (callback, res) = first.through(&browser, &company, "allow").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), "/sessions", "signed in, on to `next`");
 
@@ -469,14 +479,7 @@ async fn sign_in_through_the_upstream_and_sign_out_revokes_its_tokens(t: TestDb)
         &first.db_url,
         &["upstream", "set", "Corp SSO", "--revoke-at-logout", "off"],
     );
-    let (_, res) = through_upstream(
-        &browser,
-        &first.instance.base,
-        &first.provider_id,
-        &company,
-        "allow",
-    )
-    .await;
+    let (_, res) = first.through(&browser, &company, "allow").await;
     assert_eq!(location(&res), "/sessions");
     let refresh = upstream_refresh_token(&t.db, &first, &user_id).await;
     let out = browser
@@ -508,14 +511,7 @@ async fn an_upstream_down_at_logout_is_revoked_once_it_is_back(t: TestDb) {
     let mut company = Company::start(port).await;
     let mut first = First::start(&t, port, &company).await;
     let browser = browser();
-    let (_, res) = through_upstream(
-        &browser,
-        &first.instance.base,
-        &first.provider_id,
-        &company,
-        "allow",
-    )
-    .await;
+    let (_, res) = first.through(&browser, &company, "allow").await;
     assert_eq!(location(&res), "/sessions");
     let user_id = one(&t.db, LINKED_USER, &company.carol_sub()).await.unwrap();
     let refresh = upstream_refresh_token(&t.db, &first, &user_id).await;
@@ -573,14 +569,7 @@ async fn refused_callbacks_create_no_session(t: TestDb) {
     let browser = browser();
 
     // Denied at the provider's consent page.
-    let (_, res) = through_upstream(
-        &browser,
-        &first.instance.base,
-        &first.provider_id,
-        &company,
-        "deny",
-    )
-    .await;
+    let (_, res) = first.through(&browser, &company, "deny").await;
     assert_eq!(refused_with(&res), "upstream_denied");
     assert_eq!(count(&t.db, "login_sessions").await, 0);
     assert_eq!(count(&t.db, "upstream_identities").await, 0);
@@ -595,14 +584,7 @@ async fn refused_callbacks_create_no_session(t: TestDb) {
     assert_eq!(count(&t.db, "login_sessions").await, 0);
 
     // A disabled linked user cannot sign in through the provider.
-    let (_, res) = through_upstream(
-        &browser,
-        &first.instance.base,
-        &first.provider_id,
-        &company,
-        "allow",
-    )
-    .await;
+    let (_, res) = first.through(&browser, &company, "allow").await;
     assert_eq!(location(&res), "/sessions");
     let user_id = one(&t.db, LINKED_USER, &company.carol_sub()).await.unwrap();
     let refresh = upstream_refresh_token(&t.db, &first, &user_id).await;
@@ -626,14 +608,7 @@ async fn refused_callbacks_create_no_session(t: TestDb) {
     eventually_inactive(&company, &refresh, "user disabled").await;
     let sessions = count(&t.db, "login_sessions").await;
     let other = self::browser();
-    let (_, res) = through_upstream(
-        &other,
-        &first.instance.base,
-        &first.provider_id,
-        &company,
-        "allow",
-    )
-    .await;
+    let (_, res) = first.through(&other, &company, "allow").await;
     assert_eq!(refused_with(&res), "upstream_disabled");
     assert_eq!(
         count(&t.db, "login_sessions").await,
@@ -671,14 +646,7 @@ async fn signing_out_can_end_the_upstream_session_too(t: TestDb) {
         ],
     );
     let browser = browser();
-    let (_, res) = through_upstream(
-        &browser,
-        &first.instance.base,
-        &first.provider_id,
-        &company,
-        "allow",
-    )
-    .await;
+    let (_, res) = first.through(&browser, &company, "allow").await;
     assert_eq!(location(&res), "/sessions");
     let out = browser
         .post(first.url("/signout"))
@@ -1017,25 +985,11 @@ async fn signing_in_again_ends_the_first_sign_in_and_its_upstream_tokens(t: Test
     let company = Company::start(port).await;
     let first = First::start(&t, port, &company).await;
     let browser = browser();
-    let (_, res) = through_upstream(
-        &browser,
-        &first.instance.base,
-        &first.provider_id,
-        &company,
-        "allow",
-    )
-    .await;
+    let (_, res) = first.through(&browser, &company, "allow").await;
     assert_eq!(location(&res), "/sessions");
     let user_id = one(&t.db, LINKED_USER, &company.carol_sub()).await.unwrap();
     let refresh = upstream_refresh_token(&t.db, &first, &user_id).await;
-    let (_, res) = through_upstream(
-        &browser,
-        &first.instance.base,
-        &first.provider_id,
-        &company,
-        "allow",
-    )
-    .await;
+    let (_, res) = first.through(&browser, &company, "allow").await;
     assert_eq!(location(&res), "/sessions");
     assert_eq!(
         number(
