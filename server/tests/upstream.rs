@@ -44,6 +44,7 @@ on_both_backends!(
     signing_out_can_end_the_upstream_session_too,
     two_tabs_each_finish_their_own_sign_in,
     a_provider_named_like_another_s_id_does_not_shadow_it,
+    revocation_overrides_are_what_the_provider_receives,
     signing_in_again_ends_the_first_sign_in_and_its_upstream_tokens,
 );
 
@@ -345,15 +346,22 @@ async fn number(db: &Db, sql: &str, param: &str) -> i64 {
 
 /// The live upstream refresh token of `user_id`'s sign-in, decrypted.
 async fn upstream_refresh_token(db: &Db, first: &First, user_id: &str) -> String {
+    upstream_token(db, first, user_id, "refresh_token_enc").await
+}
+
+/// One stored upstream token (`column`) of `user_id`'s live sign-in, decrypted.
+async fn upstream_token(db: &Db, first: &First, user_id: &str, column: &str) -> String {
     let enc = one(
         db,
-        "SELECT t.refresh_token_enc FROM upstream_tokens t \
-         JOIN login_sessions s ON s.id = t.login_session_id \
-         WHERE s.user_id = $1 AND s.ended_at IS NULL",
+        &format!(
+            "SELECT t.{column} FROM upstream_tokens t \
+             JOIN login_sessions s ON s.id = t.login_session_id \
+             WHERE s.user_id = $1 AND s.ended_at IS NULL"
+        ),
         user_id,
     )
     .await
-    .expect("the upstream refresh token is stored");
+    .unwrap_or_else(|| panic!("the upstream {column} is stored"));
     String::from_utf8(first.sealer().decrypt(&enc).unwrap()).unwrap()
 }
 
@@ -442,6 +450,9 @@ async fn sign_in_through_the_upstream_and_sign_out_revokes_its_tokens(t: TestDb)
     assert_eq!(refused_with(&replayed), "upstream_expired");
     assert_eq!(count(&t.db, "login_sessions").await, sessions_before);
 
+    // The upstream access token too (checked before signing out ends the sign-in).
+    let access = upstream_token(&t.db, &first, &user_id, "access_token_enc").await;
+    assert!(is_active_at(&company.instance, &company.client, &access).await);
     // Signing out revokes the upstream refresh token (RFC 7009 upstream).
     let out = browser
         .post(first.url("/signout"))
@@ -452,6 +463,7 @@ async fn sign_in_through_the_upstream_and_sign_out_revokes_its_tokens(t: TestDb)
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&out), "/signin?signed_out=1");
     eventually_inactive(&company, &refresh, "signed out").await;
+    eventually_inactive(&company, &access, "signed out: the access token").await;
     common::eventually_text(
         &t.db,
         "SELECT CASE WHEN revoked_at IS NOT NULL AND refresh_token_enc IS NULL \
@@ -732,6 +744,15 @@ struct Fake {
     client_id: String,
     mode: Arc<Mutex<Mode>>,
     nonce: Arc<Mutex<String>>,
+    /// What `/custom-revoke` received: the Authorization header and the form.
+    revocations: Arc<Mutex<Vec<Revocation>>>,
+}
+
+/// One request to the fake's revocation endpoint.
+#[derive(Clone, Debug)]
+struct Revocation {
+    authorization: Option<String>,
+    form: std::collections::BTreeMap<String, String>,
 }
 
 impl Fake {
@@ -775,6 +796,7 @@ async fn fake_provider(client_id: &str) -> (Fake, tokio::task::JoinHandle<()>, T
         client_id: client_id.to_owned(),
         mode: Arc::new(Mutex::new(Mode::Good)),
         nonce: Arc::default(),
+        revocations: Arc::default(),
     };
     async fn discovery(State(f): State<Fake>) -> Json<Value> {
         Json(json!({
@@ -786,6 +808,20 @@ async fn fake_provider(client_id: &str) -> (Fake, tokio::task::JoinHandle<()>, T
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
         }))
+    }
+    async fn revoke(
+        State(f): State<Fake>,
+        headers: axum::http::HeaderMap,
+        axum::Form(form): axum::Form<std::collections::BTreeMap<String, String>>,
+    ) -> &'static str {
+        let authorization = headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_owned());
+        f.revocations.lock().unwrap().push(Revocation {
+            authorization,
+            form,
+        });
+        ""
     }
     async fn jwks(State(f): State<Fake>) -> Json<Value> {
         Json(f.keys.jwks())
@@ -826,7 +862,8 @@ async fn fake_provider(client_id: &str) -> (Fake, tokio::task::JoinHandle<()>, T
             id_token = format!("{}.{signature}", &id_token[..cut]);
         }
         Json(json!({
-            "access_token": "fake-access", "token_type": "Bearer", "expires_in": 300,
+            "access_token": "fake-access", "refresh_token": "fake-refresh",
+            "token_type": "Bearer", "expires_in": 300,
             "id_token": id_token,
         }))
     }
@@ -835,6 +872,7 @@ async fn fake_provider(client_id: &str) -> (Fake, tokio::task::JoinHandle<()>, T
         .route("/jwks", get(jwks))
         .route("/authorize", get(authorize))
         .route("/token", post(token))
+        .route("/custom-revoke", post(revoke))
         .with_state(fake.clone());
     let handle = tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
@@ -1005,4 +1043,90 @@ async fn signing_in_again_ends_the_first_sign_in_and_its_upstream_tokens(t: Test
     let newer = upstream_refresh_token(&t.db, &first, &user_id).await;
     assert_ne!(newer, refresh);
     assert!(is_active_at(&company.instance, &company.client, &newer).await);
+}
+
+/// The per-provider revocation overrides (issue 12, item 1): the endpoint,
+/// the token parameter's name and the extra parameters are what the
+/// provider receives at logout, with the client authenticated by HTTP Basic
+/// (its discovery announces no method) — the refresh token, then the access
+/// token.
+async fn revocation_overrides_are_what_the_provider_receives(t: TestDb) {
+    let (fake, handle, _keys_db) = fake_provider("latchkey-at-fake").await;
+    let provider = fake.add_to(&t.db).await;
+    let change = upstream::ProviderChange {
+        revocation_endpoint: Some(Some(format!("{}/custom-revoke", fake.base))),
+        revocation_token_param: Some(Some("refresh_token".into())),
+        revocation_extra_params: Some([("tenant".to_owned(), "corp".to_owned())].into()),
+        ..Default::default()
+    };
+    let sealer = upstream::sealer(common::master_key());
+    upstream::update(&t.db, &sealer, &provider.id, &change, &Actor::default())
+        .await
+        .unwrap();
+    let server = TestServer::start(&t.db).await;
+    let worker = latchkey::outbox::spawn(
+        t.db.clone(),
+        server.keys.clone(),
+        server.base.clone(),
+        app::domain::backchannel::RetryPolicy::default(),
+        latchkey::upstream::Upstreams::new(common::master_key()),
+    );
+    let browser = browser();
+    let res = browser
+        .post(server.url(&format!("/signin/upstream/{}", provider.id)))
+        .header(header::ORIGIN, &server.base)
+        .form(&[("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let at_provider = browser.get(location(&res)).send().await.unwrap();
+    let back = browser.get(location(&at_provider)).send().await.unwrap();
+    assert_eq!(location(&back), "/");
+    let out = browser
+        .post(server.url("/signout"))
+        .header(header::ORIGIN, &server.base)
+        .send()
+        .await
+        .unwrap();
+    assert!(out.status().is_redirection());
+    let started = Instant::now();
+    while fake.revocations.lock().unwrap().len() < 2 {
+        assert!(started.elapsed() < PATIENCE, "two revocations sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("latchkey-at-fake:fake-secret")
+    );
+    let sent = fake.revocations.lock().unwrap().clone();
+    for (r, (token, hint)) in sent.iter().zip([
+        ("fake-refresh", "refresh_token"),
+        ("fake-access", "access_token"),
+    ]) {
+        assert_eq!(r.authorization.as_deref(), Some(basic.as_str()), "{r:?}");
+        let expected: std::collections::BTreeMap<String, String> = [
+            ("refresh_token", token),
+            ("token_type_hint", hint),
+            ("tenant", "corp"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(
+            r.form, expected,
+            "the overridden parameter name, no secret in the body"
+        );
+    }
+    common::eventually_text(
+        &t.db,
+        "SELECT CASE WHEN revoked_at IS NOT NULL AND refresh_token_enc IS NULL THEN 'revoked' ELSE 'not yet' END \
+         FROM upstream_tokens WHERE provider_id = $1",
+        &provider.id,
+        "revoked",
+        "recorded as revoked, the tokens deleted",
+    )
+    .await;
+    worker.abort();
+    handle.abort();
 }

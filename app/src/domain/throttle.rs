@@ -127,9 +127,19 @@ pub fn next(
 /// The latest time any of `keys` is locked until, if one is locked now.
 /// Keys of a kind whose limit is 0 (turned off) are not locked.
 pub async fn locked_until(db: &Db, policy: &Policy, keys: &[Key<'_>]) -> DomainResult<Option<i64>> {
+    let on: Vec<Key<'_>> = keys
+        .iter()
+        .filter(|k| k.limit(policy) > 0)
+        .copied()
+        .collect();
+    latest_lock(db, &on).await
+}
+
+/// The latest lock of any of `keys` still in force, whatever the policy says now.
+async fn latest_lock(db: &Db, keys: &[Key<'_>]) -> DomainResult<Option<i64>> {
     let at = now();
     let mut latest: Option<i64> = None;
-    for key in keys.iter().filter(|k| k.limit(policy) > 0) {
+    for key in keys {
         let until: Option<Option<i64>> = on_db!(db, |pool| sqlx::query_scalar(
             "SELECT locked_until FROM sign_in_failures WHERE key = $1"
         )
@@ -273,11 +283,7 @@ pub async fn succeeded(db: &Db, username: &str, ip: &str) -> DomainResult<()> {
 
 /// Until when `username` is locked, if it is now (whatever the policy).
 pub async fn status(db: &Db, username: &str) -> DomainResult<Option<i64>> {
-    let any = Policy {
-        username_failures: 1,
-        ..Policy::default()
-    };
-    locked_until(db, &any, &[Key::Username(username)]).await
+    latest_lock(db, &[Key::Username(username)]).await
 }
 
 /// An admin lifts `username`'s lockout and forgets its failures; audited

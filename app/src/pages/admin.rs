@@ -39,6 +39,23 @@ fn AdminFrame(user: CurrentUser, title: String, children: Children) -> impl Into
     }
 }
 
+/// The console page of something that does not exist (404): what, and the
+/// way back to its list.
+#[component]
+fn AdminNotFound(
+    user: CurrentUser,
+    what: &'static str,
+    back: &'static str,
+    back_label: &'static str,
+) -> impl IntoView {
+    let title = format!("{what} not found");
+    view! {
+        <AdminFrame user=user title=title.clone()>
+            <section class="card narrow"><h1>{title}</h1><p><a href=back>{back_label}</a></p></section>
+        </AdminFrame>
+    }
+}
+
 fn query_value(key: &'static str) -> impl Fn() -> Option<String> + Copy + Send + Sync + 'static {
     let query = use_query_map();
     move || query.read().get(key)
@@ -386,9 +403,7 @@ pub fn AdminClientPage() -> impl IntoView {
                         }.into_any()
                     }
                     Ok(ClientView { me, detail: None, .. }) => view! {
-                        <AdminFrame user=me title="Client not found".to_string()>
-                            <section class="card narrow"><h1>"Client not found"</h1><p><a href="/admin/clients">"All clients"</a></p></section>
-                        </AdminFrame>
+                        <AdminNotFound user=me what="Client" back="/admin/clients" back_label="All clients"/>
                     }.into_any(),
                     Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
                 }
@@ -699,9 +714,7 @@ pub fn AdminUserPage() -> impl IntoView {
                         }.into_any()
                     }
                     Ok((me, None)) => view! {
-                        <AdminFrame user=me title="User not found".to_string()>
-                            <section class="card narrow"><h1>"User not found"</h1><p><a href="/admin/users">"All users"</a></p></section>
-                        </AdminFrame>
+                        <AdminNotFound user=me what="User" back="/admin/users" back_label="All users"/>
                     }.into_any(),
                     Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
                 }

@@ -7,7 +7,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use super::AdminFrame;
+use super::{AdminFrame, AdminNotFound};
 use crate::{
     api::admin::*,
     components::{
@@ -308,9 +308,7 @@ pub fn AdminUpstreamPage() -> impl IntoView {
                         }.into_any()
                     }
                     Ok(UpstreamView { me, detail: None, .. }) => view! {
-                        <AdminFrame user=me title="Provider not found".to_string()>
-                            <section class="card narrow"><h1>"Provider not found"</h1><p><a href="/admin/upstreams">"All sign-in providers"</a></p></section>
-                        </AdminFrame>
+                        <AdminNotFound user=me what="Provider" back="/admin/upstreams" back_label="All sign-in providers"/>
                     }.into_any(),
                     Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
                 }
