@@ -8,7 +8,7 @@
 
 mod common;
 
-use app::domain::{clients::ClientKind, users};
+use app::domain::clients::ClientKind;
 use common::{count, flow::*, get_or_fail, TestDb, TestServer, PATIENCE};
 use reqwest::{header, StatusCode};
 use serde_json::Value;
@@ -25,16 +25,7 @@ on_both_backends!(
 );
 
 async fn admin(t: &TestDb, server: &TestServer) -> Person {
-    let user = users::add_user(&t.db, "root", PASSWORD, true)
-        .await
-        .unwrap();
-    let person = Person {
-        http: common::browser().0,
-        user_id: user.id,
-        username: "root".into(),
-    };
-    sign_in(&person, server).await;
-    person
+    admin_person(t, server, "root").await
 }
 
 /// A console server function called like a form post without JavaScript.

@@ -23,16 +23,7 @@ const SECRET: &str = "upstream-secret-from-the-console";
 const NEW_SECRET: &str = "rotated-upstream-secret";
 
 async fn admin(t: &TestDb, server: &TestServer) -> Person {
-    let user = app::domain::users::add_user(&t.db, "root", PASSWORD, true)
-        .await
-        .unwrap();
-    let person = Person {
-        http: common::browser().0,
-        user_id: user.id,
-        username: "root".into(),
-    };
-    sign_in(&person, server).await;
-    person
+    admin_person(t, server, "root").await
 }
 
 /// A console server function called as the hydrated page calls it (JSON answer).

@@ -65,7 +65,16 @@ pub struct Person {
 }
 
 pub async fn person(t: &TestDb, server: &TestServer, username: &str) -> Person {
-    let user = users::add_user(&t.db, username, PASSWORD, false)
+    person_with(t, server, username, false).await
+}
+
+/// A signed-in browser of a new administrator.
+pub async fn admin_person(t: &TestDb, server: &TestServer, username: &str) -> Person {
+    person_with(t, server, username, true).await
+}
+
+async fn person_with(t: &TestDb, server: &TestServer, username: &str, is_admin: bool) -> Person {
+    let user = users::add_user(&t.db, username, PASSWORD, is_admin)
         .await
         .unwrap();
     let person = Person {
