@@ -283,7 +283,7 @@ pub struct JsonFlag {
 pub enum UserCommand {
     /// Create a user; the password is read from standard input.
     Add {
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         username: String,
         /// Read the password from standard input (one line).
         #[arg(long, required = true)]
@@ -310,7 +310,7 @@ pub enum UserCommand {
 pub enum ClientCommand {
     /// Register a client; prints its client_id and, for a confidential client, its secret (once).
     Add {
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         name: String,
         /// An exact redirect URI (repeat for several).
         #[arg(long = "redirect-uri")]
@@ -325,7 +325,7 @@ pub enum ClientCommand {
         #[arg(long = "grant-type")]
         grant_types: Vec<String>,
         /// An extra scope the client may ask for beyond openid/profile/email/offline_access (repeat).
-        #[arg(long = "scope")]
+        #[arg(long = "scope", allow_hyphen_values = true)]
         scopes: Vec<String>,
         #[command(flatten)]
         backchannel: BackchannelFlags,
@@ -345,7 +345,7 @@ pub enum ClientCommand {
         #[arg(long, required_unless_present = "remove")]
         audience: Option<String>,
         /// A scope it serves (repeat).
-        #[arg(long = "serves")]
+        #[arg(long = "serves", allow_hyphen_values = true)]
         scopes: Vec<String>,
         /// Make it an ordinary client again.
         #[arg(long, conflicts_with_all = ["audience", "scopes"])]
@@ -372,19 +372,19 @@ pub enum UpstreamCommand {
     /// Add a provider; prints the redirect URI to register there.
     Add {
         /// Shown on the sign-in page: "Sign in with NAME".
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         name: String,
         /// Its issuer URL (discovery: ISSUER/.well-known/openid-configuration).
         #[arg(long)]
         issuer: String,
         /// The client_id Latchkey has there.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         client_id: String,
         /// Read the client secret from standard input (one line).
         #[arg(long, required = true)]
         client_secret_stdin: bool,
         /// A scope to ask for besides openid (repeat), e.g. profile, email, offline_access.
-        #[arg(long = "scope")]
+        #[arg(long = "scope", allow_hyphen_values = true)]
         scopes: Vec<String>,
         #[command(flatten)]
         settings: UpstreamFlags,
@@ -398,15 +398,15 @@ pub enum UpstreamCommand {
         /// The provider's id or name.
         #[arg(allow_hyphen_values = true)]
         provider: String,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         name: Option<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         client_id: Option<String>,
         /// Read a new client secret from standard input (one line).
         #[arg(long)]
         client_secret_stdin: bool,
         /// The scopes to ask for besides openid (repeat; replaces the list).
-        #[arg(long = "scope")]
+        #[arg(long = "scope", allow_hyphen_values = true)]
         scopes: Vec<String>,
         #[command(flatten)]
         settings: UpstreamFlags,
@@ -436,10 +436,14 @@ pub struct UpstreamFlags {
     #[arg(long, value_name = "URL")]
     pub revocation_endpoint: Option<String>,
     /// The token parameter's name in revocations (default `token`); `none` clears it.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
     pub revocation_token_param: Option<String>,
     /// An extra form parameter sent with each revocation (repeat; replaces the list).
-    #[arg(long = "revocation-param", value_name = "NAME=VALUE")]
+    #[arg(
+        long = "revocation-param",
+        value_name = "NAME=VALUE",
+        allow_hyphen_values = true
+    )]
     pub revocation_params: Vec<String>,
     /// Send no extra revocation parameters.
     #[arg(long, conflicts_with = "revocation_params")]
@@ -483,8 +487,9 @@ impl UpstreamFlags {
     }
 }
 
-// Positional ids are random base64url and may begin with `-`: every one is
-// declared `allow_hyphen_values`, or clap would take `-eMmg…` for a flag.
+// Ids are random base64url and may begin with `-`: every argument that takes
+// an id, a name or a scope (positional or `--flag VALUE`) is declared
+// `allow_hyphen_values`, or clap would take `-eMmg…` for a flag.
 
 /// A client's OpenID Connect Back-Channel Logout registration (§2.2), as flags.
 #[derive(Debug, Args, Default)]
@@ -869,6 +874,56 @@ mod tests {
             Command::Upstream(UpstreamCommand::Set { provider, .. }) => {
                 assert_eq!(provider, "-abc")
             }
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "upstream",
+            "add",
+            "--name",
+            "-Corp",
+            "--issuer",
+            "https://sso.example",
+            "--client-id",
+            "-hwBpCFH_9I8Q7GYtgQ7",
+            "--client-secret-stdin",
+            "--scope",
+            "-x",
+        ]) {
+            Command::Upstream(UpstreamCommand::Add {
+                name,
+                client_id,
+                scopes,
+                ..
+            }) => {
+                assert_eq!(
+                    (name.as_str(), client_id.as_str()),
+                    ("-Corp", "-hwBpCFH_9I8Q7GYtgQ7")
+                );
+                assert_eq!(scopes, ["-x"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "upstream",
+            "set",
+            "x",
+            "--client-id",
+            "-abc",
+            "--revocation-param",
+            "-a=b",
+        ]) {
+            Command::Upstream(UpstreamCommand::Set {
+                client_id,
+                settings,
+                ..
+            }) => {
+                assert_eq!(client_id.as_deref(), Some("-abc"));
+                assert_eq!(settings.revocation_params, ["-a=b"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["user", "add", "--username", "-bob", "--password-stdin"]) {
+            Command::User(UserCommand::Add { username, .. }) => assert_eq!(username, "-bob"),
             other => panic!("{other:?}"),
         }
         match parse(&["user", "unlock", "-bob"]) {
