@@ -35,4 +35,15 @@ cargo build -p latchkey-resource --example notes_api
 echo "==> end-to-end tests (Playwright, Chromium)"
 (cd end2end && npx playwright test)
 
+# Crash safety (issue 13): a release server killed with SIGKILL at random
+# moments under load, 20 times on SQLite and 20 on PostgreSQL, its invariants
+# checked after each kill and restart (bench/README.md, "Crash safety").
+echo "==> crash safety (bench/crash-loop.sh, 20 kills per database, release binary)"
+if [ -f scripts/build-release.sh ]; then
+  bash scripts/build-release.sh "$CARGO_TARGET_DIR/release-layout"
+else
+  cargo build --release -p latchkey
+fi
+LATCHKEY_BIN="$CARGO_TARGET_DIR/release/latchkey" CRASH_RUNS=20 bash bench/crash-loop.sh
+
 echo "==> all tests passed in $(( $(date +%s) - started ))s"
