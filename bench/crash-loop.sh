@@ -48,6 +48,11 @@ BENCH_BIN=${LATCHKEY_BIN:-$CARGO_TARGET_DIR/release/latchkey}
 # The load comes from one address, well over the default per-IP limit:
 # switched off (a binary without these settings ignores them).
 export LATCHKEY_RATE_LIMIT_PER_IP=off LATCHKEY_RATE_LIMIT_PER_CLIENT=off BENCH_RATE_LIMIT=${BENCH_RATE_LIMIT:-off}
+# Sign-in throttling counts each attempt before its password is checked, so
+# a sign-in cut off by a kill counts as a failure: with the defaults the
+# workers' users would be locked out after a few kills. Attempts are still
+# counted (and cleared), just never enough to lock anyone.
+export LATCHKEY_SIGNIN_FAILURES_PER_USER=1000 LATCHKEY_SIGNIN_FAILURES_PER_IP=1000 LATCHKEY_SIGNIN_FAILURE_WINDOW=1s
 # psql's notices (DROP DATABASE IF EXISTS) are not news here.
 export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
 # shellcheck source=bench/lib.sh

@@ -247,6 +247,8 @@ class Client:
             "POST", "/signin", {"username": username, "password": self.cfg["password"], "next": "/"},
             {"Origin": self.cfg["issuer"]},
         )
+        if status == 303 and "error=throttled" in h.get("location", ""):
+            raise Throttled(h["location"])
         if status != 303 or h.get("location") != "/":
             raise Unexpected(f"sign-in: {status} {h.get('location')}")
 
@@ -289,6 +291,10 @@ class Unexpected(Exception):
     """An answer the protocol does not allow here (not an invariant: reported)."""
 
 
+class Throttled(Exception):
+    """Sign-in throttling refused the sign-in (see crash-loop.sh)."""
+
+
 # --- drive ----------------------------------------------------------------------
 
 
@@ -315,6 +321,8 @@ class Drive:
         ops, weights = zip(*WEIGHTS.items())
         while not self.killed.is_set():
             op = rng.choices(ops, weights)[0]
+            if op in ("code_flow", "logout") and me.get("throttled_until", 0) > time.time():
+                op = "cc_issue"
             try:
                 getattr(self, "op_" + op)(cl, me, username, rng, cc_tokens, counters)
                 counters["op_" + op] = counters.get("op_" + op, 0) + 1
@@ -325,6 +333,9 @@ class Drive:
                     with self.lock:
                         anomaly(st, "connection failed before the kill", error=str(e))
                     time.sleep(0.05)
+            except Throttled:
+                counters["sign_ins_throttled"] = counters.get("sign_ins_throttled", 0) + 1
+                me["throttled_until"] = time.time() + 60
             except Unexpected as e:
                 with self.lock:
                     anomaly(st, "unexpected answer", op=op, error=str(e))
@@ -420,6 +431,8 @@ class Drive:
     def op_refresh(self, cl, me, username, rng, cc_tokens, c):
         live = self.mine(me["index"])
         if not live:
+            if me.get("throttled_until", 0) > time.time():
+                return self.op_cc_issue(cl, me, username, rng, cc_tokens, c)
             return self.op_code_flow(cl, me, username, rng, cc_tokens, c)
         fid, f = rng.choice(live)
         f["pending"] = True  # until the answer comes
@@ -1221,7 +1234,7 @@ def cmd_summary(cfg, st, args):
         f"revocations confirmed (answered 200): {c.get('confirmed_family_revocations', 0)} token families "
         f"({c.get('confirmed_logouts', 0)} by logout), {c.get('confirmed_jti_revocations', 0)} access tokens; "
         f"{c.get('refreshes', 0)} rotations, {c.get('families_started', 0)} code redemptions, "
-        f"{c.get('cc_issued', 0)} client_credentials tokens; "
+        f"{c.get('cc_issued', 0)} client_credentials tokens, {c.get('sign_ins_throttled', 0)} sign-ins throttled; "
         f"refreshes cut off by a kill: {c.get('cut_refreshes_committed', 0)} had committed, "
         f"{c.get('cut_refreshes_not_committed', 0)} had not; reuse tests {c.get('reuse_tests', 0)}; "
         f"invariant checks passed: {c.get('db_checks_passed', 0)} on the tables ({c.get('db_rounds', 0)} rounds, "
