@@ -5,7 +5,8 @@
 # The caller sets `set -euo pipefail` and `shopt -s inherit_errexit`, and
 # BENCH_DIR (this folder) and REPO (the checkout) before sourcing. This file
 # reads the knobs both scripts document (BENCH_DURATION, BENCH_WARMUP,
-# BENCH_PG_HOST/USER, BENCH_LOG, BENCH_KEEP, BENCH_BIN, CARGO_TARGET_DIR) and
+# BENCH_PG_HOST/USER, BENCH_LOG, BENCH_KEEP, BENCH_BIN, BENCH_RATE_LIMIT,
+# CARGO_TARGET_DIR) and
 # defines:
 #   - say/die, the temp dir and the cleanup trap (bench_init);
 #   - the build, or BENCH_BIN (bench_build);
@@ -26,6 +27,9 @@ PG_USER=${BENCH_PG_USER:-postgres}
 SERVER_LOG_LEVEL=${BENCH_LOG:-info}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latchkey/target}
 BIN=${BENCH_BIN:-$CARGO_TARGET_DIR/release/latchkey}
+# Request limits stay on, sized above any load here (every request still
+# passes the limiters); `off` measures without them.
+BENCH_RATE_LIMIT=${BENCH_RATE_LIMIT:-1000000000/s}
 
 # What the benchmark registers.
 USERNAME=bench    # users are bench1, bench2, ... (latchkey_prepare's second argument)
@@ -271,6 +275,8 @@ try_start_latchkey() {
     LATCHKEY_ADDR="127.0.0.1:$PORT" \
     LATCHKEY_ISSUER="${ISSUER:-$BASE}" \
     LATCHKEY_LOG="$SERVER_LOG_LEVEL" \
+    LATCHKEY_RATE_LIMIT_PER_IP="$BENCH_RATE_LIMIT" \
+    LATCHKEY_RATE_LIMIT_PER_CLIENT="$BENCH_RATE_LIMIT" \
     LEPTOS_SITE_ROOT="$TMP/site" \
     "$BIN" serve) >"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!

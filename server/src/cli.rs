@@ -444,6 +444,17 @@ async fn serve_until_stopped(
     retry: RetryPolicy,
     retention: Retention,
 ) -> Result<(), Failure> {
+    // First: what happens while the rest loads is counted too.
+    let metrics = match config.metrics_addr {
+        Some(addr) => {
+            let handle = crate::metrics::install().map_err(Failure::Failed)?;
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                Failure::Failed(format!("cannot listen on {addr} for metrics: {e}"))
+            })?;
+            Some((handle, listener))
+        }
+        None => None,
+    };
     let store = WebSessionStore::new(&db)
         .await
         .map_err(|e| Failure::Failed(format!("cannot prepare the session store: {e}")))?;
@@ -513,22 +524,53 @@ async fn serve_until_stopped(
     let prune = tokio::spawn(retention::keep_running(db.clone(), retention));
     let db_for_exit = db.clone();
     let usage = Usage::new(db.clone());
-    let app = crate::http::router(crate::http::Parts {
-        db,
-        keys,
-        revoked,
-        config,
-        session_store: store,
-        usage: usage.clone(),
-        upstreams,
+    let (app, state) = crate::http::build(
+        crate::http::Parts {
+            db,
+            keys,
+            revoked,
+            config,
+            session_store: store,
+            usage: usage.clone(),
+            upstreams,
+        },
+        axum::Router::new(),
+    );
+    let metrics = metrics.map(|(handle, listener)| {
+        tracing::info!(addr = ?listener.local_addr().ok(), "metrics at /metrics");
+        tokio::spawn(async move {
+            let router = crate::metrics::router(handle, state);
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        })
     });
     tracing::info!(%addr, %issuer, "latchkey is listening; sign in at {issuer}/signin");
+    // On SIGTERM or Ctrl-C: stop accepting, end the revocation streams, let
+    // requests in flight finish — for at most SHUTDOWN_GRACE.
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await;
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        crate::oauth::feed::end_streams();
+        let _ = stopping_tx.send(true);
+    });
+    let served = tokio::select! {
+        served = served => served,
+        _ = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("requests still in flight {SHUTDOWN_GRACE:?} after the signal; stopping anyway");
+            Ok(())
+        }
+    };
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     cleanup.abort();
     reload.abort();
     follow.abort();
@@ -542,6 +584,9 @@ async fn serve_until_stopped(
     }
     served.map_err(|e| Failure::Failed(format!("server error: {e}")))
 }
+
+/// How long requests in flight may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

@@ -229,6 +229,23 @@ pub struct ServeArgs {
     )]
     pub trusted_proxies: Vec<String>,
 
+    /// Requests per client address to the token, introspection, revocation,
+    /// userinfo, admin API and upstream sign-in endpoints: N/s, N/min or N/h (up to N at once), or off.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_PER_IP", default_value = crate::rate_limit::Config::DEFAULT_PER_IP)]
+    pub rate_limit_per_ip: String,
+
+    /// Requests per authenticated confidential client to those endpoints: N/s, N/min or N/h, or off.
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_PER_CLIENT", default_value = crate::rate_limit::Config::DEFAULT_PER_CLIENT)]
+    pub rate_limit_per_client: String,
+
+    /// What a request answered 401 (failed client authentication, a bad token) costs at its address, in requests (1-1000).
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_FAILURE_COST", default_value = crate::rate_limit::Config::DEFAULT_FAILURE_COST)]
+    pub rate_limit_failure_cost: String,
+
+    /// Address (IP:PORT) of a second listener serving Prometheus metrics at GET /metrics; empty: no metrics. Keep it private.
+    #[arg(long, env = "LATCHKEY_METRICS_ADDR", default_value = "")]
+    pub metrics_addr: String,
+
     /// Sign-in throttling: the longest lockout.
     #[arg(long, env = "LATCHKEY_SIGNIN_LOCKOUT_MAX", default_value = "1h")]
     pub signin_lockout_max: String,
@@ -660,6 +677,10 @@ pub struct ServeConfig {
     pub throttle: app::domain::throttle::Policy,
     /// Proxies whose `X-Forwarded-For` is believed (`web::client_ip`).
     pub trusted_proxies: crate::web::TrustedProxies,
+    /// Request limits (`rate_limit`).
+    pub rate_limits: crate::rate_limit::Config,
+    /// Where `/metrics` is served (`metrics`); `None`: nowhere, nothing recorded.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -696,6 +717,18 @@ impl ServeConfig {
                     args.ack_bound
                 ))
             })?;
+        // Every flag first: the site is checked last (a test without one
+        // still learns which flag is wrong).
+        let config = ServeConfig {
+            addr,
+            ack_bound,
+            issuer,
+            site_root: args.site_root.clone(),
+            throttle: throttle_policy(args)?,
+            trusted_proxies: trusted_proxies(&args.trusted_proxies)?,
+            rate_limits: rate_limits(args)?,
+            metrics_addr: metrics_addr(&args.metrics_addr, addr)?,
+        };
         let pkg = std::path::Path::new(&args.site_root)
             .join("pkg")
             .join("latchkey.js");
@@ -706,15 +739,63 @@ impl ServeConfig {
                 pkg.display()
             )));
         }
-        Ok(ServeConfig {
-            addr,
-            ack_bound,
-            issuer,
-            site_root: args.site_root.clone(),
-            throttle: throttle_policy(args)?,
-            trusted_proxies: trusted_proxies(&args.trusted_proxies)?,
-        })
+        Ok(config)
     }
+}
+
+/// `--metrics-addr`: empty (none), or `IP:PORT` other than `--addr`.
+fn metrics_addr(raw: &str, addr: SocketAddr) -> Result<Option<SocketAddr>, InvalidSetting> {
+    match raw.trim() {
+        "" => Ok(None),
+        raw => raw
+            .parse::<SocketAddr>()
+            .ok()
+            .filter(|m| *m != addr)
+            .map(Some)
+            .ok_or_else(|| {
+                InvalidSetting(format!(
+                    "invalid LATCHKEY_METRICS_ADDR (--metrics-addr) {raw:?}: expected IP:PORT other than --addr, e.g. 127.0.0.1:9464"
+                ))
+            }),
+    }
+}
+
+/// The `--rate-limit-*` flags.
+fn rate_limits(args: &ServeArgs) -> Result<crate::rate_limit::Config, InvalidSetting> {
+    use crate::rate_limit::Rate;
+    let rate = |flag: &str, var: &str, raw: &str| {
+        Rate::parse(raw).map_err(|_| {
+            InvalidSetting(format!(
+                "invalid {var} (--{flag}) {raw:?}: expected N/s, N/min or N/h (N from 1 to 1000000000), or off"
+            ))
+        })
+    };
+    let failure_cost = args
+        .rate_limit_failure_cost
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n <= 1000)
+        .and_then(std::num::NonZeroU32::new)
+        .ok_or_else(|| {
+            InvalidSetting(format!(
+                "invalid LATCHKEY_RATE_LIMIT_FAILURE_COST (--rate-limit-failure-cost) {:?}: expected a number from 1 to 1000",
+                args.rate_limit_failure_cost
+            ))
+        })?;
+    Ok(crate::rate_limit::Config {
+        per_ip: rate(
+            "rate-limit-per-ip",
+            "LATCHKEY_RATE_LIMIT_PER_IP",
+            &args.rate_limit_per_ip,
+        )?,
+        per_client: rate(
+            "rate-limit-per-client",
+            "LATCHKEY_RATE_LIMIT_PER_CLIENT",
+            &args.rate_limit_per_client,
+        )?,
+        failure_cost,
+    })
 }
 
 /// `--trusted-proxy` values: addresses or CIDR ranges.
@@ -955,5 +1036,80 @@ mod tests {
             redact_password("postgres://u:secret@h/db"),
             "postgres://u:***@h/db"
         );
+    }
+}
+
+/// Property tests of [`parse_millis`] (`--ack-bound`): `NNNms`, or any
+/// duration [`duration_secs`] takes, nothing else. `PROPTEST_CASES` raises
+/// the case count.
+#[cfg(test)]
+mod proptests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        let mut config = ProptestConfig {
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        };
+        if std::env::var_os("PROPTEST_CASES").is_none() {
+            config.cases = 256;
+        }
+        config
+    }
+
+    /// The rule written out: around optional whitespace, ASCII digits then
+    /// `ms` are milliseconds (as many as a u64 holds); anything else is a
+    /// whole number of seconds as `duration_secs` reads it.
+    fn expected(raw: &str) -> Option<Duration> {
+        let text = raw.trim();
+        if let Some(digits) = text.strip_suffix("ms") {
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let ms = digits.chars().try_fold(0u64, |n, c| {
+                n.checked_mul(10)?.checked_add(u64::from(c as u8 - b'0'))
+            })?;
+            return Some(Duration::from_millis(ms));
+        }
+        duration_secs(text)
+            .ok()
+            .map(|s| Duration::from_secs(s as u64))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any text gets the answer the rule gives, and no panic.
+        #[test]
+        fn ack_bounds_follow_the_rule(
+            raw in prop_oneof![
+                "[ \t]{0,2}[0-9]{0,22}(ms|s|m|h|d|)[ \t]{0,2}",
+                "[-+]?[0-9]{0,4}([.][0-9]{1,3})?(ms|MS|Ms|µs|ns| ms|mss|)",
+                prop::sample::select(vec![
+                    "+5ms", "-5ms", "5 ms", " 5ms ", "5.0ms", "5msms", "ms", "0x5ms", "٥ms", "５ms",
+                    "5MS", "1_000ms", "+0ms", "18446744073709551616ms", "250", "1s", "+1s",
+                ])
+                .prop_map(str::to_owned),
+                any::<String>(),
+            ],
+        ) {
+            prop_assert_eq!(parse_millis(&raw), expected(&raw), "{:?}", raw);
+        }
+
+        /// `NNNms` is NNN milliseconds, and `NNNs` NNN seconds.
+        #[test]
+        fn milliseconds_and_seconds_mean_what_they_say(n in prop_oneof![0u64..100_000, any::<u64>()]) {
+            prop_assert_eq!(parse_millis(&format!("{n}ms")), Some(Duration::from_millis(n)));
+            let secs = parse_millis(&format!("{n}s"));
+            if n <= app::domain::policy::MAX_DURATION_SECS as u64 {
+                prop_assert_eq!(secs, Some(Duration::from_secs(n)));
+            } else {
+                prop_assert_eq!(secs, None);
+            }
+        }
     }
 }

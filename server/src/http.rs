@@ -59,6 +59,8 @@ pub struct AppState {
     /// What the console's sign-in provider pages need (the sealing key, the
     /// redirect URI to register upstream): provided to server functions.
     pub upstream_settings: app::api::ssr::UpstreamSettings,
+    /// Request limits per client address and per client.
+    pub limits: crate::rate_limit::Limits,
 }
 
 impl AppState {
@@ -86,8 +88,13 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
-/// Name of the browser-session cookie.
+/// Name of the browser-session cookie over http (a development or test issuer).
 pub const SESSION_COOKIE: &str = "latchkey_session";
+
+/// Name of the browser-session cookie over https: the `__Host-` prefix makes
+/// browsers accept it only `Secure`, for `/`, from this host, without a
+/// `Domain` — no other host of the domain can set or shadow it (RFC 6265bis §4.1.3.2).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-latchkey_session";
 
 /// Largest request body accepted anywhere (forms, server functions).
 const MAX_BODY: usize = 64 * 1024;
@@ -112,6 +119,11 @@ pub fn router(parts: Parts) -> Router {
 /// [`router`] with `extra` routes under the same middleware: tests add routes
 /// that panic, to prove that every route answers a panic with a 500.
 pub fn router_with(parts: Parts, extra: Router<AppState>) -> Router {
+    build(parts, extra).0
+}
+
+/// [`router_with`], and the state its handlers share (what `/metrics` reads).
+pub fn build(parts: Parts, extra: Router<AppState>) -> (Router, AppState) {
     let Parts {
         db,
         keys,
@@ -132,6 +144,8 @@ pub fn router_with(parts: Parts, extra: Router<AppState>) -> Router {
     let routes = generate_route_list(App);
     let secure = config.secure_cookies();
     let trusted_proxies = config.trusted_proxies.clone();
+    let limits = crate::rate_limit::Limits::new(config.rate_limits);
+    let timed = config.metrics_addr.is_some();
     let upstream_settings = app::api::ssr::UpstreamSettings::new(
         upstreams.sealer().clone(),
         crate::upstream::redirect_uri(&config.issuer),
@@ -148,33 +162,44 @@ pub fn router_with(parts: Parts, extra: Router<AppState>) -> Router {
         routes: Arc::new(routes.clone()),
         upstreams,
         upstream_settings,
+        limits: limits.clone(),
     };
+    let upstream_callback = Router::new()
+        .route(paths::UPSTREAM_CALLBACK, get(crate::upstream::callback))
+        .route("/signin/upstream/{id}", post(crate::upstream::start))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (limits.clone(), crate::rate_limit::Shape::Page),
+            crate::rate_limit::per_ip,
+        ));
 
     let sessions = SessionManagerLayer::new(session_store)
-        .with_name(SESSION_COOKIE)
+        .with_name(if secure {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        })
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(secure)
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(time::Duration::days(7)));
 
-    Router::new()
+    let router = Router::new()
         .merge(extra)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(crate::oauth::router())
-        .merge(crate::admin_api::router())
+        .merge(crate::oauth::router(&limits))
+        .merge(crate::admin_api::router(&limits))
         .route(paths::SIGN_IN, post(web::sign_in))
         .route(paths::SIGN_OUT, post(web::sign_out))
-        .route(paths::UPSTREAM_CALLBACK, get(crate::upstream::callback))
-        .route("/signin/upstream/{id}", post(crate::upstream::start))
+        .merge(upstream_callback)
         .route("/admin/audit/export", get(web::audit_export))
         .route(
             "/api/{*fn_name}",
             get(server_fn_handler).post(server_fn_handler),
         )
         .leptos_routes_with_handler(routes, get(page_handler))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             web::refuse_cross_site,
@@ -185,6 +210,10 @@ pub fn router_with(parts: Parts, extra: Router<AppState>) -> Router {
         // Outside the session and cross-site layers (a panic there is caught
         // too), inside the security headers (the 500 page gets them).
         .layer(panics::catch_panics())
+        // Outside the panic catcher (the 500 page gets the policy too).
+        .layer(axum::middleware::from_fn(
+            crate::csp::content_security_policy,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
@@ -201,37 +230,75 @@ pub fn router_with(parts: Parts, extra: Router<AppState>) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
-        .with_state(state)
+        .with_state(state.clone());
+    let router = if secure {
+        router.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            crate::csp::hsts(),
+        ))
+    } else {
+        router
+    };
+    // Outermost: a request is timed with everything it passes through.
+    let router = if timed {
+        router.layer(axum::middleware::from_fn(crate::metrics::track))
+    } else {
+        router
+    };
+    (router, state)
 }
 
-/// `200 ok` when the database answers, `503` otherwise.
-async fn healthz(State(state): State<AppState>) -> Response {
-    match state.db.ping().await {
-        Ok(()) => (StatusCode::OK, "ok").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: database unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
-        }
-    }
+/// Liveness: `200 ok` while the process serves HTTP at all. It reads
+/// nothing: a database outage is for `/readyz` to report (restarting the
+/// process would not bring the database back).
+async fn healthz() -> &'static str {
+    "ok"
 }
 
-/// Readiness for a load balancer: `200 ready` when the database answers and
-/// this instance is fresh (it read the revocation log within the last
-/// `instances::FRESH_FOR`, or does so now); `503` otherwise — a stale
-/// instance refuses every token until it caught up, so send traffic elsewhere.
+/// Readiness for a load balancer, as JSON
+/// `{"ready", "database", "signing_keys", "revocations"}`: `200` with
+/// `ready: true` when the database answers, a signing key of every algorithm
+/// is loaded, and the revoked sets are loaded and fresh (this instance read
+/// the revocation log within `instances::FRESH_FOR`, or does so now); `503`
+/// naming what is not — a stale instance refuses every token until it caught
+/// up, so send traffic elsewhere.
 async fn readyz(State(state): State<AppState>) -> Response {
-    if let Err(e) = state.db.ping().await {
-        tracing::warn!(error = %e, "readiness: database unavailable");
-        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
-    }
-    if !state.revoked.ensure_fresh(&state.db).await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stale: catching up with revocations",
-        )
-            .into_response();
-    }
-    (StatusCode::OK, "ready").into_response()
+    let database = match state.db.ping().await {
+        Ok(()) => "ok",
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unavailable");
+            "unavailable"
+        }
+    };
+    let signing_keys = if app::domain::keys::SigningAlg::ALL
+        .iter()
+        .all(|alg| state.keys.signing_kid(*alg).is_some())
+    {
+        "ok"
+    } else {
+        "missing"
+    };
+    let revocations = if database == "ok" && state.revoked.ensure_fresh(&state.db).await {
+        "ok"
+    } else {
+        "stale"
+    };
+    let ready = [database, signing_keys, revocations] == ["ok"; 3];
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({
+            "ready": ready,
+            "database": database,
+            "signing_keys": signing_keys,
+            "revocations": revocations,
+        })),
+    )
+        .into_response()
 }
 
 /// Server functions, with the database and the caller in context.
@@ -304,6 +371,12 @@ async fn page_handler(
             Err(e) => return web::internal_error("resolving the sign-in", &e),
         }
     }
+    let form_action = if path == paths::SIGN_IN {
+        sign_in_form_action(&state, request.uri()).await
+    } else {
+        crate::csp::FormAction::default()
+    };
+    let nonce = crate::csp::leptos_nonce(request.extensions());
     let (db, revoked) = (state.db.clone(), state.revoked.clone());
     let upstream_settings = state.upstream_settings.clone();
     let options = state.leptos_options.clone();
@@ -319,12 +392,66 @@ async fn page_handler(
                 provide_context(caller.0.clone());
                 provide_context(upstream_settings.clone());
                 provide_context(watch.clone());
+                if let Some(nonce) = &nonce {
+                    provide_context(nonce.clone());
+                }
             }
         },
         move || shell((*options).clone()),
     );
-    panics::render_or_500(watch, async move {
+    let mut response = panics::render_or_500(watch, async move {
         render(State(state), request).await.into_response()
     })
-    .await
+    .await;
+    response.extensions_mut().insert(form_action);
+    response
+}
+
+/// Where the sign-in page's forms may end (`csp::FormAction`): an upstream
+/// provider (its authorization endpoint, as discovered, or its issuer), and
+/// — when it signs in for an authorization request that needs no consent
+/// any more — the app's redirect URI, if registered for that client.
+async fn sign_in_form_action(state: &AppState, uri: &axum::http::Uri) -> crate::csp::FormAction {
+    let mut targets: Vec<String> = state.upstreams.authorization_targets(&state.db).await;
+    let next = uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "next")
+            .map(|(_, v)| v.into_owned())
+    });
+    if let Some(next) = next.filter(|n| n.starts_with(crate::oauth::AUTHORIZE)) {
+        let query = next.split_once('?').map_or("", |(_, q)| q);
+        let param = |name: &str| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        if let (Some(client_id), Some(redirect_uri)) = (param("client_id"), param("redirect_uri")) {
+            match app::domain::clients::find_client(&state.db, &client_id).await {
+                Ok(Some(client)) if client.redirect_uris.contains(&redirect_uri) => {
+                    targets.push(redirect_uri);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sign-in page: reading the client failed"),
+            }
+        }
+    }
+    crate::csp::FormAction::of(targets.iter().map(String::as_str))
+}
+
+/// Static files, and the not-found page (rendered with the request's nonce).
+async fn fallback(
+    uri: axum::http::Uri,
+    State(state): State<AppState>,
+    request: Request<Body>,
+) -> Response {
+    let nonce = crate::csp::leptos_nonce(request.extensions());
+    let handler = leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+        move || {
+            if let Some(nonce) = &nonce {
+                provide_context(nonce.clone());
+            }
+        },
+        shell,
+    );
+    handler(uri, State(state), request).await
 }

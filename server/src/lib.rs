@@ -5,11 +5,14 @@
 //! | [`cli`] | the commands: serve, migrate, user, client, demo; exit codes |
 //! | [`config`] | flags and `LATCHKEY_*` variables, validated once |
 //! | [`http`] | the axum router and its middleware |
+//! | [`csp`] | the Content-Security-Policy (a nonce per request), HSTS |
 //! | [`panics`] | a panic in a handler or a page render → 500 with a request id |
 //! | [`web`] | sign-in / sign-out form posts, the cross-site check |
 //! | [`oauth`] | the OAuth / OpenID Connect protocol endpoints |
 //! | [`request_headers`] | `Authorization`, `Content-Type`, `Origin`/`Referer`: one parser each |
 //! | [`admin_api`] | the admin REST API under `/api/admin/` (Bearer token with `latchkey:admin`) |
+//! | [`rate_limit`] | per-address and per-client request limits (429 with `Retry-After`) |
+//! | [`metrics`] | Prometheus metrics: what is counted, the `/metrics` listener |
 //! | [`outbox`] | the worker delivering the outbox: back-channel logout tokens, retried with backoff |
 //!
 //! The domain (users, clients, sessions, storage) lives in `app::domain`,
@@ -18,10 +21,13 @@
 pub mod admin_api;
 pub mod cli;
 pub mod config;
+pub mod csp;
 pub mod http;
+pub mod metrics;
 pub mod oauth;
 pub mod outbox;
 pub mod panics;
+pub mod rate_limit;
 pub mod request_headers;
 pub mod upstream;
 pub mod web;

@@ -145,6 +145,29 @@ impl Upstreams {
         }
     }
 
+    /// Where the sign-in page's provider buttons end (`csp::FormAction`):
+    /// each provider's issuer and, once discovered, its authorization
+    /// endpoint. Nothing is fetched; a database error leaves them out (the
+    /// buttons then fail closed, blocked by the browser).
+    pub async fn authorization_targets(&self, db: &app::domain::Db) -> Vec<String> {
+        let providers = match upstream::list(db).await {
+            Ok(providers) => providers,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing upstream providers for the sign-in page failed");
+                return Vec::new();
+            }
+        };
+        let cache = self.discovered.lock().unwrap_or_else(|e| e.into_inner());
+        let mut targets = Vec::new();
+        for provider in providers {
+            if let Some((_, metadata)) = cache.get(&provider.id) {
+                targets.push(metadata.authorization_endpoint().url().to_string());
+            }
+            targets.push(provider.issuer);
+        }
+        targets
+    }
+
     /// The key upstream secrets and tokens are encrypted under.
     pub fn sealer(&self) -> &MasterKey {
         &self.sealer

@@ -374,13 +374,42 @@ pub async fn audit_export(
 
 /// 403 for a signed-in user who is not allowed here (the admin console).
 pub fn forbidden_page() -> Response {
-    (
+    plain_page(
         StatusCode::FORBIDDEN,
-        Html("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Not allowed · Latchkey</title><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"><link rel=\"stylesheet\" href=\"/pkg/latchkey.css\"></head>\
-              <body><main class=\"page\"><section class=\"card narrow\" data-testid=\"forbidden\"><h1>Not allowed</h1>\
-              <p>This part of Latchkey is for administrators. Your account is not one.</p><p><a href=\"/\">Back to My apps</a></p></section></main></body></html>"),
+        "Not allowed",
+        "forbidden",
+        "<p>This part of Latchkey is for administrators. Your account is not one.</p><p><a href=\"/\">Back to My apps</a></p>",
     )
-        .into_response()
+}
+
+/// A browser route over its request limit (`rate_limit`): 429 with
+/// `Retry-After`, in words.
+pub fn too_many_requests_page(retry_after_secs: u64) -> Response {
+    let mut response = plain_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+        "too-many-requests",
+        &format!(
+            "<p>Too many requests came from your network. Try again in {retry_after_secs} seconds.</p><p><a href=\"/\">Back to My apps</a></p>"
+        ),
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from(retry_after_secs),
+    );
+    response
+}
+
+/// A server-rendered page in the site's frame (`oauth::pages::page`);
+/// `title` and `inner` are HTML the caller wrote (nothing a user typed).
+fn plain_page(status: StatusCode, title: &str, testid: &str, inner: &str) -> Response {
+    crate::oauth::pages::page(
+        status,
+        title,
+        &format!(
+            r#"<section class="card narrow" data-testid="{testid}"><h1>{title}</h1>{inner}</section>"#
+        ),
+    )
 }
 
 /// Logs an internal error under a fresh request id and shows a plain page with that id.

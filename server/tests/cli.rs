@@ -206,6 +206,37 @@ fn bad_ack_bound_and_audit_retention_are_refused_before_the_database_is_created(
 }
 
 #[test]
+fn bad_rate_limits_and_metrics_address_are_refused_before_the_database_is_created() {
+    let sandbox = Sandbox::new();
+    for (flag, value, setting) in [
+        ("--rate-limit-per-ip", "100/d", "LATCHKEY_RATE_LIMIT_PER_IP"),
+        ("--rate-limit-per-ip", "0/s", "LATCHKEY_RATE_LIMIT_PER_IP"),
+        (
+            "--rate-limit-per-client",
+            "many",
+            "LATCHKEY_RATE_LIMIT_PER_CLIENT",
+        ),
+        (
+            "--rate-limit-failure-cost",
+            "0",
+            "LATCHKEY_RATE_LIMIT_FAILURE_COST",
+        ),
+        (
+            "--rate-limit-failure-cost",
+            "1001",
+            "LATCHKEY_RATE_LIMIT_FAILURE_COST",
+        ),
+        ("--metrics-addr", "localhost", "LATCHKEY_METRICS_ADDR"),
+        // The issuer's own address.
+        ("--metrics-addr", "127.0.0.1:3000", "LATCHKEY_METRICS_ADDR"),
+    ] {
+        let run = sandbox.run(&["serve", flag, value], None);
+        assert_bad_config(&sandbox, &run, setting);
+        assert!(run.stderr.contains(value), "{run:?}");
+    }
+}
+
+#[test]
 fn prune_dry_run_lists_every_rule_and_deletes_nothing() {
     let sandbox = Sandbox::new();
     let dry = sandbox.json(&["prune", "--dry-run", "--json"], None);

@@ -18,6 +18,7 @@ on_both_backends!(
     next_never_leaves_the_site,
     disabled_user_cannot_sign_in,
     session_cookie_is_secure_behind_an_https_issuer,
+    every_page_names_its_own_nonce_in_its_policy,
 );
 
 fn location(res: &reqwest::Response) -> String {
@@ -28,11 +29,15 @@ fn location(res: &reqwest::Response) -> String {
 }
 
 fn set_cookie(res: &reqwest::Response) -> Option<String> {
+    set_cookie_named(res, "latchkey_session")
+}
+
+fn set_cookie_named(res: &reqwest::Response, name: &str) -> Option<String> {
     res.headers()
         .get_all(header::SET_COOKIE)
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("latchkey_session="))
+        .find(|c| c.starts_with(&format!("{name}=")))
 }
 
 async fn post_sign_in(
@@ -294,7 +299,70 @@ async fn session_cookie_is_secure_behind_an_https_issuer(t: TestDb) {
     let (http, _) = browser();
     let (user, password) = demo::USER;
     let res = post_sign_in(&http, &server, user, password, "/").await;
-    let cookie = set_cookie(&res).expect("cookie");
-    assert!(cookie.contains("Secure"), "{cookie}");
+    // `__Host-`: Secure, for `/`, no Domain (browsers refuse it otherwise).
+    assert!(set_cookie(&res).is_none());
+    let cookie = set_cookie_named(&res, "__Host-latchkey_session").expect("cookie");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("; Path=/"), "{cookie}");
+    assert!(!cookie.to_lowercase().contains("domain="), "{cookie}");
+    // HSTS on every answer of an https issuer, and on none of an http one.
+    for path in ["/signin", "/oauth/jwks", "/healthz"] {
+        let res = http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(
+            res.headers()[header::STRICT_TRANSPORT_SECURITY],
+            "max-age=31536000",
+            "{path}"
+        );
+    }
+    let plain = TestServer::start(&t.db).await;
+    let res = http.get(plain.url("/signin")).send().await.unwrap();
+    assert!(!res
+        .headers()
+        .contains_key(header::STRICT_TRANSPORT_SECURITY));
+    assert!(set_cookie(&post_sign_in(&http, &plain, user, password, "/").await).is_some());
+    t.cleanup().await;
+}
+
+/// The nonce of a policy header.
+fn nonce_of(policy: &str) -> String {
+    let start = policy.find("'nonce-").expect("a nonce") + "'nonce-".len();
+    policy[start..].split('\'').next().unwrap().to_owned()
+}
+
+async fn every_page_names_its_own_nonce_in_its_policy(t: TestDb) {
+    let server = seeded(&t).await;
+    let (http, _) = browser();
+    let mut seen = Vec::new();
+    // The sign-in page, a page not found (the fallback renders it), twice each.
+    for path in ["/signin", "/signin", "/no-such-page", "/no-such-page"] {
+        let res = http.get(server.url(path)).send().await.unwrap();
+        let policy = res.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(!policy.contains("unsafe-inline"), "{path}: {policy}");
+        let nonce = nonce_of(&policy);
+        assert_eq!(nonce.len(), 22, "{path}: 128 bits, base64url");
+        let html = res.text().await.unwrap();
+        let scripts: Vec<&str> = html.split("<script").skip(1).collect();
+        assert!(!scripts.is_empty(), "{path}: the hydration script");
+        for script in scripts {
+            let tag = script.split('>').next().unwrap();
+            assert!(
+                tag.contains(&format!("nonce=\"{nonce}\"")),
+                "{path}: a script without this answer's nonce: <script{tag}>"
+            );
+        }
+        seen.push(nonce);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "a new nonce for every answer");
+    // JSON answers keep only frame-ancestors.
+    let res = http.get(server.url("/oauth/jwks")).send().await.unwrap();
+    assert_eq!(
+        res.headers()[header::CONTENT_SECURITY_POLICY],
+        "frame-ancestors 'none'"
+    );
     t.cleanup().await;
 }

@@ -485,6 +485,20 @@ pub struct Undelivered {
     pub gave_up_at: Option<i64>,
 }
 
+/// How many deliveries are still to make (`/metrics`' outbox backlog):
+/// `(back-channel logout tokens, upstream token revocations)` neither
+/// delivered nor given up.
+pub async fn backlog(db: &Db) -> DomainResult<(i64, i64)> {
+    Ok(on_db!(db, |pool| sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM outbox WHERE next_attempt_at IS NOT NULL), \
+                (SELECT COUNT(*) FROM upstream_tokens WHERE next_attempt_at IS NOT NULL) \
+         WHERE $1 = $1"
+    )
+    .bind(1_i64)
+    .fetch_one(pool)
+    .await)?)
+}
+
 /// A client's deliveries not made: pending ones and those given up, newest
 /// first, at most `limit`.
 pub async fn undelivered(db: &Db, client_id: &str, limit: i64) -> DomainResult<Vec<Undelivered>> {

@@ -841,6 +841,7 @@ async fn reuse_detected(
     row: &RefreshRow,
     from: &ClientInfo,
 ) -> GrantError {
+    metrics::counter!("latchkey_refresh_token_reuse_total").increment(1);
     let mut event = AuditEvent::new(AuditKind::ReuseDetected)
         .client(&client.client_id)
         .ip(&from.ip)

@@ -491,6 +491,9 @@ impl RevokedSets {
             until: expires_at,
             ..Revoked::default()
         };
+        if head.is_some() {
+            done.count();
+        }
         self.remember(&done);
         self.announce(db, head).await;
         Ok(())
@@ -777,6 +780,7 @@ impl RevokedSets {
             tx.commit().await?;
             Ok::<_, sqlx::Error>((done, head))
         })?;
+        done.count();
         // A family or grant revoked earlier (by another instance, say) is
         // remembered too: presenting its tokens must fail here as well.
         match target {
@@ -869,6 +873,20 @@ pub struct Revoked {
 }
 
 impl Revoked {
+    /// Counts what this revocation changed (`latchkey_revoked_total`, by kind).
+    fn count(&self) {
+        for (kind, ids) in [
+            ("grant", &self.grants),
+            ("family", &self.families),
+            ("jti", &self.jtis),
+        ] {
+            if !ids.is_empty() {
+                metrics::counter!("latchkey_revoked_total", "kind" => kind)
+                    .increment(ids.len() as u64);
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.grants.is_empty() && self.families.is_empty() && self.jtis.is_empty()
     }

@@ -255,6 +255,9 @@ pub async fn attempt(
             }
         }
         tx.commit().await?;
+        if started.is_some() {
+            metrics::counter!("latchkey_sign_in_lockouts_total").increment(1);
+        }
         Ok::<_, sqlx::Error>(Attempt::Go(started))
     })?)
 }

@@ -209,6 +209,7 @@ pub async fn authenticate(db: &Db, username: &str, password: &str) -> DomainResu
 
 /// Records a failed sign-in (the username as typed, never the password).
 pub async fn record_failed_login(db: &Db, username: &str, ip: &str) -> DomainResult<()> {
+    metrics::counter!("latchkey_sign_in_failures_total").increment(1);
     let typed: String = username.trim().chars().take(64).collect();
     audit::record(
         db,

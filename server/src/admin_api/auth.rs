@@ -12,7 +12,8 @@
 //!   could consent to a scope an app asks for; admin rights are not a
 //!   consent) → 403 `insufficient_scope`;
 //! - the client was deleted → 401; its `latchkey:admin` scope was taken away
-//!   → 403: the registration is read at every call, so either applies at once.
+//!   → 403: the registration is read at every call, so either applies at once;
+//! - the client over its request limit (`rate_limit`) → 429 with `Retry-After`.
 
 use app::domain::{audit::Actor, clients, tokens};
 use axum::{
@@ -63,6 +64,7 @@ fn challenge(
             message: message.to_owned(),
         },
         challenge: Some(header),
+        retry_after: None,
     }
 }
 
@@ -112,7 +114,13 @@ pub async fn client_holding(
         )));
     }
     match clients::find_client(&state.db, &claims.client_id).await {
-        Ok(Some(client)) if client.extra_scopes.iter().any(|s| s == scope) => Ok((client, claims)),
+        Ok(Some(client)) if client.extra_scopes.iter().any(|s| s == scope) => {
+            state
+                .limits
+                .check_client(&client.client_id)
+                .map_err(ApiError::too_many_requests)?;
+            Ok((client, claims))
+        }
         Ok(Some(_)) => Err(insufficient(format!(
             "the client of this token is no longer allowed the {scope} scope"
         ))),

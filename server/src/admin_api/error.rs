@@ -16,7 +16,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `invalid_request`, `invalid_input`, `invalid_token`,
-    /// `insufficient_scope`, `not_found`, `conflict`, `unavailable`, `internal_error`.
+    /// `insufficient_scope`, `not_found`, `conflict`, `rate_limited`, `unavailable`,
+    /// `internal_error`.
     pub error: &'static str,
     /// The input the error is about (`redirect_uri`, `access_ttl`, `per_page`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,6 +33,8 @@ pub struct ApiError {
     pub body: ErrorBody,
     /// `WWW-Authenticate` for 401 and 403 (RFC 6750 §3).
     pub challenge: Option<String>,
+    /// `Retry-After` in seconds (429, `rate_limit`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -44,6 +47,7 @@ impl ApiError {
                 message: message.into(),
             },
             challenge: None,
+            retry_after: None,
         }
     }
 
@@ -57,6 +61,19 @@ impl ApiError {
         let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message);
         e.body.field = Some(field.into());
         e
+    }
+
+    /// 429 `rate_limited` (`rate_limit`), with `Retry-After`.
+    pub fn too_many_requests(refused: crate::rate_limit::TooMany) -> Self {
+        let secs = refused.retry_after_secs();
+        ApiError {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; try again in {secs} s"),
+            )
+        }
     }
 
     pub fn not_found() -> Self {
@@ -96,6 +113,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -37,7 +37,10 @@ use axum::{
 };
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::http::AppState;
+use crate::{
+    http::AppState,
+    rate_limit::{self, Limits, Shape},
+};
 
 /// The scope a token needs for this API (defined with the scope rules).
 pub use app::domain::grants::ADMIN_SCOPE;
@@ -64,8 +67,9 @@ pub const OPENAPI: &str = "/api/admin/openapi.json";
 /// functions' `/api/{*fn_name}`, and any other path under `/api/admin/` is a
 /// JSON 404: server functions must not use `admin/...` endpoints (the admin
 /// console's are `console/...`). Answers are never cached (some carry a
-/// client secret).
-pub fn router() -> Router<AppState> {
+/// client secret). Every route is limited per client address
+/// (`rate_limit::per_ip`), and per client once the caller is known (`auth`).
+pub fn router(limits: &Limits) -> Router<AppState> {
     Router::new()
         .route(CLIENTS, get(clients::list).post(clients::create))
         .route(
@@ -109,6 +113,10 @@ pub fn router() -> Router<AppState> {
             "/api/admin/{*rest}",
             axum::routing::any(error::unknown_route),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            (limits.clone(), Shape::Admin),
+            rate_limit::per_ip,
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

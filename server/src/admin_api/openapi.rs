@@ -51,7 +51,7 @@ use super::{audit, clients, policy, resource_servers, upstreams, users};
         audit::list,
         audit::export,
     ),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &RateLimited),
     tags(
         (name = "clients", description = "OAuth clients: registration, secrets, revoking their tokens"),
         (name = "policy", description = "Token policy: server defaults and per-client overrides"),
@@ -81,6 +81,57 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+    }
+}
+
+/// Adds the 429 every operation may answer (`rate_limit`) to each of them.
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            schema::{ObjectBuilder, Type},
+            ContentBuilder, HeaderBuilder, Ref, ResponseBuilder,
+        };
+        let response = ResponseBuilder::new()
+            .description(
+                "Too many requests from this address or this client (`error`: `rate_limited`); \
+                 nothing was done. `Retry-After` says when to try again.",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some(
+                        "Seconds to wait before trying again (RFC 9110 §10.2.3)",
+                    ))
+                    .build(),
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .entry("429".into())
+                    .or_insert_with(|| response.clone().into());
+            }
+        }
     }
 }
 
@@ -125,6 +176,11 @@ mod tests {
                     serde_json::json!([{ "bearer": ["latchkey:admin"] }]),
                     "{method} {path}"
                 );
+                assert_eq!(
+                    op["responses"]["429"]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path}"
+                );
             }
         }
         assert_eq!(paths.len(), 16, "{:?}", paths.keys());
@@ -132,5 +188,6 @@ mod tests {
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
         );
+        assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     }
 }

@@ -154,7 +154,9 @@ pub async fn authorize(
         Err(e) => return web::internal_error("loading a client", &e),
     };
     let redirect_uri = match query.one("redirect_uri") {
-        Ok(Some(uri)) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_owned(),
+        Ok(Some(uri)) if clients::redirect_uri_matches(&client.redirect_uris, uri) => {
+            uri.to_owned()
+        }
         Ok(Some(_)) => {
             return bad_page(
                 "The app asked to send you back to an address it has not registered, so Latchkey stopped here.",
@@ -231,7 +233,7 @@ pub async fn authorize(
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| redirect_uri.clone());
-    pages::consent_page(&Consent {
+    let mut page = pages::consent_page(&Consent {
         request_id: &pending.id,
         client_name: &client.name,
         username: &signed_in.user.username,
@@ -246,7 +248,11 @@ pub async fn authorize(
             .cloned()
             .collect(),
         redirect_host: &redirect_host,
-    })
+    });
+    // The answer ends at the app's redirect URI (`csp`).
+    page.extensions_mut()
+        .insert(crate::csp::FormAction::of([redirect_uri.as_str()]));
+    page
 }
 
 /// A consent answer that no longer counts: answered already, waited too long,

@@ -42,7 +42,9 @@ pub enum AuthMethod {
 ///   `invalid_client` with `WWW-Authenticate: Basic` (RFC 6749 §5.2);
 /// - wrong `client_secret_post` credentials, or none at all → 401
 ///   `invalid_client` without a challenge;
-/// - the database failing → 503 `temporarily_unavailable`.
+/// - the database failing → 503 `temporarily_unavailable`;
+/// - the client over its request limit → 429 `temporarily_unavailable`
+///   with `Retry-After` (`rate_limit`).
 pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -80,7 +82,7 @@ pub async fn authenticate(
     // A closed pool (shutting down) authenticates nobody, remembered or not.
     if let (Some(secret), false) = (&secret, state.db.is_closed()) {
         if let Some(client) = CACHE.get(&client_id, secret) {
-            return Ok((client, method));
+            return within_limit(state, client, method);
         }
     }
     // Read before the database, so a change committed meanwhile is not cached as current.
@@ -90,7 +92,7 @@ pub async fn authenticate(
             if let Some(secret) = &secret {
                 CACHE.insert(&client, secret, generation);
             }
-            Ok((client, method))
+            within_limit(state, client, method)
         }
         Ok(Err(why)) => {
             tracing::info!(client_id = %client_id, ?why, "client authentication failed");
@@ -98,6 +100,24 @@ pub async fn authenticate(
         }
         Err(e) => Err(OAuthError::from_domain("client authentication", e)),
     }
+}
+
+/// The authenticated client, unless it is over its request limit
+/// (`rate_limit`: 429 with `Retry-After`). A public client is not limited as
+/// a client: anyone may send its client_id, and its requests come from every
+/// one of its users; the per-address limit still applies to each of them.
+fn within_limit(
+    state: &AppState,
+    client: Client,
+    method: AuthMethod,
+) -> Result<(Client, AuthMethod), OAuthError> {
+    if method != AuthMethod::None {
+        state
+            .limits
+            .check_client(&client.client_id)
+            .map_err(OAuthError::too_many_requests)?;
+    }
+    Ok((client, method))
 }
 
 /// How long a successful authentication is remembered.

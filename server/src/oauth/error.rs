@@ -17,6 +17,8 @@ pub struct OAuthError {
     pub description: String,
     /// Set when the client tried HTTP Basic: the 401 then names the scheme (RFC 6749 §5.2).
     pub basic_challenge: bool,
+    /// `Retry-After` in seconds (429, `rate_limit`).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -26,6 +28,7 @@ impl OAuthError {
             error,
             description: description.into(),
             basic_challenge: false,
+            retry_after: None,
         }
     }
 
@@ -40,6 +43,20 @@ impl OAuthError {
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
                 "client authentication failed",
+            )
+        }
+    }
+
+    /// 429 (`rate_limit`): RFC 6749 has no code of its own for it;
+    /// `temporarily_unavailable` (§4.1.2.1) says what a client should do.
+    pub fn too_many_requests(refused: crate::rate_limit::TooMany) -> Self {
+        let secs = refused.retry_after_secs();
+        OAuthError {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                format!("too many requests; try again in {secs} s"),
             )
         }
     }
@@ -124,6 +141,11 @@ impl IntoResponse for OAuthError {
             Json(json!({ "error": self.error, "error_description": self.description })),
         )
             .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.basic_challenge {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -135,7 +135,8 @@ fn position(name: &str, raw: Option<&str>) -> Result<i64, ApiError> {
 /// this instance reads it from the log (`event: revocation`, `id:` its
 /// position, `data:` the entry as JSON); a `: keep-alive` comment every 15 s
 /// when idle. The stream ends when the caller's token expires or is revoked
-/// (reconnect with a new token and `Last-Event-ID`).
+/// (reconnect with a new token and `Last-Event-ID`), and when the process
+/// shuts down.
 pub async fn stream(
     State(state): State<AppState>,
     subscriber: Subscriber,
@@ -171,6 +172,36 @@ struct Following {
     pending: VecDeque<Entry>,
     subscriber: Subscriber,
     ends: tokio::time::Instant,
+    /// [`end_streams`] was called: the process is shutting down.
+    ending: tokio::sync::watch::Receiver<bool>,
+    /// Counted in `latchkey_feed_subscribers` while it lives.
+    _open: Open,
+}
+
+/// Set once, when the process shuts down.
+static ENDING: std::sync::LazyLock<tokio::sync::watch::Sender<bool>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::channel(false).0);
+
+/// Ends every revocation stream of this process (at shutdown: subscribers
+/// reconnect to another instance with `Last-Event-ID`).
+pub fn end_streams() {
+    ENDING.send_replace(true);
+}
+
+/// One open stream in `latchkey_feed_subscribers`.
+struct Open;
+
+impl Open {
+    fn new() -> Open {
+        metrics::gauge!("latchkey_feed_subscribers").increment(1.0);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::gauge!("latchkey_feed_subscribers").decrement(1.0);
+    }
 }
 
 /// Every entry after `after`, then each new one, until the subscriber's
@@ -189,6 +220,8 @@ fn entries_from(
         pending: VecDeque::new(),
         subscriber,
         ends: tokio::time::Instant::now() + Duration::from_secs(left),
+        ending: ENDING.subscribe(),
+        _open: Open::new(),
     };
     futures_util::stream::unfold(following, |mut f| async move {
         loop {
@@ -217,6 +250,7 @@ fn entries_from(
             tokio::select! {
                 changed = f.applied.changed() => if changed.is_err() { return None },
                 _ = tokio::time::sleep_until(f.ends) => return None,
+                _ = f.ending.wait_for(|e| *e) => return None,
             }
         }
     })

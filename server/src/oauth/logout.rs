@@ -123,7 +123,7 @@ async fn logout(
     let back_to = get("post_logout_redirect_uri").and_then(|uri| {
         client
             .as_ref()
-            .filter(|c| c.post_logout_redirect_uris.iter().any(|r| r == uri))
+            .filter(|c| clients::redirect_uri_matches(&c.post_logout_redirect_uris, uri))
             .map(|_| uri.to_owned())
     });
 
@@ -143,7 +143,7 @@ async fn logout(
         h.sub == browser.user.id && h.sid.as_deref() == Some(&browser.login_session_id)
     });
     if !hint_is_this_sign_in && !confirmed(&session, get("confirm")).await {
-        return confirm_page(&session, &params, &browser).await;
+        return confirm_page(&session, &params, &browser, back_to.as_deref()).await;
     }
     let mut to_end = vec![browser.clone()];
     // Confirmed by its own person: the sign-in the hint names ends too (say,
@@ -198,6 +198,7 @@ async fn confirm_page(
     session: &Session,
     params: &HashMap<String, String>,
     signed_in: &SignedIn,
+    back_to: Option<&str>,
 ) -> Response {
     let token = new_secret();
     if let Err(e) = session.insert(CONFIRM_KEY, sha256_hex(&token)).await {
@@ -218,7 +219,7 @@ async fn confirm_page(
         )
     })
     .collect();
-    pages::page(
+    let mut page = pages::page(
         StatusCode::OK,
         "Sign out?",
         &format!(
@@ -235,5 +236,9 @@ async fn confirm_page(
             user = pages::escape(&signed_in.user.username),
             action = super::END_SESSION,
         ),
-    )
+    );
+    // Confirmed, the sign-out ends at the app's registered post-logout URI (`csp`).
+    page.extensions_mut()
+        .insert(crate::csp::FormAction::of(back_to));
+    page
 }

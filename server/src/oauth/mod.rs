@@ -37,7 +37,10 @@ use axum::{
 };
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::http::AppState;
+use crate::{
+    http::AppState,
+    rate_limit::{self, Limits, Shape},
+};
 
 pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
 pub const AUTHORIZATION_SERVER_METADATA: &str = "/.well-known/oauth-authorization-server";
@@ -52,8 +55,10 @@ pub const REVOCATIONS: &str = "/oauth/revocations";
 pub const REVOCATIONS_STREAM: &str = "/oauth/revocations/stream";
 
 /// The protocol routes. Token, introspection and revocation answers are never
-/// cached (RFC 6749 §5.1).
-pub fn router() -> Router<AppState> {
+/// cached (RFC 6749 §5.1). The endpoints machines call — token,
+/// introspection, revocation, the revocation snapshot, userinfo — are limited
+/// per client address (`rate_limit::per_ip`); the browser's are not.
+pub fn router(limits: &Limits) -> Router<AppState> {
     let no_store = Router::new()
         .route(TOKEN, post(token::token))
         .route(INTROSPECT, post(introspect::introspect))
@@ -67,6 +72,13 @@ pub fn router() -> Router<AppState> {
             header::PRAGMA,
             HeaderValue::from_static("no-cache"),
         ));
+    let limited = Router::new()
+        .route(USERINFO, get(userinfo::userinfo).post(userinfo::userinfo))
+        .merge(no_store)
+        .route_layer(axum::middleware::from_fn_with_state(
+            (limits.clone(), Shape::OAuth),
+            rate_limit::per_ip,
+        ));
     Router::new()
         .route(OPENID_CONFIGURATION, get(discovery::openid_configuration))
         .route(
@@ -76,12 +88,11 @@ pub fn router() -> Router<AppState> {
         .route(JWKS, get(discovery::jwks))
         .route(REVOCATIONS_STREAM, get(feed::stream))
         .route(AUTHORIZE, get(authorize::authorize).post(authorize::decide))
-        .route(USERINFO, get(userinfo::userinfo).post(userinfo::userinfo))
         .route(
             END_SESSION,
             get(logout::logout_get).post(logout::logout_post),
         )
-        .merge(no_store)
+        .merge(limited)
 }
 
 /// Whether a path is exempt from the dashboard's cross-site check: the

@@ -76,11 +76,14 @@ async fn exchange(
             .await
             .map_err(|e| grant_error(GrantError::Failed(e), method))?;
             // RFC 6749 §4.4.3: no refresh token for client_credentials.
-            Ok(token_response(TokenSet {
-                access: issued,
-                refresh_token: None,
-                id_token: None,
-            }))
+            Ok(token_response(
+                "client_credentials",
+                TokenSet {
+                    access: issued,
+                    refresh_token: None,
+                    id_token: None,
+                },
+            ))
         }
         "authorization_code" => {
             if !client.allows(GrantType::AuthorizationCode) {
@@ -106,7 +109,7 @@ async fn exchange(
             )
             .await
             .map_err(|e| grant_error(e, method))?;
-            Ok(token_response(set))
+            Ok(token_response("authorization_code", set))
         }
         "refresh_token" => {
             let request = RefreshRequest {
@@ -127,7 +130,7 @@ async fn exchange(
             )
             .await
             .map_err(|e| grant_error(e, method))?;
-            Ok(token_response(set))
+            Ok(token_response("refresh_token", set))
         }
         other => Err(OAuthError::unsupported_grant_type(format!(
             "unknown grant_type {other:?}"
@@ -135,8 +138,10 @@ async fn exchange(
     }
 }
 
-/// RFC 6749 §5.1 (and OpenID Connect Core §3.1.3.3 with `id_token`).
-fn token_response(set: TokenSet) -> Response {
+/// RFC 6749 §5.1 (and OpenID Connect Core §3.1.3.3 with `id_token`),
+/// counted under its `grant` (`latchkey_tokens_issued_total`).
+fn token_response(grant: &'static str, set: TokenSet) -> Response {
+    crate::metrics::token_issued(grant);
     let mut body = json!({
         "access_token": set.access.token,
         "token_type": "Bearer",

@@ -14,7 +14,7 @@ use app::domain::{
     web_session::WebSessionStore,
     Db,
 };
-use latchkey::config::ServeConfig;
+use latchkey::{config::ServeConfig, rate_limit::Config as RateLimits};
 
 /// Default PostgreSQL for tests (this machine kind runs one with trust auth).
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -160,7 +160,12 @@ impl TestServer {
 
     /// Starts a server; `issuer` defaults to the server's own address.
     pub async fn start_with_issuer(db: &Db, issuer: Option<&str>) -> TestServer {
-        Self::start_with(db, issuer, axum::Router::new()).await
+        Self::start_with(db, issuer, axum::Router::new(), RateLimits::off()).await
+    }
+
+    /// Starts a server with request limits (every other server has none).
+    pub async fn start_with_rate_limits(db: &Db, rate_limits: RateLimits) -> TestServer {
+        Self::start_with(db, None, axum::Router::new(), rate_limits).await
     }
 
     /// Starts a server with `extra` routes under the real middleware (a route
@@ -169,13 +174,14 @@ impl TestServer {
         db: &Db,
         extra: axum::Router<latchkey::http::AppState>,
     ) -> TestServer {
-        Self::start_with(db, None, extra).await
+        Self::start_with(db, None, extra, RateLimits::off()).await
     }
 
     async fn start_with(
         db: &Db,
         issuer: Option<&str>,
         extra: axum::Router<latchkey::http::AppState>,
+        rate_limits: RateLimits,
     ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -187,6 +193,8 @@ impl TestServer {
             site_root: "target/site".into(),
             throttle: Default::default(),
             trusted_proxies: Default::default(),
+            rate_limits,
+            metrics_addr: None,
         };
         let store = WebSessionStore::new(db).await.expect("session store");
         let keys = KeyRing::load_or_create(db, master_key())

@@ -31,6 +31,22 @@ impl Instance {
         let _ = self.child.wait();
     }
 
+    /// Waits for the process to end by itself (after `SIGTERM`, say): its
+    /// exit status. Panics if it has not within a minute.
+    pub fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "latchkey serve did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Freezes the process (`SIGSTOP`) or lets it go on (`SIGCONT`).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
@@ -152,6 +168,9 @@ pub async fn start_with(
         .env_remove("LATCHKEY_MASTER_KEY")
         .env("LATCHKEY_DATABASE_URL", db_url)
         .env("LATCHKEY_LOG", "warn")
+        // No request limits unless a test asks (`extra` flags win over these).
+        .env("LATCHKEY_RATE_LIMIT_PER_IP", "off")
+        .env("LATCHKEY_RATE_LIMIT_PER_CLIENT", "off")
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .args(["--issuer", issuer.unwrap_or(&base)])
         .arg("--site-root")

@@ -1,0 +1,135 @@
+//! The Content-Security-Policy of every HTML answer (W3C CSP Level 3), and
+//! HSTS when the issuer is https.
+//!
+//! Every request gets a fresh nonce ([`Nonce`], 128 random bits, a request
+//! extension); the Leptos renderers put it on the scripts they write
+//! (`leptos::nonce`), and [`content_security_policy`] names it in the header
+//! of an HTML response:
+//!
+//! ```text
+//! default-src 'self'; script-src 'self' 'nonce-…' 'wasm-unsafe-eval';
+//! style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none';
+//! frame-ancestors 'none'; form-action 'self' [origins]
+//! ```
+//!
+//! No inline script runs without the nonce, no inline style at all, nothing
+//! is loaded from elsewhere. `form-action` is checked by browsers on every
+//! redirect after a form is sent, so a page whose form ends at another site —
+//! the consent page at the app's redirect URI, the sign-in page at an
+//! upstream provider or (already consented) at the app, the logout page at
+//! the app's post-logout URI — names those origins in a [`FormAction`]
+//! response extension. Other answers (JSON, redirects) keep
+//! `frame-ancestors 'none'` from the router.
+
+use axum::{
+    extract::Request,
+    http::{header, HeaderValue},
+    middleware::Next,
+    response::Response,
+};
+
+/// This request's nonce (a request extension; base64url of 16 random bytes).
+#[derive(Clone, Debug)]
+pub struct Nonce(pub leptos::nonce::Nonce);
+
+/// Origins (`scheme://host[:port]`) a page's forms may end at besides this
+/// server: a response extension read by [`content_security_policy`].
+#[derive(Clone, Debug, Default)]
+pub struct FormAction(pub Vec<String>);
+
+impl FormAction {
+    /// The origin of each URL that has one (others are left out).
+    pub fn of<'a>(urls: impl IntoIterator<Item = &'a str>) -> FormAction {
+        let mut origins: Vec<String> = urls
+            .into_iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .map(|u| u.origin())
+            .filter(|o| o.is_tuple())
+            .map(|o| o.ascii_serialization())
+            .collect();
+        origins.sort();
+        origins.dedup();
+        FormAction(origins)
+    }
+}
+
+/// Middleware: a nonce for the request, the policy on an HTML response.
+pub async fn content_security_policy(mut request: Request, next: Next) -> Response {
+    let nonce = leptos::nonce::Nonce::new();
+    request.extensions_mut().insert(Nonce(nonce.clone()));
+    let mut response = next.run(request).await;
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html {
+        let extra = response
+            .extensions()
+            .get::<FormAction>()
+            .cloned()
+            .unwrap_or_default();
+        if let Ok(value) = HeaderValue::from_str(&policy(&nonce, &extra)) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
+    response
+}
+
+/// The policy of an HTML page with `nonce`.
+pub fn policy(nonce: &str, form_action: &FormAction) -> String {
+    let mut targets = String::from("'self'");
+    for origin in &form_action.0 {
+        // Origins are serialised by `url`: no spaces, quotes or semicolons.
+        targets.push(' ');
+        targets.push_str(origin);
+    }
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
+         frame-ancestors 'none'; form-action {targets}"
+    )
+}
+
+/// `Strict-Transport-Security` for an https issuer: a year, this host only
+/// (other hosts of the domain are not ours to decide for).
+pub fn hsts() -> HeaderValue {
+    HeaderValue::from_static("max-age=31536000")
+}
+
+/// The nonce of a request, for the Leptos renderers' context.
+pub fn leptos_nonce(extensions: &axum::http::Extensions) -> Option<leptos::nonce::Nonce> {
+    extensions.get::<Nonce>().map(|n| n.0.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_names_the_nonce_and_the_form_targets() {
+        let targets = FormAction::of([
+            "https://app.example/cb?x=1",
+            "https://APP.example:443/other",
+            "http://localhost:3200/cb",
+            "not a url",
+            "data:text/plain,x",
+        ]);
+        assert_eq!(targets.0, ["http://localhost:3200", "https://app.example"]);
+        let p = policy("abc", &targets);
+        assert!(p.contains("script-src 'self' 'nonce-abc' 'wasm-unsafe-eval';"));
+        assert!(p.ends_with("form-action 'self' http://localhost:3200 https://app.example"));
+        for directive in [
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+            "style-src 'self';",
+        ] {
+            assert!(p.contains(directive), "{directive}: {p}");
+        }
+        assert!(!p.contains("unsafe-inline"));
+        assert!(policy("abc", &FormAction::default()).ends_with("form-action 'self'"));
+    }
+}
