@@ -22,8 +22,9 @@
 //!   the caller's authentication (`client_auth::CACHE_TTL`), 503 after; a
 //!   token revoked before the outage is never active, not even in the first
 //!   200 ms;
-//! - `/oauth/userinfo` refuses (401 `invalid_token`, as for any token a stale
-//!   instance cannot vouch for);
+//! - `/oauth/userinfo` refuses: 503 while the instance is still fresh (it
+//!   cannot read the user), then 401 `invalid_token`, as for any token a
+//!   stale instance cannot vouch for — never 200;
 //! - the dashboard shows the plain "Something went wrong" page with a request
 //!   id, and a sign-in is refused with "not possible right now" before any
 //!   password is checked;
@@ -109,20 +110,26 @@ async fn postgres_goes_away(t: TestDb) {
     let before = Before::set_up(&t, &lk).await;
 
     proxy.cut();
-    // The only eventual step: until its last read of the revocation log is
-    // older than FRESH_FOR, the instance may still answer for the live token.
-    // The revoked one is never active, not even then.
+    // The only eventual step: the instance is stale once its last read of the
+    // revocation log is older than FRESH_FOR. Until then it may still answer
+    // for the live token from memory, while what needs the database fails
+    // (userinfo reads the user: 503); stale, it vouches for no token at all
+    // (userinfo 401). The revoked token is never active, not even before.
     let waiting = Instant::now();
     loop {
         before.never_active(&lk, &before.revoked).await;
         let answer = introspect(&lk, &before.job, &before.live).await;
         if answer != (StatusCode::OK, before.live_introspection.clone()) {
-            assert_fails_closed(&answer, "the live token, stale");
-            break;
+            assert_fails_closed(&answer, "the live token, the database away");
+        }
+        match userinfo(&lk, &before.openid_access).await {
+            StatusCode::UNAUTHORIZED => break,
+            StatusCode::SERVICE_UNAVAILABLE => {}
+            other => panic!("userinfo answered {other} with the database away"),
         }
         assert!(
             waiting.elapsed() < EVENTUALLY,
-            "the instance still vouches for a token {EVENTUALLY:?} after the database went away"
+            "the instance still vouches for tokens {EVENTUALLY:?} after the database went away"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -165,6 +172,25 @@ async fn postgres_goes_away(t: TestDb) {
     let (status, html) = page(&before.signed_in, &lk, "/").await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{html}");
     assert_something_went_wrong(&html);
+    // An app sending the signed-in person to authorize: the same page, no code.
+    let params = flow::authorize_params(&before.reader, "openid");
+    let res = send(
+        before
+            .signed_in
+            .get(lk.url("/oauth/authorize"))
+            .query(&params),
+        "authorize",
+    )
+    .await;
+    let (status, html) = (res.status(), res.text().await.unwrap());
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{html}");
+    assert_something_went_wrong(&html);
+    // What needs no database still answers: discovery, and the keys resource
+    // servers check tokens with.
+    for path in ["/.well-known/openid-configuration", "/oauth/jwks"] {
+        let res = send(reqwest::Client::new().get(lk.url(path)), path).await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
     // A new sign-in: refused before any password is checked, in words.
     assert_sign_in_not_possible(&lk, &before.username, StatusCode::INTERNAL_SERVER_ERROR).await;
 
