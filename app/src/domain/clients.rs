@@ -135,7 +135,8 @@ fn validate_name(raw: &str) -> DomainResult<String> {
 /// http(s) URIs need a host; script-ish schemes are refused outright.
 pub fn validate_redirect_uri(field: &'static str, raw: &str) -> DomainResult<String> {
     let bad = |why: &str| DomainError::invalid(field, format!("{raw:?} {why}"));
-    if raw.is_empty() || raw.trim() != raw || raw.chars().any(|c| c.is_control() || c == ' ') {
+    // Any whitespace, not only ASCII: a no-break space inside a URI is invisible in every list.
+    if raw.is_empty() || raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(bad("must be an absolute URI without spaces"));
     }
     let url = url::Url::parse(raw).map_err(|_| bad("is not an absolute URI"))?;
@@ -157,6 +158,17 @@ pub fn validate_redirect_uri(field: &'static str, raw: &str) -> DomainResult<Str
         }
         _ => Ok(raw.to_owned()),
     }
+}
+
+/// Whether `candidate` is one of the `registered` redirect URIs: an exact,
+/// byte-for-byte string match (RFC 6749 §3.1.2.3; OAuth 2.0 Security BCP,
+/// RFC 9700 §2.1). No normalisation of any kind: a different letter case
+/// (even of the scheme or host), a trailing slash, a default port written
+/// out, percent-encoding variants, userinfo or an added query are all other
+/// URIs. The authorization request and the logout redirect compare through
+/// this (the code redemption compares with its request's one URI the same way).
+pub fn redirect_uri_matches(registered: &[String], candidate: &str) -> bool {
+    registered.iter().any(|r| r == candidate)
 }
 
 /// A URL Latchkey itself calls, server to server (a back-channel logout URI,
@@ -790,5 +802,329 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("redirect_uri"));
+    }
+}
+
+/// Property tests of redirect-URI matching (exact only) and checking, and of
+/// scope names (RFC 6749 §3.3 NQCHAR). `PROPTEST_CASES` raises the case count.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A redirect URI as clients register them: https, http on loopback,
+    /// or an app's private-use scheme; a host, maybe a port, a path with
+    /// some percent-escapes, maybe a query.
+    fn registered_uri() -> impl Strategy<Value = String> {
+        let scheme = prop::sample::select(vec!["https", "http", "com.example.app"]);
+        let host = prop_oneof![
+            "[a-z][a-z0-9-]{0,8}(\\.[a-z]{2,5}){1,2}",
+            Just("127.0.0.1".to_owned()),
+            Just("localhost".to_owned()),
+            Just("[::1]".to_owned()),
+        ];
+        let port = prop::option::of(1024u16..65535);
+        let path = prop::collection::vec(
+            prop_oneof![
+                "[A-Za-z0-9._~-]{1,8}",
+                Just("%7E".to_owned()),
+                Just("%2Fx".to_owned()),
+                Just("caf%C3%A9".to_owned()),
+            ],
+            0..4,
+        );
+        let slash = any::<bool>();
+        let query = prop::option::of("[a-z]{1,5}=[a-z0-9]{0,5}");
+        (scheme, host, port, path, slash, query).prop_map(
+            |(scheme, host, port, path, slash, query)| {
+                let mut uri = format!("{scheme}://{host}");
+                if let Some(port) = port {
+                    uri.push_str(&format!(":{port}"));
+                }
+                for segment in path {
+                    uri.push('/');
+                    uri.push_str(&segment);
+                }
+                if slash {
+                    uri.push('/');
+                }
+                if let Some(query) = query {
+                    uri.push('?');
+                    uri.push_str(&query);
+                }
+                uri
+            },
+        )
+    }
+
+    /// Ways to change a URI that some URL normalisers would call "the same".
+    #[derive(Clone, Copy, Debug)]
+    enum Change {
+        /// One ASCII letter in the other case (scheme, host, path or query).
+        LetterCase,
+        TrailingSlash,
+        AddedQuery,
+        /// One path character percent-encoded, or an escape decoded.
+        PercentEncoding,
+        /// The hex digits of an escape in the other case.
+        EscapeCase,
+        Userinfo,
+        /// A default port written out, the port changed or dropped.
+        Port,
+        Fragment,
+        /// A trailing dot on the host (the same name in DNS).
+        HostDot,
+        /// `/./`, `//` or `/x/..` in the path.
+        DotSegments,
+        Whitespace,
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop::sample::select(vec![
+            Change::LetterCase,
+            Change::TrailingSlash,
+            Change::AddedQuery,
+            Change::PercentEncoding,
+            Change::EscapeCase,
+            Change::Userinfo,
+            Change::Port,
+            Change::Fragment,
+            Change::HostDot,
+            Change::DotSegments,
+            Change::Whitespace,
+        ])
+    }
+
+    /// Where the authority ends (the path, query or end of the URI starts).
+    fn authority_end(uri: &str) -> usize {
+        let start = uri.find("://").unwrap() + 3;
+        uri[start..]
+            .find(['/', '?'])
+            .map_or(uri.len(), |i| start + i)
+    }
+
+    fn apply(uri: &str, change: Change, pick: prop::sample::Index) -> String {
+        let start = uri.find("://").unwrap() + 3;
+        let end = authority_end(uri);
+        let (path_end, query) = match uri.find('?') {
+            Some(q) => (q, true),
+            None => (uri.len(), false),
+        };
+        let mut out = uri.to_owned();
+        match change {
+            Change::LetterCase => {
+                let letters: Vec<usize> = uri
+                    .char_indices()
+                    .filter(|(_, c)| c.is_ascii_alphabetic())
+                    .map(|(i, _)| i)
+                    .collect();
+                let i = letters[pick.index(letters.len())];
+                let c = uri.as_bytes()[i] as char;
+                let flipped = if c.is_ascii_lowercase() {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                };
+                out.replace_range(i..=i, &flipped.to_string());
+            }
+            Change::TrailingSlash => {
+                if uri[..path_end].ends_with('/') {
+                    out.replace_range(path_end - 1..path_end, "");
+                } else {
+                    out.insert(path_end, '/');
+                }
+            }
+            Change::AddedQuery => out.push_str(if query { "&x=1" } else { "?x=1" }),
+            Change::PercentEncoding => {
+                let path = &uri[end..path_end];
+                if let Some(i) = path.find('%') {
+                    // Decode the first escape (the decoded character may be
+                    // multi-byte: write it back as raw bytes' text only if ASCII).
+                    let hex = &path[i + 1..i + 3];
+                    let byte = u8::from_str_radix(hex, 16).unwrap();
+                    let decoded = if byte.is_ascii() {
+                        (byte as char).to_string()
+                    } else {
+                        "\u{e9}".to_owned()
+                    };
+                    out.replace_range(end + i..end + i + 3, &decoded);
+                } else {
+                    let chars: Vec<usize> = path
+                        .char_indices()
+                        .filter(|(_, c)| c.is_ascii_alphanumeric() || *c == '/')
+                        .map(|(i, _)| end + i)
+                        .collect();
+                    if chars.is_empty() {
+                        out.insert_str(end, "/%7E");
+                    } else {
+                        let i = chars[pick.index(chars.len())];
+                        let escaped = format!("%{:02X}", uri.as_bytes()[i]);
+                        out.replace_range(i..=i, &escaped);
+                    }
+                }
+            }
+            Change::EscapeCase => match uri.find('%') {
+                Some(i) => {
+                    let hex = &uri[i + 1..i + 3];
+                    let other = if hex.chars().any(|c| c.is_ascii_uppercase()) {
+                        hex.to_ascii_lowercase()
+                    } else {
+                        hex.to_ascii_uppercase()
+                    };
+                    out.replace_range(i + 1..i + 3, &other);
+                }
+                None => out.insert_str(end, "/%7e"),
+            },
+            Change::Userinfo => {
+                let userinfo = ["user@", "user:pw@", "@", ":@"][pick.index(4)];
+                out.insert_str(start, userinfo);
+            }
+            Change::Port => {
+                let authority = &uri[start..end];
+                let bracket = authority.rfind(']').unwrap_or(0);
+                match authority[bracket..].rfind(':') {
+                    Some(colon) => {
+                        let colon = start + bracket + colon;
+                        let replacement = ["", ":443", ":80", ":1", ":0", ":08080"][pick.index(6)];
+                        // A changed port, or dropped: never the same text.
+                        let replacement = if uri[colon..end] == *replacement {
+                            ":2"
+                        } else {
+                            replacement
+                        };
+                        out.replace_range(colon..end, replacement);
+                    }
+                    None => {
+                        let default = if uri.starts_with("http://") {
+                            ":80"
+                        } else {
+                            ":443"
+                        };
+                        out.insert_str(end, [default, ":", ":8443"][pick.index(3)]);
+                    }
+                }
+            }
+            Change::Fragment => out.push_str(["#", "#x", "#/cb"][pick.index(3)]),
+            Change::HostDot => {
+                let authority = &uri[start..end];
+                let host_end = match authority.rfind(':') {
+                    Some(colon) if !authority[colon..].contains(']') => start + colon,
+                    _ => end,
+                };
+                out.insert(host_end, '.');
+            }
+            Change::DotSegments => {
+                let segment = ["/.", "/./", "//", "/x/.."][pick.index(4)];
+                out.insert_str(path_end, segment);
+            }
+            Change::Whitespace => {
+                let space = [" ", "\t", "\n", "%20", "+"][pick.index(5)];
+                if pick.index(2) == 0 {
+                    out.insert_str(0, space);
+                } else {
+                    out.push_str(space);
+                }
+            }
+        }
+        out
+    }
+
+    /// NQCHAR (RFC 6749 §3.3): %x21 / %x23-5B / %x5D-7E, written out.
+    fn is_nqchar(c: char) -> bool {
+        c == '!' || ('#'..='[').contains(&c) || (']'..='~').contains(&c)
+    }
+
+    proptest! {
+        #![proptest_config(super::super::proptest_config(256))]
+
+        /// The generated URIs are ones registration accepts, each matches
+        /// itself, and any change to it — case, a slash, a query, an escape,
+        /// userinfo, a port, a fragment, a dot, whitespace — does not match.
+        #[test]
+        fn only_the_registered_uri_itself_matches(
+            uri in registered_uri(),
+            others in prop::collection::vec(registered_uri(), 0..3),
+            change in change(),
+            pick in any::<prop::sample::Index>(),
+        ) {
+            prop_assert_eq!(validate_redirect_uri("redirect_uri", &uri).ok(), Some(uri.clone()));
+            let mut registered = others.clone();
+            registered.push(uri.clone());
+            prop_assert!(redirect_uri_matches(&registered, &uri));
+            let changed = apply(&uri, change, pick);
+            prop_assert_ne!(&changed, &uri, "{:?} changed nothing", change);
+            prop_assert_eq!(
+                redirect_uri_matches(&registered, &changed),
+                others.contains(&changed),
+                "{:?} made {:?} from {:?}", change, changed, uri
+            );
+            prop_assert!(!redirect_uri_matches(&[uri.clone()], &changed));
+            prop_assert!(!redirect_uri_matches(&[], &uri));
+        }
+
+        /// Any text is answered without a panic, and what registration
+        /// accepts is an absolute URI without whitespace, controls or a
+        /// fragment, kept exactly as written.
+        #[test]
+        fn redirect_uri_checks_take_any_text(
+            raw in prop_oneof![
+                any::<String>(),
+                "[a-zA-Z.+-]{1,8}:[ -~]{0,30}",
+                "(https?|HTTPS?|javascript|data):(//)?[ -~]{0,30}",
+                registered_uri().prop_map(|u| format!("{u}#")),
+                (
+                    registered_uri(),
+                    prop_oneof![
+                        prop::sample::select(vec!['\u{a0}', '\u{2028}', '\u{3000}', '\u{85}', '\u{feff}', '\u{200b}']),
+                        any::<char>(),
+                    ],
+                    any::<prop::sample::Index>(),
+                )
+                    .prop_map(|(u, c, at)| {
+                        let mut u = u;
+                        let mut i = at.index(u.len() + 1);
+                        while !u.is_char_boundary(i) {
+                            i -= 1;
+                        }
+                        u.insert(i, c);
+                        u
+                    }),
+            ],
+        ) {
+            if let Ok(uri) = validate_redirect_uri("redirect_uri", &raw) {
+                prop_assert_eq!(&uri, &raw);
+                prop_assert!(!uri.contains('#'));
+                prop_assert!(!uri.chars().any(|c| c.is_control() || c.is_whitespace()), "{:?}", uri);
+                let url = url::Url::parse(&uri);
+                prop_assert!(url.is_ok(), "{:?}", uri);
+                let scheme = url.unwrap().scheme().to_owned();
+                prop_assert!(
+                    !["javascript", "data", "vbscript", "file", "blob", "about"].contains(&scheme.as_str()),
+                    "{:?}", uri
+                );
+            }
+        }
+
+        /// A scope name is accepted exactly when it is 1–128 NQCHARs, and
+        /// then kept as it is.
+        #[test]
+        fn scope_names_are_nqchar_tokens(
+            raw in prop_oneof![
+                "[!#-\\[\\]-~]{1,130}",
+                "[ -~]{0,20}",
+                "[!#-\\[\\]-~]{0,8}[\"\\\\ \t\u{7f}\u{80}é][!#-\\[\\]-~]{0,8}",
+                any::<String>(),
+            ],
+        ) {
+            let expected = (1..=128).contains(&raw.chars().count()) && raw.chars().all(is_nqchar);
+            match validate_scope(&raw) {
+                Ok(kept) => {
+                    prop_assert!(expected, "accepted {:?}", raw);
+                    prop_assert_eq!(kept, raw);
+                }
+                Err(_) => prop_assert!(!expected, "refused {:?}", raw),
+            }
+        }
     }
 }

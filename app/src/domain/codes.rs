@@ -10,7 +10,7 @@
 use super::{
     audit::{AuditEvent, AuditKind},
     clients::{Client, GrantType},
-    grants::{issuer_locks, s256_challenge, valid_code_verifier, LIVE_AUTHORITY_SQL},
+    grants::{issuer_locks, pkce_verifier_matches, valid_code_verifier, LIVE_AUTHORITY_SQL},
     keys::KeyRing,
     login_sessions::ClientInfo,
     policy,
@@ -329,7 +329,7 @@ fn check(row: &CodeRow, r: &Redemption<'_>, at: i64) -> Option<String> {
         return Some("redirect_uri differs from the one of the authorization request".into());
     }
     match (&row.code_challenge, r.code_verifier) {
-        (Some(challenge), Some(verifier)) if s256_challenge(verifier) == *challenge => None,
+        (Some(challenge), Some(verifier)) if pkce_verifier_matches(challenge, verifier) => None,
         (Some(_), Some(_)) => Some("code_verifier does not match the code_challenge".into()),
         (Some(_), None) => {
             Some("code_verifier is required: the request sent a code_challenge".into())

@@ -93,6 +93,13 @@ pub fn s256_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
+/// RFC 7636 §4.6 with S256 only: `verifier` is a well-formed code verifier
+/// ([`valid_code_verifier`]) whose S256 challenge is exactly `challenge`. A
+/// verifier equal to its challenge (`plain`) or of any other form fails.
+pub fn pkce_verifier_matches(challenge: &str, verifier: &str) -> bool {
+    valid_code_verifier(verifier) && s256_challenge(verifier) == challenge
+}
+
 /// A user's live consent to a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
@@ -306,5 +313,156 @@ mod tests {
         assert_eq!(requested, vec!["openid", "email"]);
         assert_eq!(Grant::missing(Some(&grant), &requested), vec!["email"]);
         assert_eq!(Grant::missing(None, &requested).len(), 2);
+    }
+}
+
+/// Property tests of the PKCE rules (RFC 7636 §4.1, §4.2, §4.6) and of
+/// splitting a scope string. `PROPTEST_CASES` raises the case count.
+#[cfg(test)]
+mod proptests {
+    use base64::engine::general_purpose::STANDARD;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// RFC 7636 §4.1's `unreserved`, written out.
+    const UNRESERVED: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
+
+    /// The rule as the RFC states it: 43–128 characters, each unreserved.
+    fn is_verifier(s: &str) -> bool {
+        (43..=128).contains(&s.chars().count()) && s.chars().all(|c| UNRESERVED.contains(c))
+    }
+
+    fn verifier() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9._~-]{43,128}"
+    }
+
+    /// Strings near the rule: unreserved characters of a length at or
+    /// near a bound (or any length), sometimes with one foreign character.
+    fn near_verifier() -> impl Strategy<Value = String> {
+        let length = prop_oneof![
+            prop::sample::select(vec![0usize, 1, 41, 42, 43, 44, 127, 128, 129, 130]),
+            0usize..200,
+        ];
+        let unreserved: Vec<char> = UNRESERVED.chars().collect();
+        (
+            length.prop_flat_map(move |n| {
+                prop::collection::vec(prop::sample::select(unreserved.clone()), n)
+                    .prop_map(|chars| chars.into_iter().collect::<String>())
+            }),
+            any::<prop::sample::Index>(),
+            prop::option::of(prop_oneof![
+                prop::sample::select(vec![
+                    ' ', '+', '/', '=', '%', '!', '*', '\'', '(', ')', ':', '\0', 'é', 'Ａ', '٣',
+                ]),
+                any::<char>(),
+            ]),
+        )
+            .prop_map(|(s, at, foreign)| match foreign {
+                None => s,
+                Some(_) if s.is_empty() => s,
+                Some(c) => {
+                    let mut chars: Vec<char> = s.chars().collect();
+                    let i = at.index(chars.len());
+                    chars[i] = c;
+                    chars.into_iter().collect()
+                }
+            })
+    }
+
+    /// SHA-256 then base64url without padding, through another encoder.
+    fn reference_challenge(verifier: &str) -> String {
+        STANDARD
+            .encode(Sha256::digest(verifier.as_bytes()))
+            .replace('+', "-")
+            .replace('/', "_")
+            .trim_end_matches('=')
+            .to_owned()
+    }
+
+    proptest! {
+        #![proptest_config(super::super::proptest_config(256))]
+
+        /// A code verifier is accepted exactly when RFC 7636 §4.1 allows it.
+        #[test]
+        fn verifiers_follow_rfc_7636(
+            s in prop_oneof![verifier(), near_verifier(), any::<String>()],
+        ) {
+            prop_assert_eq!(valid_code_verifier(&s), is_verifier(&s), "{:?}", s);
+        }
+
+        /// The S256 challenge of a verifier is BASE64URL(SHA256(verifier)),
+        /// a well-formed challenge, and only that verifier matches it.
+        #[test]
+        fn only_the_verifier_matches_its_s256_challenge(
+            v in verifier(),
+            other in prop_oneof![verifier(), near_verifier(), any::<String>()],
+        ) {
+            let challenge = s256_challenge(&v);
+            prop_assert_eq!(&challenge, &reference_challenge(&v));
+            prop_assert!(valid_code_challenge(&challenge));
+            prop_assert!(pkce_verifier_matches(&challenge, &v));
+            if other != v {
+                prop_assert!(!pkce_verifier_matches(&challenge, &other), "{:?}", other);
+            }
+            // `plain`: the verifier sent as its own challenge.
+            prop_assert!(!pkce_verifier_matches(&v, &v));
+        }
+
+        /// A verifier that breaks §4.1 fails even against its own S256 challenge.
+        #[test]
+        fn malformed_verifiers_never_match(s in prop_oneof![near_verifier(), any::<String>()]) {
+            if !is_verifier(&s) {
+                prop_assert!(!pkce_verifier_matches(&s256_challenge(&s), &s), "{:?}", s);
+            }
+        }
+
+        /// A code challenge is 43 base64url characters, nothing else.
+        #[test]
+        fn challenges_are_43_base64url_characters(
+            s in prop_oneof!["[A-Za-z0-9_-]{40,46}", "[A-Za-z0-9_=+/.~-]{43}", any::<String>()],
+        ) {
+            let expected = s.chars().count() == 43
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            prop_assert_eq!(valid_code_challenge(&s), expected, "{:?}", s);
+        }
+
+        /// Well-formed scope strings (RFC 6749 §3.3: tokens of NQCHAR
+        /// separated by spaces) split back into their tokens, whatever the
+        /// spacing.
+        #[test]
+        fn scope_strings_round_trip(
+            scopes in prop::collection::btree_set("[!#-\\[\\]-~]{1,16}", 0..8),
+            gaps in prop::collection::vec(1usize..4, 9),
+        ) {
+            let scopes: Vec<String> = scopes.into_iter().collect();
+            let mut text = " ".repeat(gaps[8] - 1);
+            for (i, s) in scopes.iter().enumerate() {
+                text.push_str(s);
+                text.push_str(&" ".repeat(gaps[i]));
+            }
+            prop_assert_eq!(split_scopes(&text), scopes.clone());
+            prop_assert_eq!(split_scopes(&scopes.join(" ")), scopes);
+        }
+
+        /// Any text splits into its distinct space-separated pieces, in
+        /// order of first appearance: a repeated scope counts once, and no
+        /// piece is empty or holds a space.
+        #[test]
+        fn scope_splitting_drops_repeats_only(
+            text in prop_oneof![
+                any::<String>(),
+                prop::collection::vec(prop::sample::select(vec!["openid", "email", "a", " ", "  ", "x:y"]), 0..12)
+                    .prop_map(|parts| parts.concat()),
+            ],
+        ) {
+            let mut expected: Vec<String> = Vec::new();
+            for piece in text.split(' ') {
+                if !piece.is_empty() && !expected.iter().any(|e| e == piece) {
+                    expected.push(piece.to_owned());
+                }
+            }
+            prop_assert_eq!(split_scopes(&text), expected);
+        }
     }
 }

@@ -60,3 +60,19 @@ pub mod web_session;
 
 pub use error::{DomainError, DomainResult};
 pub use store::Db;
+
+/// The settings of the modules' property tests (`proptest`): `cases` cases
+/// unless `PROPTEST_CASES` asks for another number (long runs), and no
+/// regression files written into the source tree (a failure prints its
+/// minimal input; put it in a unit test).
+#[cfg(test)]
+pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    let mut config = proptest::test_runner::Config {
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    };
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
+    }
+    config
+}

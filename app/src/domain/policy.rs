@@ -530,3 +530,93 @@ mod tests {
         assert!(back.over(&base()).refresh_enabled);
     }
 }
+
+/// Property tests of durations (`90s`, `15m`, `1h`, `30d`, plain seconds):
+/// [`duration_secs`] against the rule written out, and the round trip
+/// through [`format_duration`]. `PROPTEST_CASES` raises the case count.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The rule written out: around optional whitespace, ASCII digits and
+    /// at most one unit; the value, computed without overflow, at most
+    /// [`MAX_DURATION_SECS`].
+    fn expected(raw: &str) -> Result<i64, BadDuration> {
+        let text = raw.trim();
+        let (digits, factor) = match text.chars().last() {
+            Some('s') => (&text[..text.len() - 1], 1u128),
+            Some('m') => (&text[..text.len() - 1], 60),
+            Some('h') => (&text[..text.len() - 1], 3600),
+            Some('d') => (&text[..text.len() - 1], 86400),
+            _ => (text, 1),
+        };
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return Err(BadDuration::NotADuration);
+        }
+        let value = digits
+            .chars()
+            .try_fold(0u128, |n, c| {
+                n.checked_mul(10)?.checked_add(u128::from(c as u8 - b'0'))
+            })
+            .and_then(|n| n.checked_mul(factor));
+        match value {
+            Some(secs) if secs <= MAX_DURATION_SECS as u128 => Ok(secs as i64),
+            _ => Err(BadDuration::TooLong),
+        }
+    }
+
+    fn durationish() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[ \t]{0,2}[0-9]{1,22}[smhd]?[ \t]{0,2}",
+            "[-+]?[0-9]{0,4}([.,][0-9]{1,3})?(s|m|h|d|ms|sec|min|H|D|w|y|µs| s|ss|)",
+            "[0-9smhd \u{a0}\u{3000}٣０]{0,8}",
+            prop::sample::select(vec![
+                "", "s", "m", "+5m", "-5m", "5 m", "5.5h", "5mm", "5ms", "1w", "٥m", "５m", "5M",
+                "1_000s", "0x10", "36500d", "36501d", "3153600000", "3153600001",
+                "99999999999999999999d", " 15m ", "\u{3000}15m",
+            ])
+            .prop_map(str::to_owned),
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(super::super::proptest_config(256))]
+
+        /// Any text gets exactly the answer the rule gives, and no panic.
+        #[test]
+        fn durations_follow_the_rule(raw in durationish()) {
+            prop_assert_eq!(duration_secs(&raw), expected(&raw), "{:?}", raw);
+            prop_assert_eq!(parse_duration("ttl", &raw).ok(), expected(&raw).ok());
+        }
+
+        /// Every number with every unit means what it says, up to the bound.
+        #[test]
+        fn number_and_unit_mean_what_they_say(
+            n in prop_oneof![0u64..100_000, any::<u64>()],
+            unit in prop::sample::select(vec![("", 1u128), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]),
+        ) {
+            let secs = u128::from(n) * unit.1;
+            let parsed = duration_secs(&format!("{n}{}", unit.0));
+            if secs <= MAX_DURATION_SECS as u128 {
+                prop_assert_eq!(parsed, Ok(secs as i64));
+            } else {
+                prop_assert_eq!(parsed, Err(BadDuration::TooLong));
+            }
+        }
+
+        /// What is shown reads back as the same number of seconds, in the
+        /// largest unit that divides it.
+        #[test]
+        fn formatted_durations_round_trip(secs in prop_oneof![0i64..=MAX_DURATION_SECS, (0i64..=36_500).prop_map(|d| d * 86_400)]) {
+            let shown = format_duration(secs);
+            prop_assert_eq!(duration_secs(&shown), Ok(secs), "{}", shown);
+            let unit = shown.chars().last().unwrap();
+            let factor = match unit { 'd' => 86_400, 'h' => 3600, 'm' => 60, _ => 1 };
+            let larger = [86_400, 3600, 60].into_iter().find(|f| secs > 0 && secs % f == 0).unwrap_or(1);
+            prop_assert_eq!(factor, larger, "{}", shown);
+        }
+    }
+}

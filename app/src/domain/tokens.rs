@@ -96,9 +96,11 @@ pub fn sign_access_token(
 }
 
 /// The scopes granted for a request: requested ⊆ allowed (RFC 6749 §3.3);
-/// nothing requested → everything allowed.
+/// nothing requested → everything allowed. Scope tokens are separated by
+/// spaces only: a tab, a line break or any other character is part of a
+/// token (and no allowed scope holds one), never trimmed away.
 pub fn narrow_scope(requested: Option<&str>, allowed: &[String]) -> DomainResult<String> {
-    match requested.map(str::trim).filter(|s| !s.is_empty()) {
+    match requested.filter(|s| s.split(' ').any(|s| !s.is_empty())) {
         None => Ok(allowed.join(" ")),
         Some(requested) => {
             let mut scopes: Vec<&str> = Vec::new();
@@ -498,5 +500,67 @@ mod one_or_many {
             OneOrMany::One(one) => vec![one],
             OneOrMany::Many(many) => many,
         })
+    }
+}
+
+/// Property tests of [`narrow_scope`], the scope parameter of the token
+/// endpoint (RFC 6749 §3.3, §6). `PROPTEST_CASES` raises the case count.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A requested scope parameter: allowed names, unknown names, names
+    /// with characters outside NQCHAR, and separators of every kind.
+    fn requested(allowed: Vec<String>) -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            prop::sample::select(allowed),
+            "[!#-\\[\\]-~]{1,8}",
+            prop::sample::select(vec![
+                " ", "  ", "\t", "\n", "\r", "\u{a0}", "\u{3000}", "\"", "\\", "é", "openid\t",
+            ])
+            .prop_map(str::to_owned),
+        ];
+        prop_oneof![
+            prop::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat()),
+            any::<String>(),
+        ]
+    }
+
+    fn case() -> impl Strategy<Value = (Vec<String>, String)> {
+        prop::collection::btree_set("[!#-\\[\\]-~]{1,8}", 1..6).prop_flat_map(|allowed| {
+            let allowed: Vec<String> = allowed.into_iter().collect();
+            (Just(allowed.clone()), requested(allowed))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(super::super::proptest_config(256))]
+
+        /// The granted scope is the requested names, each once, in order,
+        /// when every one of them is allowed; a request naming anything
+        /// else — an unknown name, or one holding a character outside
+        /// NQCHAR (a tab, a non-breaking space) — is refused. Nothing
+        /// requested grants everything allowed.
+        #[test]
+        fn scope_narrows_to_allowed_names_only((allowed, requested) in case()) {
+            let pieces: Vec<&str> = requested.split(' ').filter(|p| !p.is_empty()).collect();
+            let result = narrow_scope(Some(&requested), &allowed);
+            if pieces.is_empty() {
+                prop_assert_eq!(result.ok(), Some(allowed.join(" ")));
+            } else if pieces.iter().all(|p| allowed.iter().any(|a| a == p)) {
+                let mut expected: Vec<&str> = Vec::new();
+                for p in pieces {
+                    if !expected.contains(&p) {
+                        expected.push(p);
+                    }
+                }
+                prop_assert_eq!(result.ok(), Some(expected.join(" ")));
+            } else {
+                prop_assert!(result.is_err(), "granted {:?} for {:?}", result.ok(), requested);
+            }
+            prop_assert_eq!(narrow_scope(None, &allowed).ok(), Some(allowed.join(" ")));
+        }
     }
 }
