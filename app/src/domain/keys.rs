@@ -1615,7 +1615,12 @@ mod proptests {
             1 => Just(None),
         ];
         let other_kid = prop::sample::select(vec![
-            "ours-EdDSA", "ours-RS256", "theirs-EdDSA", "theirs-RS256", "ours-rs256", "",
+            "ours-EdDSA",
+            "ours-RS256",
+            "theirs-EdDSA",
+            "theirs-RS256",
+            "ours-rs256",
+            "",
         ])
         .prop_map(|k| Some(k.to_owned()));
         let kid_field = prop_oneof![
