@@ -25,6 +25,10 @@ cargo test -p app -p latchkey --features app/ssr
 echo "==> the resource-server guard (latchkey-resource)"
 cargo test -p latchkey-resource
 
+# A real server on SQLite; the admin API fuzzed from its own OpenAPI document.
+echo "==> the admin API against its OpenAPI document (schemathesis)"
+bash scripts/schemathesis.sh
+
 # After cargo test, so the server binary the browser tests start is this build's.
 echo "==> building the site (cargo leptos build)"
 cargo leptos build

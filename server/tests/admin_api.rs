@@ -29,6 +29,7 @@ on_both_backends!(
     openapi_document_lists_every_route_and_the_bearer_scheme,
     resource_servers_are_registered_read_and_removed,
     upstream_providers_are_added_read_changed_and_removed,
+    unreadable_queries_are_documented_400s,
 );
 
 const ADMIN_SCOPE: &str = "latchkey:admin";
@@ -1772,6 +1773,53 @@ async fn upstream_providers_are_added_read_changed_and_removed(t: TestDb) {
         audited.as_deref(),
         Some("4"),
         "added, changed twice, removed"
+    );
+    t.cleanup().await;
+}
+
+/// Found by schemathesis (scripts/schemathesis.sh): every operation that
+/// reads a query answers 400 for one it cannot read (a repeated parameter),
+/// and its OpenAPI document must list that 400 — the document's operations
+/// with query parameters are the ones checked, so a new one is covered too.
+async fn unreadable_queries_are_documented_400s(t: TestDb) {
+    let (server, _admin, token) = setup(&t).await;
+    let api = Api::new(&server, &token);
+    let doc = reqwest::get(server.url("/api/admin/openapi.json"))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let mut checked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(query) = op["parameters"].as_array().and_then(|ps| {
+                ps.iter()
+                    .find(|p| p["in"] == "query")
+                    .and_then(|p| p["name"].as_str())
+            }) else {
+                continue;
+            };
+            assert_eq!(method, "get", "{method} {path}");
+            let answer = api.get(&format!("{path}?{query}=1&{query}=2")).await;
+            answer.error(StatusCode::BAD_REQUEST, "invalid_request", None);
+            assert!(
+                op["responses"]["400"]["content"]["application/json"].is_object(),
+                "{method} {path} answers 400 but does not document it"
+            );
+            checked.push(path.clone());
+        }
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        [
+            "/api/admin/audit",
+            "/api/admin/audit/export",
+            "/api/admin/clients",
+            "/api/admin/users"
+        ],
+        "the operations that take a query"
     );
     t.cleanup().await;
 }

@@ -143,6 +143,7 @@ impl AuditQuery {
     params(AuditQuery),
     responses(
         (status = 200, description = "One page of events, newest first", body = AuditPageView),
+        (status = 400, description = "The query cannot be read: a parameter is repeated, or not text", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "No latchkey:admin scope", body = ErrorBody),
         (status = 422, description = "A bad filter or page; `field` names it", body = ErrorBody),
@@ -176,6 +177,7 @@ pub async fn list(
             (String = "text/csv"),
             (Vec<AuditEventView> = "application/json"),
         )),
+        (status = 400, description = "The query cannot be read: a parameter is repeated, or not text", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "No latchkey:admin scope", body = ErrorBody),
         (status = 422, description = "A bad filter or format; `field` names it", body = ErrorBody),

@@ -249,6 +249,7 @@ pub struct SearchQuery {
     params(SearchQuery),
     responses(
         (status = 200, description = "Clients not deleted, by name", body = ClientList),
+        (status = 400, description = "The query cannot be read: a parameter is repeated, or not text", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "No latchkey:admin scope", body = ErrorBody),
         (status = 422, description = "Search string too long", body = ErrorBody),

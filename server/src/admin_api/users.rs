@@ -197,6 +197,7 @@ fn failed(doing: &'static str) -> impl Fn(app::domain::DomainError) -> ApiError 
     params(UserQuery),
     responses(
         (status = 200, description = "Users by name", body = UserList),
+        (status = 400, description = "The query cannot be read: a parameter is repeated, or not text", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "No latchkey:admin scope", body = ErrorBody),
         (status = 422, description = "Search string too long", body = ErrorBody),
