@@ -50,4 +50,9 @@ else
 fi
 LATCHKEY_BIN="$CARGO_TARGET_DIR/release/latchkey" CRASH_RUNS=20 bash bench/crash-loop.sh
 
+# The release layout the crash loop was built with (no second build), started
+# as README's "Deploying" documents it: signs in over HTTP and in Chromium.
+echo "==> the release layout (scripts/test-release.sh)"
+bash scripts/test-release.sh --layout "$CARGO_TARGET_DIR/release-layout"
+
 echo "==> all tests passed in $(( $(date +%s) - started ))s"
