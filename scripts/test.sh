@@ -43,11 +43,7 @@ echo "==> end-to-end tests (Playwright, Chromium)"
 # moments under load, 20 times on SQLite and 20 on PostgreSQL, its invariants
 # checked after each kill and restart (bench/README.md, "Crash safety").
 echo "==> crash safety (bench/crash-loop.sh, 20 kills per database, release binary)"
-if [ -f scripts/build-release.sh ]; then
-  bash scripts/build-release.sh "$CARGO_TARGET_DIR/release-layout"
-else
-  cargo build --release -p latchkey
-fi
+bash scripts/build-release.sh "$CARGO_TARGET_DIR/release-layout"
 LATCHKEY_BIN="$CARGO_TARGET_DIR/release/latchkey" CRASH_RUNS=20 bash bench/crash-loop.sh
 
 # The release layout the crash loop was built with (no second build), started

@@ -238,7 +238,7 @@ pub struct ServeArgs {
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_PER_CLIENT", default_value = crate::rate_limit::Config::DEFAULT_PER_CLIENT)]
     pub rate_limit_per_client: String,
 
-    /// What a request answered 401 (failed client authentication, a bad token) costs at its address, in requests (1-1000).
+    /// What a failed client authentication (wrong client credentials, a bad admin API token) costs at its address, in requests (1-1000).
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_FAILURE_COST", default_value = crate::rate_limit::Config::DEFAULT_FAILURE_COST)]
     pub rate_limit_failure_cost: String,
 

@@ -32,20 +32,34 @@ use axum::{
 #[derive(Clone, Debug)]
 pub struct Nonce(pub leptos::nonce::Nonce);
 
-/// Origins (`scheme://host[:port]`) a page's forms may end at besides this
-/// server: a response extension read by [`content_security_policy`].
+/// Origins (`scheme://host[:port]`, or `scheme:` for a native app's own
+/// scheme) a page's forms may end at besides this server: a response
+/// extension read by [`content_security_policy`].
 #[derive(Clone, Debug, Default)]
 pub struct FormAction(pub Vec<String>);
 
 impl FormAction {
-    /// The origin of each URL that has one (others are left out).
+    /// The origin of each URL, or its scheme when it has no host; what does
+    /// not parse is left out.
     pub fn of<'a>(urls: impl IntoIterator<Item = &'a str>) -> FormAction {
         let mut origins: Vec<String> = urls
             .into_iter()
             .filter_map(|u| url::Url::parse(u).ok())
-            .map(|u| u.origin())
-            .filter(|o| o.is_tuple())
-            .map(|o| o.ascii_serialization())
+            .filter_map(|u| {
+                let origin = u.origin();
+                if origin.is_tuple() {
+                    Some(origin.ascii_serialization())
+                } else if matches!(
+                    u.scheme(),
+                    "data" | "javascript" | "vbscript" | "blob" | "file" | "filesystem" | "about"
+                ) {
+                    None
+                } else {
+                    // A native app's private-use scheme (RFC 8252 §7.1,
+                    // `com.example.app:/cb`): a scheme source.
+                    Some(format!("{}:", u.scheme()))
+                }
+            })
             .collect();
         origins.sort();
         origins.dedup();
@@ -115,12 +129,25 @@ mod tests {
             "https://APP.example:443/other",
             "http://localhost:3200/cb",
             "not a url",
+            "com.example.app:/oauth2redirect",
+            // Never a source: these would let a form post anywhere.
             "data:text/plain,x",
+            "javascript:alert(1)",
+            "blob:https://app.example/1",
         ]);
-        assert_eq!(targets.0, ["http://localhost:3200", "https://app.example"]);
+        assert_eq!(
+            targets.0,
+            [
+                "com.example.app:",
+                "http://localhost:3200",
+                "https://app.example"
+            ]
+        );
         let p = policy("abc", &targets);
         assert!(p.contains("script-src 'self' 'nonce-abc' 'wasm-unsafe-eval';"));
-        assert!(p.ends_with("form-action 'self' http://localhost:3200 https://app.example"));
+        assert!(p.ends_with(
+            "form-action 'self' com.example.app: http://localhost:3200 https://app.example"
+        ));
         for directive in [
             "object-src 'none'",
             "base-uri 'none'",

@@ -427,7 +427,12 @@ async fn sign_in_form_action(state: &AppState, uri: &axum::http::Uri) -> crate::
         };
         if let (Some(client_id), Some(redirect_uri)) = (param("client_id"), param("redirect_uri")) {
             match app::domain::clients::find_client(&state.db, &client_id).await {
-                Ok(Some(client)) if client.redirect_uris.contains(&redirect_uri) => {
+                Ok(Some(client))
+                    if app::domain::clients::redirect_uri_matches(
+                        &client.redirect_uris,
+                        &redirect_uri,
+                    ) =>
+                {
                     targets.push(redirect_uri);
                 }
                 Ok(_) => {}

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::{header, HeaderValue, StatusCode},
+    http::{header, HeaderValue, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
@@ -61,14 +61,25 @@ pub async fn track(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let method = request.method().as_str().to_owned();
+    // Standard methods by name, any other as `other`: a client must not
+    // make a series per made-up method.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let started = Instant::now();
     let response = next.run(request).await;
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16().to_string();
     metrics::counter!(
         "latchkey_http_requests_total",
-        "route" => route.clone(), "method" => method.clone(), "status" => status
+        "route" => route.clone(), "method" => method, "status" => status
     )
     .increment(1);
     metrics::histogram!(

@@ -210,11 +210,22 @@ async fn sigterm_ends_streams_and_deregisters_the_instance(t: TestDb) {
     assert_eq!(stream.status(), StatusCode::OK);
     server.signal("TERM");
     // The stream ends (keep-alives aside) and the process exits cleanly.
+    // Ended cleanly by the server (the chunked body's last chunk), not cut
+    // off when the process gives up waiting and exits.
     let ended = tokio::time::timeout(Duration::from_secs(60), async {
-        while stream.chunk().await.ok().flatten().is_some() {}
+        loop {
+            match stream.chunk().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
     })
     .await;
-    assert!(ended.is_ok(), "the stream was not ended");
+    assert!(
+        matches!(ended, Ok(Ok(()))),
+        "the stream was not ended cleanly: {ended:?}"
+    );
     let status = tokio::task::block_in_place(|| server.wait_for_exit());
     assert!(status.success(), "{status:?}");
     // It said goodbye: nobody waits for it as a live instance.

@@ -32,7 +32,7 @@ fn limits(per_ip: &str, per_client: &str, failure_cost: u32) -> Config {
     }
 }
 
-/// A 429 with `Retry-After` (whole seconds, at least 1) and its JSON body.
+/// A 429 with `Retry-After` (whole seconds, at least 1), never cached, and its JSON body.
 async fn too_many(res: reqwest::Response, what: &str) -> Value {
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "{what}");
     let retry_after: u64 = res
@@ -44,6 +44,7 @@ async fn too_many(res: reqwest::Response, what: &str) -> Value {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry_after), "{what}: {retry_after}");
+    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store", "{what}");
     res.json().await.unwrap_or(Value::Null)
 }
 
@@ -56,6 +57,17 @@ fn assert_oauth_429(body: &Value, what: &str) {
             .is_some_and(|d| d.contains("too many requests")),
         "{what}: {body}"
     );
+}
+
+/// `n` client_credentials requests of `app`, each answered `status`.
+async fn token_requests(server: &TestServer, app: &App, n: usize, status: StatusCode) {
+    for i in 0..n {
+        assert_eq!(
+            cc_token_response(server, app).await.status(),
+            status,
+            "request {i}"
+        );
+    }
 }
 
 async fn post_form(
@@ -149,19 +161,8 @@ async fn failed_client_authentication_costs_more_than_success(t: TestDb) {
         ..app.clone()
     };
     // Two failures cost 16 of 20.
-    for _ in 0..2 {
-        assert_eq!(
-            cc_token_response(&server, &wrong).await.status(),
-            StatusCode::UNAUTHORIZED
-        );
-    }
-    for i in 0..4 {
-        assert_eq!(
-            cc_token_response(&server, &app).await.status(),
-            StatusCode::OK,
-            "success {i}"
-        );
-    }
+    token_requests(&server, &wrong, 2, StatusCode::UNAUTHORIZED).await;
+    token_requests(&server, &app, 4, StatusCode::OK).await;
     let body = too_many(cc_token_response(&server, &app).await, "after failures").await;
     assert_oauth_429(&body, "after failures");
 }
@@ -199,19 +200,8 @@ async fn wrong_secrets_for_a_client_do_not_use_up_its_allowance(t: TestDb) {
         secret: Some("guess".into()),
         ..app.clone()
     };
-    for _ in 0..10 {
-        assert_eq!(
-            cc_token_response(&server, &attacker).await.status(),
-            StatusCode::UNAUTHORIZED
-        );
-    }
-    for i in 0..3 {
-        assert_eq!(
-            cc_token_response(&server, &app).await.status(),
-            StatusCode::OK,
-            "request {i} of the real client"
-        );
-    }
+    token_requests(&server, &attacker, 10, StatusCode::UNAUTHORIZED).await;
+    token_requests(&server, &app, 3, StatusCode::OK).await;
     too_many(cc_token_response(&server, &app).await, "fourth").await;
 }
 

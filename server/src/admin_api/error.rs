@@ -114,6 +114,13 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
         }
+        // The caller's own token is not good (RFC 6750 §3.1): it costs more
+        // at the request limit.
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .extensions_mut()
+                .insert(crate::rate_limit::AuthFailed);
+        }
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

@@ -146,6 +146,11 @@ impl IntoResponse for OAuthError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if self.error == "invalid_client" {
+            response
+                .extensions_mut()
+                .insert(crate::rate_limit::AuthFailed);
+        }
         if self.basic_challenge {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -54,16 +54,22 @@ pub const END_SESSION: &str = "/oauth/logout";
 pub const REVOCATIONS: &str = "/oauth/revocations";
 pub const REVOCATIONS_STREAM: &str = "/oauth/revocations/stream";
 
-/// The protocol routes. Token, introspection and revocation answers are never
-/// cached (RFC 6749 §5.1). The endpoints machines call — token,
+/// The protocol routes. Token, introspection, revocation and userinfo answers
+/// are never cached (RFC 6749 §5.1, OpenID Connect Core §5.3.2). The endpoints machines call — token,
 /// introspection, revocation, the revocation snapshot, userinfo — are limited
 /// per client address (`rate_limit::per_ip`); the browser's are not.
 pub fn router(limits: &Limits) -> Router<AppState> {
-    let no_store = Router::new()
+    // Limited first, so that a 429 is not cached either.
+    let limited = Router::new()
         .route(TOKEN, post(token::token))
+        .route(USERINFO, get(userinfo::userinfo).post(userinfo::userinfo))
         .route(INTROSPECT, post(introspect::introspect))
         .route(REVOKE, post(revoke::revoke))
         .route(REVOCATIONS, get(feed::snapshot))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (limits.clone(), Shape::OAuth),
+            rate_limit::per_ip,
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
@@ -71,13 +77,6 @@ pub fn router(limits: &Limits) -> Router<AppState> {
         .layer(SetResponseHeaderLayer::overriding(
             header::PRAGMA,
             HeaderValue::from_static("no-cache"),
-        ));
-    let limited = Router::new()
-        .route(USERINFO, get(userinfo::userinfo).post(userinfo::userinfo))
-        .merge(no_store)
-        .route_layer(axum::middleware::from_fn_with_state(
-            (limits.clone(), Shape::OAuth),
-            rate_limit::per_ip,
         ));
     Router::new()
         .route(OPENID_CONFIGURATION, get(discovery::openid_configuration))

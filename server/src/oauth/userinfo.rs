@@ -49,25 +49,16 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
                 "the user of this token no longer exists or is disabled",
             )
         }
-        Err(e) => {
-            tracing::error!(error = %e, "userinfo: database error");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "error": "temporarily_unavailable" })),
-            )
-                .into_response();
-        }
+        // The one 503 of every protocol endpoint (logged, with a description).
+        Err(e) => return super::error::OAuthError::from_domain("userinfo", e).into_response(),
     };
     let mut body = json!({ "sub": user.id });
     if scopes.contains(&"profile") {
         body["preferred_username"] = user.username.clone().into();
         body["name"] = user.username.into();
     }
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    // `Cache-Control: no-store` comes from the router (`oauth::router`).
+    Json(body).into_response()
 }
 
 /// A Bearer challenge: `WWW-Authenticate` with the error, and the same as JSON.
