@@ -1,10 +1,13 @@
 //! The Content-Security-Policy of every HTML answer (W3C CSP Level 3), and
 //! HSTS when the issuer is https.
 //!
-//! Every request gets a fresh nonce ([`Nonce`], 128 random bits, a request
-//! extension); the Leptos renderers put it on the scripts they write
-//! (`leptos::nonce`), and [`content_security_policy`] names it in the header
-//! of an HTML response:
+//! A page renderer makes a fresh nonce for its answer ([`Nonce::new`], 128
+//! random bits), gives it to Leptos, which puts it on the scripts it writes
+//! (`leptos::nonce`), and leaves it in the response's extensions;
+//! [`content_security_policy`] names it in the header of an HTML response
+//! (a server-rendered page without scripts gets a nonce of its own there).
+//! Answers that are not HTML — the token and introspection endpoints — cost
+//! one header lookup and nothing else:
 //!
 //! ```text
 //! default-src 'self'; script-src 'self' 'nonce-…' 'wasm-unsafe-eval';
@@ -28,9 +31,23 @@ use axum::{
     response::Response,
 };
 
-/// This request's nonce (a request extension; base64url of 16 random bytes).
+/// The nonce of a rendered page (a response extension; base64url of 16
+/// random bytes).
 #[derive(Clone, Debug)]
 pub struct Nonce(pub leptos::nonce::Nonce);
+
+impl Nonce {
+    /// A fresh nonce.
+    pub fn new() -> Nonce {
+        Nonce(leptos::nonce::Nonce::new())
+    }
+}
+
+impl Default for Nonce {
+    fn default() -> Self {
+        Nonce::new()
+    }
+}
 
 /// Origins (`scheme://host[:port]`, or `scheme:` for a native app's own
 /// scheme) a page's forms may end at besides this server: a response
@@ -67,10 +84,9 @@ impl FormAction {
     }
 }
 
-/// Middleware: a nonce for the request, the policy on an HTML response.
-pub async fn content_security_policy(mut request: Request, next: Next) -> Response {
-    let nonce = leptos::nonce::Nonce::new();
-    request.extensions_mut().insert(Nonce(nonce.clone()));
+/// Middleware: the policy on an HTML response, with the nonce its renderer
+/// used.
+pub async fn content_security_policy(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let html = response
         .headers()
@@ -78,12 +94,17 @@ pub async fn content_security_policy(mut request: Request, next: Next) -> Respon
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
     if html {
+        let nonce = response
+            .extensions()
+            .get::<Nonce>()
+            .cloned()
+            .unwrap_or_default();
         let extra = response
             .extensions()
             .get::<FormAction>()
             .cloned()
             .unwrap_or_default();
-        if let Ok(value) = HeaderValue::from_str(&policy(&nonce, &extra)) {
+        if let Ok(value) = HeaderValue::from_str(&policy(&nonce.0, &extra)) {
             response
                 .headers_mut()
                 .insert(header::CONTENT_SECURITY_POLICY, value);
@@ -111,11 +132,6 @@ pub fn policy(nonce: &str, form_action: &FormAction) -> String {
 /// (other hosts of the domain are not ours to decide for).
 pub fn hsts() -> HeaderValue {
     HeaderValue::from_static("max-age=31536000")
-}
-
-/// The nonce of a request, for the Leptos renderers' context.
-pub fn leptos_nonce(extensions: &axum::http::Extensions) -> Option<leptos::nonce::Nonce> {
-    extensions.get::<Nonce>().map(|n| n.0.clone())
 }
 
 #[cfg(test)]

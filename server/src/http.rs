@@ -376,7 +376,7 @@ async fn page_handler(
     } else {
         crate::csp::FormAction::default()
     };
-    let nonce = crate::csp::leptos_nonce(request.extensions());
+    let nonce = crate::csp::Nonce::new();
     let (db, revoked) = (state.db.clone(), state.revoked.clone());
     let upstream_settings = state.upstream_settings.clone();
     let options = state.leptos_options.clone();
@@ -386,15 +386,14 @@ async fn page_handler(
         (*state.routes).clone(),
         {
             let watch = watch.clone();
+            let nonce = nonce.clone();
             move || {
                 provide_context(db.clone());
                 provide_context(revoked.clone());
                 provide_context(caller.0.clone());
                 provide_context(upstream_settings.clone());
                 provide_context(watch.clone());
-                if let Some(nonce) = &nonce {
-                    provide_context(nonce.clone());
-                }
+                provide_context(nonce.0.clone());
             }
         },
         move || shell((*options).clone()),
@@ -404,6 +403,7 @@ async fn page_handler(
     })
     .await;
     response.extensions_mut().insert(form_action);
+    response.extensions_mut().insert(nonce);
     response
 }
 
@@ -443,20 +443,21 @@ async fn sign_in_form_action(state: &AppState, uri: &axum::http::Uri) -> crate::
     crate::csp::FormAction::of(targets.iter().map(String::as_str))
 }
 
-/// Static files, and the not-found page (rendered with the request's nonce).
+/// Static files, and the not-found page (rendered with a nonce of its own).
 async fn fallback(
     uri: axum::http::Uri,
     State(state): State<AppState>,
     request: Request<Body>,
 ) -> Response {
-    let nonce = crate::csp::leptos_nonce(request.extensions());
+    let nonce = crate::csp::Nonce::new();
     let handler = leptos_axum::file_and_error_handler_with_context::<AppState, _>(
-        move || {
-            if let Some(nonce) = &nonce {
-                provide_context(nonce.clone());
-            }
+        {
+            let nonce = nonce.0.clone();
+            move || provide_context(nonce.clone())
         },
         shell,
     );
-    handler(uri, State(state), request).await
+    let mut response = handler(uri, State(state), request).await;
+    response.extensions_mut().insert(nonce);
+    response
 }

@@ -31,3 +31,17 @@ pub mod rate_limit;
 pub mod request_headers;
 pub mod upstream;
 pub mod web;
+
+/// The property tests' settings: 256 cases unless `PROPTEST_CASES` says
+/// otherwise, and no failure files written into the tree.
+#[cfg(test)]
+pub(crate) fn proptest_config() -> proptest::test_runner::Config {
+    let mut config = proptest::test_runner::Config {
+        failure_persistence: None,
+        ..Default::default()
+    };
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = 256;
+    }
+    config
+}

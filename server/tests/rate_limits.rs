@@ -19,6 +19,7 @@ use serde_json::Value;
 on_both_backends!(
     an_address_over_its_limit_is_refused_at_every_limited_endpoint,
     failed_client_authentication_costs_more_than_success,
+    a_bad_token_at_userinfo_costs_one_not_ten,
     a_client_over_its_limit_is_refused_and_the_others_are_not,
     wrong_secrets_for_a_client_do_not_use_up_its_allowance,
     the_admin_api_limits_its_callers_in_its_own_shape,
@@ -165,6 +166,24 @@ async fn failed_client_authentication_costs_more_than_success(t: TestDb) {
     token_requests(&server, &app, 4, StatusCode::OK).await;
     let body = too_many(cc_token_response(&server, &app).await, "after failures").await;
     assert_oauth_429(&body, "after failures");
+}
+
+/// Only a failed authentication of the caller itself costs more: an app
+/// presenting a person's revoked or expired token at userinfo is not guessing.
+async fn a_bad_token_at_userinfo_costs_one_not_ten(t: TestDb) {
+    let server = TestServer::start_with_rate_limits(&t.db, limits("5/min", "off", 10)).await;
+    let app = service(&t.db, "Reports", &[]).await;
+    for _ in 0..2 {
+        let res = reqwest::Client::new()
+            .get(server.url("/oauth/userinfo"))
+            .bearer_auth("not-a-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    token_requests(&server, &app, 3, StatusCode::OK).await;
+    too_many(cc_token_response(&server, &app).await, "sixth").await;
 }
 
 async fn a_client_over_its_limit_is_refused_and_the_others_are_not(t: TestDb) {

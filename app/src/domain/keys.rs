@@ -1202,10 +1202,16 @@ mod tests {
 
     /// A ring with one fresh key per algorithm, without a database.
     fn ring_in_memory() -> KeyRing {
+        ring_with_kids("kid")
+    }
+
+    /// [`ring_in_memory`] with kids `{prefix}-{alg}` (the property tests'
+    /// rings too).
+    pub(super) fn ring_with_kids(prefix: &str) -> KeyRing {
         let entries = SigningAlg::ALL
             .into_iter()
             .map(|alg| {
-                let kid = format!("kid-{alg}");
+                let kid = format!("{prefix}-{alg}");
                 let der = generate_private_key(alg).unwrap();
                 let (signer, public) = parse_private_key(&kid, alg, &der).unwrap();
                 Entry {
@@ -1438,27 +1444,7 @@ mod proptests {
 
     /// A ring with one fresh key per algorithm, kids `{prefix}-{alg}`.
     fn new_ring(prefix: &str) -> KeyRing {
-        let entries = SigningAlg::ALL
-            .into_iter()
-            .map(|alg| {
-                let kid = format!("{prefix}-{alg}");
-                let der = generate_private_key(alg).unwrap();
-                let (signer, public) = parse_private_key(&kid, alg, &der).unwrap();
-                Entry {
-                    kid,
-                    alg,
-                    created_at: now(),
-                    retired_at: None,
-                    public: Arc::new(public),
-                    signer: Some(Arc::new(signer)),
-                }
-            })
-            .collect();
-        KeyRing {
-            entries: Arc::new(RwLock::new(entries)),
-            verified: Arc::default(),
-            chain: Arc::new(MasterKey::generate().refresh_chain_key()),
-        }
+        super::tests::ring_with_kids(prefix)
     }
 
     /// The same keys under kids `{prefix}-{alg}`.

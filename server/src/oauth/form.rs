@@ -71,14 +71,7 @@ mod proptests {
     use super::*;
 
     fn config() -> ProptestConfig {
-        let mut config = ProptestConfig {
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        };
-        if std::env::var_os("PROPTEST_CASES").is_none() {
-            config.cases = 256;
-        }
-        config
+        crate::proptest_config()
     }
 
     fn form_headers(content_type: &str) -> HeaderMap {
