@@ -159,9 +159,12 @@ run_backend() {
   fi
   local summary panics
   summary=$(driver summary) || fail "violations recorded"
-  panics=$(cat "$WORK"/server*.log | grep -c 'panicked' || true)
+  # A panic is a bug even when the invariants held (the proof stage's
+  # deliberately corrupted database is not counted).
+  panics=$(find "$WORK" -maxdepth 1 -name 'server*.log' ! -name 'server.prove.log' -exec cat {} + |
+    grep -c 'panicked' || true)
+  ((panics == 0)) || fail "$panics panics in the server logs ($WORK/server*.log)"
   summary+="; $((  $(date +%s) - started ))s"
-  ((panics == 0)) || summary+="; $panics panics in the server logs (not a violation; see $WORK)"
   SUMMARIES+=("$summary")
   echo "$summary"
 }

@@ -476,7 +476,7 @@ pub async fn update_user(
             }));
             crate::bind_audit!(&e).execute(&mut *tx).await?;
         }
-        tx.commit().await?;
+        tx.commit_durable().await?;
         Ok::<_, sqlx::Error>(Ok(User {
             is_admin,
             disabled_at,

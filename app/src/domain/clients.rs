@@ -638,7 +638,7 @@ pub async fn update_client(
             return Ok(false);
         }
         crate::bind_audit!(&event).execute(&mut *tx).await?;
-        tx.commit().await?;
+        tx.commit_durable().await?;
         Ok::<_, sqlx::Error>(true)
     });
     match updated {
@@ -687,7 +687,7 @@ pub async fn rotate_secret(db: &Db, client_id: &str, actor: &Actor) -> DomainRes
             return Ok(false);
         }
         crate::bind_audit!(&event).execute(&mut *tx).await?;
-        tx.commit().await?;
+        tx.commit_durable().await?;
         Ok::<_, sqlx::Error>(true)
     })?;
     if rotated {
@@ -726,7 +726,7 @@ pub async fn mark_deleted(
             return Ok(false);
         }
         crate::bind_audit!(&event).execute(&mut *tx).await?;
-        tx.commit().await?;
+        tx.commit_durable().await?;
         Ok::<_, sqlx::Error>(true)
     })?;
     if deleted {

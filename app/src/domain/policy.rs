@@ -410,7 +410,7 @@ async fn store(
         }
         query.execute(&mut *tx).await?;
         crate::bind_audit!(event).execute(&mut *tx).await?;
-        tx.commit().await
+        tx.commit_durable().await
     })?;
     // What instances remember of policies (`tokens::IssuanceFacts`) is read
     // again here and, before this is acknowledged, on every other instance.

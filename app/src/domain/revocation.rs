@@ -483,7 +483,7 @@ impl RevokedSets {
                 crate::bind_audit!(&event).execute(&mut *tx).await?;
                 head = append_to_log!(tx, &[(EntryKind::Jti, jti)], expires_at, at)?;
             }
-            tx.commit().await?;
+            tx.commit_durable().await?;
             Ok::<_, sqlx::Error>(head)
         })?;
         let done = Revoked {
@@ -777,7 +777,7 @@ impl RevokedSets {
                     .collect()
             };
             let head = append_to_log!(tx, &entries, done.until, at)?;
-            tx.commit().await?;
+            tx.commit_durable().await?;
             Ok::<_, sqlx::Error>((done, head))
         })?;
         done.count();

@@ -258,7 +258,7 @@ impl Db {
     /// store. Everything else writes through [`BeginWrite::begin_write`].
     pub async fn write_turn(&self) -> Option<WriteGuard> {
         match self {
-            Db::Sqlite(pool) => Some(sqlite_write_lock(pool).lock_owned().await),
+            Db::Sqlite(pool) => Some(sqlite_file(pool).write_lock.clone().lock_owned().await),
             Db::Postgres(_) => None,
         }
     }
@@ -311,17 +311,18 @@ impl BeginWrite for SqlitePool {
 
     async fn begin_write(&self) -> Result<WriteTx<sqlx::Sqlite>, sqlx::Error> {
         // The turn first, then a connection: the holder may be waiting for one.
-        let turn = sqlite_write_lock(self).lock_owned().await;
+        let file = sqlite_file(self);
+        let turn = file.write_lock.clone().lock_owned().await;
         #[allow(clippy::disallowed_methods)]
         let tx = self.begin().await?;
-        Ok(WriteTx::new(tx, Some(turn)))
+        Ok(WriteTx::new(tx, Some(turn), Some(file)))
     }
 
     async fn execute_write<'q>(
         &self,
         statement: Statement<'q, sqlx::Sqlite>,
     ) -> Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error> {
-        let _turn = sqlite_write_lock(self).lock_owned().await;
+        let _turn = sqlite_file(self).write_lock.clone().lock_owned().await;
         statement.execute(self).await
     }
 }
@@ -332,7 +333,7 @@ impl BeginWrite for PgPool {
     async fn begin_write(&self) -> Result<WriteTx<sqlx::Postgres>, sqlx::Error> {
         #[allow(clippy::disallowed_methods)]
         let tx = self.begin().await?;
-        Ok(WriteTx::new(tx, None))
+        Ok(WriteTx::new(tx, None, None))
     }
 
     async fn execute_write<'q>(
@@ -351,18 +352,47 @@ pub struct WriteTx<DB: sqlx::Database> {
     /// `Some` until `commit`, `rollback` or `drop` takes it.
     tx: Option<sqlx::Transaction<'static, DB>>,
     turn: Option<WriteGuard>,
+    /// The SQLite file written to (`None` on PostgreSQL).
+    file: Option<Arc<SqliteFile>>,
 }
 
 impl<DB: sqlx::Database> WriteTx<DB> {
-    fn new(tx: sqlx::Transaction<'static, DB>, turn: Option<WriteGuard>) -> Self {
-        WriteTx { tx: Some(tx), turn }
+    fn new(
+        tx: sqlx::Transaction<'static, DB>,
+        turn: Option<WriteGuard>,
+        file: Option<Arc<SqliteFile>>,
+    ) -> Self {
+        WriteTx {
+            tx: Some(tx),
+            turn,
+            file,
+        }
     }
 
-    /// Commits, then passes the turn on.
+    /// Commits, then passes the turn on. On SQLite (WAL, `synchronous=NORMAL`)
+    /// the commit survives a crash of the process, not a power loss or an OS
+    /// crash, which can roll back the last commits: what a revocation must
+    /// not allow uses [`WriteTx::commit_durable`].
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let done = self.tx.take().expect(OPEN).commit().await;
         drop(self.turn.take());
         done
+    }
+
+    /// Commits so that the commit survives a power loss or an OS crash too:
+    /// on SQLite the WAL file is synced to disk (`fdatasync`) before this
+    /// returns — what `synchronous=FULL` does at every commit, paid here only
+    /// by the writes that must never come undone once acknowledged
+    /// (revocations). PostgreSQL's commit is durable already
+    /// (`synchronous_commit=on`). Errors: the commit's, or the sync's as
+    /// `sqlx::Error::Io` (the commit is then done but not known durable).
+    pub async fn commit_durable(mut self) -> Result<(), sqlx::Error> {
+        let file = self.file.take();
+        self.commit().await?;
+        match file {
+            Some(file) => file.sync().await,
+            None => Ok(()),
+        }
     }
 
     /// Rolls back, then passes the turn on.
@@ -413,20 +443,61 @@ impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<DB> {
     }
 }
 
-/// The write lock of a SQLite file: one per file per process, so pools opened
-/// on the same path (tests, a CLI command inside the server process) share it.
-fn sqlite_write_lock(pool: &SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+/// A SQLite file as this process writes to it: one per file per process, so
+/// pools opened on the same path (tests, a CLI command inside the server
+/// process) share its write turn.
+struct SqliteFile {
+    /// The write turn (see [`BeginWrite`]).
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The database file; its write-ahead log is beside it, named `<path>-wal`.
+    path: PathBuf,
+}
+
+impl SqliteFile {
+    /// Makes every commit so far durable: syncs the write-ahead log, where
+    /// WAL mode writes commits. Without one (the last connection closed and
+    /// checkpointed, SQLite syncs the database then) the database file is
+    /// synced. An in-memory database has nothing to sync.
+    async fn sync(&self) -> Result<(), sqlx::Error> {
+        let name = self.path.to_string_lossy();
+        if name == ":memory:" || name.starts_with("file:sqlx-in-memory-") {
+            return Ok(());
+        }
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let db = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let file = match std::fs::File::open(&wal) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(db)?,
+                wal => wal?,
+            };
+            file.sync_data()?;
+            metrics::counter!("latchkey_sqlite_durable_syncs_total").increment(1);
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))??;
+        Ok(())
+    }
+}
+
+fn sqlite_file(pool: &SqlitePool) -> Arc<SqliteFile> {
+    static FILES: LazyLock<Mutex<HashMap<PathBuf, Arc<SqliteFile>>>> =
         LazyLock::new(Mutex::default);
     let options = pool.connect_options();
-    let file: &Path = options.get_filename();
-    let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(lock) = locks.get(file) {
-        return lock.clone();
+    let path: &Path = options.get_filename();
+    let mut files = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(file) = files.get(path) {
+        return file.clone();
     }
-    locks
-        .entry(file.to_path_buf())
-        .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+    files
+        .entry(path.to_path_buf())
+        .or_insert_with(|| {
+            Arc::new(SqliteFile {
+                write_lock: Arc::default(),
+                path: path.to_path_buf(),
+            })
+        })
         .clone()
 }
 
