@@ -141,7 +141,7 @@ pub fn build(parts: Parts, extra: Router<AppState>) -> (Router, AppState) {
         .site_pkg_dir("pkg")
         .site_addr(config.addr)
         .build();
-    let routes = generate_route_list(App);
+    let routes = route_list();
     let secure = config.secure_cookies();
     let trusted_proxies = config.trusted_proxies.clone();
     let limits = crate::rate_limit::Limits::new(config.rate_limits);
@@ -342,6 +342,17 @@ async fn unreadable_arguments_are_400(response: Response) -> Response {
         parts.status = StatusCode::BAD_REQUEST;
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// The app's routes, generated once per process. Generating them suppresses
+/// resource loading in the whole process for a moment (leptos_server's
+/// `SuppressResourceLoad`), and a resource first polled meanwhile — a page
+/// another server in this process is rendering — never loads, so that page
+/// never finishes (leptos-rs/leptos#4773; the tests start many servers in one
+/// process, and `pages_finish_while_other_servers_start` hung).
+fn route_list() -> Vec<AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<AxumRouteListing>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
 /// Renders a page. Every page but sign-in needs a live sign-in: without one the

@@ -5,7 +5,7 @@
 mod common;
 
 use app::domain::demo;
-use common::{browser, count, exec, TestDb, TestServer};
+use common::{browser, count, exec, get_or_fail, TestDb, TestServer};
 use reqwest::{header, StatusCode};
 
 on_both_backends!(
@@ -19,6 +19,7 @@ on_both_backends!(
     disabled_user_cannot_sign_in,
     session_cookie_is_secure_behind_an_https_issuer,
     every_page_names_its_own_nonce_in_its_policy,
+    pages_finish_while_other_servers_start,
 );
 
 fn location(res: &reqwest::Response) -> String {
@@ -364,5 +365,32 @@ async fn every_page_names_its_own_nonce_in_its_policy(t: TestDb) {
         res.headers()[header::CONTENT_SECURITY_POLICY],
         "frame-ancestors 'none'"
     );
+    t.cleanup().await;
+}
+
+/// Building a server (its route list) while another server in the process
+/// renders pages never leaves a page unfinished. leptos_axum's route-list
+/// generation suppresses resource loading process-wide, and a resource first
+/// polled meanwhile never loads (leptos-rs/leptos#4773): the sign-in page
+/// (its providers are a resource) hung forever in the tests, which start
+/// many servers in one process. The route list is generated once per process.
+async fn pages_finish_while_other_servers_start(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let db = t.db.clone();
+    let starting = tokio::spawn(async move {
+        for _ in 0..30 {
+            drop(TestServer::start(&db).await);
+        }
+    });
+    let (http, _) = browser();
+    let url = format!("{}/signin", server.base);
+    let mut pages = 0;
+    while !starting.is_finished() || pages < 30 {
+        let (status, html) = get_or_fail(&http, &url).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("</html>"), "an unfinished page: {html}");
+        pages += 1;
+    }
+    starting.await.unwrap();
     t.cleanup().await;
 }
