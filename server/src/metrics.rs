@@ -14,7 +14,7 @@
 //! | `latchkey_sign_in_failures_total` | counter | wrong username or password |
 //! | `latchkey_sign_in_lockouts_total` | counter | lockouts started (`throttle`) |
 //! | `latchkey_rate_limited_total` | counter | `limit` (`ip`, `client`): requests answered 429 |
-//! | `latchkey_sqlite_durable_syncs_total` | counter | write-ahead-log syncs before a change that takes access away is acknowledged (SQLite) |
+//! | `latchkey_durable_commits_total` | counter | durable write transactions committed (changes that take access away: on disk before acknowledged) |
 //! | `latchkey_revoked_entries` | gauge | revocations held in memory (they still matter) |
 //! | `latchkey_outbox_backlog` | gauge | `kind` (`backchannel_logout`, `upstream_revocation`): deliveries still to make |
 //! | `latchkey_feed_subscribers` | gauge | open revocation streams |

@@ -7,7 +7,7 @@ use app::domain::{
     demo,
     login_sessions::{self, ClientInfo},
     secrets::sha256_hex,
-    users, DomainError,
+    users, Db, DomainError,
 };
 use common::{count, exec, text_value, TestDb};
 use tower_sessions::{
@@ -16,6 +16,7 @@ use tower_sessions::{
 };
 
 on_both_backends!(
+    durable_writes_reach_the_disk_before_they_commit,
     backup_copies_sqlite_and_names_pg_dump_for_postgresql,
     migrations_create_the_whole_schema_and_run_twice,
     users_are_created_listed_and_authenticated,
@@ -409,5 +410,40 @@ async fn backup_while_a_server_writes_is_consistent() {
         copy.close().await;
     }
     writer.abort();
+    t.cleanup().await;
+}
+
+/// A durable write transaction (what revocations use) commits only once it
+/// is on disk: on SQLite it runs with `synchronous=FULL` (a plain one with
+/// `NORMAL`, whose commits a power loss can undo), on PostgreSQL with
+/// `synchronous_commit` on whatever the session said.
+async fn durable_writes_reach_the_disk_before_they_commit(t: TestDb) {
+    use app::domain::store::BeginWrite;
+    match &t.db {
+        Db::Sqlite(pool) => {
+            for (durable, level) in [(true, 2), (false, 1), (true, 2)] {
+                let mut tx = match durable {
+                    true => pool.begin_durable_write().await.unwrap(),
+                    false => pool.begin_write().await.unwrap(),
+                };
+                let got: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+                assert_eq!(got, level, "durable: {durable}");
+                tx.commit().await.unwrap();
+            }
+        }
+        Db::Postgres(pool) => {
+            // On for the transaction, whatever the server's default.
+            let mut tx = pool.begin_durable_write().await.unwrap();
+            let got: String = sqlx::query_scalar("SHOW synchronous_commit")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            assert_eq!(got, "on");
+            tx.commit().await.unwrap();
+        }
+    }
     t.cleanup().await;
 }

@@ -406,7 +406,7 @@ pub async fn update_user(
     }
     let at = now();
     let outcome = on_db!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
+        let mut tx = pool.begin_durable_write().await?;
         // Two admins demoting each other at once must not both succeed: lock
         // the rows the "last admin" count reads. SQLite has one writer at a
         // time, and the conditional UPDATE below decides within it.
@@ -476,7 +476,7 @@ pub async fn update_user(
             }));
             crate::bind_audit!(&e).execute(&mut *tx).await?;
         }
-        tx.commit_durable().await?;
+        tx.commit().await?;
         Ok::<_, sqlx::Error>(Ok(User {
             is_admin,
             disabled_at,

@@ -614,7 +614,7 @@ pub async fn update_client(
         .by(actor)
         .detail(serde_json::json!({ "before": before, "after": after }));
     let updated = on_db!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
+        let mut tx = pool.begin_durable_write().await?;
         let done = sqlx::query(
             "UPDATE clients SET name = $1, name_key = $2, redirect_uris = $3, \
              post_logout_redirect_uris = $4, grant_types = $5, extra_scopes = $6, updated_at = $7, \
@@ -638,7 +638,7 @@ pub async fn update_client(
             return Ok(false);
         }
         crate::bind_audit!(&event).execute(&mut *tx).await?;
-        tx.commit_durable().await?;
+        tx.commit().await?;
         Ok::<_, sqlx::Error>(true)
     });
     match updated {
@@ -672,7 +672,7 @@ pub async fn rotate_secret(db: &Db, client_id: &str, actor: &Actor) -> DomainRes
         .client(client_id)
         .by(actor);
     let rotated = on_db!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
+        let mut tx = pool.begin_durable_write().await?;
         let done = sqlx::query(
             "UPDATE clients SET secret_hash = $1, updated_at = $2 \
              WHERE id = $3 AND deleted_at IS NULL AND kind = 'confidential'",
@@ -687,7 +687,7 @@ pub async fn rotate_secret(db: &Db, client_id: &str, actor: &Actor) -> DomainRes
             return Ok(false);
         }
         crate::bind_audit!(&event).execute(&mut *tx).await?;
-        tx.commit_durable().await?;
+        tx.commit().await?;
         Ok::<_, sqlx::Error>(true)
     })?;
     if rotated {
@@ -712,7 +712,7 @@ pub async fn mark_deleted(
         .by(actor)
         .detail(detail);
     let deleted = on_db!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
+        let mut tx = pool.begin_durable_write().await?;
         let at = now();
         let done = sqlx::query(
             "UPDATE clients SET deleted_at = $1, updated_at = $1 WHERE id = $2 AND deleted_at IS NULL",
@@ -726,7 +726,7 @@ pub async fn mark_deleted(
             return Ok(false);
         }
         crate::bind_audit!(&event).execute(&mut *tx).await?;
-        tx.commit_durable().await?;
+        tx.commit().await?;
         Ok::<_, sqlx::Error>(true)
     })?;
     if deleted {

@@ -1034,7 +1034,7 @@ pub async fn rotate(db: &Db, master: &MasterKey) -> DomainResult<Vec<String>> {
     let keys = generate_keys(master, SigningAlg::ALL.to_vec()).await?;
     let at = now();
     on_db!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
+        let mut tx = pool.begin_durable_write().await?;
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(at)
             .execute(&mut *tx)

@@ -394,7 +394,7 @@ async fn store(
     );
     let at = now();
     on_db!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
+        let mut tx = pool.begin_durable_write().await?;
         let mut query = sqlx::query(&sql)
             .bind(values.refresh_enabled)
             .bind(values.access_ttl_secs)
@@ -410,7 +410,7 @@ async fn store(
         }
         query.execute(&mut *tx).await?;
         crate::bind_audit!(event).execute(&mut *tx).await?;
-        tx.commit_durable().await
+        tx.commit().await
     })?;
     // What instances remember of policies (`tokens::IssuanceFacts`) is read
     // again here and, before this is acknowledged, on every other instance.

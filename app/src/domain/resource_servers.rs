@@ -233,7 +233,7 @@ pub async fn set(
     let at = now();
     let joined = after.scopes.join(" ");
     let stored = on_db!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
+        let mut tx = pool.begin_durable_write().await?;
         sqlx::query(
             "INSERT INTO resource_servers (client_id, audience, scopes, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4) ON CONFLICT (client_id) DO UPDATE \
@@ -271,7 +271,7 @@ pub async fn remove(db: &Db, client_id: &str, actor: &Actor) -> DomainResult<boo
         .by(actor)
         .detail(serde_json::json!({ "resource_server": { "before": before, "after": null } }));
     on_db!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
+        let mut tx = pool.begin_durable_write().await?;
         sqlx::query("DELETE FROM resource_servers WHERE client_id = $1")
             .bind(client_id)
             .execute(&mut *tx)

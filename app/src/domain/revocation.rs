@@ -468,7 +468,7 @@ impl RevokedSets {
             .detail(serde_json::json!({ "what": "access_token", "jti": jti, "reason": by.reason }));
         let at = now();
         let head = on_db!(db, |pool| {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_durable_write().await?;
             let inserted = sqlx::query(
                 "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (jti) DO NOTHING",
@@ -483,7 +483,7 @@ impl RevokedSets {
                 crate::bind_audit!(&event).execute(&mut *tx).await?;
                 head = append_to_log!(tx, &[(EntryKind::Jti, jti)], expires_at, at)?;
             }
-            tx.commit_durable().await?;
+            tx.commit().await?;
             Ok::<_, sqlx::Error>(head)
         })?;
         let done = Revoked {
@@ -644,7 +644,7 @@ impl RevokedSets {
         );
         // Callers never hold a write transaction here (the turn is not reentrant).
         let (done, head) = on_db!(db, |pool| {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_durable_write().await?;
             let mut done = Revoked::default();
             if let Some(column) = grants_by {
                 done.grants = sqlx::query_scalar(&format!(
@@ -777,7 +777,7 @@ impl RevokedSets {
                     .collect()
             };
             let head = append_to_log!(tx, &entries, done.until, at)?;
-            tx.commit_durable().await?;
+            tx.commit().await?;
             Ok::<_, sqlx::Error>((done, head))
         })?;
         done.count();

@@ -293,6 +293,21 @@ pub trait BeginWrite {
         &self,
     ) -> impl std::future::Future<Output = Result<WriteTx<Self::Database>, sqlx::Error>> + Send;
 
+    /// Begins a write transaction whose commit survives a power loss or an
+    /// OS crash, not only a crash of this process: what a change that takes
+    /// access away uses (a revocation, a sign-out, disabling a user, a
+    /// client's edit, secret rotation or deletion, a policy change, key
+    /// rotation). SQLite runs in WAL mode with `synchronous=NORMAL`, whose
+    /// commits a power loss can undo; this transaction runs on a connection
+    /// of its own with `synchronous=FULL`, so SQLite syncs the write-ahead
+    /// log before the commit becomes visible (and every earlier commit with
+    /// it). On PostgreSQL, `synchronous_commit` is set on for the
+    /// transaction, whatever the server's default. A sync that fails fails
+    /// the commit: nothing is acknowledged that is not on disk.
+    fn begin_durable_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<WriteTx<Self::Database>, sqlx::Error>> + Send;
+
     /// Runs one writing statement on its own (autocommit) in this process's
     /// turn: what a one-statement write uses instead of a [`WriteTx`].
     fn execute_write<'q>(
@@ -311,11 +326,18 @@ impl BeginWrite for SqlitePool {
 
     async fn begin_write(&self) -> Result<WriteTx<sqlx::Sqlite>, sqlx::Error> {
         // The turn first, then a connection: the holder may be waiting for one.
+        let turn = sqlite_file(self).write_lock.clone().lock_owned().await;
+        #[allow(clippy::disallowed_methods)]
+        let tx = self.begin().await?;
+        Ok(WriteTx::new(tx, Some(turn), false))
+    }
+
+    async fn begin_durable_write(&self) -> Result<WriteTx<sqlx::Sqlite>, sqlx::Error> {
         let file = sqlite_file(self);
         let turn = file.write_lock.clone().lock_owned().await;
         #[allow(clippy::disallowed_methods)]
-        let tx = self.begin().await?;
-        Ok(WriteTx::new(tx, Some(turn), Some(file)))
+        let tx = file.durable_pool(self).begin().await?;
+        Ok(WriteTx::new(tx, Some(turn), true))
     }
 
     async fn execute_write<'q>(
@@ -333,7 +355,16 @@ impl BeginWrite for PgPool {
     async fn begin_write(&self) -> Result<WriteTx<sqlx::Postgres>, sqlx::Error> {
         #[allow(clippy::disallowed_methods)]
         let tx = self.begin().await?;
-        Ok(WriteTx::new(tx, None, None))
+        Ok(WriteTx::new(tx, None, false))
+    }
+
+    async fn begin_durable_write(&self) -> Result<WriteTx<sqlx::Postgres>, sqlx::Error> {
+        #[allow(clippy::disallowed_methods)]
+        let mut tx = self.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = on")
+            .execute(&mut *tx)
+            .await?;
+        Ok(WriteTx::new(tx, None, true))
     }
 
     async fn execute_write<'q>(
@@ -352,47 +383,28 @@ pub struct WriteTx<DB: sqlx::Database> {
     /// `Some` until `commit`, `rollback` or `drop` takes it.
     tx: Option<sqlx::Transaction<'static, DB>>,
     turn: Option<WriteGuard>,
-    /// The SQLite file written to (`None` on PostgreSQL).
-    file: Option<Arc<SqliteFile>>,
+    /// Begun by [`BeginWrite::begin_durable_write`].
+    durable: bool,
 }
 
 impl<DB: sqlx::Database> WriteTx<DB> {
-    fn new(
-        tx: sqlx::Transaction<'static, DB>,
-        turn: Option<WriteGuard>,
-        file: Option<Arc<SqliteFile>>,
-    ) -> Self {
+    fn new(tx: sqlx::Transaction<'static, DB>, turn: Option<WriteGuard>, durable: bool) -> Self {
         WriteTx {
             tx: Some(tx),
             turn,
-            file,
+            durable,
         }
     }
 
-    /// Commits, then passes the turn on. On SQLite (WAL, `synchronous=NORMAL`)
-    /// the commit survives a crash of the process, not a power loss or an OS
-    /// crash, which can roll back the last commits: what a revocation must
-    /// not allow uses [`WriteTx::commit_durable`].
+    /// Commits, then passes the turn on. Durable on disk only when begun by
+    /// [`BeginWrite::begin_durable_write`] (on SQLite; see there).
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let done = self.tx.take().expect(OPEN).commit().await;
         drop(self.turn.take());
-        done
-    }
-
-    /// Commits so that the commit survives a power loss or an OS crash too:
-    /// on SQLite the WAL file is synced to disk (`fdatasync`) before this
-    /// returns — what `synchronous=FULL` does at every commit, paid here only
-    /// by the writes that must never come undone once acknowledged
-    /// (revocations). PostgreSQL's commit is durable already
-    /// (`synchronous_commit=on`). Errors: the commit's, or the sync's as
-    /// `sqlx::Error::Io` (the commit is then done but not known durable).
-    pub async fn commit_durable(mut self) -> Result<(), sqlx::Error> {
-        let file = self.file.take();
-        self.commit().await?;
-        match file {
-            Some(file) => file.sync().await,
-            None => Ok(()),
+        if done.is_ok() && self.durable {
+            metrics::counter!("latchkey_durable_commits_total").increment(1);
         }
+        done
     }
 
     /// Rolls back, then passes the turn on.
@@ -446,38 +458,29 @@ impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<DB> {
 /// A SQLite file as this process writes to it: one per file per process, so
 /// pools opened on the same path (tests, a CLI command inside the server
 /// process) share its write turn.
+#[derive(Default)]
 struct SqliteFile {
     /// The write turn (see [`BeginWrite`]).
     write_lock: Arc<tokio::sync::Mutex<()>>,
-    /// The database file; its write-ahead log is beside it, named `<path>-wal`.
-    path: PathBuf,
+    /// One connection with `synchronous=FULL` for durable writes
+    /// ([`BeginWrite::begin_durable_write`]), opened on first use. The
+    /// setting cannot change inside a transaction, and a pooled connection
+    /// whose setting a transaction changed would keep it: a connection of
+    /// its own, used only in the write turn, so one is enough.
+    durable: std::sync::OnceLock<SqlitePool>,
 }
 
 impl SqliteFile {
-    /// Makes every commit so far durable: syncs the write-ahead log, where
-    /// WAL mode writes commits. Without one (the last connection closed and
-    /// checkpointed, SQLite syncs the database then) the database file is
-    /// synced. An in-memory database has nothing to sync.
-    async fn sync(&self) -> Result<(), sqlx::Error> {
-        let name = self.path.to_string_lossy();
-        if name == ":memory:" || name.starts_with("file:sqlx-in-memory-") {
-            return Ok(());
-        }
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        let db = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let file = match std::fs::File::open(&wal) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(db)?,
-                wal => wal?,
-            };
-            file.sync_data()?;
-            metrics::counter!("latchkey_sqlite_durable_syncs_total").increment(1);
-            Ok::<_, std::io::Error>(())
+    fn durable_pool(&self, pool: &SqlitePool) -> &SqlitePool {
+        self.durable.get_or_init(|| {
+            let options = (*pool.connect_options())
+                .clone()
+                .synchronous(SqliteSynchronous::Full);
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .test_before_acquire(false)
+                .connect_lazy_with(options)
         })
-        .await
-        .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))??;
-        Ok(())
     }
 }
 
@@ -490,15 +493,7 @@ fn sqlite_file(pool: &SqlitePool) -> Arc<SqliteFile> {
     if let Some(file) = files.get(path) {
         return file.clone();
     }
-    files
-        .entry(path.to_path_buf())
-        .or_insert_with(|| {
-            Arc::new(SqliteFile {
-                write_lock: Arc::default(),
-                path: path.to_path_buf(),
-            })
-        })
-        .clone()
+    files.entry(path.to_path_buf()).or_default().clone()
 }
 
 /// A pooled PostgreSQL connection idle at least this long is pinged before

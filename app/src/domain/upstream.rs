@@ -585,7 +585,7 @@ pub async fn remove(db: &Db, id_or_name: &str, actor: &Actor) -> DomainResult<Pr
             "change": "removed", "provider_id": provider.id, "name": provider.name,
         }));
     on_db!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
+        let mut tx = pool.begin_durable_write().await?;
         sqlx::query(
             "UPDATE upstream_providers SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL",
         )
