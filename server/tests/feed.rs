@@ -17,7 +17,8 @@ use app::domain::{
 use common::{
     exec, flow,
     flow::{
-        cc_token, jwt_part, person, refresh, revoke_by_rfc7009, service, str_of, tokens_for, App,
+        cc_token, get_bearer, jwt_part, person, refresh, revoke_by_rfc7009, service, str_of,
+        tokens_for, App,
     },
     Site, TestDb, TestServer, PATIENCE,
 };
@@ -97,12 +98,7 @@ async fn the_feed_takes_a_revocations_token_of_a_client_allowed_it(t: TestDb) {
             "Bearer realm=\"latchkey\""
         );
         // A token that is not one.
-        let res = http
-            .get(server.url(path))
-            .bearer_auth("not-a-token")
-            .send()
-            .await
-            .unwrap();
+        let res = get_bearer(&server, path, "not-a-token").await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
         assert!(res.headers()[header::WWW_AUTHENTICATE]
             .to_str()

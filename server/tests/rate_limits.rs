@@ -9,7 +9,7 @@ use std::num::NonZeroU32;
 
 use app::domain::grants::ADMIN_SCOPE;
 use common::{
-    flow::{cc_token, cc_token_response, service, App},
+    flow::{cc_token, cc_token_response, get_bearer, service, App},
     TestDb, TestServer,
 };
 use latchkey::rate_limit::{Config, Rate};
@@ -69,6 +69,12 @@ async fn token_requests(server: &TestServer, app: &App, n: usize, status: Status
             "request {i}"
         );
     }
+}
+
+/// A GET of `path` with a bearer token that is no token: 401.
+async fn refused_bearer(server: &TestServer, path: &str) {
+    let res = get_bearer(server, path, "not-a-token").await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
 }
 
 async fn post_form(
@@ -174,13 +180,7 @@ async fn a_bad_token_at_userinfo_costs_one_not_ten(t: TestDb) {
     let server = TestServer::start_with_rate_limits(&t.db, limits("5/min", "off", 10)).await;
     let app = service(&t.db, "Reports", &[]).await;
     for _ in 0..2 {
-        let res = reqwest::Client::new()
-            .get(server.url("/oauth/userinfo"))
-            .bearer_auth("not-a-token")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        refused_bearer(&server, "/oauth/userinfo").await;
     }
     token_requests(&server, &app, 3, StatusCode::OK).await;
     too_many(cc_token_response(&server, &app).await, "sixth").await;
@@ -229,44 +229,24 @@ async fn the_admin_api_limits_its_callers_in_its_own_shape(t: TestDb) {
     let server = TestServer::start_with_rate_limits(&t.db, limits("off", "3/min", 10)).await;
     let admin = service(&t.db, "Ops robot", &[ADMIN_SCOPE]).await;
     let token = cc_token(&server, &admin).await;
-    let http = reqwest::Client::new();
-    let get = || {
-        http.get(server.url("/api/admin/clients"))
-            .bearer_auth(&token)
-            .send()
-    };
+    let get = || get_bearer(&server, "/api/admin/clients", &token);
     for i in 0..2 {
-        assert_eq!(get().await.unwrap().status(), StatusCode::OK, "call {i}");
+        assert_eq!(get().await.status(), StatusCode::OK, "call {i}");
     }
-    let body = too_many(get().await.unwrap(), "admin API per client").await;
+    let body = too_many(get().await, "admin API per client").await;
     assert_eq!(body["error"], "rate_limited", "{body}");
     assert!(body["message"].as_str().unwrap().contains("try again in"));
 
     // Per address: bad tokens cost more.
     let server = TestServer::start_with_rate_limits(&t.db, limits("12/min", "off", 5)).await;
     for _ in 0..2 {
-        let res = http
-            .get(server.url("/api/admin/clients"))
-            .bearer_auth("not-a-token")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        refused_bearer(&server, "/api/admin/clients").await;
     }
     let token = cc_token(&server, &admin).await;
-    let ok = http
-        .get(server.url("/api/admin/clients"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let ok = get_bearer(&server, "/api/admin/clients", &token).await;
     assert_eq!(ok.status(), StatusCode::OK);
     let body = too_many(
-        http.get(server.url("/api/admin/clients"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
+        get_bearer(&server, "/api/admin/clients", &token).await,
         "admin API per address",
     )
     .await;

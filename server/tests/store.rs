@@ -419,6 +419,7 @@ async fn backup_while_a_server_writes_is_consistent() {
 /// `synchronous_commit` on whatever the session said.
 async fn durable_writes_reach_the_disk_before_they_commit(t: TestDb) {
     use app::domain::store::BeginWrite;
+    use std::str::FromStr;
     match &t.db {
         Db::Sqlite(pool) => {
             for (durable, level) in [(true, 2), (false, 1), (true, 2)] {
@@ -434,15 +435,26 @@ async fn durable_writes_reach_the_disk_before_they_commit(t: TestDb) {
                 tx.commit().await.unwrap();
             }
         }
-        Db::Postgres(pool) => {
-            // On for the transaction, whatever the server's default.
-            let mut tx = pool.begin_durable_write().await.unwrap();
-            let got: String = sqlx::query_scalar("SHOW synchronous_commit")
-                .fetch_one(&mut *tx)
-                .await
-                .unwrap();
-            assert_eq!(got, "on");
-            tx.commit().await.unwrap();
+        Db::Postgres(_) => {
+            // A server (here: a connection) whose default is off: a plain
+            // transaction keeps it, a durable one turns it on.
+            let options = sqlx::postgres::PgConnectOptions::from_str(&t.url)
+                .unwrap()
+                .options([("synchronous_commit", "off")]);
+            let pool = sqlx::PgPool::connect_with(options).await.unwrap();
+            for (durable, setting) in [(true, "on"), (false, "off")] {
+                let mut tx = match durable {
+                    true => pool.begin_durable_write().await.unwrap(),
+                    false => pool.begin_write().await.unwrap(),
+                };
+                let got: String = sqlx::query_scalar("SHOW synchronous_commit")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+                assert_eq!(got, setting, "durable: {durable}");
+                tx.commit().await.unwrap();
+            }
+            pool.close().await;
         }
     }
     t.cleanup().await;

@@ -273,17 +273,21 @@ pub async fn is_active(server: &impl Site, by: &App, token: &str) -> bool {
     is_active_at(server, by, token).await
 }
 
+/// GET `path` with `Authorization: Bearer {token}` (RFC 6750 §2.1).
+pub async fn get_bearer(server: &impl Site, path: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Whether `/oauth/userinfo` takes the access token (200) or refuses it
 /// (401): the liveness check for a token no client may introspect any more
 /// (a public client's, a deleted client's). It must carry `openid`.
 pub async fn userinfo_takes(server: &impl Site, access: &str) -> bool {
-    let res = reqwest::Client::new()
-        .get(server.url("/oauth/userinfo"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
-    match res.status() {
+    match get_bearer(server, "/oauth/userinfo", access).await.status() {
         StatusCode::OK => true,
         StatusCode::UNAUTHORIZED => false,
         other => panic!("userinfo answered {other}"),
