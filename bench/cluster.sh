@@ -105,6 +105,7 @@ read -r CC_ID CC_SECRET <<<"$(add_client --name bench-cc --grant-type client_cre
 # introspection row's token.
 read -r RS_ID RS_SECRET <<<"$(add_client --name bench-rs --grant-type client_credentials)"
 lk client resource-server --audience "$RS_AUDIENCE" --serves bench:read -- "$RS_ID" >/dev/null
+lk scope set bench:read --description "Read bench data" >/dev/null
 read -r JOB_ID JOB_SECRET <<<"$(add_client --name bench-job --grant-type client_credentials --scope bench:read)"
 
 # --- 3. HAProxy, with every server in maintenance ---------------------------------

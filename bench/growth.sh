@@ -235,6 +235,7 @@ json=$(lk client add --json --name growth-rs --grant-type client_credentials)
 RS_ID=$(jq -er .client.client_id <<<"$json")
 RS_SECRET=$(jq -er .client_secret <<<"$json")
 lk client resource-server --audience https://growth-rs.example --serves growth:read -- "$RS_ID" >/dev/null
+lk scope set growth:read --description "Read growth data" >/dev/null
 json=$(lk client add --json --name growth-app --redirect-uri "$REDIRECT_URI" \
   --grant-type authorization_code --grant-type refresh_token --scope growth:read)
 APP_ID=$(jq -er .client.client_id <<<"$json")

@@ -366,6 +366,7 @@ latchkey_prepare() {
   read -r RS_ID RS_SECRET <<<"$out"
   lk client resource-server --audience "$RS_AUDIENCE" --serves bench:read -- "$RS_ID" >/dev/null
   # An app with the code flow and refresh tokens; rotation stays on (the default).
+  lk scope set bench:read --description "Read bench data" >/dev/null
   out=$(add_client --name bench-app --redirect-uri "$REDIRECT_URI" \
     --grant-type authorization_code --grant-type refresh_token --scope bench:read)
   read -r APP_ID APP_SECRET <<<"$out"

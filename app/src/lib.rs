@@ -3,7 +3,7 @@
 //!
 //! | module | owns |
 //! | --- | --- |
-//! | [`pages`] | one component per route: sign-in, My apps (home), app detail, sessions |
+//! | [`pages`] | one component per route: sign-in, My apps (home), app detail, sessions, security activity, the admin console |
 //! | [`components`] | pieces pages share: the page layout, notices, confirm, pager |
 //! | [`api`] | `#[server]` functions: thin, check the session, call the domain |
 //! | [`model`] | wire types shared with the browser (never secrets) |
@@ -35,6 +35,7 @@ pub mod paths {
     pub const SIGN_IN: &str = "/signin";
     pub const SIGN_OUT: &str = "/signout";
     pub const SESSIONS: &str = "/sessions";
+    pub const SECURITY: &str = "/security";
     /// Where an upstream provider sends the browser back (the redirect URI
     /// registered there: `{issuer}/signin/upstream/callback`).
     pub const UPSTREAM_CALLBACK: &str = "/signin/upstream/callback";
@@ -111,10 +112,12 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/") view=pages::home::HomePage ssr=SsrMode::Async/>
                 <Route path=path!("/apps/:id") view=pages::app_detail::AppDetailPage ssr=SsrMode::Async/>
                 <Route path=path!("/sessions") view=pages::sessions::SessionsPage ssr=SsrMode::Async/>
+                <Route path=path!("/security") view=pages::security::SecurityPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin") view=pages::admin::AdminHomePage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/clients") view=pages::admin::AdminClientsPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/clients/:id") view=pages::admin::AdminClientPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/defaults") view=pages::admin::AdminDefaultsPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin/scopes") view=pages::admin::AdminScopesPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/users") view=pages::admin::AdminUsersPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/users/:id") view=pages::admin::AdminUserPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin/upstreams") view=pages::admin::AdminUpstreamsPage ssr=SsrMode::Async/>

@@ -8,6 +8,46 @@ use serde::{Deserialize, Serialize};
 pub struct CurrentUser {
     pub username: String,
     pub is_admin: bool,
+    /// Security events since they last looked (the top bar's badge).
+    pub unseen_security: i64,
+}
+
+/// One entry of a person's security activity, in plain words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityEvent {
+    pub id: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// The audit event kind (`reuse_detected`, `revoked`, `consent_granted`, ...).
+    pub kind: String,
+    /// What happened: "Notes got access to your account".
+    pub title: String,
+    /// What it means and what to do.
+    pub advice: String,
+    pub ip: Option<String>,
+    /// Where to act: `(path, label)` — the app's page, My apps or Sessions.
+    pub link: Option<(String, String)>,
+    /// Newer than their last look at the list.
+    pub unseen: bool,
+}
+
+/// How people recognise an app on the consent page, in My apps and on the
+/// app page: its name and the RFC 7591 §2 metadata its admin registered
+/// (each URI https, or http on a loopback host). `None`: not given.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppIdentity {
+    pub name: String,
+    /// The app's logo, loaded by the browser from the registered URI with
+    /// `referrerpolicy=no-referrer`; a letter tile stands in when absent or broken.
+    pub logo_uri: Option<String>,
+    /// The app's home page, and its host ("notes.example.com").
+    pub client_uri: Option<String>,
+    pub home_host: Option<String>,
+    /// Its privacy policy and terms of service.
+    pub policy_uri: Option<String>,
+    pub tos_uri: Option<String>,
+    /// One short paragraph (at most 300 characters).
+    pub description: Option<String>,
 }
 
 /// A scope and what it lets an app do, in plain words.
@@ -15,13 +55,16 @@ pub struct CurrentUser {
 pub struct ScopeInfo {
     pub scope: String,
     pub description: String,
+    /// Marked and listed first (the scope catalogue says so).
+    pub sensitive: bool,
 }
 
 /// One app that holds a live grant for the signed-in user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppSummary {
     pub grant_id: String,
-    pub client_name: String,
+    /// The app: name, logo, home page, policy, terms, description.
+    pub app: AppIdentity,
     pub scopes: Vec<ScopeInfo>,
     /// When access was first given (unix seconds).
     pub granted_at: i64,
@@ -399,6 +442,8 @@ pub struct AdminClientDetail {
     pub backchannel_logout_session_required: bool,
     /// Logout tokens not delivered: pending and given up, newest first.
     pub undelivered: Vec<AdminDelivery>,
+    /// Name, logo, home page, policy, terms and description, as people see them.
+    pub identity: AppIdentity,
 }
 
 /// A client's resource-server registration, in the admin console.
@@ -474,6 +519,19 @@ pub struct AuditLine {
     pub client: String,
     pub ip: String,
     pub detail: String,
+}
+
+/// A catalogued scope, in the admin console.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminScope {
+    pub scope: String,
+    /// What it lets an app do, in plain words.
+    pub description: String,
+    pub sensitive: bool,
+    /// Unix seconds.
+    pub updated_at: i64,
+    /// Names of the clients registered for it (it cannot be removed while any is).
+    pub clients: Vec<String>,
 }
 
 /// An upstream identity provider people sign in through, in the admin

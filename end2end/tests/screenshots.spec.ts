@@ -1,7 +1,7 @@
 // Screenshots of every page at desktop and phone width, written to
 // end2end/screenshots/ for people to look at. Runs only with LATCHKEY_SCREENSHOTS=1.
 import { test, expect, allowApp, signIn, DEMO_USER, UPSTREAM } from './fixtures';
-import { latchkeyCli } from './e2e-env';
+import { latchkeyCli, SQLITE } from './e2e-env';
 
 const sizes = [
   { name: 'desktop', width: 1280, height: 800 },
@@ -30,6 +30,8 @@ for (const size of sizes) {
       state: 's',
       prompt: 'consent',
     });
+    // The demo app with a logo (Latchkey's own mark stands in for one).
+    latchkeyCli(['client', 'set', 'demo-notes', '--logo-uri', `${SQLITE.origin}/favicon.svg`]);
     await page.goto(`/oauth/authorize?${authorize}`);
     await expect(page.getByTestId('consent')).toBeVisible();
     await page.screenshot({ path: `screenshots/consent-${size.name}.png`, fullPage: true });
@@ -57,6 +59,9 @@ for (const size of sizes) {
     await page.goto('/sessions');
     await expect(page.getByTestId('sign-in-session').first()).toBeVisible();
     await page.screenshot({ path: `screenshots/sessions-${size.name}.png`, fullPage: true });
+    await page.goto('/security');
+    await expect(page.getByTestId('security-event').first()).toBeVisible();
+    await page.screenshot({ path: `screenshots/security-${size.name}.png`, fullPage: true });
 
     // The admin console, after the other tests made some activity.
     await page.getByRole('button', { name: 'Sign out' }).first().click();
@@ -76,6 +81,9 @@ for (const size of sizes) {
     await page.screenshot({ path: `screenshots/admin-resource-server-${size.name}.png`, fullPage: true });
     await page.goto('/admin/clients');
     await page.screenshot({ path: `screenshots/admin-clients-${size.name}.png`, fullPage: true });
+    await page.goto('/admin/scopes');
+    await expect(page.getByTestId('scope-row').first()).toBeVisible();
+    await page.screenshot({ path: `screenshots/admin-scopes-${size.name}.png`, fullPage: true });
     await page.goto('/admin/users');
     await page.screenshot({ path: `screenshots/admin-users-${size.name}.png`, fullPage: true });
     await page.goto('/admin/audit');

@@ -312,7 +312,16 @@ async fn register(db: &Db) -> Result<(Creds, Creds)> {
         extra_scopes: scopes.iter().map(|s| s.to_string()).collect(),
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        metadata: Default::default(),
     };
+    app::domain::scopes::define(
+        db,
+        "notes:read",
+        "Read your notes",
+        false,
+        &Default::default(),
+    )
+    .await?;
     let (rs, rs_secret) =
         clients::add_client(db, &add("Notes API", &["latchkey:revocations"])).await?;
     resource_servers::set(

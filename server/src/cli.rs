@@ -14,7 +14,7 @@ use app::domain::{
     resource_servers,
     retention::{self, Retention},
     revocation::RevokedSets,
-    upstream,
+    scopes, upstream,
     usage::Usage,
     users,
     web_session::WebSessionStore,
@@ -25,8 +25,9 @@ use serde_json::json;
 use tower_sessions::ExpiredDeletion;
 
 use crate::config::{
-    master_key_from_env, outbox_retry, policy_change, validate_common, Cli, ClientCommand, Command,
-    InvalidSetting, KeysCommand, PolicyCommand, ServeConfig, UpstreamCommand, UserCommand,
+    master_key_from_env, on_off, outbox_retry, policy_change, validate_common, Cli, ClientCommand,
+    Command, InvalidSetting, KeysCommand, PolicyCommand, ScopeCommand, ServeConfig,
+    UpstreamCommand, UserCommand,
 };
 
 /// Why a command failed, and with which exit code.
@@ -85,6 +86,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Prune { retention, .. } => Some(retention.validate()?),
         _ => None,
     };
+    let sensitive = match &cli.command {
+        Command::Scope(ScopeCommand::Set { sensitive, .. }) => {
+            on_off("sensitive", sensitive)?.unwrap_or(false)
+        }
+        _ => false,
+    };
     let password = match &cli.command {
         Command::User(UserCommand::Add { username, .. }) => {
             users::validate_username(username)?;
@@ -98,7 +105,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
         _ => None,
     };
     let registration: Option<ClientChange> = match &cli.command {
-        Command::Client(ClientCommand::Set { backchannel, .. }) => Some(backchannel.change()?),
+        Command::Client(ClientCommand::Set {
+            backchannel,
+            metadata,
+            ..
+        }) => {
+            let metadata = metadata.change();
+            metadata.check()?;
+            Some(ClientChange {
+                metadata,
+                ..backchannel.change()?
+            })
+        }
         _ => None,
     };
     // An upstream provider to add or change, its secret read from stdin.
@@ -204,8 +222,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         print_policy(effective);
                     }
                     if let Some(client) = &client {
-                        println!("back-channel logout of client {client_id}:");
+                        println!("registration of client {client_id}:");
                         print_backchannel(client);
+                        print_metadata(&client.metadata);
                     }
                 }
                 Ok(())
@@ -331,6 +350,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     if client.backchannel_logout_uri.is_some() {
                         print_backchannel(&client);
                     }
+                    if client.metadata != Default::default() {
+                        print_metadata(&client.metadata);
+                    }
                     if let Some(secret) = secret {
                         println!("client_secret: {}", secret.0);
                         println!("Store the secret now: it is shown only once (Latchkey keeps only its hash).");
@@ -398,6 +420,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Command::Upstream(command) => {
                 run_upstream(&db, &cli.master_key_file, command, upstream_input).await
             }
+            Command::Scope(command) => run_scope(&db, command, sensitive).await,
             Command::Demo(flag) => {
                 let report = demo::seed(&db).await?;
                 if flag.json {
@@ -793,6 +816,7 @@ fn new_client_from_args(command: &Command) -> Result<NewClient, Failure> {
         grant_types,
         scopes,
         backchannel,
+        metadata,
         ..
     }) = command
     else {
@@ -830,6 +854,7 @@ fn new_client_from_args(command: &Command) -> Result<NewClient, Failure> {
         backchannel_logout_session_required: backchannel
             .backchannel_logout_session_required
             .unwrap_or(false),
+        metadata: metadata.change().applied_to(&Default::default()),
     })
 }
 
@@ -841,6 +866,81 @@ fn print_backchannel(client: &clients::Client) {
     println!(
         "  session (sid) required    {}",
         yes_no(client.backchannel_logout_session_required)
+    );
+}
+
+/// `latchkey scope list|set|remove`.
+async fn run_scope(db: &Db, command: ScopeCommand, sensitive: bool) -> Result<(), Failure> {
+    let actor = audit::Actor::default();
+    match command {
+        ScopeCommand::List(flag) => {
+            let list = scopes::list(db).await?;
+            if flag.json {
+                print_json(&json!({ "scopes": list }));
+            } else {
+                println!("{:<28} {:<10} DESCRIPTION", "SCOPE", "SENSITIVE");
+                for s in list {
+                    println!(
+                        "{:<28} {:<10} {}",
+                        s.scope,
+                        yes_no(s.sensitive),
+                        s.description
+                    );
+                }
+            }
+        }
+        ScopeCommand::Set {
+            scope,
+            description,
+            json,
+            ..
+        } => {
+            let entry = scopes::define(db, &scope, &description, sensitive, &actor).await?;
+            if json {
+                print_json(&json!({ "scope": entry }));
+            } else {
+                println!(
+                    "scope {} now reads {:?}{}",
+                    entry.scope,
+                    entry.description,
+                    if entry.sensitive { " (sensitive)" } else { "" }
+                );
+            }
+        }
+        ScopeCommand::Remove { scope, json } => {
+            scopes::remove(db, &scope, &actor)
+                .await
+                .map_err(|e| match e {
+                    DomainError::NotFound => {
+                        Failure::Invalid(format!("scope: {scope:?} is not in the catalogue"))
+                    }
+                    other => other.into(),
+                })?;
+            if json {
+                print_json(&json!({ "scope": scope, "removed": true }));
+            } else {
+                println!("scope {scope} removed from the catalogue");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_metadata(metadata: &clients::ClientMetadata) {
+    let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+    println!("  logo                      {}", shown(&metadata.logo_uri));
+    println!(
+        "  home page                 {}",
+        shown(&metadata.client_uri)
+    );
+    println!(
+        "  privacy policy            {}",
+        shown(&metadata.policy_uri)
+    );
+    println!("  terms of service          {}", shown(&metadata.tos_uri));
+    println!(
+        "  description               {}",
+        shown(&metadata.description)
     );
 }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use app::domain::{
     backchannel::{validate_uri as validate_logout_uri, RetryPolicy},
-    clients::ClientChange,
+    clients::{ClientChange, ClientMetadataChange},
     instances,
     keys::MasterKey,
     policy::{duration_secs, format_duration, BadDuration, PolicyChange, TOO_LONG},
@@ -86,6 +86,9 @@ pub enum Command {
     /// Upstream OpenID Connect providers people sign in through ("Sign in with …").
     #[command(subcommand)]
     Upstream(UpstreamCommand),
+    /// The scope catalogue: the scopes clients may be registered for, in the words people read.
+    #[command(subcommand)]
+    Scope(ScopeCommand),
     /// Delete what retention says goes (a running server does this every minute).
     Prune {
         /// Print what would be deleted, deleting nothing.
@@ -346,6 +349,8 @@ pub enum ClientCommand {
         scopes: Vec<String>,
         #[command(flatten)]
         backchannel: BackchannelFlags,
+        #[command(flatten)]
+        metadata: MetadataFlags,
         #[arg(long)]
         json: bool,
     },
@@ -379,6 +384,35 @@ pub enum ClientCommand {
         flags: PolicyFlags,
         #[command(flatten)]
         backchannel: BackchannelFlags,
+        #[command(flatten)]
+        metadata: MetadataFlags,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScopeCommand {
+    /// List the catalogued scopes (the OpenID scopes and Latchkey's own are built in).
+    List(JsonFlag),
+    /// Add a scope, or change its words or sensitivity.
+    Set {
+        /// The scope, e.g. notes:read (RFC 6749 §3.3: no spaces, quotes or backslashes).
+        #[arg(allow_hyphen_values = true)]
+        scope: String,
+        /// What it lets an app do, as people read it on the consent page ("Read your notes"; at most 120 characters).
+        #[arg(long, allow_hyphen_values = true)]
+        description: String,
+        /// Listed first and marked on the consent page and in My apps: on (the bare flag), off (default).
+        #[arg(long, value_name = "on|off", num_args = 0..=1, default_missing_value = "on")]
+        sensitive: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a scope no client is registered for any more.
+    Remove {
+        #[arg(allow_hyphen_values = true)]
+        scope: String,
         #[arg(long)]
         json: bool,
     },
@@ -468,17 +502,6 @@ pub struct UpstreamFlags {
 }
 
 impl UpstreamFlags {
-    fn on_off(flag: &str, raw: &Option<String>) -> Result<Option<bool>, InvalidSetting> {
-        match raw.as_deref() {
-            None => Ok(None),
-            Some("on") => Ok(Some(true)),
-            Some("off") => Ok(Some(false)),
-            Some(other) => Err(InvalidSetting(format!(
-                "invalid --{flag} {other:?}: expected on or off"
-            ))),
-        }
-    }
-
     /// The change these flags ask for (fields not given: `None`).
     pub fn change(&self) -> Result<app::domain::upstream::ProviderChange, InvalidSetting> {
         let clearable =
@@ -494,8 +517,8 @@ impl UpstreamFlags {
             )
         };
         Ok(app::domain::upstream::ProviderChange {
-            revoke_at_logout: Self::on_off("revoke-at-logout", &self.revoke_at_logout)?,
-            end_upstream_session: Self::on_off("end-upstream-session", &self.end_upstream_session)?,
+            revoke_at_logout: on_off("revoke-at-logout", &self.revoke_at_logout)?,
+            end_upstream_session: on_off("end-upstream-session", &self.end_upstream_session)?,
             revocation_endpoint: clearable(&self.revocation_endpoint),
             revocation_token_param: clearable(&self.revocation_token_param),
             revocation_extra_params: params,
@@ -530,21 +553,62 @@ impl BackchannelFlags {
                 validate_logout_uri(raw).map_err(|e| InvalidSetting(e.to_string()))?,
             )),
         };
-        let required = match self.backchannel_logout_session_required.as_deref() {
-            None => None,
-            Some("on") => Some(true),
-            Some("off") => Some(false),
-            Some(other) => {
-                return Err(InvalidSetting(format!(
-                    "invalid --backchannel-logout-session-required {other:?}: expected on or off"
-                )))
-            }
-        };
+        let required = on_off(
+            "backchannel-logout-session-required",
+            &self.backchannel_logout_session_required,
+        )?;
         Ok(ClientChange {
             backchannel_logout_uri: uri,
             backchannel_logout_session_required: required,
             ..ClientChange::default()
         })
+    }
+}
+
+/// What people see of a client besides its name (RFC 7591 §2), as flags:
+/// each URL https (http only on 127.0.0.1/[::1]/localhost), at most 500
+/// characters; an empty value removes it (`client set`).
+#[derive(Debug, Args, Default)]
+pub struct MetadataFlags {
+    /// The app's logo (a square image works best), shown on the consent page and in My apps.
+    #[arg(long, value_name = "URL")]
+    pub logo_uri: Option<String>,
+    /// The app's home page; people see its host next to the name.
+    #[arg(long, value_name = "URL")]
+    pub client_uri: Option<String>,
+    /// The app's privacy policy.
+    #[arg(long, value_name = "URL")]
+    pub policy_uri: Option<String>,
+    /// The app's terms of service.
+    #[arg(long, value_name = "URL")]
+    pub tos_uri: Option<String>,
+    /// One short paragraph (at most 300 characters) saying what the app is.
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub description: Option<String>,
+}
+
+impl MetadataFlags {
+    /// The change these flags ask for (`None`: keep; `Some("")`: remove).
+    pub fn change(&self) -> ClientMetadataChange {
+        ClientMetadataChange {
+            logo_uri: self.logo_uri.clone(),
+            client_uri: self.client_uri.clone(),
+            policy_uri: self.policy_uri.clone(),
+            tos_uri: self.tos_uri.clone(),
+            description: self.description.clone(),
+        }
+    }
+}
+
+/// An `on|off` flag's value (`None`: not given); `InvalidSetting` names the flag.
+pub fn on_off(flag: &str, raw: &Option<String>) -> Result<Option<bool>, InvalidSetting> {
+    match raw.as_deref() {
+        None => Ok(None),
+        Some("on") => Ok(Some(true)),
+        Some("off") => Ok(Some(false)),
+        Some(other) => Err(InvalidSetting(format!(
+            "invalid --{flag} {other:?}: expected on or off"
+        ))),
     }
 }
 

@@ -11,12 +11,15 @@
 //!
 //! ```text
 //! default-src 'self'; script-src 'self' 'nonce-…' 'wasm-unsafe-eval';
-//! style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none';
-//! frame-ancestors 'none'; form-action 'self' [origins]
+//! style-src 'self'; img-src 'self' data: https: http://localhost:* http://127.0.0.1:*;
+//! object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self' [origins]
 //! ```
 //!
 //! No inline script runs without the nonce, no inline style at all, nothing
-//! is loaded from elsewhere. `form-action` is checked by browsers on every
+//! but images is loaded from elsewhere: apps' logos, which an admin registers
+//! at any https URL (or http on a loopback host, as the registration rules
+//! allow: `clients::ClientMetadata::validated`), are shown with
+//! `referrerpolicy=no-referrer`. `form-action` is checked by browsers on every
 //! redirect after a form is sent, so a page whose form ends at another site —
 //! the consent page at the app's redirect URI, the sign-in page at an
 //! upstream provider or (already consented) at the app, the logout page at
@@ -123,8 +126,8 @@ pub fn policy(nonce: &str, form_action: &FormAction) -> String {
     }
     format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
-         style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
-         frame-ancestors 'none'; form-action {targets}"
+         style-src 'self'; img-src 'self' data: https: http://localhost:* http://127.0.0.1:*; \
+         object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action {targets}"
     )
 }
 

@@ -30,6 +30,7 @@ on_both_backends!(
     resource_servers_are_registered_read_and_removed,
     upstream_providers_are_added_read_changed_and_removed,
     unreadable_queries_are_documented_400s,
+    scope_catalogue_and_client_metadata_through_the_api,
 );
 
 const ADMIN_SCOPE: &str = "latchkey:admin";
@@ -118,6 +119,8 @@ async fn setup(t: &TestDb) -> (TestServer, App, String) {
     let server = TestServer::start(&t.db).await;
     let admin = service(&t.db, "Ops robot", &[ADMIN_SCOPE]).await;
     let token = cc_token(&server, &admin).await;
+    // The scopes the tests register clients for.
+    catalogue(&t.db, &["notes:read", "notes:write", "reports:read"]).await;
     (server, admin, token)
 }
 
@@ -1820,6 +1823,134 @@ async fn unreadable_queries_are_documented_400s(t: TestDb) {
             "/api/admin/users"
         ],
         "the operations that take a query"
+    );
+    t.cleanup().await;
+}
+
+async fn scope_catalogue_and_client_metadata_through_the_api(t: TestDb) {
+    let (server, _admin, token) = setup(&t).await;
+    let api = Api::new(&server, &token);
+    // The catalogue: add, change, list; bad input is a 422 naming the field.
+    let put = api
+        .put(
+            "/api/admin/scopes/files:read",
+            json!({ "description": "Read your files" }),
+        )
+        .await;
+    assert_eq!(put.ok()["sensitive"], false);
+    let put = api
+        .put(
+            "/api/admin/scopes/files:read",
+            json!({ "description": "Read every file you own", "sensitive": true }),
+        )
+        .await;
+    assert_eq!(put.ok()["description"], "Read every file you own");
+    assert_eq!(put.body["sensitive"], true);
+    api.put("/api/admin/scopes/openid", json!({ "description": "x" }))
+        .await
+        .error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some("scope"),
+        );
+    api.put(
+        "/api/admin/scopes/files:write",
+        json!({ "description": "" }),
+    )
+    .await
+    .error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("description"),
+    );
+    api.put(
+        "/api/admin/scopes/files:write",
+        json!({ "description": "x", "extra": 1 }),
+    )
+    .await
+    .error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("extra"),
+    );
+    let list = api.get("/api/admin/scopes").await;
+    let names: Vec<&str> = list.ok()["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["files:read", "notes:read", "notes:write", "reports:read"]
+    );
+
+    // A client with metadata; an uncatalogued scope or a bad URI is refused.
+    api.post(
+        "/api/admin/clients",
+        json!({ "name": "Files", "redirect_uris": ["https://files.example/cb"], "extra_scopes": ["files:write"] }),
+    )
+    .await
+    .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", Some("extra_scopes"));
+    api.post(
+        "/api/admin/clients",
+        json!({ "name": "Files", "redirect_uris": ["https://files.example/cb"], "logo_uri": "javascript:alert(1)" }),
+    )
+    .await
+    .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", Some("logo_uri"));
+    let created = api
+        .post(
+            "/api/admin/clients",
+            json!({
+                "name": "Files",
+                "redirect_uris": ["https://files.example/cb"],
+                "extra_scopes": ["files:read"],
+                "logo_uri": "https://files.example/logo.png",
+                "client_uri": "https://files.example/",
+                "description": "Your files, anywhere",
+            }),
+        )
+        .await;
+    let client = &created.ok()["client"];
+    assert_eq!(client["logo_uri"], "https://files.example/logo.png");
+    assert_eq!(client["description"], "Your files, anywhere");
+    assert!(client["tos_uri"].is_null());
+    let id = client["client_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/admin/clients/{id}");
+    // PATCH: null removes a field, absent keeps it.
+    let patched = api
+        .patch(
+            &path,
+            json!({ "logo_uri": null, "tos_uri": "https://files.example/terms" }),
+        )
+        .await;
+    assert!(patched.ok()["logo_uri"].is_null());
+    assert_eq!(patched.body["tos_uri"], "https://files.example/terms");
+    assert_eq!(patched.body["client_uri"], "https://files.example/");
+    api.patch(
+        &path,
+        json!({ "policy_uri": "http://files.example/privacy" }),
+    )
+    .await
+    .error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("policy_uri"),
+    );
+
+    // A scope in use cannot be removed; once unused it can, once.
+    api.delete("/api/admin/scopes/files:read")
+        .await
+        .error(StatusCode::CONFLICT, "conflict", None);
+    api.patch(&path, json!({ "extra_scopes": [] })).await.ok();
+    assert_eq!(
+        api.delete("/api/admin/scopes/files:read").await.status,
+        StatusCode::NO_CONTENT
+    );
+    api.delete("/api/admin/scopes/files:read").await.error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
     );
     t.cleanup().await;
 }

@@ -1221,3 +1221,141 @@ fn backup_copies_the_database_and_refuses_to_overwrite() {
     // Never over an existing file.
     assert_refused(&sandbox.run(&["backup", &copy_text], None), &["exists"]);
 }
+
+#[test]
+fn scope_catalogue_and_client_identity_from_the_command_line() {
+    let sandbox = Sandbox::new();
+    // A client cannot be registered for a scope the catalogue lacks.
+    let run = sandbox.run(
+        &[
+            "client",
+            "add",
+            "--name",
+            "Files",
+            "--redirect-uri",
+            "https://files.example/cb",
+            "--scope",
+            "files:read",
+        ],
+        None,
+    );
+    assert_refused(&run, &["files:read", "catalogue"]);
+    // Bad words or a built-in scope: refused.
+    assert_refused(
+        &sandbox.run(&["scope", "set", "openid", "--description", "x"], None),
+        &["scope"],
+    );
+    assert_refused(
+        &sandbox.run(&["scope", "set", "files:read", "--description", ""], None),
+        &["description"],
+    );
+    assert_refused(
+        &sandbox.run(
+            &[
+                "scope",
+                "set",
+                "files:read",
+                "--description",
+                "x",
+                "--sensitive",
+                "maybe",
+            ],
+            None,
+        ),
+        &["--sensitive"],
+    );
+    let set = sandbox.json(
+        &[
+            "scope",
+            "set",
+            "files:read",
+            "--description",
+            "Read your files",
+            "--sensitive",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(set["scope"]["sensitive"], true);
+    let list = sandbox.json(&["scope", "list", "--json"], None);
+    assert_eq!(list["scopes"][0]["description"], "Read your files");
+    let text = sandbox.ok(&["scope", "list"], None);
+    assert!(
+        text.contains("files:read") && text.contains("Read your files"),
+        "{text}"
+    );
+
+    // The client with its identity; a bad logo is refused and adds nothing.
+    let run = sandbox.run(
+        &[
+            "client",
+            "add",
+            "--name",
+            "Files",
+            "--redirect-uri",
+            "https://files.example/cb",
+            "--logo-uri",
+            "data:image/png;base64,AA==",
+        ],
+        None,
+    );
+    assert_refused(&run, &["logo_uri"]);
+    assert!(sandbox.clients().is_empty());
+    let added = sandbox.json(
+        &[
+            "client",
+            "add",
+            "--name",
+            "Files",
+            "--redirect-uri",
+            "https://files.example/cb",
+            "--scope",
+            "files:read",
+            "--logo-uri",
+            "https://files.example/logo.png",
+            "--client-uri",
+            "https://files.example/",
+            "--description",
+            "Your files",
+            "--json",
+        ],
+        None,
+    );
+    let id = added["client"]["client_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        added["client"]["logo_uri"],
+        "https://files.example/logo.png"
+    );
+    // `client set`: an empty value removes a field; a bad one changes nothing, policy included.
+    let run = sandbox.run(
+        &[
+            "client",
+            "set",
+            &id,
+            "--access-ttl",
+            "5m",
+            "--tos-uri",
+            "javascript:x",
+        ],
+        None,
+    );
+    assert_refused(&run, &["tos_uri"]);
+    let shown = sandbox.json(&["client", "set", &id, "--logo-uri", "", "--json"], None);
+    assert!(shown["client"]["logo_uri"].is_null(), "{shown}");
+    assert_eq!(shown["client"]["description"], "Your files");
+    let policy = sandbox.json(&["client", "set", &id, "--rotate", "on", "--json"], None);
+    assert_ne!(
+        policy["effective"]["access_ttl_secs"], 300,
+        "the refused set changed no policy: {policy}"
+    );
+
+    // In use: removal refused, naming the client.
+    assert_refused(
+        &sandbox.run(&["scope", "remove", "files:read"], None),
+        &["Files"],
+    );
+    assert_refused(
+        &sandbox.run(&["scope", "remove", "other:read"], None),
+        &["other:read"],
+    );
+}

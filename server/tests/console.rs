@@ -22,9 +22,12 @@ on_both_backends!(
     audit_page_numbers_of_any_size_answer_a_page,
     unknown_actions_are_refused_and_change_nothing,
     refused_plain_form_posts_go_back_to_the_form_with_the_message,
+    scope_catalogue_and_app_identity_from_the_console,
 );
 
 async fn admin(t: &TestDb, server: &TestServer) -> Person {
+    // The scope the tests register clients for.
+    catalogue(&t.db, &["reports:read"]).await;
     admin_person(t, server, "root").await
 }
 
@@ -743,5 +746,87 @@ async fn refused_plain_form_posts_go_back_to_the_form_with_the_message(t: TestDb
     assert_eq!(count(&t.db, "clients").await, 1);
     assert_eq!(count(&t.db, "users").await, 1);
     assert_eq!(count(&t.db, "users WHERE is_admin").await, 1);
+    t.cleanup().await;
+}
+
+async fn scope_catalogue_and_app_identity_from_the_console(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let root = admin(&t, &server).await;
+    let (status, page) = html(&root, &server, "/admin/scopes").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"data-scope="reports:read""#), "{page}");
+    assert!(page.contains("Test words for reports:read"));
+    // Add one; a bad one is refused with the field's message and changes nothing.
+    let res = call(
+        &root,
+        &server,
+        "save_scope",
+        &[("scope", "files:read"), ("description", "")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.text().await.unwrap().contains("description"));
+    let res = call(
+        &root,
+        &server,
+        "save_scope",
+        &[
+            ("scope", "files:read"),
+            ("description", "Read <your> files"),
+            ("sensitive", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let (_, page) = html(&root, &server, "/admin/scopes").await;
+    assert!(page.contains("Read &lt;your&gt; files"), "escaped: {page}");
+    assert!(page.contains("Sensitive"));
+    assert_eq!(
+        count(&t.db, "audit_events WHERE kind = 'scope_defined'").await,
+        2
+    );
+
+    // A client with its identity, shown on its page.
+    let create = [
+        ("name", "Files"),
+        ("kind", "confidential"),
+        ("redirect_uris", "https://files.example/cb"),
+        ("post_logout_redirect_uris", ""),
+        ("grant_code", "on"),
+        ("extra_scopes", "files:read"),
+        ("logo_uri", "https://files.example/logo.png"),
+        ("client_uri", "https://files.example/"),
+        ("description", "Your files"),
+    ];
+    let mut bad = create.to_vec();
+    bad[6] = ("logo_uri", "javascript:alert(1)");
+    let res = call(&root, &server, "create_client", &bad).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.text().await.unwrap().contains("logo_uri"));
+    let res = call(&root, &server, "create_client", &create).await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let to = location(&res);
+    let (_, page) = html(&root, &server, &to).await;
+    assert!(page.contains(r#"data-testid="client-identity""#), "{page}");
+    assert!(page.contains(r#"src="https://files.example/logo.png""#));
+    assert!(page.contains(">files.example<"), "the home page's host");
+    assert!(
+        page.contains(r#"value="https://files.example/logo.png""#),
+        "in the edit form"
+    );
+
+    // In use: no remove button, and a removal is refused.
+    let (_, page) = html(&root, &server, "/admin/scopes").await;
+    let row = page.find(r#"data-scope="files:read""#).unwrap();
+    let next = page[row..].find("</li>").unwrap() + row;
+    assert!(page[row..next].contains("Registered by Files"), "{page}");
+    assert!(!page[row..next].contains("Yes, remove it"));
+    let res = call(&root, &server, "remove_scope", &[("scope", "files:read")]).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.text().await.unwrap().contains("Files"));
+    assert_eq!(
+        count(&t.db, "scope_catalogue WHERE scope = 'files:read'").await,
+        1
+    );
     t.cleanup().await;
 }

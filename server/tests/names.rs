@@ -163,6 +163,7 @@ fn app_named(name: &str) -> NewClient {
         extra_scopes: vec![],
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        metadata: Default::default(),
     }
 }
 

@@ -377,6 +377,7 @@ async fn grant_types_are_enforced_per_client(t: TestDb) {
             extra_scopes: vec![],
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            metadata: Default::default(),
         },
     )
     .await
@@ -467,6 +468,7 @@ async fn introspection_is_for_confidential_clients_and_fails_closed(t: TestDb) {
             extra_scopes: vec![],
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            metadata: Default::default(),
         },
     )
     .await

@@ -159,10 +159,12 @@ fn web_app(name: &str) -> NewClient {
         extra_scopes: vec!["notes:read".into()],
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        metadata: Default::default(),
     }
 }
 
 async fn clients_store_only_the_secret_hash(t: TestDb) {
+    common::flow::catalogue(&t.db, &["notes:read"]).await;
     let (client, secret) = clients::add_client(&t.db, &web_app("Notes")).await.unwrap();
     let secret = secret.expect("a confidential client gets a secret");
     assert_eq!(format!("{secret:?}"), "[redacted]");
@@ -211,6 +213,7 @@ async fn clients_store_only_the_secret_hash(t: TestDb) {
 }
 
 async fn duplicate_client_name_changes_nothing(t: TestDb) {
+    common::flow::catalogue(&t.db, &["notes:read"]).await;
     clients::add_client(&t.db, &web_app("Notes")).await.unwrap();
     let err = clients::add_client(&t.db, &web_app("notes"))
         .await

@@ -9,8 +9,8 @@
 use leptos::prelude::*;
 
 use crate::model::{
-    ActivityStats, AdminClient, AdminClientDetail, AdminUser, AdminUserDetail, AuditLine,
-    CurrentUser, Page, PolicyField,
+    ActivityStats, AdminClient, AdminClientDetail, AdminScope, AdminUser, AdminUserDetail,
+    AuditLine, CurrentUser, Page, PolicyField,
 };
 
 #[cfg(feature = "ssr")]
@@ -119,7 +119,7 @@ pub async fn get_admin_home() -> Result<(CurrentUser, ActivityStats), ServerFnEr
     let stats = crate::domain::activity::stats(&ssr::db()?)
         .await
         .map_err(ssr::failed)?;
-    Ok((ssr::current_user(&me), stats))
+    Ok((ssr::current_user(&me).await?, stats))
 }
 
 #[server(endpoint = "console/clients")]
@@ -132,7 +132,7 @@ pub async fn get_admin_clients(
         .await
         .map_err(ssr::failed)?;
     Ok((
-        ssr::current_user(&me),
+        ssr::current_user(&me).await?,
         list.into_iter().map(ssr::client).collect(),
     ))
 }
@@ -174,7 +174,7 @@ pub async fn get_admin_client(client_id: String) -> Result<ClientView, ServerFnE
         Err(DomainError::NotFound) => {
             ssr::set_status(404);
             return Ok(ClientView {
-                me: ssr::current_user(&me),
+                me: ssr::current_user(&me).await?,
                 detail: None,
                 new_secret: None,
             });
@@ -204,7 +204,7 @@ pub async fn get_admin_client(client_id: String) -> Result<ClientView, ServerFnE
         _ => None,
     };
     Ok(ClientView {
-        me: ssr::current_user(&me),
+        me: ssr::current_user(&me).await?,
         detail: Some(AdminClientDetail {
             client: ssr::client(summary),
             redirect_uris: client.redirect_uris,
@@ -216,6 +216,7 @@ pub async fn get_admin_client(client_id: String) -> Result<ClientView, ServerFnE
             resource_server,
             backchannel_logout_uri: client.backchannel_logout_uri,
             backchannel_logout_session_required: client.backchannel_logout_session_required,
+            identity: client.metadata.identity(&client.name),
             undelivered: undelivered
                 .into_iter()
                 .map(|u| crate::model::AdminDelivery {
@@ -262,6 +263,26 @@ pub struct RegistrationForm {
     /// Empty: none.
     pub backchannel_logout_uri: String,
     pub backchannel_logout_session_required: Option<String>,
+    /// RFC 7591 §2 metadata; empty: none.
+    pub logo_uri: String,
+    pub client_uri: String,
+    pub policy_uri: String,
+    pub tos_uri: String,
+    pub description: String,
+}
+
+#[cfg(feature = "ssr")]
+impl RegistrationForm {
+    /// The metadata fields as a change: each one set, an empty one removed.
+    fn metadata(&self) -> crate::domain::clients::ClientMetadataChange {
+        crate::domain::clients::ClientMetadataChange {
+            logo_uri: Some(self.logo_uri.clone()),
+            client_uri: Some(self.client_uri.clone()),
+            policy_uri: Some(self.policy_uri.clone()),
+            tos_uri: Some(self.tos_uri.clone()),
+            description: Some(self.description.clone()),
+        }
+    }
 }
 
 /// Parses the policy form: `""`/`inherit` → back to the default (clients
@@ -351,7 +372,7 @@ pub async fn get_policy_defaults() -> Result<(CurrentUser, Vec<PolicyField>, i64
         .await
         .map_err(ssr::failed)?;
     Ok((
-        ssr::current_user(&me),
+        ssr::current_user(&me).await?,
         ssr::policy_fields(&defaults, &Default::default()),
         live,
     ))
@@ -439,6 +460,7 @@ pub async fn create_client(
         "public" => ClientKind::Public,
         _ => return Err(ssr::unknown_choice("kind", &["confidential", "public"])),
     };
+    let metadata = form.metadata().applied_to(&Default::default());
     let new = NewClient {
         name: form.name,
         kind,
@@ -452,6 +474,7 @@ pub async fn create_client(
         extra_scopes: words(&form.extra_scopes),
         backchannel_logout_uri: optional(&form.backchannel_logout_uri),
         backchannel_logout_session_required: form.backchannel_logout_session_required.is_some(),
+        metadata,
     };
     let (client, secret) = clients::add_client_by(&ssr::db()?, &new, &ssr::actor(&me))
         .await
@@ -475,6 +498,7 @@ pub async fn update_client(
     use crate::domain::clients::{self, ClientChange};
     let me = ssr::require_admin().await?;
     let change = ClientChange {
+        metadata: form.metadata(),
         name: Some(form.name),
         redirect_uris: Some(words(&form.redirect_uris)),
         post_logout_redirect_uris: Some(words(&form.post_logout_redirect_uris)),
@@ -570,6 +594,68 @@ fn grant_types(
     Ok(chosen)
 }
 
+// The scope catalogue (`domain::scopes`).
+
+/// The catalogue, each scope with the clients registered for it.
+#[server(endpoint = "console/scopes")]
+pub async fn get_admin_scopes() -> Result<(CurrentUser, Vec<AdminScope>), ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let db = ssr::db()?;
+    let entries = crate::domain::scopes::list(&db)
+        .await
+        .map_err(ssr::failed)?;
+    let clients = crate::domain::clients::list_clients(&db)
+        .await
+        .map_err(ssr::failed)?;
+    let scopes = entries
+        .into_iter()
+        .map(|e| AdminScope {
+            clients: clients
+                .iter()
+                .filter(|c| c.extra_scopes.contains(&e.scope))
+                .map(|c| c.name.clone())
+                .collect(),
+            scope: e.scope,
+            description: e.description,
+            sensitive: e.sensitive,
+            updated_at: e.updated_at,
+        })
+        .collect();
+    Ok((ssr::current_user(&me).await?, scopes))
+}
+
+/// Adds a scope to the catalogue or changes its words and sensitivity.
+#[server(endpoint = "console/save_scope")]
+pub async fn save_scope(
+    scope: String,
+    description: String,
+    #[server(default)] sensitive: Option<String>,
+) -> Result<(), ServerFnError> {
+    let me = ssr::require_admin().await?;
+    let entry = crate::domain::scopes::define(
+        &ssr::db()?,
+        &scope,
+        &description,
+        sensitive.is_some(),
+        &ssr::actor(&me),
+    )
+    .await
+    .map_err(ssr::failed)?;
+    ssr::redirect_with("/admin/scopes", &[("saved", &entry.scope)]);
+    Ok(())
+}
+
+/// Removes a scope no client is registered for.
+#[server(endpoint = "console/remove_scope")]
+pub async fn remove_scope(scope: String) -> Result<(), ServerFnError> {
+    let me = ssr::require_admin().await?;
+    crate::domain::scopes::remove(&ssr::db()?, &scope, &ssr::actor(&me))
+        .await
+        .map_err(ssr::failed)?;
+    ssr::redirect_with("/admin/scopes", &[("removed", &scope)]);
+    Ok(())
+}
+
 #[server(endpoint = "console/users")]
 pub async fn get_admin_users(q: String) -> Result<(CurrentUser, Vec<AdminUser>), ServerFnError> {
     let me = ssr::require_admin().await?;
@@ -578,7 +664,7 @@ pub async fn get_admin_users(q: String) -> Result<(CurrentUser, Vec<AdminUser>),
         .await
         .map_err(ssr::failed)?;
     Ok((
-        ssr::current_user(&me),
+        ssr::current_user(&me).await?,
         list.into_iter().map(ssr::user).collect(),
     ))
 }
@@ -620,7 +706,7 @@ pub async fn get_admin_user(
         Ok(d) => d,
         Err(DomainError::NotFound) => {
             ssr::set_status(404);
-            return Ok((ssr::current_user(&me), None));
+            return Ok((ssr::current_user(&me).await?, None));
         }
         Err(e) => return Err(ssr::failed(e)),
     };
@@ -628,7 +714,7 @@ pub async fn get_admin_user(
         .await
         .map_err(ssr::failed)?;
     Ok((
-        ssr::current_user(&me),
+        ssr::current_user(&me).await?,
         Some(AdminUserDetail {
             user: ssr::user(detail.user),
             apps: detail
@@ -801,7 +887,7 @@ pub async fn get_audit(
         .map_err(ssr::failed)?;
     let text = |v: Option<String>| v.unwrap_or_default();
     Ok((
-        ssr::current_user(&me),
+        ssr::current_user(&me).await?,
         Page {
             items: found
                 .events
@@ -967,7 +1053,7 @@ pub async fn get_admin_upstreams() -> Result<UpstreamsView, ServerFnError> {
         .await
         .map_err(ssr::failed)?;
     Ok(UpstreamsView {
-        me: ssr::current_user(&me),
+        me: ssr::current_user(&me).await?,
         providers: list.into_iter().map(upstreams::view).collect(),
         redirect_uri: settings.redirect_uri().to_owned(),
     })
@@ -994,7 +1080,7 @@ pub async fn get_admin_upstream(provider_id: String) -> Result<UpstreamView, Ser
         }
     };
     Ok(UpstreamView {
-        me: ssr::current_user(&me),
+        me: ssr::current_user(&me).await?,
         detail,
         redirect_uri: settings.redirect_uri().to_owned(),
     })

@@ -12,8 +12,10 @@ pub mod ssr;
 /// The signed-in user, or `None` when the browser has no live sign-in.
 #[server(endpoint = "current_user")]
 pub async fn get_current_user() -> Result<Option<CurrentUser>, ServerFnError> {
-    let signed_in = ssr::signed_in().await?;
-    Ok(signed_in.as_ref().map(ssr::current_user))
+    match ssr::signed_in().await? {
+        Some(me) => Ok(Some(ssr::current_user(&me).await?)),
+        None => Ok(None),
+    }
 }
 
 /// The sign-in page's "Sign in with …" buttons: every upstream provider, by name.
@@ -49,7 +51,7 @@ pub async fn get_my_apps(page: i64) -> Result<AppsView, ServerFnError> {
         .await
         .map_err(ssr::failed)?;
     Ok(AppsView {
-        user: ssr::current_user(&me),
+        user: ssr::current_user(&me).await?,
         apps,
     })
 }
@@ -69,7 +71,7 @@ pub async fn get_app_detail(
         }
         Err(e) => return Err(ssr::failed(e)),
     };
-    Ok((ssr::current_user(&me), detail))
+    Ok((ssr::current_user(&me).await?, detail))
 }
 
 /// "Revoke access": ends every token of one app for the signed-in user.
@@ -132,8 +134,44 @@ pub async fn get_my_sessions(page: i64) -> Result<SessionsView, ServerFnError> {
         .await
         .map_err(ssr::failed)?;
     Ok(SessionsView {
-        user: ssr::current_user(&me),
+        user: ssr::current_user(&me).await?,
         sessions,
+    })
+}
+
+/// What the Security activity page needs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SecurityView {
+    pub user: CurrentUser,
+    pub events: Page<crate::model::SecurityEvent>,
+}
+
+/// One page of the signed-in user's security activity, newest first (`page`
+/// as in [`get_my_apps`]); the events new since their last look are marked
+/// unseen, and from now on count as seen.
+#[server(endpoint = "security_activity")]
+pub async fn get_security_activity(page: i64) -> Result<SecurityView, ServerFnError> {
+    use crate::domain::security;
+    let me = ssr::require_signed_in().await?;
+    let db = ssr::db()?;
+    let page = crate::model::PageRequest::clamped(page, security::PER_PAGE);
+    let seen = security::seen(&db, &me.user.id)
+        .await
+        .map_err(ssr::failed)?;
+    let newest = security::newest(&db, &me.user.id)
+        .await
+        .map_err(ssr::failed)?;
+    let events = security::list(&db, &me.user.id, page, &seen)
+        .await
+        .map_err(ssr::failed)?;
+    if let Some(newest) = newest.filter(|n| *n > seen) {
+        security::mark_seen(&db, &me.user.id, &newest)
+            .await
+            .map_err(ssr::failed)?;
+    }
+    Ok(SecurityView {
+        user: ssr::current_user(&me).await?,
+        events,
     })
 }
 

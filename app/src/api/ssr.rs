@@ -50,11 +50,20 @@ pub async fn require_signed_in() -> Result<SignedIn, ServerFnError> {
     }
 }
 
-pub fn current_user(signed_in: &SignedIn) -> CurrentUser {
-    CurrentUser {
+pub async fn current_user(signed_in: &SignedIn) -> Result<CurrentUser, ServerFnError> {
+    let db = db()?;
+    let user_id = &signed_in.user.id;
+    let seen = crate::domain::security::seen(&db, user_id)
+        .await
+        .map_err(failed)?;
+    let unseen_security = crate::domain::security::unseen(&db, user_id, &seen)
+        .await
+        .map_err(failed)?;
+    Ok(CurrentUser {
         username: signed_in.user.username.clone(),
         is_admin: signed_in.user.is_admin,
-    }
+        unseen_security,
+    })
 }
 
 /// The in-memory revoked sets, provided as context by the server.

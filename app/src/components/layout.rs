@@ -20,10 +20,20 @@ pub fn Layout(#[prop(optional)] user: Option<CurrentUser>, children: Children) -
             </a>
             {user.as_ref().map(|u| {
                 let admin = u.is_admin;
+                let unseen = u.unseen_security;
                 view! {
                     <nav class="topnav" aria-label="Dashboard">
                         <a href=paths::HOME>"My apps"</a>
                         <a href=paths::SESSIONS>"Sessions"</a>
+                        <a href=paths::SECURITY data-testid="security-link">
+                            "Security"
+                            {(unseen > 0).then(|| view! {
+                                <span class="count-badge" data-testid="security-unseen">
+                                    {unseen.min(99)}
+                                    <span class="visually-hidden">{if unseen == 1 { " new event" } else { " new events" }}</span>
+                                </span>
+                            })}
+                        </a>
                         {admin.then(|| view! { <a href=paths::ADMIN>"Admin"</a> })}
                     </nav>
                 }

@@ -10,6 +10,8 @@
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 
+use crate::model::AppIdentity;
+
 /// A success message (from the query after an action), announced politely.
 /// Hydrated, its appearance settles the page (see the module header).
 #[component]
@@ -146,5 +148,59 @@ pub fn SearchForm(action: &'static str, label: &'static str, value: String) -> i
             <input id="q" name="q" type="search" value=value/>
             <button type="submit" class="button secondary">"Search"</button>
         </form>
+    }
+}
+
+/// An app's logo as people recognise it (issue 14): a letter tile (the name's
+/// first letter) with the registered logo over it, loaded by the browser from
+/// the app's URI without a referrer. When there is no logo,
+/// or it does not load, the tile shows (the image has an empty `alt`: the name
+/// is always written beside it).
+#[component]
+pub fn AppLogo(app: AppIdentity) -> impl IntoView {
+    let letter = app
+        .name
+        .chars()
+        .find(|c| c.is_alphanumeric())
+        .map(|c| c.to_uppercase().collect::<String>())
+        .unwrap_or_else(|| "?".into());
+    view! {
+        <span class="app-logo" aria-hidden="true">
+            <span class="app-letter">{letter}</span>
+            {app.logo_uri.map(|src| view! {
+                <img src=src alt="" referrerpolicy="no-referrer" loading="lazy" width="40" height="40"/>
+            })}
+        </span>
+    }
+}
+
+/// The links an app registered: its home page (shown by host), privacy
+/// policy and terms of service; nothing when it registered none.
+#[component]
+pub fn AppLinks(app: AppIdentity) -> impl IntoView {
+    let home = app
+        .client_uri
+        .clone()
+        .zip(app.home_host.clone())
+        .map(|(href, host)| view! { <a href=href rel="noopener noreferrer" target="_blank" data-testid="app-home">{host}</a> });
+    let policy = app.policy_uri.clone().map(
+        |href| view! { <a href=href rel="noopener noreferrer" target="_blank">"Privacy policy"</a> },
+    );
+    let terms = app
+        .tos_uri
+        .clone()
+        .map(|href| view! { <a href=href rel="noopener noreferrer" target="_blank">"Terms"</a> });
+    let any = home.is_some() || policy.is_some() || terms.is_some();
+    any.then(|| view! { <span class="app-links">{home}{policy}{terms}</span> })
+}
+
+/// An app in one line: logo, name, home page's host.
+#[component]
+pub fn AppBadge(app: AppIdentity) -> impl IntoView {
+    view! {
+        <span class="app-badge">
+            <AppLogo app=app.clone()/>
+            <span><strong>{app.name.clone()}</strong>" "<AppLinks app=app/></span>
+        </span>
     }
 }

@@ -37,6 +37,8 @@ pub enum AuditKind {
     UpstreamRevocationGaveUp,
     SignInThrottled,
     SignInThrottleCleared,
+    ScopeDefined,
+    ScopeRemoved,
 }
 
 impl AuditKind {
@@ -68,6 +70,8 @@ impl AuditKind {
             AuditKind::UpstreamRevocationGaveUp => "upstream_revocation_gave_up",
             AuditKind::SignInThrottled => "sign_in_throttled",
             AuditKind::SignInThrottleCleared => "sign_in_throttle_cleared",
+            AuditKind::ScopeDefined => "scope_defined",
+            AuditKind::ScopeRemoved => "scope_removed",
         }
     }
 }

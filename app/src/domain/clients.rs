@@ -75,6 +75,8 @@ pub struct NewClient {
     pub backchannel_logout_uri: Option<String>,
     /// §2.2: the client wants `sid` in logout tokens (default `false`).
     pub backchannel_logout_session_required: bool,
+    /// Logo, home page, policy, terms, description.
+    pub metadata: ClientMetadata,
 }
 
 /// A registered client, without its secret hash.
@@ -90,6 +92,8 @@ pub struct Client {
     pub created_at: i64,
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: bool,
+    #[serde(flatten)]
+    pub metadata: ClientMetadata,
 }
 
 /// A client secret, shown once at creation: never `Serialize` by accident, `[redacted]` in Debug.
@@ -200,6 +204,100 @@ pub fn validate_server_url(field: &'static str, raw: &str) -> DomainResult<Strin
     }
 }
 
+/// What people see of an app besides its name (RFC 7591 §2 client metadata):
+/// its logo, home page, privacy policy and terms of service, and a short
+/// description. `None`: not given. Shown on the consent page, in My apps and
+/// on the app page ([`ClientMetadata::identity`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ClientMetadata {
+    pub logo_uri: Option<String>,
+    pub client_uri: Option<String>,
+    pub policy_uri: Option<String>,
+    pub tos_uri: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Longest metadata URI, in characters.
+pub const METADATA_URI_MAX: usize = 500;
+/// Longest description, in characters.
+pub const DESCRIPTION_MAX: usize = 300;
+
+impl ClientMetadata {
+    /// Checks every field and returns them as stored, blanks as `None`:
+    /// - each URI: at most [`METADATA_URI_MAX`] characters, absolute, with a
+    ///   host and no fragment, `https` (or `http` on a loopback host only),
+    ///   without `user:password@` — a browser fetches or opens it, so
+    ///   `javascript:`, `data:` and the like never pass;
+    /// - the description: at most [`DESCRIPTION_MAX`] characters, one
+    ///   paragraph (no line breaks or other control characters).
+    ///
+    /// `DomainError::Invalid` names the field.
+    pub fn validated(&self) -> DomainResult<ClientMetadata> {
+        let uri = |field: &'static str, raw: &Option<String>| -> DomainResult<Option<String>> {
+            let Some(raw) = raw.as_deref().map(str::trim).filter(|r| !r.is_empty()) else {
+                return Ok(None);
+            };
+            if raw.chars().count() > METADATA_URI_MAX {
+                return Err(DomainError::invalid(
+                    field,
+                    format!("must be at most {METADATA_URI_MAX} characters"),
+                ));
+            }
+            let uri = validate_server_url(field, raw)?;
+            let url = url::Url::parse(&uri)
+                .map_err(|_| DomainError::invalid(field, "is not an absolute URL"))?;
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(DomainError::invalid(
+                    field,
+                    format!("{raw:?} must not carry a user name or password"),
+                ));
+            }
+            Ok(Some(uri))
+        };
+        let description = match self.description.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(d) if d.chars().count() > DESCRIPTION_MAX => {
+                return Err(DomainError::invalid(
+                    "description",
+                    format!("must be at most {DESCRIPTION_MAX} characters"),
+                ))
+            }
+            Some(d) if d.chars().any(char::is_control) => {
+                return Err(DomainError::invalid(
+                    "description",
+                    "must be one paragraph, without line breaks or control characters",
+                ))
+            }
+            Some(d) => Some(d.to_owned()),
+        };
+        Ok(ClientMetadata {
+            logo_uri: uri("logo_uri", &self.logo_uri)?,
+            client_uri: uri("client_uri", &self.client_uri)?,
+            policy_uri: uri("policy_uri", &self.policy_uri)?,
+            tos_uri: uri("tos_uri", &self.tos_uri)?,
+            description,
+        })
+    }
+
+    /// The app as people see it: `name` with this metadata and the home
+    /// page's host.
+    pub fn identity(&self, name: &str) -> crate::model::AppIdentity {
+        crate::model::AppIdentity {
+            name: name.to_owned(),
+            logo_uri: self.logo_uri.clone(),
+            home_host: self
+                .client_uri
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| u.host_str().map(str::to_owned)),
+            client_uri: self.client_uri.clone(),
+            policy_uri: self.policy_uri.clone(),
+            tos_uri: self.tos_uri.clone(),
+            description: self.description.clone(),
+        }
+    }
+}
+
 /// A scope token (RFC 6749 §3.3): printable ASCII except space, `"` and `\`.
 pub(crate) fn validate_scope(raw: &str) -> DomainResult<String> {
     let ok = !raw.is_empty()
@@ -283,6 +381,7 @@ impl NewClient {
             extra_scopes,
             backchannel_logout_uri,
             backchannel_logout_session_required: self.backchannel_logout_session_required,
+            metadata: self.metadata.validated()?,
         })
     }
 }
@@ -351,6 +450,7 @@ async fn insert_client(
     actor: &Actor,
 ) -> DomainResult<Client> {
     let new = new.validated()?;
+    super::scopes::require_catalogued(db, &new.extra_scopes).await?;
     let at = now();
     let client = Client {
         client_id: client_id.to_owned(),
@@ -363,6 +463,7 @@ async fn insert_client(
         created_at: at,
         backchannel_logout_uri: new.backchannel_logout_uri,
         backchannel_logout_session_required: new.backchannel_logout_session_required,
+        metadata: new.metadata,
     };
     let secret_hash = secret.map(|s| sha256_hex(&s.0));
     let redirect_uris = json_list(&client.redirect_uris);
@@ -383,8 +484,9 @@ async fn insert_client(
         sqlx::query(
             "INSERT INTO clients (id, name, name_key, kind, secret_hash, redirect_uris, \
              post_logout_redirect_uris, grant_types, extra_scopes, created_at, updated_at, \
-             backchannel_logout_uri, backchannel_logout_session_required) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)",
+             backchannel_logout_uri, backchannel_logout_session_required, \
+             logo_uri, client_uri, policy_uri, tos_uri, description) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(&client.client_id)
         .bind(&client.name)
@@ -398,6 +500,11 @@ async fn insert_client(
         .bind(at)
         .bind(&client.backchannel_logout_uri)
         .bind(client.backchannel_logout_session_required)
+        .bind(&client.metadata.logo_uri)
+        .bind(&client.metadata.client_uri)
+        .bind(&client.metadata.policy_uri)
+        .bind(&client.metadata.tos_uri)
+        .bind(&client.metadata.description)
         .execute(&mut *tx)
         .await?;
         crate::bind_audit!(&event).execute(&mut *tx).await?;
@@ -429,6 +536,8 @@ struct ClientRow {
     created_at: i64,
     backchannel_logout_uri: Option<String>,
     backchannel_logout_session_required: bool,
+    #[sqlx(flatten)]
+    metadata: ClientMetadata,
 }
 
 impl From<ClientRow> for Client {
@@ -457,13 +566,15 @@ impl From<ClientRow> for Client {
             created_at: row.created_at,
             backchannel_logout_uri: row.backchannel_logout_uri,
             backchannel_logout_session_required: row.backchannel_logout_session_required,
+            metadata: row.metadata,
         }
     }
 }
 
 const CLIENT_COLUMNS: &str =
     "id, name, kind, redirect_uris, post_logout_redirect_uris, grant_types, extra_scopes, created_at, \
-     backchannel_logout_uri, backchannel_logout_session_required";
+     backchannel_logout_uri, backchannel_logout_session_required, \
+     logo_uri, client_uri, policy_uri, tos_uri, description";
 
 /// Every client not deleted, by name (compared by key, as on both backends).
 pub async fn list_clients(db: &Db) -> DomainResult<Vec<Client>> {
@@ -546,6 +657,44 @@ pub struct ClientChange {
     /// `Some(None)` removes it.
     pub backchannel_logout_uri: Option<Option<String>>,
     pub backchannel_logout_session_required: Option<bool>,
+    /// Logo, home page, policy, terms, description: a field `Some("")` (or
+    /// blank) removes it; `None` keeps it.
+    pub metadata: ClientMetadataChange,
+}
+
+/// The metadata part of a [`ClientChange`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientMetadataChange {
+    pub logo_uri: Option<String>,
+    pub client_uri: Option<String>,
+    pub policy_uri: Option<String>,
+    pub tos_uri: Option<String>,
+    pub description: Option<String>,
+}
+
+impl ClientMetadataChange {
+    /// Checks the fields given by [`ClientMetadata::validated`]'s rules,
+    /// before anything is written (`DomainError::Invalid` names the field).
+    pub fn check(&self) -> DomainResult<()> {
+        self.applied_to(&ClientMetadata::default())
+            .validated()
+            .map(drop)
+    }
+
+    /// `before` with this change applied (not yet validated).
+    pub fn applied_to(&self, before: &ClientMetadata) -> ClientMetadata {
+        let pick = |change: &Option<String>, before: &Option<String>| match change {
+            Some(new) => Some(new.clone()),
+            None => before.clone(),
+        };
+        ClientMetadata {
+            logo_uri: pick(&self.logo_uri, &before.logo_uri),
+            client_uri: pick(&self.client_uri, &before.client_uri),
+            policy_uri: pick(&self.policy_uri, &before.policy_uri),
+            tos_uri: pick(&self.tos_uri, &before.tos_uri),
+            description: pick(&self.description, &before.description),
+        }
+    }
 }
 
 /// Edits a client under the same rules as registration ([`NewClient::validated`]);
@@ -589,8 +738,10 @@ pub async fn update_client(
         backchannel_logout_session_required: change
             .backchannel_logout_session_required
             .unwrap_or(before.backchannel_logout_session_required),
+        metadata: change.metadata.applied_to(&before.metadata),
     }
     .validated()?;
+    super::scopes::require_catalogued(db, &wanted.extra_scopes).await?;
     let after = Client {
         client_id: before.client_id.clone(),
         name: wanted.name,
@@ -602,6 +753,7 @@ pub async fn update_client(
         created_at: before.created_at,
         backchannel_logout_uri: wanted.backchannel_logout_uri,
         backchannel_logout_session_required: wanted.backchannel_logout_session_required,
+        metadata: wanted.metadata,
     };
     let grant_types = after
         .grant_types
@@ -618,7 +770,8 @@ pub async fn update_client(
         let done = sqlx::query(
             "UPDATE clients SET name = $1, name_key = $2, redirect_uris = $3, \
              post_logout_redirect_uris = $4, grant_types = $5, extra_scopes = $6, updated_at = $7, \
-             backchannel_logout_uri = $9, backchannel_logout_session_required = $10 \
+             backchannel_logout_uri = $9, backchannel_logout_session_required = $10, \
+             logo_uri = $11, client_uri = $12, policy_uri = $13, tos_uri = $14, description = $15 \
              WHERE id = $8 AND deleted_at IS NULL",
         )
         .bind(&after.name)
@@ -631,6 +784,11 @@ pub async fn update_client(
         .bind(client_id)
         .bind(&after.backchannel_logout_uri)
         .bind(after.backchannel_logout_session_required)
+        .bind(&after.metadata.logo_uri)
+        .bind(&after.metadata.client_uri)
+        .bind(&after.metadata.policy_uri)
+        .bind(&after.metadata.tos_uri)
+        .bind(&after.metadata.description)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -776,6 +934,7 @@ mod tests {
             extra_scopes: vec![],
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            metadata: Default::default(),
         };
         let err = new.validated().unwrap_err();
         assert!(err.to_string().contains("client_credentials"), "{err}");
@@ -792,6 +951,7 @@ mod tests {
             extra_scopes: vec!["read:things".into()],
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            metadata: Default::default(),
         };
         let ok = new.validated().unwrap();
         assert_eq!(ok.grant_types, vec![GrantType::ClientCredentials]);

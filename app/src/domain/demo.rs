@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::{
-    clients::{self, ClientKind, ClientSecret, GrantType, NewClient},
+    clients::{self, ClientKind, ClientMetadata, ClientSecret, GrantType, NewClient},
     error::DomainResult,
     store::Db,
     users,
@@ -69,6 +69,16 @@ pub async fn seed(db: &Db) -> DomainResult<DemoReport> {
         });
     }
 
+    // The demo app's own scopes, in the words people read (kept if an admin changed them).
+    let catalogue = super::scopes::catalogue(db).await?;
+    for (scope, words, sensitive) in [
+        ("notes:read", "Read your notes", false),
+        ("notes:write", "Write, change and delete your notes", true),
+    ] {
+        if !catalogue.offers(scope) {
+            super::scopes::define(db, scope, words, sensitive, &Default::default()).await?;
+        }
+    }
     let notes = NewClient {
         name: "Demo Notes".into(),
         kind: ClientKind::Confidential,
@@ -78,6 +88,13 @@ pub async fn seed(db: &Db) -> DomainResult<DemoReport> {
         extra_scopes: vec!["notes:read".into(), "notes:write".into()],
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        metadata: ClientMetadata {
+            client_uri: Some("http://127.0.0.1:8080/".into()),
+            policy_uri: Some("http://127.0.0.1:8080/privacy".into()),
+            tos_uri: Some("http://127.0.0.1:8080/terms".into()),
+            description: Some("Write notes and read them anywhere you sign in.".into()),
+            logo_uri: None,
+        },
     };
     let spa = NewClient {
         name: "Demo SPA".into(),
@@ -88,6 +105,11 @@ pub async fn seed(db: &Db) -> DomainResult<DemoReport> {
         extra_scopes: vec![],
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        metadata: ClientMetadata {
+            client_uri: Some("http://127.0.0.1:5173/".into()),
+            description: Some("A single-page app that runs in your browser.".into()),
+            ..Default::default()
+        },
     };
     let notes_api = NewClient {
         name: "Demo Notes API".into(),
@@ -98,6 +120,7 @@ pub async fn seed(db: &Db) -> DomainResult<DemoReport> {
         extra_scopes: vec![super::grants::REVOCATIONS_SCOPE.into()],
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        metadata: Default::default(),
     };
     let mut demo_clients = Vec::new();
     for (client_id, secret, new) in [

@@ -47,20 +47,6 @@ pub fn allowed_scopes(client: &Client) -> Vec<String> {
         .collect()
 }
 
-/// A scope in plain words, for the consent page and the dashboard.
-pub fn describe_scope(scope: &str) -> String {
-    match scope {
-        "openid" => "Know who you are: your Latchkey account id".into(),
-        "profile" => "See your username".into(),
-        "email" => "See your email address, if your account has one".into(),
-        "offline_access" => {
-            "Keep access while you are away: it can renew its access without asking you again"
-                .into()
-        }
-        other => format!("Use the “{other}” permission this app defines"),
-    }
-}
-
 /// Splits a space-separated scope string into its distinct scopes, in order.
 pub fn split_scopes(scopes: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();

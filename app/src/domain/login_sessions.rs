@@ -39,13 +39,18 @@ pub async fn start(db: &Db, user: &User, from: &ClientInfo) -> DomainResult<Stri
     let id = new_id();
     let at = now();
     let ua: String = from.user_agent.chars().take(512).collect();
-    let event = AuditEvent::new(AuditKind::Login)
-        .actor(&user.id)
-        .subject(&user.id)
-        .ip(&from.ip)
-        .detail(serde_json::json!({ "sid": id, "user_agent": ua }));
     on_db!(db, |pool| {
         let mut tx = pool.begin_write().await?;
+        let earlier: Vec<String> = sqlx::query_scalar(super::security::EARLIER_DEVICES_SQL)
+            .bind(&user.id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let new_device = super::security::is_new_device(&earlier, &ua);
+        let event = AuditEvent::new(AuditKind::Login)
+            .actor(&user.id)
+            .subject(&user.id)
+            .ip(&from.ip)
+            .detail(serde_json::json!({ "sid": id, "user_agent": ua, "new_device": new_device }));
         sqlx::query(
             "INSERT INTO login_sessions (id, user_id, user_agent, ip, created_at, last_seen_at) \
              VALUES ($1, $2, $3, $4, $5, $5)",

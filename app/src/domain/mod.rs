@@ -16,6 +16,8 @@
 //! | [`refresh`] | refresh tokens: rotation, reuse detection, lifetimes, introspection |
 //! | [`my_apps`] | the user's apps, app sessions, activity and sign-ins; revoking them (owner-checked) |
 //! | [`policy`] | token policy: defaults, per-client overrides, the effective value, validation |
+//! | [`scopes`] | the scope catalogue: each scope's plain words and sensitivity; which scopes clients may be registered for |
+//! | [`security`] | a person's security activity from the audit log: reuse detection, admin revocations, new apps and devices, throttling; seen and unseen |
 //! | [`resource_servers`] | clients registered as resource servers: audiences, served scopes, who may introspect |
 //! | [`revocation`] | revoking grants, families, access tokens: database first, then the in-memory sets |
 //! | [`backchannel`] | OpenID Connect Back-Channel Logout: outbox rows in the revocation's transaction, logout tokens, delivery state |
@@ -49,7 +51,9 @@ pub mod refresh;
 pub mod resource_servers;
 pub mod retention;
 pub mod revocation;
+pub mod scopes;
 pub mod secrets;
+pub mod security;
 pub mod store;
 pub mod throttle;
 pub mod tokens;

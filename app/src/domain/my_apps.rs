@@ -8,15 +8,14 @@ use std::collections::BTreeMap;
 
 use super::{
     error::{DomainError, DomainResult},
-    grants::{describe_scope, split_scopes},
+    grants::split_scopes,
     login_sessions::{self, ClientInfo, SignedIn},
     revocation::{Revoked, RevokedBy, RevokedSets},
+    scopes::{catalogue, Catalogue},
     store::Db,
 };
 use crate::{
-    model::{
-        Activity, AppDetail, AppSession, AppSummary, Page, PageRequest, ScopeInfo, SignInSession,
-    },
+    model::{Activity, AppDetail, AppSession, AppSummary, Page, PageRequest, SignInSession},
     on_db,
 };
 
@@ -35,20 +34,18 @@ struct AppRow {
     active_sessions: i64,
     refresh_enabled: bool,
     grant_types: String,
+    #[sqlx(flatten)]
+    metadata: super::clients::ClientMetadata,
 }
 
-impl From<AppRow> for AppSummary {
-    fn from(row: AppRow) -> Self {
+impl AppRow {
+    /// The app as My apps shows it, its scopes in the catalogue's words.
+    fn summary(self, catalogue: &Catalogue) -> AppSummary {
+        let row = self;
         AppSummary {
             grant_id: row.grant_id,
-            client_name: row.client_name,
-            scopes: split_scopes(&row.scopes)
-                .into_iter()
-                .map(|scope| ScopeInfo {
-                    description: describe_scope(&scope),
-                    scope,
-                })
-                .collect(),
+            app: row.metadata.identity(&row.client_name),
+            scopes: catalogue.describe_all(&split_scopes(&row.scopes)),
             granted_at: row.created_at,
             last_used_at: row.last_used_at,
             last_used_ip: row.last_used_ip.filter(|ip| !ip.is_empty()),
@@ -64,7 +61,8 @@ impl From<AppRow> for AppSummary {
 const APPS_SQL: &str = "SELECT g.id AS grant_id, c.name AS client_name, g.scopes, g.created_at, \
     g.last_used_at, g.last_used_ip, g.last_used_ua, \
     (SELECT COUNT(*) FROM token_families f WHERE f.grant_id = g.id AND f.revoked_at IS NULL) AS active_sessions, \
-    COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, c.grant_types \
+    COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, c.grant_types, \
+    c.logo_uri, c.client_uri, c.policy_uri, c.tos_uri, c.description \
     FROM grants g JOIN clients c ON c.id = g.client_id CROSS JOIN policy_default d \
     WHERE d.id = 1 AND g.user_id = $1 AND g.revoked_at IS NULL AND c.deleted_at IS NULL";
 
@@ -79,22 +77,46 @@ pub async fn list_apps(
         "{APPS_SQL} ORDER BY COALESCE(g.last_used_at, g.created_at) DESC, g.id LIMIT $2 OFFSET $3"
     );
     let count_sql = format!("SELECT COUNT(*) FROM ({APPS_SQL}) AS apps");
-    let (rows, total, page) = on_db!(db, |pool| {
+    let (rows, total, page) =
+        one_page_of_user::<AppRow>(db, &count_sql, &sql, user_id, page).await?;
+    let catalogue = catalogue(db).await?;
+    Ok(page.of(
+        rows.into_iter().map(|r| r.summary(&catalogue)).collect(),
+        total,
+    ))
+}
+
+/// One page of a user's list: `count_sql` counts it (`$1` the user id), then
+/// `sql` reads the rows of the page fitted to that count (`$1` the user id,
+/// `$2` the page size, `$3` the offset). Returns the rows, the count and the page.
+pub(super) async fn one_page_of_user<R>(
+    db: &Db,
+    count_sql: &str,
+    sql: &str,
+    user_id: &str,
+    page: PageRequest,
+) -> DomainResult<(Vec<R>, i64, PageRequest)>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    Ok(on_db!(db, |pool| {
         // Counted first, so that the page can be fitted to the list.
-        let total: i64 = sqlx::query_scalar(&count_sql)
+        let total: i64 = sqlx::query_scalar(count_sql)
             .bind(user_id)
             .fetch_one(pool)
             .await?;
         let page = page.within(total);
-        let rows: Vec<AppRow> = sqlx::query_as(&sql)
+        let rows: Vec<R> = sqlx::query_as(sql)
             .bind(user_id)
             .bind(page.per_page())
             .bind(page.offset())
             .fetch_all(pool)
             .await?;
         Ok::<_, sqlx::Error>((rows, total, page))
-    })?;
-    Ok(page.of(rows.into_iter().map(AppSummary::from).collect(), total))
+    })?)
 }
 
 async fn find_app(db: &Db, user_id: &str, grant_id: &str) -> DomainResult<AppSummary> {
@@ -104,7 +126,8 @@ async fn find_app(db: &Db, user_id: &str, grant_id: &str) -> DomainResult<AppSum
         .bind(grant_id)
         .fetch_optional(pool)
         .await)?;
-    row.map(AppSummary::from).ok_or(DomainError::NotFound)
+    let row = row.ok_or(DomainError::NotFound)?;
+    Ok(row.summary(&catalogue(db).await?))
 }
 
 #[derive(sqlx::FromRow)]
@@ -239,7 +262,7 @@ pub async fn revoke_app(
             &by_user(&actor, user_id, "revoked by the user"),
         )
         .await?;
-    Ok(app.client_name)
+    Ok(app.app.name)
 }
 
 /// Revokes every app of the user; returns how many apps lost access.

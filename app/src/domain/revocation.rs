@@ -736,6 +736,28 @@ impl RevokedSets {
                     "reason": by.reason,
                 }));
                 crate::bind_audit!(&event).execute(&mut *tx).await?;
+                // A client's grants revoked at once: each person who lost
+                // access gets an event of their own (their Security activity).
+                if let Target::ClientGrants(client_id) = target {
+                    let people: Vec<String> = sqlx::query_scalar(
+                        "SELECT DISTINCT user_id FROM grants WHERE client_id = $1 \
+                         AND revoked_at = $2 AND revoked_by = $3 AND user_id IS NOT NULL",
+                    )
+                    .bind(client_id)
+                    .bind(at)
+                    .bind(by.actor)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for person in people {
+                        let mut theirs = audit_event(by);
+                        theirs.subject_user_id = Some(person);
+                        theirs.client_id = Some(client_id.to_owned());
+                        let theirs = theirs.detail(serde_json::json!({
+                            "what": "client_grants", "id": client_id, "reason": by.reason,
+                        }));
+                        crate::bind_audit!(&theirs).execute(&mut *tx).await?;
+                    }
+                }
             }
             // Back-channel logout tokens to the apps this ended, as outbox
             // rows in this transaction; the worker is woken once it is over.

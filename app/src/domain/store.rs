@@ -214,10 +214,15 @@ impl Db {
     }
 
     /// Applies every pending migration, then stores the name keys that SQL
-    /// cannot compute ([`super::names::fill_missing_keys`]).
+    /// cannot compute ([`super::names::fill_missing_keys`]) and catalogues the
+    /// scopes clients were registered for before the scope catalogue existed
+    /// ([`super::scopes::adopt_registered`]).
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         on_db!(self, |pool| MIGRATOR.run(pool).await)?;
         super::names::fill_missing_keys(self).await?;
+        super::scopes::adopt_registered(self)
+            .await
+            .map_err(|e| sqlx::migrate::MigrateError::Source(Box::new(e)))?;
         Ok(())
     }
 

@@ -244,13 +244,22 @@ pub async fn attempt(
                     }
                     Key::Ip(ip) => ("ip", (*ip).to_owned()),
                 };
-                let event =
+                let mut event =
                     AuditEvent::new(AuditKind::SignInThrottled)
                         .ip(ip)
                         .detail(serde_json::json!({
                             "key": kind, "value": value, "locked_until": until,
                             "lockouts": after.lockouts,
                         }));
+                // A username's lockout is the account holder's to know of
+                // (their Security activity lists it).
+                if let Key::Username(name) = key {
+                    event.subject_user_id =
+                        sqlx::query_scalar("SELECT id FROM users WHERE username_key = $1")
+                            .bind(fold_key(name.trim()))
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                }
                 crate::bind_audit!(&event).execute(&mut *tx).await?;
             }
         }

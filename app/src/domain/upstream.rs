@@ -876,6 +876,11 @@ pub async fn sign_in(
                 user
             }
         };
+        let earlier: Vec<String> = sqlx::query_scalar(super::security::EARLIER_DEVICES_SQL)
+            .bind(&user.id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let new_device = super::security::is_new_device(&earlier, &ua);
         sqlx::query(
             "INSERT INTO login_sessions (id, user_id, user_agent, ip, created_at, last_seen_at, upstream_provider_id) \
              VALUES ($1, $2, $3, $4, $5, $5, $6)",
@@ -905,7 +910,7 @@ pub async fn sign_in(
             .subject(&user.id)
             .ip(&from.ip)
             .detail(serde_json::json!({
-                "sid": sid, "user_agent": ua,
+                "sid": sid, "user_agent": ua, "new_device": new_device,
                 "upstream": { "provider_id": provider.id, "name": provider.name },
             }));
         crate::bind_audit!(&login).execute(&mut *tx).await?;

@@ -12,12 +12,16 @@ use crate::{
     components::{
         chart::ActivityChart,
         layout::{Layout, LoadFailed},
-        widgets::{ActionError, Confirm, Notice, Pager, SearchForm},
+        widgets::{ActionError, AppBadge, Confirm, Notice, Pager, SearchForm},
     },
-    model::{format_time, AdminDelivery, AdminResourceServer, CurrentUser, PolicyField},
+    model::{
+        format_time, AdminDelivery, AdminResourceServer, AppIdentity, CurrentUser, PolicyField,
+    },
 };
 
+mod scopes;
 mod upstreams;
+pub use scopes::AdminScopesPage;
 pub use upstreams::{AdminUpstreamPage, AdminUpstreamsPage};
 
 /// The console's own navigation, above each admin page.
@@ -30,6 +34,7 @@ fn AdminFrame(user: CurrentUser, title: String, children: Children) -> impl Into
                 <a href="/admin">"Activity"</a>
                 <a href="/admin/clients">"Clients"</a>
                 <a href="/admin/defaults">"Default policy"</a>
+                <a href="/admin/scopes">"Scopes"</a>
                 <a href="/admin/users">"Users"</a>
                 <a href="/admin/upstreams">"Sign-in providers"</a>
                 <a href="/admin/audit">"Audit log"</a>
@@ -165,6 +170,7 @@ pub fn AdminClientsPage() -> impl IntoView {
                                     <textarea id="c-logout" name="post_logout_redirect_uris" rows="2"></textarea>
                                     <label for="c-scopes">"Extra scopes (space-separated)"</label>
                                     <input id="c-scopes" name="extra_scopes" type="text"/>
+                                    <MetadataInputs prefix="c" current=AppIdentity::default()/>
                                     <button type="submit" class="button primary" disabled=move || create.pending().get()>
                                         {move || if create.pending().get() { "Registering…" } else { "Register" }}
                                     </button>
@@ -176,6 +182,30 @@ pub fn AdminClientsPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// The RFC 7591 metadata inputs of the create and edit forms (ids `{prefix}-logo` ...).
+#[component]
+fn MetadataInputs(prefix: &'static str, current: AppIdentity) -> impl IntoView {
+    let field = |key: &'static str, label: &'static str, value: Option<String>| {
+        let id = format!("{prefix}-{key}");
+        view! {
+            <label for=id.clone()>{label}</label>
+            <input id=id name=key type="url" inputmode="url" autocomplete="off" maxlength="500"
+                placeholder="https://" value=value.unwrap_or_default()/>
+        }
+    };
+    view! {
+        <fieldset>
+            <legend>"What people see (optional; https, or http on localhost)"</legend>
+            {field("logo_uri", "Logo URL", current.logo_uri)}
+            {field("client_uri", "Home page", current.client_uri)}
+            {field("policy_uri", "Privacy policy", current.policy_uri)}
+            {field("tos_uri", "Terms of service", current.tos_uri)}
+            <label for=format!("{prefix}-description")>"Description (one paragraph, at most 300 characters)"</label>
+            <textarea id=format!("{prefix}-description") name="description" rows="2" maxlength="300">{current.description.unwrap_or_default()}</textarea>
+        </fieldset>
     }
 }
 
@@ -333,6 +363,7 @@ pub fn AdminClientPage() -> impl IntoView {
                                         <div><dt>"Redirect URIs"</dt><dd>{d.redirect_uris.join(" ")}</dd></div>
                                         <div><dt>"Post-logout URIs"</dt><dd>{d.post_logout_redirect_uris.join(" ")}</dd></div>
                                         <div><dt>"Extra scopes"</dt><dd>{d.extra_scopes.join(" ")}</dd></div>
+                                        <div><dt>"Shown to people"</dt><dd data-testid="client-identity"><AppBadge app=d.identity.clone()/></dd></div>
                                         <div><dt>"In use"</dt><dd>{format!("{} grants, {} sessions", c.active_grants, c.active_families)}</dd></div>
                                         <div><dt>"Back-channel logout"</dt><dd data-testid="backchannel-uri">{match &d.backchannel_logout_uri {
                                             Some(uri) => format!("{uri}{}", if d.backchannel_logout_session_required { " (sid required)" } else { "" }),
@@ -362,6 +393,7 @@ pub fn AdminClientPage() -> impl IntoView {
                                             <label for="e-bcl">"Back-channel logout URI (https, or http on localhost; empty: none)"</label>
                                             <input id="e-bcl" name="backchannel_logout_uri" type="text" inputmode="url" autocomplete="off" value=logout_uri/>
                                             <label class="check"><input type="checkbox" name="backchannel_logout_session_required" checked=d.backchannel_logout_session_required/>" Logout tokens must name the sign-in (sid)"</label>
+                                            <MetadataInputs prefix="e" current=d.identity.clone()/>
                                             <button type="submit" class="button primary" disabled=move || edit.pending().get()>"Save registration"</button>
                                         </ActionForm>
                                     </details>

@@ -9,7 +9,7 @@ use crate::{
     api::{get_app_detail, RevokeApp, SignOutAppSession},
     components::{
         layout::{Layout, LoadFailed},
-        widgets::{ActionError, Confirm, Notice},
+        widgets::{ActionError, AppLinks, AppLogo, Confirm, Notice},
     },
     model::{format_day, format_time, Activity, AppDetail, AppSession},
     paths,
@@ -42,7 +42,7 @@ pub fn AppDetailPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match detail.await {
                     Ok((user, Some(detail))) => view! {
-                        <Title text=detail.app.client_name.clone()/>
+                        <Title text=detail.app.app.name.clone()/>
                         <Layout user=user>
                             <p class="crumbs"><a href=paths::HOME>"My apps"</a>" / "</p>
                             <Notice text=Signal::derive(notice)/>
@@ -77,7 +77,7 @@ fn Detail(
     sign_out: ServerAction<SignOutAppSession>,
 ) -> impl IntoView {
     let app = detail.app;
-    let name = app.client_name.clone();
+    let name = app.app.name.clone();
     let loses: Vec<String> = app.scopes.iter().map(|s| s.description.clone()).collect();
     let yes = format!("Yes, revoke {name}");
     let grant_id = app.grant_id.clone();
@@ -86,11 +86,16 @@ fn Detail(
     view! {
         <section class="card" data-testid="app-detail">
             <div class="app-head">
-                <h1 data-testid="app-name">{app.client_name.clone()}</h1>
+                <AppLogo app=app.app.clone()/>
+                <div class="app-title">
+                    <h1 data-testid="app-name">{name.clone()}</h1>
+                    <AppLinks app=app.app.clone()/>
+                </div>
                 {app.refresh_off.then(|| view! {
                     <span class="badge warn">"Refresh off"</span>
                 })}
             </div>
+            {app.app.description.clone().map(|d| view! { <p data-testid="app-description">{d}</p> })}
             <p class="muted">{format!("Access given {}", format_time(app.granted_at))}</p>
             {app.refresh_off.then(|| view! {
                 <p class="muted">
@@ -100,7 +105,10 @@ fn Detail(
             <h2>"What it can do"</h2>
             <ul class="scope-list">
                 {app.scopes.iter().map(|s| view! {
-                    <li>{s.description.clone()}<code>{s.scope.clone()}</code></li>
+                    <li class:sensitive=s.sensitive>
+                        {s.sensitive.then(|| view! { <span class="badge warn">"Sensitive"</span>" " })}
+                        {s.description.clone()}<code>{s.scope.clone()}</code>
+                    </li>
                 }).collect_view()}
             </ul>
             <div class="card-actions">

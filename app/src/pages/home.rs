@@ -10,7 +10,7 @@ use crate::{
     api::{get_my_apps, RevokeAllApps, RevokeApp},
     components::{
         layout::{Layout, LoadFailed},
-        widgets::{page_param, ActionError, Confirm, Notice, Pager},
+        widgets::{page_param, ActionError, AppLinks, AppLogo, Confirm, Notice, Pager},
     },
     model::{format_time, AppSummary},
     paths,
@@ -145,13 +145,17 @@ fn AppCard(app: AppSummary, revoke: ServerAction<RevokeApp>) -> impl IntoView {
         1 => "1 active session".to_string(),
         n => format!("{n} active sessions"),
     };
-    let name = app.client_name.clone();
+    let name = app.app.name.clone();
     let grant_id = app.grant_id.clone();
     let yes = format!("Yes, revoke {name}");
     view! {
-        <li class="card app-card" data-testid="app-card" data-app=app.client_name.clone()>
+        <li class="card app-card" data-testid="app-card" data-app=name.clone()>
             <div class="app-head">
-                <h2><a href=paths::app(&app.grant_id)>{app.client_name.clone()}</a></h2>
+                <AppLogo app=app.app.clone()/>
+                <div class="app-title">
+                    <h2><a href=paths::app(&app.grant_id)>{name.clone()}</a></h2>
+                    <AppLinks app=app.app.clone()/>
+                </div>
                 {app.refresh_off.then(|| view! {
                     <span class="badge warn" title="The administrator switched refresh tokens off for this app">
                         "Refresh off"
@@ -160,7 +164,10 @@ fn AppCard(app: AppSummary, revoke: ServerAction<RevokeApp>) -> impl IntoView {
             </div>
             <ul class="scope-chips" aria-label="What it can do">
                 {app.scopes.iter().map(|s| view! {
-                    <li title=s.scope.clone()>{s.description.clone()}</li>
+                    <li title=s.scope.clone() class:sensitive=s.sensitive>
+                        {s.sensitive.then(|| view! { <span class="visually-hidden">"Sensitive: "</span> })}
+                        {s.description.clone()}
+                    </li>
                 }).collect_view()}
             </ul>
             <dl class="facts">

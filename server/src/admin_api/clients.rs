@@ -4,7 +4,10 @@
 
 use app::domain::{
     admin::{self, ClientSummary, RevokedCounts},
-    clients::{self, Client, ClientChange, ClientKind, GrantType, NewClient},
+    clients::{
+        self, Client, ClientChange, ClientKind, ClientMetadata, ClientMetadataChange, GrantType,
+        NewClient,
+    },
 };
 use axum::{
     extract::{Path, State},
@@ -126,6 +129,13 @@ pub struct ClientView {
     /// Where logout tokens are POSTed (OpenID Connect Back-Channel Logout 1.0 §2.2); `null`: none.
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: bool,
+    /// RFC 7591 §2: the app's logo, home page, privacy policy and terms of
+    /// service (https, or http on a loopback host), and a short description.
+    pub logo_uri: Option<String>,
+    pub client_uri: Option<String>,
+    pub policy_uri: Option<String>,
+    pub tos_uri: Option<String>,
+    pub description: Option<String>,
 }
 
 impl ClientView {
@@ -145,6 +155,11 @@ impl ClientView {
             last_activity: usage.last_activity,
             backchannel_logout_uri: client.backchannel_logout_uri,
             backchannel_logout_session_required: client.backchannel_logout_session_required,
+            logo_uri: client.metadata.logo_uri,
+            client_uri: client.metadata.client_uri,
+            policy_uri: client.metadata.policy_uri,
+            tos_uri: client.metadata.tos_uri,
+            description: client.metadata.description,
         }
     }
 }
@@ -176,6 +191,21 @@ pub struct NewClientRequest {
     /// §2.2: `sid` required in logout tokens; default `false`.
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    /// RFC 7591 §2: the app's logo — https (or http on a loopback host), at most 500 characters.
+    #[serde(default)]
+    pub logo_uri: Option<String>,
+    /// The app's home page; same rules.
+    #[serde(default)]
+    pub client_uri: Option<String>,
+    /// The app's privacy policy; same rules.
+    #[serde(default)]
+    pub policy_uri: Option<String>,
+    /// The app's terms of service; same rules.
+    #[serde(default)]
+    pub tos_uri: Option<String>,
+    /// One paragraph, at most 300 characters.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// A client just created; the secret is shown this once (only its hash is kept).
@@ -202,6 +232,36 @@ pub struct ClientPatch {
     #[schema(value_type = Option<String>, nullable)]
     pub backchannel_logout_uri: Option<Option<String>>,
     pub backchannel_logout_session_required: Option<bool>,
+    /// `null` (or `""`) removes it; absent keeps it. Same for the four below.
+    #[serde(default, deserialize_with = "super::policy::present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub logo_uri: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::policy::present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub client_uri: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::policy::present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub policy_uri: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::policy::present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub tos_uri: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::policy::present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub description: Option<Option<String>>,
+}
+
+impl ClientPatch {
+    /// The metadata part of the change: `null` removes a field (as `""` does).
+    fn metadata(&self) -> ClientMetadataChange {
+        let field = |v: &Option<Option<String>>| v.as_ref().map(|v| v.clone().unwrap_or_default());
+        ClientMetadataChange {
+            logo_uri: field(&self.logo_uri),
+            client_uri: field(&self.client_uri),
+            policy_uri: field(&self.policy_uri),
+            tos_uri: field(&self.tos_uri),
+            description: field(&self.description),
+        }
+    }
 }
 
 /// What a bulk revocation changed.
@@ -299,6 +359,13 @@ pub async fn create(
         extra_scopes: body.extra_scopes,
         backchannel_logout_uri: body.backchannel_logout_uri,
         backchannel_logout_session_required: body.backchannel_logout_session_required,
+        metadata: ClientMetadata {
+            logo_uri: body.logo_uri,
+            client_uri: body.client_uri,
+            policy_uri: body.policy_uri,
+            tos_uri: body.tos_uri,
+            description: body.description,
+        },
     };
     let (client, secret) = clients::add_client_by(&state.db, &new, &admin.actor)
         .await
@@ -363,6 +430,7 @@ pub async fn update(
 ) -> ApiResult<Json<ClientView>> {
     let id = check_id(&id)?;
     let change = ClientChange {
+        metadata: body.metadata(),
         name: body.name,
         redirect_uris: body.redirect_uris,
         post_logout_redirect_uris: body.post_logout_redirect_uris,

@@ -13,6 +13,7 @@
 //! | [`clients`] | `/api/admin/clients…`: list, create, read, edit, delete, secret rotation, revoke all |
 //! | [`resource_servers`] | `/api/admin/clients/{id}/resource-server`: audience and served scopes |
 //! | [`policy`] | `/api/admin/clients/{id}/policy`, `/api/admin/policy/defaults` |
+//! | [`scopes`] | `/api/admin/scopes…`: the scope catalogue (plain words, sensitivity) |
 //! | [`upstreams`] | `/api/admin/upstreams…`: upstream OpenID providers people sign in through |
 //! | [`users`] | `/api/admin/users…`: list, create, read, disable/enable, admin rights, revoke apps, sign out everywhere |
 //! | [`audit`] | `/api/admin/audit`, `/api/admin/audit/export` |
@@ -27,6 +28,7 @@ pub mod error;
 pub mod openapi;
 pub mod policy;
 pub mod resource_servers;
+pub mod scopes;
 pub mod upstreams;
 pub mod users;
 
@@ -57,6 +59,8 @@ pub const USER: &str = "/api/admin/users/{id}";
 pub const USER_REVOKE_APPS: &str = "/api/admin/users/{id}/revoke-apps";
 pub const USER_SIGN_OUT_EVERYWHERE: &str = "/api/admin/users/{id}/sign-out-everywhere";
 pub const USER_CLEAR_THROTTLE: &str = "/api/admin/users/{id}/clear-sign-in-throttle";
+pub const SCOPES: &str = "/api/admin/scopes";
+pub const SCOPE: &str = "/api/admin/scopes/{scope}";
 pub const UPSTREAMS: &str = "/api/admin/upstreams";
 pub const UPSTREAM: &str = "/api/admin/upstreams/{id}";
 pub const AUDIT: &str = "/api/admin/audit";
@@ -99,6 +103,11 @@ pub fn router(limits: &Limits) -> Router<AppState> {
         .route(USER_REVOKE_APPS, post(users::revoke_apps))
         .route(USER_SIGN_OUT_EVERYWHERE, post(users::sign_out_everywhere))
         .route(USER_CLEAR_THROTTLE, post(users::clear_throttle))
+        .route(SCOPES, get(scopes::list))
+        .route(
+            SCOPE,
+            axum::routing::put(scopes::set).delete(scopes::remove),
+        )
         .route(UPSTREAMS, get(upstreams::list).post(upstreams::create))
         .route(
             UPSTREAM,

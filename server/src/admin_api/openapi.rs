@@ -9,7 +9,7 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use super::{audit, clients, policy, resource_servers, upstreams, users};
+use super::{audit, clients, policy, resource_servers, scopes, upstreams, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,6 +43,9 @@ use super::{audit, clients, policy, resource_servers, upstreams, users};
         users::revoke_apps,
         users::sign_out_everywhere,
         users::clear_throttle,
+        scopes::list,
+        scopes::set,
+        scopes::remove,
         upstreams::list,
         upstreams::create,
         upstreams::read,
@@ -56,6 +59,7 @@ use super::{audit, clients, policy, resource_servers, upstreams, users};
         (name = "clients", description = "OAuth clients: registration, secrets, revoking their tokens"),
         (name = "policy", description = "Token policy: server defaults and per-client overrides"),
         (name = "users", description = "People: accounts, admin rights, their apps and sign-ins"),
+        (name = "scopes", description = "The scope catalogue: what each scope lets an app do, in plain words"),
         (name = "upstreams", description = "Upstream OpenID Connect providers people sign in through"),
         (name = "audit", description = "The audit log"),
     ),
@@ -164,6 +168,8 @@ mod tests {
             super::super::USER_REVOKE_APPS,
             super::super::USER_SIGN_OUT_EVERYWHERE,
             super::super::USER_CLEAR_THROTTLE,
+            super::super::SCOPES,
+            super::super::SCOPE,
             super::super::UPSTREAMS,
             super::super::UPSTREAM,
             super::super::AUDIT,
@@ -183,7 +189,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(paths.len(), 16, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 18, "{:?}", paths.keys());
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

@@ -16,6 +16,7 @@ use app::{
         codes::{self, NewCode},
         grants::{self, ConsentAnswer, Grant},
         login_sessions::SignedIn,
+        scopes::{self, Catalogue},
         secrets::new_id,
         store::now,
         DomainError,
@@ -177,7 +178,11 @@ pub async fn authorize(
     };
 
     // 2. The request itself: errors go back to the app.
-    let request = match validate(&query, &client) {
+    let catalogue = match scopes::catalogue(&state.db).await {
+        Ok(c) => c,
+        Err(e) => return web::internal_error("reading the scope catalogue", &e),
+    };
+    let request = match validate(&query, &client, &catalogue) {
         Ok(r) => r,
         Err((error, description)) => return to_app(error, &description),
     };
@@ -233,14 +238,12 @@ pub async fn authorize(
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| redirect_uri.clone());
+    let app = client.metadata.identity(&client.name);
     let mut page = pages::consent_page(&Consent {
         request_id: &pending.id,
-        client_name: &client.name,
+        app: &app,
         username: &signed_in.user.username,
-        asked: missing
-            .iter()
-            .map(|s| (s.clone(), grants::describe_scope(s)))
-            .collect(),
+        asked: catalogue.describe_all(&missing),
         already: pending
             .scopes
             .iter()
@@ -282,7 +285,14 @@ struct Validated {
 
 /// RFC 6749 §4.1.1, RFC 7636 §4.3 and OpenID Connect Core §3.1.2.1, for a known
 /// client with a good redirect URI. `Err((error, description))` goes back to the app.
-fn validate(query: &Query, client: &Client) -> Result<Validated, (&'static str, String)> {
+///
+/// A scope must be one the client is registered for and, for a person to
+/// grant it, built in or in the scope catalogue now (`scopes`).
+fn validate(
+    query: &Query,
+    client: &Client,
+    catalogue: &Catalogue,
+) -> Result<Validated, (&'static str, String)> {
     let invalid = |d: String| ("invalid_request", d);
     if let Some(e) = query.repeated() {
         return Err(invalid(e));
@@ -315,7 +325,10 @@ fn validate(query: &Query, client: &Client) -> Result<Validated, (&'static str, 
     }
     let scopes = grants::split_scopes(get("scope").unwrap_or("openid"));
     let allowed = grants::allowed_scopes(client);
-    if let Some(bad) = scopes.iter().find(|s| !allowed.contains(s)) {
+    if let Some(bad) = scopes
+        .iter()
+        .find(|s| !allowed.contains(s) || !catalogue.offers(s))
+    {
         return Err((
             "invalid_scope",
             format!("scope {bad:?} is not available to this client"),

@@ -4,6 +4,7 @@
 //! the dashboard's stylesheet, so they work without JavaScript; every piece of
 //! text that did not come from this file goes through [`escape`].
 
+use app::model::{AppIdentity, ScopeInfo};
 use axum::{
     http::StatusCode,
     response::{Html, IntoResponse, Response},
@@ -72,10 +73,11 @@ pub fn error_page(status: StatusCode, heading: &str, detail: &str) -> Response {
 /// What the consent page shows.
 pub struct Consent<'a> {
     pub request_id: &'a str,
-    pub client_name: &'a str,
+    /// The app: name, logo, home page, policy, terms, description.
+    pub app: &'a AppIdentity,
     pub username: &'a str,
-    /// `(scope, plain words)` the user is asked for now.
-    pub asked: Vec<(String, String)>,
+    /// The scopes the user is asked for now, in plain words, sensitive first.
+    pub asked: Vec<ScopeInfo>,
     /// Scopes the user allowed before, still part of the request.
     pub already: Vec<String>,
     pub redirect_host: &'a str,
@@ -85,12 +87,19 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
     let items: String = c
         .asked
         .iter()
-        .map(|(scope, words)| {
+        .map(|s| {
+            let (class, mark) = match s.sensitive {
+                true => (
+                    r#" class="sensitive""#,
+                    r#"<span class="badge warn">Sensitive</span> "#,
+                ),
+                false => ("", ""),
+            };
             format!(
-                r#"<li data-scope="{}">{}<code>{}</code></li>"#,
-                escape(scope),
-                escape(words),
-                escape(scope)
+                r#"<li data-scope="{}"{class}>{mark}{}<code>{}</code></li>"#,
+                escape(&s.scope),
+                escape(&s.description),
+                escape(&s.scope)
             )
         })
         .collect();
@@ -102,17 +111,67 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
             escape(&c.already.join(", "))
         )
     };
-    let name = escape(c.client_name);
+    let app = c.app;
+    let name = escape(&app.name);
+    let letter = app
+        .name
+        .chars()
+        .find(|ch| ch.is_alphanumeric())
+        .map_or_else(|| "?".into(), |ch| ch.to_uppercase().collect::<String>());
+    let logo = match &app.logo_uri {
+        Some(src) => format!(
+            r#"<img src="{}" alt="" referrerpolicy="no-referrer" width="40" height="40">"#,
+            escape(src)
+        ),
+        None => String::new(),
+    };
+    let home = match (&app.client_uri, &app.home_host) {
+        (Some(href), Some(host)) => format!(
+            r#"<a href="{}" rel="noopener noreferrer" target="_blank" data-testid="app-home">{}</a>"#,
+            escape(href),
+            escape(host)
+        ),
+        _ => String::new(),
+    };
+    let description = app
+        .description
+        .as_deref()
+        .map(|d| format!(r#"<p data-testid="app-description">{}</p>"#, escape(d)))
+        .unwrap_or_default();
+    let link = |uri: &Option<String>, label: &str| {
+        uri.as_deref().map(|u| {
+            format!(
+                r#"<a href="{}" rel="noopener noreferrer" target="_blank">{}</a>"#,
+                escape(u),
+                escape(&format!("{} {label}", app.name))
+            )
+        })
+    };
+    let terms = match (
+        link(&app.policy_uri, "privacy policy"),
+        link(&app.tos_uri, "terms of service"),
+    ) {
+        (Some(p), Some(t)) => {
+            format!(r#"<p class="muted">Before you allow, read the {p} and the {t}.</p>"#)
+        }
+        (Some(one), None) | (None, Some(one)) => {
+            format!(r#"<p class="muted">Before you allow, read the {one}.</p>"#)
+        }
+        (None, None) => String::new(),
+    };
     page(
         StatusCode::OK,
         &format!("Allow {name}?"),
         &format!(
             r#"<section class="card narrow consent" data-testid="consent">
-<h1>Allow <span data-testid="consent-client">{name}</span> to access your account?</h1>
+<div class="app-head"><span class="app-logo" aria-hidden="true"><span class="app-letter">{letter}</span>{logo}</span>
+<div class="app-title"><h1>Allow <span data-testid="consent-client">{name}</span> to access your account?</h1>{home}</div></div>
+{description}
 <p class="muted">Signed in as <strong>{user}</strong>. After you answer, you go back to <strong>{host}</strong>.</p>
 <p>{name} asks to:</p>
 <ul class="scope-list">{items}</ul>
 {already}
+{terms}
 <p class="muted">You can see and revoke this access at any time under My apps.</p>
 <form method="post" action="{action}" class="consent-actions">
 <input type="hidden" name="request_id" value="{id}">
@@ -124,6 +183,7 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
             host = escape(c.redirect_host),
             action = super::AUTHORIZE,
             id = escape(c.request_id),
+            letter = escape(&letter),
         ),
     )
 }

@@ -34,6 +34,7 @@ pub async fn app(t: &TestDb, name: &str, kind: ClientKind, extra_scopes: &[&str]
         .to_lowercase();
     let redirect_uri = format!("https://{slug}.example/cb");
     let post_logout_uri = format!("https://{slug}.example/bye");
+    catalogue(&t.db, extra_scopes).await;
     let (client, secret) = clients::add_client(
         &t.db,
         &NewClient {
@@ -45,6 +46,7 @@ pub async fn app(t: &TestDb, name: &str, kind: ClientKind, extra_scopes: &[&str]
             extra_scopes: extra_scopes.iter().map(|s| s.to_string()).collect(),
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            metadata: Default::default(),
         },
     )
     .await
@@ -350,8 +352,27 @@ pub async fn call(
         .unwrap()
 }
 
+/// Puts each of `scopes` that is not built in or catalogued yet into the
+/// scope catalogue (registration takes only catalogued scopes), with words
+/// that name it: "Test words for notes:read".
+pub async fn catalogue(db: &app::domain::Db, scopes: &[&str]) {
+    let known = app::domain::scopes::catalogue(db).await.unwrap();
+    for scope in scopes.iter().filter(|s| !known.offers(s)) {
+        app::domain::scopes::define(
+            db,
+            scope,
+            &format!("Test words for {scope}"),
+            false,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 /// A confidential client_credentials client with these extra scopes.
 pub async fn service(db: &app::domain::Db, name: &str, scopes: &[&str]) -> App {
+    catalogue(db, scopes).await;
     let (client, secret) = clients::add_client(
         db,
         &NewClient {
@@ -363,6 +384,7 @@ pub async fn service(db: &app::domain::Db, name: &str, scopes: &[&str]) -> App {
             extra_scopes: scopes.iter().map(|s| s.to_string()).collect(),
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            metadata: Default::default(),
         },
     )
     .await

@@ -1,0 +1,305 @@
+//! The scope catalogue: every scope a client may be registered for, besides
+//! the OpenID scopes and Latchkey's own, with the plain words people read on
+//! the consent page and in My apps ("Read your notes") and whether it is
+//! sensitive (listed first, marked).
+//!
+//! Rules:
+//! - a client may be registered only for catalogued scopes (or built-in
+//!   ones): [`require_catalogued`], called by client registration and edits;
+//! - `/oauth/authorize` grants a person's consent only to scopes that are
+//!   built in or catalogued now ([`Catalogue::offers`]);
+//! - a scope is removed from the catalogue only while no client is
+//!   registered for it ([`remove`] answers `Conflict`, naming them);
+//! - every change is audited (`scope_defined`, `scope_removed`).
+//!
+//! The catalogue is read from the database where it is shown (a small table,
+//! read once per page), so every instance shows a change at once.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::{
+    audit::{Actor, AuditEvent, AuditKind},
+    clients::validate_scope,
+    error::{DomainError, DomainResult},
+    grants::{CLIENT_ONLY_SCOPES, OPENID_SCOPES},
+    store::{now, Db},
+};
+use crate::{model::ScopeInfo, on_db};
+
+/// Longest description, in characters.
+pub const DESCRIPTION_MAX: usize = 120;
+
+/// One catalogued scope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct CatalogueEntry {
+    pub scope: String,
+    /// What it lets an app do, in plain words: "Read your notes".
+    pub description: String,
+    /// Listed first and marked on the consent page and in My apps.
+    pub sensitive: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The built-in wording of the OpenID scopes and Latchkey's own (which no
+/// catalogue entry may redefine); `None` for any other scope.
+pub fn builtin(scope: &str) -> Option<&'static str> {
+    Some(match scope {
+        "openid" => "Know who you are: your Latchkey account id",
+        "profile" => "See your username",
+        "email" => "See your email address, if your account has one",
+        "offline_access" => {
+            "Keep access while you are away: it can renew its access without asking you again"
+        }
+        super::grants::ADMIN_SCOPE => "Administer Latchkey through its admin API",
+        super::grants::REVOCATIONS_SCOPE => "Follow Latchkey's revocations (the revocation feed)",
+        _ => return None,
+    })
+}
+
+/// What a scope is called by whoever reads it.
+fn is_builtin(scope: &str) -> bool {
+    OPENID_SCOPES.contains(&scope) || CLIENT_ONLY_SCOPES.contains(&scope)
+}
+
+/// The catalogue as read at one moment: what the pages and the authorization
+/// endpoint look scopes up in.
+#[derive(Clone, Debug, Default)]
+pub struct Catalogue {
+    entries: HashMap<String, (String, bool)>,
+}
+
+impl Catalogue {
+    /// Whether a person may be asked for `scope` now: built in, or catalogued.
+    pub fn offers(&self, scope: &str) -> bool {
+        is_builtin(scope) || self.entries.contains_key(scope)
+    }
+
+    /// `scope` in plain words; a scope neither built in nor catalogued (one
+    /// granted before it was removed) is named as it is.
+    pub fn describe(&self, scope: &str) -> ScopeInfo {
+        let (description, sensitive) = match (builtin(scope), self.entries.get(scope)) {
+            (Some(words), _) => (words.to_owned(), false),
+            (None, Some((words, sensitive))) => (words.clone(), *sensitive),
+            (None, None) => (format!("Use the “{scope}” permission"), false),
+        };
+        ScopeInfo {
+            scope: scope.to_owned(),
+            description,
+            sensitive,
+        }
+    }
+
+    /// `scopes` in plain words, sensitive ones first, otherwise in the order given.
+    pub fn describe_all<S: AsRef<str>>(&self, scopes: &[S]) -> Vec<ScopeInfo> {
+        let mut out: Vec<ScopeInfo> = scopes.iter().map(|s| self.describe(s.as_ref())).collect();
+        out.sort_by_key(|s| !s.sensitive);
+        out
+    }
+}
+
+/// Reads the catalogue.
+pub async fn catalogue(db: &Db) -> DomainResult<Catalogue> {
+    let rows: Vec<(String, String, bool)> = on_db!(db, |pool| sqlx::query_as(
+        "SELECT scope, description, sensitive FROM scope_catalogue"
+    )
+    .fetch_all(pool)
+    .await)?;
+    Ok(Catalogue {
+        entries: rows
+            .into_iter()
+            .map(|(scope, words, sensitive)| (scope, (words, sensitive)))
+            .collect(),
+    })
+}
+
+/// Every catalogued scope, by name.
+pub async fn list(db: &Db) -> DomainResult<Vec<CatalogueEntry>> {
+    Ok(on_db!(db, |pool| {
+        sqlx::query_as::<_, CatalogueEntry>(
+        "SELECT scope, description, sensitive, created_at, updated_at FROM scope_catalogue ORDER BY scope"
+    )
+    .fetch_all(pool)
+    .await
+    })?)
+}
+
+/// A description: trimmed, 1–[`DESCRIPTION_MAX`] characters, one line.
+fn validate_description(raw: &str) -> DomainResult<String> {
+    let words = raw.trim();
+    if words.is_empty() {
+        return Err(DomainError::invalid(
+            "description",
+            "must say in plain words what the scope lets an app do",
+        ));
+    }
+    if words.chars().count() > DESCRIPTION_MAX {
+        return Err(DomainError::invalid(
+            "description",
+            format!("must be at most {DESCRIPTION_MAX} characters"),
+        ));
+    }
+    if words.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            "description",
+            "must be one line, without control characters",
+        ));
+    }
+    Ok(words.to_owned())
+}
+
+/// A scope name the catalogue may hold: an RFC 6749 §3.3 scope token that is
+/// neither an OpenID scope nor one of Latchkey's own.
+fn validate_name(raw: &str) -> DomainResult<String> {
+    let scope = validate_scope(raw.trim())?;
+    if is_builtin(&scope) {
+        return Err(DomainError::invalid(
+            "scope",
+            format!("{scope:?} is built in: its wording cannot be changed"),
+        ));
+    }
+    Ok(scope)
+}
+
+/// Adds `scope` to the catalogue or changes its description and
+/// sensitivity; audited `scope_defined` with what it was before (`null`
+/// for a new one). Returns the entry as stored.
+///
+/// Errors: `Invalid` on `scope` (not an RFC 6749 scope token, or built in)
+/// or `description` (empty, over [`DESCRIPTION_MAX`] characters, control
+/// characters).
+pub async fn define(
+    db: &Db,
+    scope: &str,
+    description: &str,
+    sensitive: bool,
+    actor: &Actor,
+) -> DomainResult<CatalogueEntry> {
+    let scope = validate_name(scope)?;
+    let description = validate_description(description)?;
+    let at = now();
+    let entry = on_db!(db, |pool| {
+        let mut tx = pool.begin_write().await?;
+        let before: Option<CatalogueEntry> = sqlx::query_as(
+            "SELECT scope, description, sensitive, created_at, updated_at FROM scope_catalogue WHERE scope = $1",
+        )
+        .bind(&scope)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let entry: CatalogueEntry = sqlx::query_as(
+            "INSERT INTO scope_catalogue (scope, description, sensitive, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (scope) DO UPDATE SET description = $2, sensitive = $3, updated_at = $4 \
+             RETURNING scope, description, sensitive, created_at, updated_at",
+        )
+        .bind(&scope)
+        .bind(&description)
+        .bind(sensitive)
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let event = AuditEvent::new(AuditKind::ScopeDefined)
+            .by(actor)
+            .detail(serde_json::json!({ "scope": scope, "before": before, "after": entry }));
+        crate::bind_audit!(&event).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(entry)
+    })?;
+    Ok(entry)
+}
+
+/// Removes `scope` from the catalogue; audited `scope_removed`.
+///
+/// Errors: `NotFound` when it is not catalogued; `Conflict` while a client
+/// (not deleted) is registered for it, naming up to five of them.
+pub async fn remove(db: &Db, scope: &str, actor: &Actor) -> DomainResult<()> {
+    let users: Vec<String> = registered_by(db, scope).await?;
+    if !users.is_empty() {
+        let mut names = users.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        if users.len() > 5 {
+            names.push_str(&format!(" and {} more", users.len() - 5));
+        }
+        return Err(DomainError::Conflict(format!(
+            "{scope:?} is registered by {names}: take it out of their registration first"
+        )));
+    }
+    let removed = on_db!(db, |pool| {
+        let mut tx = pool.begin_write().await?;
+        let before: Option<CatalogueEntry> = sqlx::query_as(
+            "DELETE FROM scope_catalogue WHERE scope = $1 \
+             RETURNING scope, description, sensitive, created_at, updated_at",
+        )
+        .bind(scope)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(before) = before else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let event = AuditEvent::new(AuditKind::ScopeRemoved)
+            .by(actor)
+            .detail(serde_json::json!({ "scope": scope, "before": before }));
+        crate::bind_audit!(&event).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(true)
+    })?;
+    if removed {
+        Ok(())
+    } else {
+        Err(DomainError::NotFound)
+    }
+}
+
+/// Names of the clients (not deleted) registered for `scope`.
+async fn registered_by(db: &Db, scope: &str) -> DomainResult<Vec<String>> {
+    Ok(super::clients::list_clients(db)
+        .await?
+        .into_iter()
+        .filter(|c| c.extra_scopes.iter().any(|s| s == scope))
+        .map(|c| c.name)
+        .collect())
+}
+
+/// Registration's rule: each of `scopes` is built in or catalogued.
+/// `Invalid` on `extra_scopes` naming the first that is not.
+pub async fn require_catalogued(db: &Db, scopes: &[String]) -> DomainResult<()> {
+    if scopes.iter().all(|s| is_builtin(s)) {
+        return Ok(());
+    }
+    let catalogue = catalogue(db).await?;
+    match scopes.iter().find(|s| !catalogue.offers(s)) {
+        None => Ok(()),
+        Some(missing) => Err(DomainError::invalid(
+            "extra_scopes",
+            format!(
+                "{missing:?} is not in the scope catalogue: define it first, with the words people will read \
+                 (`latchkey scope set {missing} --description \"...\"`, or Admin → Scopes)"
+            ),
+        )),
+    }
+}
+
+/// Catalogues the scopes clients were registered for before the catalogue
+/// existed, so that an upgrade keeps them working: each gets the generic
+/// wording until an admin writes better words. Run after the migrations;
+/// does nothing once every registered scope is catalogued.
+pub async fn adopt_registered(db: &Db) -> DomainResult<usize> {
+    let catalogue = catalogue(db).await?;
+    let mut missing: Vec<String> = super::clients::list_clients(db)
+        .await?
+        .into_iter()
+        .flat_map(|c| c.extra_scopes)
+        .filter(|s| !catalogue.offers(s))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    for scope in &missing {
+        let words = format!("Use the “{scope}” permission this app defines");
+        let words: String = words.chars().take(DESCRIPTION_MAX).collect();
+        define(db, scope, &words, false, &Actor::default()).await?;
+    }
+    Ok(missing.len())
+}
