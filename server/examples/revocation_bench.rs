@@ -318,7 +318,7 @@ async fn register(db: &Db) -> Result<(Creds, Creds)> {
         db,
         "notes:read",
         "Read your notes",
-        false,
+        Some(false),
         &Default::default(),
     )
     .await?;

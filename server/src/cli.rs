@@ -87,10 +87,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         _ => None,
     };
     let sensitive = match &cli.command {
-        Command::Scope(ScopeCommand::Set { sensitive, .. }) => {
-            on_off("sensitive", sensitive)?.unwrap_or(false)
-        }
-        _ => false,
+        // Not given: the scope keeps its mark (a new one is not sensitive).
+        Command::Scope(ScopeCommand::Set { sensitive, .. }) => on_off("sensitive", sensitive)?,
+        _ => None,
     };
     let password = match &cli.command {
         Command::User(UserCommand::Add { username, .. }) => {
@@ -870,7 +869,7 @@ fn print_backchannel(client: &clients::Client) {
 }
 
 /// `latchkey scope list|set|remove`.
-async fn run_scope(db: &Db, command: ScopeCommand, sensitive: bool) -> Result<(), Failure> {
+async fn run_scope(db: &Db, command: ScopeCommand, sensitive: Option<bool>) -> Result<(), Failure> {
     let actor = audit::Actor::default();
     match command {
         ScopeCommand::List(flag) => {

@@ -403,7 +403,7 @@ pub enum ScopeCommand {
         /// What it lets an app do, as people read it on the consent page ("Read your notes"; at most 120 characters).
         #[arg(long, allow_hyphen_values = true)]
         description: String,
-        /// Listed first and marked on the consent page and in My apps: on (the bare flag), off (default).
+        /// Listed first and marked on the consent page and in My apps: on (the bare flag), off; not given: unchanged (a new scope: off).
         #[arg(long, value_name = "on|off", num_args = 0..=1, default_missing_value = "on")]
         sensitive: Option<String>,
         #[arg(long)]

@@ -129,6 +129,20 @@ async fn client_metadata_is_validated_before_anything_is_written(t: TestDb) {
                 ..Default::default()
             },
         ),
+        (
+            "description",
+            ClientMetadata {
+                description: Some("\u{202e}live".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "logo_uri",
+            ClientMetadata {
+                logo_uri: Some("http://127.0.0.5/logo.png".into()),
+                ..Default::default()
+            },
+        ),
     ];
     for (field, metadata) in bad {
         let shown = format!("{metadata:?}");
@@ -363,7 +377,7 @@ async fn registration_takes_only_catalogued_scopes(t: TestDb) {
         &t.db,
         "reports:read",
         "Read your reports",
-        false,
+        Some(false),
         &Actor::default(),
     )
     .await
@@ -397,7 +411,7 @@ async fn a_scope_in_use_cannot_be_removed_and_builtins_cannot_be_redefined(t: Te
         ("notes:read", &"w".repeat(121), "description"),
         ("notes:read", "two\nlines", "description"),
     ] {
-        let e = scopes::define(&t.db, scope, words, false, &actor)
+        let e = scopes::define(&t.db, scope, words, Some(false), &actor)
             .await
             .unwrap_err();
         assert_eq!(field_of(e), field, "{scope:?} {words:?}");
@@ -408,13 +422,25 @@ async fn a_scope_in_use_cannot_be_removed_and_builtins_cannot_be_redefined(t: Te
         0
     );
 
-    let first = scopes::define(&t.db, "notes:read", " Read your notes ", false, &actor)
-        .await
-        .unwrap();
+    let first = scopes::define(
+        &t.db,
+        "notes:read",
+        " Read your notes ",
+        Some(false),
+        &actor,
+    )
+    .await
+    .unwrap();
     assert_eq!(first.description, "Read your notes");
-    let again = scopes::define(&t.db, "notes:read", "Read all your notes", true, &actor)
-        .await
-        .unwrap();
+    let again = scopes::define(
+        &t.db,
+        "notes:read",
+        "Read all your notes",
+        Some(true),
+        &actor,
+    )
+    .await
+    .unwrap();
     assert!(again.sensitive);
     assert_eq!(
         again.created_at, first.created_at,
@@ -480,7 +506,7 @@ async fn scopes_registered_before_the_catalogue_are_adopted(t: TestDb) {
         &t.db,
         "legacy:read",
         "Read your old files",
-        false,
+        Some(false),
         &Actor::default(),
     )
     .await
@@ -496,14 +522,14 @@ async fn scopes_registered_before_the_catalogue_are_adopted(t: TestDb) {
 async fn consent_and_my_apps_use_the_catalogues_words_sensitive_first(t: TestDb) {
     let server = TestServer::start(&t.db).await;
     let actor = Actor::default();
-    scopes::define(&t.db, "notes:read", "Read your notes", false, &actor)
+    scopes::define(&t.db, "notes:read", "Read your notes", Some(false), &actor)
         .await
         .unwrap();
     scopes::define(
         &t.db,
         "notes:write",
         "Change and delete your notes",
-        true,
+        Some(true),
         &actor,
     )
     .await

@@ -1277,8 +1277,20 @@ fn scope_catalogue_and_client_identity_from_the_command_line() {
         None,
     );
     assert_eq!(set["scope"]["sensitive"], true);
+    // Reworded without the flag: still sensitive.
+    sandbox.ok(
+        &[
+            "scope",
+            "set",
+            "files:read",
+            "--description",
+            "Read your files",
+        ],
+        None,
+    );
     let list = sandbox.json(&["scope", "list", "--json"], None);
     assert_eq!(list["scopes"][0]["description"], "Read your files");
+    assert_eq!(list["scopes"][0]["sensitive"], true, "kept when not given");
     let text = sandbox.ok(&["scope", "list"], None);
     assert!(
         text.contains("files:read") && text.contains("Read your files"),

@@ -14,6 +14,7 @@ on_both_backends!(
     what_was_done_to_the_account_is_listed_newest_first_and_counted_until_seen,
     own_actions_are_not_listed_and_nobody_sees_anothers_events,
     new_devices_and_lockouts_are_listed,
+    replayed_codes_are_not_listed_and_an_admin_sign_out_is_listed_once_per_session,
 );
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 Firefox/131.0";
@@ -94,14 +95,24 @@ async fn what_was_done_to_the_account_is_listed_newest_first_and_counted_until_s
         ],
         "newest first: {html}"
     );
-    assert!(html.contains("session was ended to protect you"), "{html}");
+    assert!(
+        html.contains("A session of Notes was ended to protect you"),
+        "{html}"
+    );
     assert!(html.contains("used twice"));
     assert!(
         html.contains("An administrator revoked every app"),
         "{html}"
     );
-    assert!(html.contains("(lost laptop)"), "the reason");
-    assert!(html.contains("An administrator revoked Notes"), "{html}");
+    assert!(!html.contains("lost laptop"), "an admin's reason is theirs");
+    assert!(
+        html.contains("An administrator revoked the access of Notes"),
+        "{html}"
+    );
+    assert!(
+        html.contains("You allowed it to: Know who you are: your Latchkey account id; Test words for notes:read."),
+        "the catalogue's words: {html}"
+    );
     assert!(html.contains("Notes got access to your account"));
     assert_eq!(
         html.matches(r#"class="badge ok">New<"#).count(),
@@ -222,5 +233,70 @@ async fn new_devices_and_lockouts_are_listed(t: TestDb) {
     assert!(html.contains("New sign-in from Chrome on macOS"), "{html}");
     assert!(html.contains("Sign-ins to your account were paused"));
     assert!(html.contains(r#"href="/sessions""#));
+    t.cleanup().await;
+}
+
+async fn replayed_codes_are_not_listed_and_an_admin_sign_out_is_listed_once_per_session(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let notes = app(&t, "Notes", ClientKind::Confidential, &["notes:read"]).await;
+    let alice = person(&t, &server, "alice").await;
+    // A used code replayed three times: audited, but not a session of hers that ended.
+    let code = code_for(&alice, &server, &notes, "openid notes:read").await;
+    assert_eq!(
+        redeem(&server, &notes, &code).await.status(),
+        StatusCode::OK
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            redeem(&server, &notes, &code).await.status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+    assert_eq!(
+        common::count(&t.db, "audit_events WHERE kind = 'reuse_detected'").await,
+        3,
+        "the replays are in the audit log"
+    );
+    // An administrator signs out her two sessions (the second from Firefox).
+    let firefox = browser().0;
+    let res = firefox
+        .post(server.url("/signin"))
+        .header(header::USER_AGENT, FIREFOX)
+        .form(&[("username", "alice"), ("password", PASSWORD), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&res), "/");
+    let root = users::add_user(&t.db, "root", PASSWORD, true)
+        .await
+        .unwrap();
+    let done = admin::sign_out_everywhere(
+        &t.db,
+        &server.revoked,
+        &alice.user_id,
+        &Actor::user(&root.id),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.sessions_ended, 2);
+    let again = another_browser(&alice, &server).await;
+    let html = page(&again, &server, "/security").await;
+    assert_eq!(
+        kinds(&html),
+        ["logout", "logout", "login", "consent_granted"],
+        "two sign-outs, her Firefox sign-in (a new device), the consent: {html}"
+    );
+    assert!(
+        html.contains("Your sign-in on Firefox on Linux was ended"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("admin signed the user out everywhere"),
+        "an admin's reason is theirs"
+    );
+    assert!(
+        !html.contains("change your password"),
+        "there is no such page"
+    );
     t.cleanup().await;
 }

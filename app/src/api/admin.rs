@@ -600,21 +600,12 @@ fn grant_types(
 #[server(endpoint = "console/scopes")]
 pub async fn get_admin_scopes() -> Result<(CurrentUser, Vec<AdminScope>), ServerFnError> {
     let me = ssr::require_admin().await?;
-    let db = ssr::db()?;
-    let entries = crate::domain::scopes::list(&db)
+    let scopes = crate::domain::scopes::list_with_clients(&ssr::db()?)
         .await
-        .map_err(ssr::failed)?;
-    let clients = crate::domain::clients::list_clients(&db)
-        .await
-        .map_err(ssr::failed)?;
-    let scopes = entries
+        .map_err(ssr::failed)?
         .into_iter()
-        .map(|e| AdminScope {
-            clients: clients
-                .iter()
-                .filter(|c| c.extra_scopes.contains(&e.scope))
-                .map(|c| c.name.clone())
-                .collect(),
+        .map(|(e, clients)| AdminScope {
+            clients,
             scope: e.scope,
             description: e.description,
             sensitive: e.sensitive,
@@ -636,7 +627,7 @@ pub async fn save_scope(
         &ssr::db()?,
         &scope,
         &description,
-        sensitive.is_some(),
+        Some(sensitive.is_some()),
         &ssr::actor(&me),
     )
     .await

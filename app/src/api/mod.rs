@@ -164,7 +164,8 @@ pub async fn get_security_activity(page: i64) -> Result<SecurityView, ServerFnEr
     let events = security::list(&db, &me.user.id, page, &seen)
         .await
         .map_err(ssr::failed)?;
-    if let Some(newest) = newest.filter(|n| *n > seen) {
+    // Seen once the newest page is shown (later pages hold older events).
+    if let Some(newest) = newest.filter(|n| *n > seen && events.page == 1) {
         security::mark_seen(&db, &me.user.id, &newest)
             .await
             .map_err(ssr::failed)?;

@@ -567,20 +567,23 @@ async fn end_sessions(
     actor: &Actor,
     reason: &str,
 ) -> DomainResult<SignedOut> {
-    let ids: Vec<String> = on_db!(db, |pool| sqlx::query_scalar(
-        "SELECT id FROM login_sessions WHERE user_id = $1 AND ended_at IS NULL ORDER BY id"
+    let ids: Vec<(String, String)> = on_db!(db, |pool| {
+        sqlx::query_as(
+        "SELECT id, user_agent FROM login_sessions WHERE user_id = $1 AND ended_at IS NULL ORDER BY id"
     )
     .bind(user_id)
     .fetch_all(pool)
-    .await)?;
+    .await
+    })?;
     let label = actor.label();
     let by = revoked_by(actor, &label, reason);
     let mut out = SignedOut::default();
-    for sid in ids {
+    for (sid, user_agent) in ids {
+        // The device, so the person's Security activity can say which sign-in ended.
         let logout = AuditEvent::new(AuditKind::Logout)
             .subject(user_id)
             .by(actor)
-            .detail(serde_json::json!({ "sid": sid, "reason": reason }));
+            .detail(serde_json::json!({ "sid": sid, "reason": reason, "user_agent": user_agent }));
         let done = revoked.end_sign_in(db, &sid, &by, &logout).await?;
         out.sessions_ended += 1;
         out.families_revoked += done.families.len();

@@ -126,10 +126,10 @@ fn validate_name(raw: &str) -> DomainResult<String> {
             "must be at most 100 characters",
         ));
     }
-    if name.chars().any(char::is_control) {
+    if name.chars().any(super::names::is_unsafe_in_text) {
         return Err(DomainError::invalid(
             "name",
-            "must not contain control characters",
+            "must not contain control characters, line breaks or direction overrides",
         ));
     }
     Ok(name.to_owned())
@@ -227,9 +227,10 @@ impl ClientMetadata {
     /// - each URI: at most [`METADATA_URI_MAX`] characters, absolute, with a
     ///   host and no fragment, `https` (or `http` on a loopback host only),
     ///   without `user:password@` — a browser fetches or opens it, so
-    ///   `javascript:`, `data:` and the like never pass;
+    ///   `javascript:`, `data:` and the like never pass; a logo over `http`
+    ///   only on `localhost` or `127.0.0.1` (what the pages' CSP loads);
     /// - the description: at most [`DESCRIPTION_MAX`] characters, one
-    ///   paragraph (no line breaks or other control characters).
+    ///   paragraph of plain text ([`super::names::is_unsafe_in_text`]).
     ///
     /// `DomainError::Invalid` names the field.
     pub fn validated(&self) -> DomainResult<ClientMetadata> {
@@ -243,9 +244,27 @@ impl ClientMetadata {
                     format!("must be at most {METADATA_URI_MAX} characters"),
                 ));
             }
+            let url = url::Url::parse(raw).map_err(|_| {
+                DomainError::invalid(field, format!("{raw:?} is not an absolute URL"))
+            })?;
+            if !matches!(url.scheme(), "https" | "http") {
+                return Err(DomainError::invalid(
+                    field,
+                    format!("{raw:?} must be an https URL (a browser opens or loads it)"),
+                ));
+            }
+            // Browsers load a logo only where the pages' CSP allows (`csp`):
+            // https anywhere, http on localhost or 127.0.0.1.
+            if field == "logo_uri"
+                && url.scheme() == "http"
+                && !matches!(url.host_str(), Some("localhost" | "127.0.0.1"))
+            {
+                return Err(DomainError::invalid(
+                    field,
+                    format!("{raw:?} must use https (http only on localhost or 127.0.0.1)"),
+                ));
+            }
             let uri = validate_server_url(field, raw)?;
-            let url = url::Url::parse(&uri)
-                .map_err(|_| DomainError::invalid(field, "is not an absolute URL"))?;
             if !url.username().is_empty() || url.password().is_some() {
                 return Err(DomainError::invalid(
                     field,
@@ -262,10 +281,10 @@ impl ClientMetadata {
                     format!("must be at most {DESCRIPTION_MAX} characters"),
                 ))
             }
-            Some(d) if d.chars().any(char::is_control) => {
+            Some(d) if d.chars().any(super::names::is_unsafe_in_text) => {
                 return Err(DomainError::invalid(
                     "description",
-                    "must be one paragraph, without line breaks or control characters",
+                    "must be one paragraph of plain text, without line breaks, control characters or direction overrides",
                 ))
             }
             Some(d) => Some(d.to_owned()),
@@ -479,8 +498,14 @@ async fn insert_client(
         .client(&client.client_id)
         .by(actor)
         .detail(serde_json::json!({ "name": client.name, "kind": client.kind, "grant_types": grant_types }));
+    let lock = super::scopes::share_lock(db);
     let inserted = on_db!(db, |pool| {
         let mut tx = pool.begin_write().await?;
+        // Again under the write: a removal from the catalogue may have committed meanwhile.
+        if let Some(missing) = crate::missing_from_catalogue!(tx, client.extra_scopes, lock) {
+            tx.rollback().await?;
+            return Ok(Some(missing));
+        }
         sqlx::query(
             "INSERT INTO clients (id, name, name_key, kind, secret_hash, redirect_uris, \
              post_logout_redirect_uris, grant_types, extra_scopes, created_at, updated_at, \
@@ -508,10 +533,12 @@ async fn insert_client(
         .execute(&mut *tx)
         .await?;
         crate::bind_audit!(&event).execute(&mut *tx).await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(None)
     });
     match inserted {
-        Ok(()) => Ok(client),
+        Ok(None) => Ok(client),
+        Ok(Some(missing)) => Err(super::scopes::not_catalogued(&missing)),
         Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(format!(
             "a client named {:?} already exists",
             client.name
@@ -765,8 +792,14 @@ pub async fn update_client(
         .client(client_id)
         .by(actor)
         .detail(serde_json::json!({ "before": before, "after": after }));
+    let lock = super::scopes::share_lock(db);
     let updated = on_db!(db, |pool| {
         let mut tx = pool.begin_durable_write().await?;
+        // Again under the write: a removal from the catalogue may have committed meanwhile.
+        if let Some(missing) = crate::missing_from_catalogue!(tx, after.extra_scopes, lock) {
+            tx.rollback().await?;
+            return Ok(Err(missing));
+        }
         let done = sqlx::query(
             "UPDATE clients SET name = $1, name_key = $2, redirect_uris = $3, \
              post_logout_redirect_uris = $4, grant_types = $5, extra_scopes = $6, updated_at = $7, \
@@ -793,18 +826,19 @@ pub async fn update_client(
         .await?;
         if done.rows_affected() == 0 {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(Ok(false));
         }
         crate::bind_audit!(&event).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok::<_, sqlx::Error>(true)
+        Ok::<_, sqlx::Error>(Ok(true))
     });
     match updated {
-        Ok(true) => {
+        Ok(Ok(true)) => {
             registration_changed_everywhere(db).await;
             Ok(after)
         }
-        Ok(false) => Err(DomainError::NotFound),
+        Ok(Ok(false)) => Err(DomainError::NotFound),
+        Ok(Err(missing)) => Err(super::scopes::not_catalogued(&missing)),
         Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(format!(
             "a client named {:?} already exists",
             after.name

@@ -76,7 +76,7 @@ pub async fn seed(db: &Db) -> DomainResult<DemoReport> {
         ("notes:write", "Write, change and delete your notes", true),
     ] {
         if !catalogue.offers(scope) {
-            super::scopes::define(db, scope, words, sensitive, &Default::default()).await?;
+            super::scopes::define(db, scope, words, Some(sensitive), &Default::default()).await?;
         }
     }
     let notes = NewClient {

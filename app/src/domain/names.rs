@@ -33,6 +33,24 @@ use crate::on_db;
 /// fullwidth `ＡＢＣ` and `abc`, `alice` and `alice` with a zero-width space
 /// or a Hangul filler appended, each have one key. The input is taken as
 /// given (callers trim it); the key of an empty string is empty.
+/// A character that has no place in one line of plain text shown to people:
+/// control characters, line and paragraph separators, and the bidirectional
+/// controls that reorder what is shown (U+202A–U+202E, U+2066–U+2069,
+/// U+200E, U+200F, U+061C) — "evil" written backwards as its own name, say.
+pub fn is_unsafe_in_text(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{061C}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
 pub fn fold_key(name: &str) -> String {
     let visible: Cow<str> = if name.chars().any(is_invisible) {
         Cow::Owned(name.chars().filter(|&c| !is_invisible(c)).collect())

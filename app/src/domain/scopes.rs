@@ -9,7 +9,11 @@
 //! - `/oauth/authorize` grants a person's consent only to scopes that are
 //!   built in or catalogued now ([`Catalogue::offers`]);
 //! - a scope is removed from the catalogue only while no client is
-//!   registered for it ([`remove`] answers `Conflict`, naming them);
+//!   registered for it ([`remove`] answers `Conflict`, naming them). Both
+//!   checks are made again inside the writing transaction
+//!   ([`missing_from_catalogue!`]; on PostgreSQL the catalogue row is locked,
+//!   `FOR SHARE` by registration and `FOR UPDATE` by removal), so a removal
+//!   racing a registration cannot leave a client with an uncatalogued scope;
 //! - every change is audited (`scope_defined`, `scope_removed`).
 //!
 //! The catalogue is read from the database where it is shown (a small table,
@@ -24,9 +28,54 @@ use super::{
     clients::validate_scope,
     error::{DomainError, DomainResult},
     grants::{CLIENT_ONLY_SCOPES, OPENID_SCOPES},
-    store::{now, Db},
+    store::{now, Backend, Db},
 };
 use crate::{model::ScopeInfo, on_db};
+
+/// The words of a scope nobody has worded: one granted before it left the
+/// catalogue, or adopted from a registration older than the catalogue.
+pub fn generic_words(scope: &str) -> String {
+    let words = format!("Use the “{scope}” permission this app defines");
+    words.chars().take(DESCRIPTION_MAX).collect()
+}
+
+/// The lock a registration takes on the catalogue rows it relies on
+/// (PostgreSQL: a removal waits for it; SQLite: writes take turns anyway).
+pub fn share_lock(db: &Db) -> &'static str {
+    match db.backend() {
+        Backend::Postgres => " FOR SHARE",
+        Backend::Sqlite => "",
+    }
+}
+
+/// Inside a write transaction `$tx` (a `&mut Transaction`): the first of
+/// `$scopes` (`&[String]`) that is neither built in nor in the catalogue, as
+/// `Option<String>`, locking the rows found with `$lock` ([`share_lock`]).
+/// Evaluates `?` on database errors.
+#[macro_export]
+macro_rules! missing_from_catalogue {
+    ($tx:expr, $scopes:expr, $lock:expr) => {{
+        let sql = format!(
+            "SELECT scope FROM scope_catalogue WHERE scope = $1{}",
+            $lock
+        );
+        let mut missing: Option<String> = None;
+        for scope in $scopes
+            .iter()
+            .filter(|s| !$crate::domain::scopes::is_builtin(s))
+        {
+            let found: Option<String> = sqlx::query_scalar(&sql)
+                .bind(scope)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            if found.is_none() {
+                missing = Some(scope.clone());
+                break;
+            }
+        }
+        missing
+    }};
+}
 
 /// Longest description, in characters.
 pub const DESCRIPTION_MAX: usize = 120;
@@ -60,8 +109,8 @@ pub fn builtin(scope: &str) -> Option<&'static str> {
     })
 }
 
-/// What a scope is called by whoever reads it.
-fn is_builtin(scope: &str) -> bool {
+/// An OpenID scope or one of Latchkey's own: worded by [`builtin`], never catalogued.
+pub fn is_builtin(scope: &str) -> bool {
     OPENID_SCOPES.contains(&scope) || CLIENT_ONLY_SCOPES.contains(&scope)
 }
 
@@ -84,7 +133,7 @@ impl Catalogue {
         let (description, sensitive) = match (builtin(scope), self.entries.get(scope)) {
             (Some(words), _) => (words.to_owned(), false),
             (None, Some((words, sensitive))) => (words.clone(), *sensitive),
-            (None, None) => (format!("Use the “{scope}” permission"), false),
+            (None, None) => (generic_words(scope), false),
         };
         ScopeInfo {
             scope: scope.to_owned(),
@@ -127,7 +176,8 @@ pub async fn list(db: &Db) -> DomainResult<Vec<CatalogueEntry>> {
     })?)
 }
 
-/// A description: trimmed, 1–[`DESCRIPTION_MAX`] characters, one line.
+/// A description: trimmed, 1–[`DESCRIPTION_MAX`] characters, one line of
+/// plain text ([`super::names::is_unsafe_in_text`]).
 fn validate_description(raw: &str) -> DomainResult<String> {
     let words = raw.trim();
     if words.is_empty() {
@@ -142,10 +192,10 @@ fn validate_description(raw: &str) -> DomainResult<String> {
             format!("must be at most {DESCRIPTION_MAX} characters"),
         ));
     }
-    if words.chars().any(char::is_control) {
+    if words.chars().any(super::names::is_unsafe_in_text) {
         return Err(DomainError::invalid(
             "description",
-            "must be one line, without control characters",
+            "must be one line of plain text, without line breaks or control characters",
         ));
     }
     Ok(words.to_owned())
@@ -165,8 +215,9 @@ fn validate_name(raw: &str) -> DomainResult<String> {
 }
 
 /// Adds `scope` to the catalogue or changes its description and
-/// sensitivity; audited `scope_defined` with what it was before (`null`
-/// for a new one). Returns the entry as stored.
+/// sensitivity (`None`: keep it; a new scope is not sensitive); audited
+/// `scope_defined` with what it was before (`null` for a new one). Returns
+/// the entry as stored.
 ///
 /// Errors: `Invalid` on `scope` (not an RFC 6749 scope token, or built in)
 /// or `description` (empty, over [`DESCRIPTION_MAX`] characters, control
@@ -175,7 +226,7 @@ pub async fn define(
     db: &Db,
     scope: &str,
     description: &str,
-    sensitive: bool,
+    sensitive: Option<bool>,
     actor: &Actor,
 ) -> DomainResult<CatalogueEntry> {
     let scope = validate_name(scope)?;
@@ -189,6 +240,7 @@ pub async fn define(
         .bind(&scope)
         .fetch_optional(&mut *tx)
         .await?;
+        let sensitive = sensitive.unwrap_or_else(|| before.as_ref().is_some_and(|b| b.sensitive));
         let entry: CatalogueEntry = sqlx::query_as(
             "INSERT INTO scope_catalogue (scope, description, sensitive, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4) \
@@ -216,55 +268,80 @@ pub async fn define(
 /// Errors: `NotFound` when it is not catalogued; `Conflict` while a client
 /// (not deleted) is registered for it, naming up to five of them.
 pub async fn remove(db: &Db, scope: &str, actor: &Actor) -> DomainResult<()> {
-    let users: Vec<String> = registered_by(db, scope).await?;
-    if !users.is_empty() {
-        let mut names = users.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
-        if users.len() > 5 {
-            names.push_str(&format!(" and {} more", users.len() - 5));
-        }
-        return Err(DomainError::Conflict(format!(
-            "{scope:?} is registered by {names}: take it out of their registration first"
-        )));
-    }
-    let removed = on_db!(db, |pool| {
+    let lock = match db.backend() {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let select = format!(
+        "SELECT scope, description, sensitive, created_at, updated_at FROM scope_catalogue \
+         WHERE scope = $1{lock}"
+    );
+    let outcome = on_db!(db, |pool| {
         let mut tx = pool.begin_write().await?;
-        let before: Option<CatalogueEntry> = sqlx::query_as(
-            "DELETE FROM scope_catalogue WHERE scope = $1 \
-             RETURNING scope, description, sensitive, created_at, updated_at",
-        )
-        .bind(scope)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let before: Option<CatalogueEntry> = sqlx::query_as(&select)
+            .bind(scope)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(before) = before else {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(Err(DomainError::NotFound));
         };
+        // Read under the lock: a registration that took this scope has committed.
+        let registered: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, extra_scopes FROM clients WHERE deleted_at IS NULL ORDER BY name_key",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let users: Vec<String> = registered
+            .into_iter()
+            .filter(|(_, scopes)| scopes.split(' ').any(|s| s == scope))
+            .map(|(name, _)| name)
+            .collect();
+        if !users.is_empty() {
+            tx.rollback().await?;
+            let mut names = users.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            if users.len() > 5 {
+                names.push_str(&format!(" and {} more", users.len() - 5));
+            }
+            return Ok(Err(DomainError::Conflict(format!(
+                "{scope:?} is registered by {names}: take it out of their registration first"
+            ))));
+        }
+        sqlx::query("DELETE FROM scope_catalogue WHERE scope = $1")
+            .bind(scope)
+            .execute(&mut *tx)
+            .await?;
         let event = AuditEvent::new(AuditKind::ScopeRemoved)
             .by(actor)
             .detail(serde_json::json!({ "scope": scope, "before": before }));
         crate::bind_audit!(&event).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok::<_, sqlx::Error>(true)
+        Ok::<_, sqlx::Error>(Ok(()))
     })?;
-    if removed {
-        Ok(())
-    } else {
-        Err(DomainError::NotFound)
-    }
+    outcome
 }
 
-/// Names of the clients (not deleted) registered for `scope`.
-async fn registered_by(db: &Db, scope: &str) -> DomainResult<Vec<String>> {
-    Ok(super::clients::list_clients(db)
-        .await?
+/// Every catalogued scope with the names of the clients (not deleted)
+/// registered for it, by scope.
+pub async fn list_with_clients(db: &Db) -> DomainResult<Vec<(CatalogueEntry, Vec<String>)>> {
+    let entries = list(db).await?;
+    let clients = super::clients::list_clients(db).await?;
+    Ok(entries
         .into_iter()
-        .filter(|c| c.extra_scopes.iter().any(|s| s == scope))
-        .map(|c| c.name)
+        .map(|e| {
+            let names = clients
+                .iter()
+                .filter(|c| c.extra_scopes.contains(&e.scope))
+                .map(|c| c.name.clone())
+                .collect();
+            (e, names)
+        })
         .collect())
 }
 
 /// Registration's rule: each of `scopes` is built in or catalogued.
-/// `Invalid` on `extra_scopes` naming the first that is not.
+/// `Invalid` on `extra_scopes` naming the first that is not. (Checked again
+/// inside the registration's transaction: [`missing_from_catalogue!`].)
 pub async fn require_catalogued(db: &Db, scopes: &[String]) -> DomainResult<()> {
     if scopes.iter().all(|s| is_builtin(s)) {
         return Ok(());
@@ -272,14 +349,19 @@ pub async fn require_catalogued(db: &Db, scopes: &[String]) -> DomainResult<()> 
     let catalogue = catalogue(db).await?;
     match scopes.iter().find(|s| !catalogue.offers(s)) {
         None => Ok(()),
-        Some(missing) => Err(DomainError::invalid(
-            "extra_scopes",
-            format!(
-                "{missing:?} is not in the scope catalogue: define it first, with the words people will read \
-                 (`latchkey scope set {missing} --description \"...\"`, or Admin → Scopes)"
-            ),
-        )),
+        Some(missing) => Err(not_catalogued(missing)),
     }
+}
+
+/// The refusal of a registration naming a scope the catalogue lacks.
+pub fn not_catalogued(scope: &str) -> DomainError {
+    DomainError::invalid(
+        "extra_scopes",
+        format!(
+            "{scope:?} is not in the scope catalogue: define it first, with the words people will read \
+             (`latchkey scope set {scope} --description \"...\"`, or Admin → Scopes)"
+        ),
+    )
 }
 
 /// Catalogues the scopes clients were registered for before the catalogue
@@ -297,9 +379,14 @@ pub async fn adopt_registered(db: &Db) -> DomainResult<usize> {
     missing.sort();
     missing.dedup();
     for scope in &missing {
-        let words = format!("Use the “{scope}” permission this app defines");
-        let words: String = words.chars().take(DESCRIPTION_MAX).collect();
-        define(db, scope, &words, false, &Actor::default()).await?;
+        define(
+            db,
+            scope,
+            &generic_words(scope),
+            Some(false),
+            &Actor::default(),
+        )
+        .await?;
     }
     Ok(missing.len())
 }

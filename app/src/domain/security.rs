@@ -4,8 +4,8 @@
 //!
 //! | event | when |
 //! | --- | --- |
-//! | an app's session ended by reuse detection | `reuse_detected` (RFC 9700 §4.14.2: a refresh token or code used twice) |
-//! | an administrator revoked apps or signed them out | `revoked` or `logout` done by someone else: another user (an admin), or a client other than the app itself (the admin API) |
+//! | an app's session ended by reuse detection | `reuse_detected` of a refresh token (RFC 9700 §4.14.2), written once per family (a revoked family is not reused again); a replayed authorization code is not listed: anyone holding a used code can replay it again and again, and no session of the person's ended |
+//! | an administrator revoked apps or signed them out | `revoked` (of apps) or `logout` done by someone else: another user (an admin), or a client other than the app itself (the admin API); a sign-out's `revoked` event is not listed besides its `logout` |
 //! | an app got access | `consent_granted` |
 //! | a sign-in from a new device | `login` whose browser and system ([`super::my_apps::describe_user_agent`]) none of their earlier sign-ins had |
 //! | sign-ins to their account paused | `sign_in_throttled` for their username |
@@ -14,7 +14,7 @@
 //! `users.security_seen_id` remembers the newest event they were shown (audit
 //! ids are time-ordered): later events are unseen, counted in the top bar.
 
-use super::{error::DomainResult, my_apps::describe_user_agent, store::Db};
+use super::{error::DomainResult, my_apps::describe_user_agent, scopes::Catalogue, store::Db};
 use crate::{
     model::{Page, PageRequest, SecurityEvent},
     on_db,
@@ -38,9 +38,10 @@ pub fn is_new_device(earlier: &[String], user_agent: &str) -> bool {
 
 /// The events a person is shown: `$1` their id. See the module header.
 const EVENTS_WHERE: &str = "e.subject_user_id = $1 AND ( \
-    e.kind IN ('reuse_detected', 'consent_granted', 'sign_in_throttled') \
+    e.kind IN ('consent_granted', 'sign_in_throttled') \
+    OR (e.kind = 'reuse_detected' AND e.detail LIKE '%\"what\":\"refresh_token\"%') \
     OR (e.kind = 'login' AND e.detail LIKE '%\"new_device\":true%') \
-    OR (e.kind IN ('revoked', 'logout') \
+    OR (e.kind IN ('revoked', 'logout') AND e.detail NOT LIKE '%\"what\":\"sign_in\"%' \
         AND ((e.actor_user_id IS NOT NULL AND e.actor_user_id <> $1) \
           OR (e.actor_user_id IS NULL AND e.actor_client_id IS NOT NULL \
               AND (e.client_id IS NULL OR e.actor_client_id <> e.client_id)))))";
@@ -76,7 +77,11 @@ pub async fn list(
     );
     let (rows, total, page) =
         super::my_apps::one_page_of_user::<EventRow>(db, &count_sql, &sql, user_id, page).await?;
-    let items = rows.into_iter().map(|r| explain(r, seen)).collect();
+    let catalogue = super::scopes::catalogue(db).await?;
+    let items = rows
+        .into_iter()
+        .map(|r| explain(r, seen, &catalogue))
+        .collect();
     Ok(page.of(items, total))
 }
 
@@ -112,37 +117,57 @@ pub async fn newest(db: &Db, user_id: &str) -> DomainResult<Option<String>> {
 
 /// Remembers that `user_id` has been shown their security events up to
 /// `newest` (read before the list was, so an event that came in meanwhile
-/// stays unseen).
+/// stays unseen); never moves back (two tabs at once).
+///
+/// Ids are time-ordered by the millisecond of the event's insertion, so an
+/// event whose transaction commits after a look but carries an earlier
+/// millisecond — a race of a few milliseconds, or clocks of instances apart
+/// — is listed but not counted as unseen.
 pub async fn mark_seen(db: &Db, user_id: &str, newest: &str) -> DomainResult<()> {
     on_db!(db, |pool| pool
         .execute_write(
-            sqlx::query("UPDATE users SET security_seen_id = $1 WHERE id = $2")
-                .bind(newest)
-                .bind(user_id)
+            sqlx::query(
+                "UPDATE users SET security_seen_id = $1 WHERE id = $2 \
+                 AND (security_seen_id IS NULL OR security_seen_id < $1)"
+            )
+            .bind(newest)
+            .bind(user_id)
         )
         .await
         .map(drop))?;
     Ok(())
 }
 
-/// An event in plain words, with what to do and where to go.
-fn explain(row: EventRow, seen: &str) -> SecurityEvent {
+/// An event in plain words, with what to do and where to go. Reasons an
+/// administrator typed are theirs (the audit log keeps them); a person reads
+/// what happened and what they can do here.
+fn explain(row: EventRow, seen: &str, catalogue: &Catalogue) -> SecurityEvent {
     let detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap_or_default();
-    let text = |key: &str| detail[key].as_str().map(str::to_owned);
     let app = row.client_name.clone().unwrap_or_else(|| "An app".into());
     let app_link = || match &row.live_grant_id {
         Some(grant) => (crate::paths::app(grant), format!("Review {app}")),
         None => (crate::paths::HOME.to_owned(), "Open My apps".to_owned()),
     };
-    let device = text("user_agent").map(|ua| describe_user_agent(&ua));
+    let sessions_link = || {
+        Some((
+            crate::paths::SESSIONS.to_owned(),
+            "Review your sessions".to_owned(),
+        ))
+    };
+    let device = detail["user_agent"]
+        .as_str()
+        .filter(|ua| !ua.is_empty())
+        .map(describe_user_agent);
     let by_admin = if row.actor_client_id.is_some() {
         "An administrator (through the admin API)"
     } else {
         "An administrator"
     };
+    const NOT_YOU: &str =
+        "If this was not you, sign out your other sessions and tell your administrator.";
     let (title, advice, link) = match row.kind.as_str() {
         "reuse_detected" => (
-            format!("{app}'s session was ended to protect you"),
+            format!("A session of {app} was ended to protect you"),
             "One of its refresh tokens was used twice, which can mean it was copied \
              (refresh token reuse detection). Latchkey ended that session at once. \
              If the app asks you to sign in again, do; if you did not use it then, \
@@ -151,56 +176,53 @@ fn explain(row: EventRow, seen: &str) -> SecurityEvent {
             Some(app_link()),
         ),
         "consent_granted" => {
-            let scopes = detail["scopes"]
+            let scopes: Vec<String> = detail["scopes"]
                 .as_array()
-                .map(|s| s.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default();
+                .map(|s| s.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| catalogue.describe(s).description)
+                .collect();
             (
                 format!("{app} got access to your account"),
-                format!(
-                    "You allowed it: {scopes}. If this was not you, revoke its access and change your password."
-                ),
+                format!("You allowed it to: {}. {NOT_YOU}", scopes.join("; ")),
                 Some(app_link()),
             )
         }
         "login" => (
             format!(
                 "New sign-in from {}",
-                device.clone().unwrap_or_else(|| "an unknown device".into())
+                device.unwrap_or_else(|| "an unknown device".into())
             ),
             "Your account was signed in to from a browser or system it had not used before. \
-             If this was not you, sign that session out and change your password."
+             If this was not you, sign that session out and tell your administrator."
                 .to_owned(),
-            Some((crate::paths::SESSIONS.to_owned(), "Review your sessions".to_owned())),
+            sessions_link(),
         ),
         "sign_in_throttled" => (
             "Sign-ins to your account were paused".to_owned(),
-            "After several wrong passwords Latchkey paused sign-ins to your account for a while. \
-             If these were not your attempts, someone may be guessing your password: choose a strong one."
+            "After several wrong passwords, Latchkey paused sign-ins to your account for a while. \
+             If these were not your attempts, someone may be guessing your password: tell your administrator."
                 .to_owned(),
             None,
         ),
         "logout" => (
             format!("{by_admin} signed you out"),
             format!(
-                "A sign-in of yours{} was ended{}. Sign in again if you need to.",
+                "Your sign-in{} was ended. Sign in again if you need to.",
                 device.map(|d| format!(" on {d}")).unwrap_or_default(),
-                text("reason").map(|r| format!(" ({r})")).unwrap_or_default()
             ),
-            Some((crate::paths::SESSIONS.to_owned(), "Review your sessions".to_owned())),
+            sessions_link(),
         ),
         _ => {
             let what = match detail["what"].as_str() {
                 Some("user_grants") => "revoked every app's access to your account".to_owned(),
-                Some("sign_in") => "signed you out of a session".to_owned(),
-                _ => format!("revoked {app}'s access to your account"),
+                _ => format!("revoked the access of {app} to your account"),
             };
             (
                 format!("{by_admin} {what}"),
-                format!(
-                    "Its tokens stopped working at once{}. An app you still use asks for your consent again.",
-                    text("reason").map(|r| format!(" ({r})")).unwrap_or_default()
-                ),
+                "Its tokens stopped working at once. An app you still use asks for your consent again."
+                    .to_owned(),
                 Some(app_link()),
             )
         }

@@ -48,12 +48,13 @@ pub struct ScopeList {
     pub scopes: Vec<ScopeView>,
 }
 
-/// A scope's words and sensitivity.
+/// A scope's words and sensitivity: the whole entry (`PUT` replaces it).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeRequest {
     /// 1–120 characters, one line.
     pub description: String,
+    /// Absent: `false`.
     #[serde(default)]
     pub sensitive: bool,
 }
@@ -100,7 +101,7 @@ pub async fn set(
         &state.db,
         check_id(&scope)?,
         &body.description,
-        body.sensitive,
+        Some(body.sensitive),
         &admin.actor,
     )
     .await

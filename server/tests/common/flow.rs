@@ -362,7 +362,7 @@ pub async fn catalogue(db: &app::domain::Db, scopes: &[&str]) {
             db,
             scope,
             &format!("Test words for {scope}"),
-            false,
+            Some(false),
             &Default::default(),
         )
         .await

@@ -47,14 +47,14 @@ pub fn AdminScopesPage() -> impl IntoView {
                                 } else {
                                     view! {
                                         <ul class="rows" data-testid="scope-list">
-                                            {scopes.into_iter().map(|s| view! { <ScopeRow scope=s remove/> }).collect_view()}
+                                            {scopes.into_iter().map(|s| view! { <ScopeRow scope=s save remove/> }).collect_view()}
                                         </ul>
                                     }.into_any()
                                 }}
                             </section>
                             <section class="card">
-                                <h2>"Add or change a scope"</h2>
-                                <p class="muted">"Saving a scope that exists changes its words and sensitivity."</p>
+                                <h2>"Add a scope"</h2>
+                                <p class="muted">"To reword one in the catalogue, use its Edit button above."</p>
                                 <ActionError action=save/>
                                 <ActionForm action=save attr:class="stack" attr:data-testid="scope-form">
                                     <label for="s-scope">"Scope"</label>
@@ -80,11 +80,21 @@ pub fn AdminScopesPage() -> impl IntoView {
     }
 }
 
-/// One catalogued scope: its words, who is registered for it, remove.
+/// One catalogued scope: its words, who is registered for it; edit them
+/// (the form holds the current words and mark), remove.
 #[component]
-fn ScopeRow(scope: AdminScope, remove: ServerAction<RemoveScope>) -> impl IntoView {
+fn ScopeRow(
+    scope: AdminScope,
+    save: ServerAction<SaveScope>,
+    remove: ServerAction<RemoveScope>,
+) -> impl IntoView {
     let name = scope.scope.clone();
     let row_name = name.clone();
+    let edit_name = name.clone();
+    let field_id = format!(
+        "edit-{}",
+        name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    );
     let in_use = !scope.clients.is_empty();
     view! {
         <li class="row" data-testid="scope-row" data-scope=row_name.clone()>
@@ -98,6 +108,17 @@ fn ScopeRow(scope: AdminScope, remove: ServerAction<RemoveScope>) -> impl IntoVi
                     format!("No client registered for it · changed {}", format_time(scope.updated_at))
                 }}</p>
             </div>
+            <details class="edit">
+                <summary class="button secondary">"Edit"</summary>
+                <ActionForm action=save attr:class="stack">
+                    <input type="hidden" name="scope" value=edit_name/>
+                    <label for=field_id.clone()>"What it lets an app do"</label>
+                    <input id=field_id name="description" type="text" required maxlength="120" autocomplete="off"
+                        value=scope.description.clone()/>
+                    <label class="check"><input type="checkbox" name="sensitive" checked=scope.sensitive/>" Sensitive: list it first and mark it"</label>
+                    <button type="submit" class="button primary" disabled=move || save.pending().get()>"Save words"</button>
+                </ActionForm>
+            </details>
             {(!in_use).then(move || view! {
                 <Confirm label="Remove".to_string() question=format!("Remove {name}?")
                     detail="No client is registered for it; grants that carry it keep it, shown by its name.".to_string()>
