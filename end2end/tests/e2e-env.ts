@@ -58,8 +58,8 @@ export const POSTGRES: E2EInstance = {
 /// Runs the `latchkey` CLI on a first instance's database (while it serves),
 /// e.g. to change a setting for one test; returns its standard output. In a
 /// test, the `latchkeyCli` fixture (fixtures.ts) runs it on the project's
-/// instance.
-export function latchkeyCli(args: string[], instance: E2EInstance = SQLITE): string {
+/// instance. `input` goes to its standard input (e.g. `--password-stdin`).
+export function latchkeyCli(args: string[], instance: E2EInstance = SQLITE, input?: string): string {
   const target = process.env.CARGO_TARGET_DIR ?? join(homedir(), '.cache/latchkey/target');
   return execFileSync(join(target, 'debug/latchkey'), args, {
     env: {
@@ -70,5 +70,6 @@ export function latchkeyCli(args: string[], instance: E2EInstance = SQLITE): str
       LATCHKEY_LOG: 'warn',
     },
     encoding: 'utf8',
+    input,
   });
 }

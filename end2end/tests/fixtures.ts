@@ -29,14 +29,15 @@ export type E2EOptions = { e2eInstance: E2EInstance };
 
 type E2EFixtures = {
   pageErrors: string[];
-  /// The `latchkey` CLI on the project's first instance (its database and key).
-  latchkeyCli: (args: string[]) => string;
+  /// The `latchkey` CLI on the project's first instance (its database and
+  /// key); `input` goes to its standard input.
+  latchkeyCli: (args: string[], input?: string) => string;
 };
 
 export const test = base.extend<E2EFixtures & E2EOptions>({
   e2eInstance: [SQLITE, { option: true }],
   latchkeyCli: async ({ e2eInstance }, use) => {
-    await use((args) => latchkeyCli(args, e2eInstance));
+    await use((args, input) => latchkeyCli(args, e2eInstance, input));
   },
   /// Fails the test on any uncaught page error or console error (a failed hydration shows up here).
   pageErrors: [
@@ -81,4 +82,12 @@ export async function allowApp(page: Page, clientId: string, scope: string) {
   await page.goto(`/oauth/authorize?${params}`);
   await page.getByRole('button', { name: 'Allow' }).click();
   await expect(page).toHaveURL(/^http:\/\/127\.0\.0\.1:8080\/callback\?/);
+}
+
+/// A new person of their own (the CLI's `user add`), for a test that needs an
+/// account no other test touches: no apps, one sign-in of its own.
+export function addUser(cli: (args: string[], input?: string) => string, prefix: string) {
+  const user = { username: `${prefix}-${process.pid}-${Date.now()}`, password: `${prefix}-password-for-e2e` };
+  cli(['user', 'add', '--username', user.username, '--password-stdin'], `${user.password}\n`);
+  return user;
 }

@@ -241,3 +241,50 @@ test('sign-in throttling at both widths', async ({ page }) => {
   await expect(page.getByTestId('sign-in-locked')).toHaveCount(0);
   await expect(page.getByText('Failed sign-ins forgotten')).toBeVisible();
 });
+
+// The dark palette (prefers-color-scheme: dark, issue 14): the main pages,
+// signed in as alice with an app and as the admin, `*-dark-<size>.png`.
+for (const size of sizes) {
+  test(`dark palette at ${size.name} width`, async ({ page }) => {
+    await page.setViewportSize({ width: size.width, height: size.height });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.goto('/signin');
+    await page.screenshot({ path: `screenshots/sign-in-dark-${size.name}.png`, fullPage: true });
+    await signIn(page, DEMO_USER.username, DEMO_USER.password);
+    await expect(page.getByTestId('topbar-username')).toBeVisible();
+    await page.goto(`/oauth/authorize?${new URLSearchParams({
+      response_type: 'code', client_id: 'demo-notes', redirect_uri: 'http://127.0.0.1:8080/callback',
+      scope: 'openid profile notes:read', state: 's', prompt: 'consent',
+    })}`);
+    await expect(page.getByTestId('consent')).toBeVisible();
+    await page.screenshot({ path: `screenshots/consent-dark-${size.name}.png`, fullPage: true });
+    await allowApp(page, 'demo-notes', 'openid profile notes:read');
+    await page.goto('/');
+    await expect(page.locator('body[data-hydrated]')).toHaveCount(1);
+    const card = page.locator('[data-testid="app-card"][data-app="Demo Notes"]');
+    await card.getByText('Revoke access', { exact: true }).click();
+    // The focus ring on the confirming button, as a keyboard user sees it.
+    await card.getByRole('button', { name: 'Yes, revoke Demo Notes' }).focus();
+    await page.keyboard.press('Shift+Tab');
+    await page.keyboard.press('Tab');
+    await page.screenshot({ path: `screenshots/my-apps-dark-${size.name}.png`, fullPage: true });
+    await card.getByRole('link', { name: 'Details' }).click();
+    await expect(page.getByTestId('app-detail')).toBeVisible();
+    await page.screenshot({ path: `screenshots/app-detail-dark-${size.name}.png`, fullPage: true });
+    await page.goto('/sessions');
+    await expect(page.getByTestId('sign-in-session').first()).toBeVisible();
+    await page.screenshot({ path: `screenshots/sessions-dark-${size.name}.png`, fullPage: true });
+    await page.getByRole('button', { name: 'Sign out' }).first().click();
+    await expect(page).toHaveURL(/signed_out=1/);
+    await signIn(page, 'admin', 'latchkey-admin-demo');
+    await expect(page.getByTestId('topbar-username')).toHaveText('admin');
+    await page.goto('/admin');
+    await expect(page.getByTestId('chart')).toHaveCount(2);
+    await page.screenshot({ path: `screenshots/admin-charts-dark-${size.name}.png`, fullPage: true });
+    await page.goto('/admin/clients/demo-notes');
+    await expect(page.getByTestId('policy-form')).toBeVisible();
+    await page.screenshot({ path: `screenshots/admin-client-policy-dark-${size.name}.png`, fullPage: true });
+    await page.goto('/admin/audit');
+    await page.screenshot({ path: `screenshots/admin-audit-dark-${size.name}.png`, fullPage: true });
+  });
+}

@@ -16,7 +16,7 @@ use axum::{
     extract::{ConnectInfo, FromRequestParts, Request, State},
     http::{header, request::Parts, Method, StatusCode},
     middleware::Next,
-    response::{Html, IntoResponse, Redirect, Response},
+    response::{IntoResponse, Redirect, Response},
     Form,
 };
 use serde::Deserialize;
@@ -343,11 +343,12 @@ pub async fn refuse_cross_site(
         next.run(request).await
     } else {
         tracing::warn!(origin = %claimed.ascii_serialization(), path = %request.uri().path(), "refused a cross-site request");
-        (
+        plain_page(
             StatusCode::FORBIDDEN,
-            Html("<!DOCTYPE html><title>Refused</title><h1>Request refused</h1><p>This request came from another site, so Latchkey refused it. Go back to Latchkey and try again.</p>"),
+            "Request refused",
+            "cross-site-refused",
+            "<p>This request came from another site, so Latchkey refused it. Go back to Latchkey and try again.</p>",
         )
-            .into_response()
     }
 }
 
@@ -416,14 +417,15 @@ fn plain_page(status: StatusCode, title: &str, testid: &str, inner: &str) -> Res
 pub fn internal_error(doing: &str, error: &dyn std::fmt::Display) -> Response {
     let request_id = new_id();
     tracing::error!(%request_id, error = %error, "{doing} failed");
-    (
+    // In the site's frame (`lang`, landmarks, the stylesheet), like every page.
+    plain_page(
         StatusCode::INTERNAL_SERVER_ERROR,
-        Html(format!(
-            "<!DOCTYPE html><title>Something went wrong</title><h1>Something went wrong</h1>\
-             <p>Please try again. If it keeps happening, give your administrator this request id: <code>{request_id}</code></p>"
-        )),
+        "Something went wrong",
+        "internal-error",
+        &format!(
+            "<p>Please try again. If it keeps happening, give your administrator this request id: <code>{request_id}</code></p>"
+        ),
     )
-        .into_response()
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ pub fn ActivityChart(title: String, buckets: Vec<ActivityBucket>, hourly: bool) 
                     {SERIES.iter().enumerate().map(|(s, (name, color, dash))| view! {
                         <span class="legend-item">
                             <svg width="22" height="10" aria-hidden="true">
-                                <line x1="0" y1="5" x2="22" y2="5" stroke=*color stroke-width="2" stroke-dasharray=*dash/>
+                                <line x1="0" y1="5" x2="22" y2="5" stroke=*color stroke-width="2" stroke-dasharray=*dash data-series=*name/>
                             </svg>
                             {format!("{name} ({})", totals[s])}
                         </span>

@@ -8,6 +8,16 @@ use crate::{model::CurrentUser, paths};
 /// The page frame. `user` is `None` on the sign-in page.
 #[component]
 pub fn Layout(#[prop(optional)] user: Option<CurrentUser>, children: Children) -> impl IntoView {
+    let main_ref = NodeRef::<leptos::html::Main>::new();
+    #[cfg(feature = "hydrate")]
+    {
+        let location = leptos_router::hooks::use_location();
+        Effect::new(move || {
+            if let Some(main) = main_ref.get() {
+                focus_after_navigation(&main, &location.pathname.get_untracked());
+            }
+        });
+    }
     view! {
         <header class="topbar">
             <a class="brand" href=paths::HOME>
@@ -45,8 +55,53 @@ pub fn Layout(#[prop(optional)] user: Option<CurrentUser>, children: Children) -
                 </div>
             })}
         </header>
-        <main class="page">{children()}</main>
+        <main class="page" node_ref=main_ref>{children()}</main>
     }
+}
+
+/// After an in-app navigation (hydrated, the router swaps the page without a
+/// load) focus would stay on the document with Tab resuming where the old
+/// page's focus was, often its end. As a page load would, it starts over: the
+/// new page's heading takes the focus (and screen readers read it), unless
+/// something on the page already took it (a notice after an action). The
+/// first page (hydration) and re-renders on the same path leave focus alone.
+#[cfg(feature = "hydrate")]
+fn focus_after_navigation(main: &web_sys::HtmlElement, path: &str) {
+    use std::cell::RefCell;
+    use wasm_bindgen::JsCast;
+    thread_local! {
+        static LAST_PATH: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+    let navigated = LAST_PATH.with(|last| {
+        let mut last = last.borrow_mut();
+        let navigated = last.as_deref().is_some_and(|p| p != path);
+        *last = Some(path.to_owned());
+        navigated
+    });
+    if !navigated {
+        return;
+    }
+    // Once the new page is in the document (the router swaps it in after
+    // rendering it).
+    let main = main.clone();
+    request_animation_frame(move || {
+        let body: Option<web_sys::Element> = document().body().map(Into::into);
+        let focus_is_free = document()
+            .active_element()
+            .is_none_or(|el| Some(&el) == body.as_ref());
+        if !(main.is_connected() && focus_is_free) {
+            return;
+        }
+        if let Some(heading) = main
+            .query_selector("h1")
+            .ok()
+            .flatten()
+            .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            let _ = heading.set_attribute("tabindex", "-1");
+            let _ = heading.focus();
+        }
+    });
 }
 
 /// A plain form post: works without JavaScript; the server checks its Origin.

@@ -795,7 +795,8 @@ pub fn AdminAuditPage() -> impl IntoView {
                                 <a href=format!("/admin/audit/export?format=csv&{qs}") data-testid="export-csv">"Export CSV"</a>" · "
                                 <a href=format!("/admin/audit/export?format=json&{qs}")>"Export JSON"</a>
                             </p>
-                            <div class="table-wrap card">
+                            // Scrolls sideways on narrow screens: focusable, so the keyboard scrolls it too.
+                            <div class="table-wrap card" tabindex="0" role="region" aria-label="Audit events">
                                 <table class="list audit" data-testid="audit">
                                     <thead><tr><th>"Time"</th><th>"Event"</th><th>"Actor"</th><th>"User"</th><th>"Client"</th><th>"IP"</th><th>"Detail"</th></tr></thead>
                                     <tbody>{page.items.iter().cloned().map(|e| view! {
