@@ -124,6 +124,10 @@ for (const scheme of schemes) {
       await expect(page.getByTestId('sign-in-session').first()).toBeVisible();
       await hydrated(page);
       await check('sessions');
+      await page.goto('/security');
+      await expect(page.getByTestId('security-event').first()).toBeVisible();
+      await hydrated(page);
+      await check('security activity');
 
       // Pages that say no: the console for a non-admin (403), an unknown
       // path (404), an authorization request that cannot go back (400).
@@ -156,6 +160,7 @@ for (const scheme of schemes) {
         ['admin client', `/admin/clients/${DEMO_NOTES.clientId}`, () => expect(page.getByTestId('policy-form')).toBeVisible()],
         ['admin resource server', '/admin/clients/demo-notes-api', () => expect(page.getByTestId('resource-server')).toBeVisible()],
         ['admin defaults', '/admin/defaults', () => expect(page.getByRole('button', { name: 'Save defaults' })).toBeVisible()],
+        ['admin scopes', '/admin/scopes', () => expect(page.getByTestId('scope-row').first()).toBeVisible()],
         ['admin users', '/admin/users', () => expect(page.getByRole('link', { name: DEMO_USER.username, exact: true })).toBeVisible()],
         ['admin upstreams', '/admin/upstreams', () => expect(page.getByTestId('upstreams')).toContainText(UPSTREAM.name)],
         ['admin audit', '/admin/audit', () => expect(page.locator('table.audit tbody tr').first()).toBeVisible()],

@@ -58,8 +58,12 @@ test('revoke an app and sign out another session with the keyboard alone', async
   await press(page, 'Tab', topbar.getByRole('link', { name: 'Latchkey' }), 'the home link');
   await press(page, 'Tab', topbar.getByRole('link', { name: 'My apps' }), 'My apps');
   await press(page, 'Tab', topbar.getByRole('link', { name: 'Sessions' }), 'Sessions');
+  await press(page, 'Tab', topbar.getByRole('link', { name: /^Security/ }), 'Security');
   await press(page, 'Tab', topbar.getByRole('button', { name: 'Sign out' }), 'Sign out');
   await press(page, 'Tab', card.getByRole('link', { name: DEMO_NOTES.name }), 'the app name');
+  await press(page, 'Tab', card.getByTestId('app-home'), "the app's home page");
+  await press(page, 'Tab', card.getByRole('link', { name: 'Privacy policy' }), "the app's privacy policy");
+  await press(page, 'Tab', card.getByRole('link', { name: 'Terms' }), "the app's terms");
   await press(page, 'Tab', card.getByRole('link', { name: 'Details' }), 'Details');
   const revoke = card.locator('summary', { hasText: 'Revoke access' });
   await press(page, 'Tab', revoke, 'Revoke access');
@@ -84,6 +88,7 @@ test('revoke an app and sign out another session with the keyboard alone', async
 
   // Back up to the top bar and on to Sessions.
   await press(page, 'Shift+Tab', topbar.getByRole('button', { name: 'Sign out' }), 'Sign out, from the notice');
+  await press(page, 'Shift+Tab', topbar.getByRole('link', { name: /^Security/ }), 'Security, from the notice');
   await press(page, 'Shift+Tab', topbar.getByRole('link', { name: 'Sessions' }), 'Sessions, from the notice');
   // Enter follows the link (in-app navigation): the new page's heading takes
   // the focus, as after a page load Tab starts from the top of the page.

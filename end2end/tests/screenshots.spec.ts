@@ -274,6 +274,9 @@ for (const size of sizes) {
     await page.goto('/sessions');
     await expect(page.getByTestId('sign-in-session').first()).toBeVisible();
     await page.screenshot({ path: `screenshots/sessions-dark-${size.name}.png`, fullPage: true });
+    await page.goto('/security');
+    await expect(page.getByTestId('security-event').first()).toBeVisible();
+    await page.screenshot({ path: `screenshots/security-dark-${size.name}.png`, fullPage: true });
     await page.getByRole('button', { name: 'Sign out' }).first().click();
     await expect(page).toHaveURL(/signed_out=1/);
     await signIn(page, 'admin', 'latchkey-admin-demo');
@@ -284,6 +287,9 @@ for (const size of sizes) {
     await page.goto('/admin/clients/demo-notes');
     await expect(page.getByTestId('policy-form')).toBeVisible();
     await page.screenshot({ path: `screenshots/admin-client-policy-dark-${size.name}.png`, fullPage: true });
+    await page.goto('/admin/scopes');
+    await expect(page.getByTestId('scope-row').first()).toBeVisible();
+    await page.screenshot({ path: `screenshots/admin-scopes-dark-${size.name}.png`, fullPage: true });
     await page.goto('/admin/audit');
     await page.screenshot({ path: `screenshots/admin-audit-dark-${size.name}.png`, fullPage: true });
   });
