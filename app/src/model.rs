@@ -50,6 +50,16 @@ pub struct AppIdentity {
     pub description: Option<String>,
 }
 
+impl AppIdentity {
+    /// The letter tile's letter: the name's first letter or digit, upper case ("?" if none).
+    pub fn letter(&self) -> String {
+        self.name
+            .chars()
+            .find(|c| c.is_alphanumeric())
+            .map_or_else(|| "?".into(), |c| c.to_uppercase().collect())
+    }
+}
+
 /// A scope and what it lets an app do, in plain words.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScopeInfo {

@@ -158,12 +158,7 @@ pub fn SearchForm(action: &'static str, label: &'static str, value: String) -> i
 /// is always written beside it).
 #[component]
 pub fn AppLogo(app: AppIdentity) -> impl IntoView {
-    let letter = app
-        .name
-        .chars()
-        .find(|c| c.is_alphanumeric())
-        .map(|c| c.to_uppercase().collect::<String>())
-        .unwrap_or_else(|| "?".into());
+    let letter = app.letter();
     view! {
         <span class="app-logo" aria-hidden="true">
             <span class="app-letter">{letter}</span>

@@ -113,11 +113,7 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
     };
     let app = c.app;
     let name = escape(&app.name);
-    let letter = app
-        .name
-        .chars()
-        .find(|ch| ch.is_alphanumeric())
-        .map_or_else(|| "?".into(), |ch| ch.to_uppercase().collect::<String>());
+    let letter = app.letter();
     let logo = match &app.logo_uri {
         Some(src) => format!(
             r#"<img src="{}" alt="" referrerpolicy="no-referrer" width="40" height="40">"#,
