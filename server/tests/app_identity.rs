@@ -42,6 +42,34 @@ fn web_app(name: &str, metadata: ClientMetadata) -> NewClient {
     }
 }
 
+/// Metadata with one field set.
+fn with_field(field: &str, value: String) -> ClientMetadata {
+    let value = Some(value);
+    match field {
+        "logo_uri" => ClientMetadata {
+            logo_uri: value,
+            ..Default::default()
+        },
+        "client_uri" => ClientMetadata {
+            client_uri: value,
+            ..Default::default()
+        },
+        "policy_uri" => ClientMetadata {
+            policy_uri: value,
+            ..Default::default()
+        },
+        "tos_uri" => ClientMetadata {
+            tos_uri: value,
+            ..Default::default()
+        },
+        "description" => ClientMetadata {
+            description: value,
+            ..Default::default()
+        },
+        other => panic!("no field {other}"),
+    }
+}
+
 fn field_of(e: DomainError) -> &'static str {
     match e {
         DomainError::Invalid { field, .. } => field,
@@ -51,100 +79,23 @@ fn field_of(e: DomainError) -> &'static str {
 
 async fn client_metadata_is_validated_before_anything_is_written(t: TestDb) {
     let long = format!("https://app.example/{}", "a".repeat(500));
-    let bad: Vec<(&str, ClientMetadata)> = vec![
-        (
-            "logo_uri",
-            ClientMetadata {
-                logo_uri: Some("javascript:alert(1)".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "logo_uri",
-            ClientMetadata {
-                logo_uri: Some("data:image/png;base64,iVBORw0KGgo=".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "logo_uri",
-            ClientMetadata {
-                logo_uri: Some("http://evil.example/logo.png".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "logo_uri",
-            ClientMetadata {
-                logo_uri: Some("https://user:pw@app.example/logo.png".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "logo_uri",
-            ClientMetadata {
-                logo_uri: Some(long.clone()),
-                ..Default::default()
-            },
-        ),
-        (
-            "client_uri",
-            ClientMetadata {
-                client_uri: Some("https://app.example/#top".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "client_uri",
-            ClientMetadata {
-                client_uri: Some("ftp://app.example/".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "policy_uri",
-            ClientMetadata {
-                policy_uri: Some("not a url".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "tos_uri",
-            ClientMetadata {
-                tos_uri: Some("https:///no-host".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "description",
-            ClientMetadata {
-                description: Some("d".repeat(301)),
-                ..Default::default()
-            },
-        ),
-        (
-            "description",
-            ClientMetadata {
-                description: Some("two\nlines".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "description",
-            ClientMetadata {
-                description: Some("\u{202e}live".into()),
-                ..Default::default()
-            },
-        ),
-        (
-            "logo_uri",
-            ClientMetadata {
-                logo_uri: Some("http://127.0.0.5/logo.png".into()),
-                ..Default::default()
-            },
-        ),
+    let bad = [
+        ("logo_uri", "javascript:alert(1)".to_owned()),
+        ("logo_uri", "data:image/png;base64,iVBORw0KGgo=".into()),
+        ("logo_uri", "http://evil.example/logo.png".into()),
+        ("logo_uri", "http://127.0.0.5/logo.png".into()),
+        ("logo_uri", "https://user:pw@app.example/logo.png".into()),
+        ("logo_uri", long),
+        ("client_uri", "https://app.example/#top".into()),
+        ("client_uri", "ftp://app.example/".into()),
+        ("policy_uri", "not a url".into()),
+        ("tos_uri", "https:///no-host".into()),
+        ("description", "d".repeat(301)),
+        ("description", "two\nlines".into()),
+        ("description", "\u{202e}live".into()),
     ];
-    for (field, metadata) in bad {
+    for (field, value) in bad {
+        let metadata = with_field(field, value);
         let shown = format!("{metadata:?}");
         let e = clients::add_client(&t.db, &web_app("Bad", metadata))
             .await

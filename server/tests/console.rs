@@ -780,6 +780,11 @@ async fn scope_catalogue_and_app_identity_from_the_console(t: TestDb) {
     assert_eq!(res.status(), StatusCode::FOUND);
     let (_, page) = html(&root, &server, "/admin/scopes").await;
     assert!(page.contains("Read &lt;your&gt; files"), "escaped: {page}");
+    // Its edit form holds the current words and mark (saving keeps what is not changed).
+    let row = &page[page.find(r#"data-scope="files:read""#).unwrap()..];
+    let row = &row[..row.find("</li>").unwrap()];
+    assert!(row.contains(r#"value="Read &lt;your&gt; files""#), "{row}");
+    assert!(row.contains(r#"name="sensitive" checked"#), "{row}");
     assert!(page.contains("Sensitive"));
     assert_eq!(
         count(&t.db, "audit_events WHERE kind = 'scope_defined'").await,

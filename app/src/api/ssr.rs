@@ -50,13 +50,9 @@ pub async fn require_signed_in() -> Result<SignedIn, ServerFnError> {
     }
 }
 
+/// The signed-in user as the top bar shows them, with their unseen security events.
 pub async fn current_user(signed_in: &SignedIn) -> Result<CurrentUser, ServerFnError> {
-    let db = db()?;
-    let user_id = &signed_in.user.id;
-    let seen = crate::domain::security::seen(&db, user_id)
-        .await
-        .map_err(failed)?;
-    let unseen_security = crate::domain::security::unseen(&db, user_id, &seen)
+    let unseen_security = crate::domain::security::unseen(&db()?, &signed_in.user.id)
         .await
         .map_err(failed)?;
     Ok(CurrentUser {

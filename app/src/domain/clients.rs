@@ -469,7 +469,6 @@ async fn insert_client(
     actor: &Actor,
 ) -> DomainResult<Client> {
     let new = new.validated()?;
-    super::scopes::require_catalogued(db, &new.extra_scopes).await?;
     let at = now();
     let client = Client {
         client_id: client_id.to_owned(),
@@ -501,7 +500,7 @@ async fn insert_client(
     let lock = super::scopes::share_lock(db);
     let inserted = on_db!(db, |pool| {
         let mut tx = pool.begin_write().await?;
-        // Again under the write: a removal from the catalogue may have committed meanwhile.
+        // Under the write, so that a removal from the catalogue cannot slip in between.
         if let Some(missing) = crate::missing_from_catalogue!(tx, client.extra_scopes, lock) {
             tx.rollback().await?;
             return Ok(Some(missing));
@@ -768,7 +767,6 @@ pub async fn update_client(
         metadata: change.metadata.applied_to(&before.metadata),
     }
     .validated()?;
-    super::scopes::require_catalogued(db, &wanted.extra_scopes).await?;
     let after = Client {
         client_id: before.client_id.clone(),
         name: wanted.name,
@@ -795,7 +793,7 @@ pub async fn update_client(
     let lock = super::scopes::share_lock(db);
     let updated = on_db!(db, |pool| {
         let mut tx = pool.begin_durable_write().await?;
-        // Again under the write: a removal from the catalogue may have committed meanwhile.
+        // Under the write, so that a removal from the catalogue cannot slip in between.
         if let Some(missing) = crate::missing_from_catalogue!(tx, after.extra_scopes, lock) {
             tx.rollback().await?;
             return Ok(Err(missing));

@@ -5,15 +5,16 @@
 //!
 //! Rules:
 //! - a client may be registered only for catalogued scopes (or built-in
-//!   ones): [`require_catalogued`], called by client registration and edits;
+//!   ones): [`missing_from_catalogue!`], inside the registration's and
+//!   edit's write transaction;
 //! - `/oauth/authorize` grants a person's consent only to scopes that are
 //!   built in or catalogued now ([`Catalogue::offers`]);
 //! - a scope is removed from the catalogue only while no client is
 //!   registered for it ([`remove`] answers `Conflict`, naming them). Both
-//!   checks are made again inside the writing transaction
-//!   ([`missing_from_catalogue!`]; on PostgreSQL the catalogue row is locked,
-//!   `FOR SHARE` by registration and `FOR UPDATE` by removal), so a removal
-//!   racing a registration cannot leave a client with an uncatalogued scope;
+//!   checks run inside their write transaction (on PostgreSQL the catalogue
+//!   row is locked, `FOR SHARE` by registration and `FOR UPDATE` by
+//!   removal), so a removal racing a registration cannot leave a client with
+//!   an uncatalogued scope;
 //! - every change is audited (`scope_defined`, `scope_removed`).
 //!
 //! The catalogue is read from the database where it is shown (a small table,
@@ -27,7 +28,6 @@ use super::{
     audit::{Actor, AuditEvent, AuditKind},
     clients::validate_scope,
     error::{DomainError, DomainResult},
-    grants::{CLIENT_ONLY_SCOPES, OPENID_SCOPES},
     store::{now, Backend, Db},
 };
 use crate::{model::ScopeInfo, on_db};
@@ -111,7 +111,7 @@ pub fn builtin(scope: &str) -> Option<&'static str> {
 
 /// An OpenID scope or one of Latchkey's own: worded by [`builtin`], never catalogued.
 pub fn is_builtin(scope: &str) -> bool {
-    OPENID_SCOPES.contains(&scope) || CLIENT_ONLY_SCOPES.contains(&scope)
+    builtin(scope).is_some()
 }
 
 /// The catalogue as read at one moment: what the pages and the authorization
@@ -339,20 +339,6 @@ pub async fn list_with_clients(db: &Db) -> DomainResult<Vec<(CatalogueEntry, Vec
         .collect())
 }
 
-/// Registration's rule: each of `scopes` is built in or catalogued.
-/// `Invalid` on `extra_scopes` naming the first that is not. (Checked again
-/// inside the registration's transaction: [`missing_from_catalogue!`].)
-pub async fn require_catalogued(db: &Db, scopes: &[String]) -> DomainResult<()> {
-    if scopes.iter().all(|s| is_builtin(s)) {
-        return Ok(());
-    }
-    let catalogue = catalogue(db).await?;
-    match scopes.iter().find(|s| !catalogue.offers(s)) {
-        None => Ok(()),
-        Some(missing) => Err(not_catalogued(missing)),
-    }
-}
-
 /// The refusal of a registration naming a scope the catalogue lacks.
 pub fn not_catalogued(scope: &str) -> DomainError {
     DomainError::invalid(
@@ -389,4 +375,21 @@ pub async fn adopt_registered(db: &Db) -> DomainResult<usize> {
         .await?;
     }
     Ok(missing.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::grants::{CLIENT_ONLY_SCOPES, OPENID_SCOPES};
+
+    #[test]
+    fn every_scope_latchkey_defines_has_built_in_words_and_no_other_does() {
+        for scope in OPENID_SCOPES.iter().chain(CLIENT_ONLY_SCOPES.iter()) {
+            assert!(is_builtin(scope), "{scope}");
+            assert!(!builtin(scope).unwrap().is_empty());
+        }
+        for scope in ["notes:read", "OPENID", "openid ", "latchkey:other"] {
+            assert!(!is_builtin(scope), "{scope:?}");
+        }
+    }
 }

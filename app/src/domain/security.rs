@@ -85,12 +85,15 @@ pub async fn list(
     Ok(page.of(items, total))
 }
 
-/// How many of `user_id`'s security events come after `seen` (an event id).
-pub async fn unseen(db: &Db, user_id: &str, seen: &str) -> DomainResult<i64> {
-    let sql = format!("SELECT COUNT(*) FROM audit_events e WHERE {EVENTS_WHERE} AND e.id > $2");
+/// How many of `user_id`'s security events they have not been shown yet
+/// (after `users.security_seen_id`): the top bar's count, one query.
+pub async fn unseen(db: &Db, user_id: &str) -> DomainResult<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM audit_events e WHERE {EVENTS_WHERE} \
+         AND e.id > COALESCE((SELECT security_seen_id FROM users WHERE id = $1), '')"
+    );
     Ok(on_db!(db, |pool| sqlx::query_scalar(&sql)
         .bind(user_id)
-        .bind(seen)
         .fetch_one(pool)
         .await)?)
 }
