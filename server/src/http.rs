@@ -63,6 +63,9 @@ pub struct Shared {
     /// What client_credentials issuance reads, remembered
     /// (`tokens::IssuanceFacts`).
     pub issuance_facts: app::domain::tokens::IssuanceFacts,
+    /// Clients' policies and SQLite's waiting rotations, for refreshes
+    /// (`refresh::Refreshes`).
+    pub refreshes: app::domain::refresh::Refreshes,
     /// Counts of client_credentials tokens issued and refreshes, written every second.
     pub usage: Usage,
     pub config: Arc<ServeConfig>,
@@ -170,6 +173,7 @@ pub fn build(parts: Parts, extra: Router<AppState>) -> (Router, AppState) {
         revoked,
         resource_servers: Default::default(),
         issuance_facts: Default::default(),
+        refreshes: Default::default(),
         usage,
         config: Arc::new(config),
         routes: Arc::new(routes.clone()),

@@ -28,6 +28,8 @@ on_both_backends!(
     reuse_grace_lets_a_retry_through,
     introspection_and_refresh_agree_on_a_used_refresh_token,
     concurrent_refreshes_have_exactly_one_winner,
+    a_refresh_in_one_statement_matches_the_full_path,
+    concurrent_refreshes_of_many_sessions_are_written_together,
     a_stored_refresh_token_from_before_chains_starts_its_familys_chain,
     a_forged_or_foreign_chain_token_is_unknown,
     refresh_tokens_introspect_and_revoke_for_their_client_only,
@@ -764,6 +766,205 @@ async fn concurrent_refreshes_have_exactly_one_winner(t: TestDb) {
         .as_deref(),
         Some("1")
     );
+    t.cleanup().await;
+}
+
+/// Refreshes of many sessions at once (on SQLite they queue for the write
+/// turn and share one statement): every live one rotates, a revoked one in
+/// the same moment is refused, and every successor works.
+async fn concurrent_refreshes_of_many_sessions_are_written_together(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let mut live = Vec::new();
+    for _ in 0..12 {
+        let body = tokens_for(&alice, &server, &app, "openid").await;
+        live.push(str_of(&body, "refresh_token").to_owned());
+    }
+    let body = tokens_for(&alice, &server, &app, "openid").await;
+    let revoked = str_of(&body, "refresh_token").to_owned();
+    revoke_by_rfc7009(&server, &app, &revoked).await;
+    let all = live.iter().chain([&revoked]).map(|token| {
+        let (server, app) = (&server, &app);
+        async move { refresh(server, app, token).await }
+    });
+    let mut answers = futures_util::future::join_all(all).await;
+    let (_, error) = oauth_error(answers.pop().unwrap()).await;
+    assert_eq!(error, "invalid_grant", "the revoked session");
+    let mut successors = Vec::new();
+    for res in answers {
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        successors.push(str_of(&body, "refresh_token").to_owned());
+    }
+    assert_eq!(
+        text_value(
+            &t.db,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM token_families WHERE chain_generation = 1 AND $1 = $1",
+            "-"
+        )
+        .await
+        .as_deref(),
+        Some("12"),
+        "each live chain moved on once"
+    );
+    let again = successors.iter().map(|token| {
+        let (server, app) = (&server, &app);
+        async move { refresh(server, app, token).await.status() }
+    });
+    for status in futures_util::future::join_all(again).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    t.cleanup().await;
+}
+
+/// A refresh as a browser app sends it: with a user agent, and a `scope`
+/// when given (which takes the full path: the scope is checked against the
+/// family's before anything is written).
+async fn refresh_from(
+    server: &TestServer,
+    app: &App,
+    refresh_token: &str,
+    scope: Option<&str>,
+    user_agent: &str,
+) -> Value {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+    ];
+    form.extend(scope.map(|s| ("scope", s)));
+    let res = reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .basic_auth(&app.client_id, app.secret.as_deref())
+        .header(header::USER_AGENT, user_agent)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+/// The common refresh (rotation on, no `scope`) is one conditional UPDATE
+/// with the client's policy from memory; with a `scope` it is the full path
+/// (read, decide, write). Both hand out the same claims and write the same
+/// columns: the chain, its idle expiry capped by the absolute lifetime, and
+/// the family's and grant's "last used" when stale.
+async fn a_refresh_in_one_statement_matches_the_full_path(t: TestDb) {
+    let (server, app, alice) = setup(&t).await;
+    let first = tokens_for(&alice, &server, &app, "openid notes:read").await;
+    let first_claims = jwt_part(str_of(&first, "access_token"), 1);
+    let row = |column: &'static str| {
+        let db = t.db.clone();
+        async move {
+            text_value(
+                &db,
+                &format!("SELECT CAST({column} AS TEXT) FROM token_families WHERE $1 = $1"),
+                "-",
+            )
+            .await
+            .unwrap_or_default()
+        }
+    };
+    let grant_ua = || text_value(&t.db, "SELECT last_used_ua FROM grants WHERE $1 = $1", "-");
+    let stale = || async {
+        exec(
+            &t.db,
+            "UPDATE token_families SET last_used_at = last_used_at - 120, last_used_ua = 'old'",
+        )
+        .await;
+        exec(
+            &t.db,
+            "UPDATE grants SET last_used_at = last_used_at - 120, last_used_ua = 'old'",
+        )
+        .await;
+    };
+    let same_claims = |body: &Value| {
+        let claims = jwt_part(str_of(body, "access_token"), 1);
+        for claim in [
+            "sub",
+            "client_id",
+            "scope",
+            "gid",
+            "fid",
+            "sid",
+            "aud",
+            "iss",
+        ] {
+            assert_eq!(claims[claim], first_claims[claim], "{claim}");
+        }
+        assert_eq!(body["scope"], "openid notes:read");
+    };
+
+    stale().await;
+    let one = refresh_from(
+        &server,
+        &app,
+        str_of(&first, "refresh_token"),
+        None,
+        "one-statement",
+    )
+    .await;
+    same_claims(&one);
+    assert_eq!(row("chain_generation").await, "1");
+    assert_eq!(row("last_used_ua").await, "one-statement");
+    assert_eq!(grant_ua().await.as_deref(), Some("one-statement"));
+    let idle: i64 = row("chain_expires_at - chain_rotated_at")
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(
+        idle,
+        policy::defaults(&t.db).await.unwrap().refresh_idle_ttl_secs
+    );
+
+    stale().await;
+    let full = refresh_from(
+        &server,
+        &app,
+        str_of(&one, "refresh_token"),
+        Some("openid notes:read"),
+        "full-path",
+    )
+    .await;
+    same_claims(&full);
+    assert_eq!(row("chain_generation").await, "2");
+    assert_eq!(row("last_used_ua").await, "full-path");
+    assert_eq!(grant_ua().await.as_deref(), Some("full-path"));
+
+    // Not stale: "last used" stays as it is (written at most once a minute).
+    let quiet = refresh_from(&server, &app, str_of(&full, "refresh_token"), None, "quiet").await;
+    assert_eq!(row("chain_generation").await, "3");
+    assert_eq!(row("last_used_ua").await, "full-path");
+    assert_eq!(grant_ua().await.as_deref(), Some("full-path"));
+
+    // The absolute lifetime caps the idle expiry of an old family (the
+    // policy edit applies to the remembered policy at once).
+    policy::set_client(
+        &t.db,
+        &app.client_id,
+        &PolicyChange {
+            refresh_absolute_ttl_secs: Some(Some(3600)),
+            refresh_idle_ttl_secs: Some(Some(600)),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    exec(
+        &t.db,
+        "UPDATE token_families SET created_at = created_at - 3300",
+    )
+    .await;
+    refresh_from(
+        &server,
+        &app,
+        str_of(&quiet, "refresh_token"),
+        None,
+        "quiet",
+    )
+    .await;
+    assert_eq!(row("chain_generation").await, "4");
+    assert_eq!(row("chain_expires_at - created_at").await, "3600");
     t.cleanup().await;
 }
 

@@ -20,6 +20,7 @@ on_both_backends!(
     a_revocation_acknowledged_at_one_instance_holds_at_every_other_at_once,
     a_frozen_instance_refuses_tokens_until_it_read_the_log,
     registration_and_key_changes_hold_everywhere_once_acknowledged,
+    refresh_policy_edits_hold_everywhere_once_acknowledged,
 );
 
 /// Three instances on `t`, A first (it alone creates the signing keys), B
@@ -241,6 +242,65 @@ async fn registration_and_key_changes_hold_everywhere_once_acknowledged(t: TestD
     .await
     .unwrap();
     all_refuse(&[&a, &b, &c], &job, "a deleted client").await;
+    drop((a, b, c));
+    t.cleanup().await;
+}
+
+/// Every instance remembers a client's policy for refreshes (the one-statement
+/// rotation reads none): an edit acknowledged once holds at every instance
+/// from the next refresh on — rotation switched off, then refresh itself.
+async fn refresh_policy_edits_hold_everywhere_once_acknowledged(t: TestDb) {
+    use app::domain::policy::{self, PolicyChange};
+    use common::flow::{oauth_error, person, refresh, str_of, tokens_for};
+    let dir = tempfile::tempdir().unwrap();
+    let app = common::flow::app(&t, "Notes", clients::ClientKind::Confidential, &[]).await;
+    let (a, b, c) = three(&t, dir.path()).await;
+    let alice = person(&t, &a, "alice").await;
+    let mut token = str_of(
+        &tokens_for(&alice, &a, &app, "openid").await,
+        "refresh_token",
+    )
+    .to_owned();
+    // Each instance rotates once: each now remembers the client's policy.
+    for i in [&a, &b, &c, &a, &b, &c] {
+        let res = refresh(i, &app, &token).await;
+        assert_eq!(res.status(), StatusCode::OK, "{}", i.base);
+        let body: serde_json::Value = res.json().await.unwrap();
+        token = str_of(&body, "refresh_token").to_owned();
+    }
+    let set = |change: PolicyChange| {
+        let (db, id) = (t.db.clone(), app.client_id.clone());
+        async move { policy::set_client(&db, &id, &change, None).await.unwrap() }
+    };
+    set(PolicyChange {
+        rotate_refresh: Some(Some(false)),
+        ..Default::default()
+    })
+    .await;
+    for i in [&a, &b, &c] {
+        let res = refresh(i, &app, &token).await;
+        assert_eq!(res.status(), StatusCode::OK, "{}", i.base);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            body.get("refresh_token").is_none(),
+            "{}: rotation is off, the client keeps its token: {body}",
+            i.base
+        );
+    }
+    set(PolicyChange {
+        refresh_enabled: Some(Some(false)),
+        ..Default::default()
+    })
+    .await;
+    for i in [&a, &b, &c] {
+        let (status, error) = oauth_error(refresh(i, &app, &token).await).await;
+        assert_eq!(
+            (status, error.as_str()),
+            (StatusCode::BAD_REQUEST, "unauthorized_client"),
+            "{}: refresh is off",
+            i.base
+        );
+    }
     drop((a, b, c));
     t.cleanup().await;
 }

@@ -10,8 +10,14 @@
 //! reuse grace means two parties hold the chain (RFC 9700 §4.14.2): the
 //! whole family is revoked.
 //!
-//! A refresh is one read (the family, grant, user and the client's policy,
-//! in one query) and, with rotation, one UPDATE (without, usually none).
+//! The common refresh — rotation on, the current generation presented, no
+//! `scope` parameter — is one statement ([`rotate_at_once`]): a conditional
+//! `UPDATE … RETURNING` of the family row that checks the family, grant,
+//! client, user and lifetimes and moves the chain on, with the client's
+//! policy from this instance's memory. Anything else (or that UPDATE
+//! matching no row) is one read (the family, grant, user and the client's
+//! policy, in one query), the decision of [`RefreshState::of`], and with
+//! rotation one UPDATE (without, usually none).
 //! The "last used" columns of families and grants are written at most once
 //! per [`LAST_USED_GRANULARITY_SECS`] per row (see there), so refreshes of
 //! one user's app do not queue on the grant row they share. A refresh is
@@ -24,6 +30,7 @@ use super::{
     keys::KeyRing,
     login_sessions::ClientInfo,
     policy::Policy,
+    resource_servers::audience_among,
     revocation::{RevokedBy, RevokedSets},
     secrets::sha256_hex,
     store::{now, Db},
@@ -31,6 +38,11 @@ use super::{
     usage::Usage,
     DomainError, DomainResult,
 };
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+};
+
 use crate::on_db;
 
 /// A stored refresh token with its family and grant.
@@ -423,11 +435,17 @@ pub async fn refresh(
     usage: &Usage,
     keys: &KeyRing,
     revoked: &RevokedSets,
+    refreshes: &Refreshes,
     servers: &super::resource_servers::ResourceServers,
     issuer: &str,
     r: RefreshRequest<'_>,
 ) -> Result<TokenSet, GrantError> {
     let client = r.client;
+    if let Some(done) =
+        rotate_at_once(db, usage, keys, revoked, refreshes, servers, issuer, &r).await?
+    {
+        return Ok(done);
+    }
     let Some(found) = lookup(db, keys, r.refresh_token).await? else {
         return Err(GrantError::InvalidGrant("unknown refresh token".into()));
     };
@@ -458,6 +476,8 @@ pub async fn refresh(
     }
     let scope = narrow_scope(r.scope, &super::grants::split_scopes(&row.scopes))
         .map_err(|e| GrantError::InvalidScope(e.to_string()))?;
+    // Before the write: nothing may fail once the chain moved on.
+    let aud = servers.audience_for(db, issuer, &scope, r.resource).await?;
     let rotate = policy.rotate_refresh;
     let expires_at = (at + policy.refresh_idle_ttl_secs)
         .min(row.family_created_at + policy.refresh_absolute_ttl_secs);
@@ -516,8 +536,6 @@ pub async fn refresh(
         row.user_id.as_deref(),
         AuditKind::TokenRefreshed,
     );
-
-    let aud = servers.audience_for(db, issuer, &scope, r.resource).await?;
     let access = sign_access_token(
         keys,
         issuer,
@@ -556,6 +574,368 @@ macro_rules! touch_grant {
         .bind($grant_id)
         .bind($w.at - LAST_USED_GRANULARITY_SECS)
     };
+}
+
+/// What this instance keeps for refreshes: each client's effective policy,
+/// and on SQLite the rotations waiting for the write turn. Cheap to clone.
+///
+/// The policy is remembered while no registration or policy change happened
+/// (made here, or announced by another instance before it was acknowledged:
+/// [`super::clients::registration_generation`]) and while this instance is
+/// fresh ([`RevokedSets::ensure_fresh`]), as [`super::tokens::IssuanceFacts`]
+/// remembers issuance facts. Revocations need no memory here: the rotation's
+/// statement checks the family, grant, client and user itself.
+///
+/// Group commit: SQLite has one writer, so concurrent rotations would each
+/// wait for the write turn, the hand-offs to and from the connection's
+/// thread and the commit, one after the other. Instead they queue here, and
+/// whoever finds the queue idle starts a task that writes everything
+/// waiting as one statement (up to [`ROTATIONS_PER_STATEMENT`]), answers
+/// each rotation after that commit, and goes on while more arrived
+/// meanwhile.
+#[derive(Clone, Default)]
+pub struct Refreshes {
+    policies: Arc<RwLock<HashMap<String, (u64, Policy)>>>,
+    waiting: Arc<Mutex<Waiting>>,
+}
+
+/// How many clients [`Refreshes`] remembers the policy of at most; when full it forgets them all.
+const POLICIES_CAPACITY: usize = 4096;
+
+/// At most this many rotations share one statement (ten parameters each).
+pub const ROTATIONS_PER_STATEMENT: usize = 64;
+
+/// Rotations waiting for the SQLite write turn, and whether a task is
+/// writing them.
+#[derive(Default)]
+struct Waiting {
+    writing: bool,
+    rotations: Vec<(Rotation, Reply)>,
+}
+
+/// Where a rotation's outcome goes: the family's row as it moved on, `None`
+/// when it did not match, or the statement's error in words (one error of
+/// the shared statement answers every rotation in it).
+type Reply = tokio::sync::oneshot::Sender<Result<Option<Rotated>, String>>;
+
+impl Refreshes {
+    /// The effective policy of `client_id` ([`super::policy::effective`]:
+    /// `NotFound` for an unknown or deleted client), from memory when it
+    /// still holds (see [`Refreshes`]), else read and remembered.
+    pub async fn policy(
+        &self,
+        db: &Db,
+        revoked: &RevokedSets,
+        client_id: &str,
+    ) -> DomainResult<Policy> {
+        let usable = revoked.ensure_fresh(db).await;
+        // Read before the database, so a change committed meanwhile is not remembered as current.
+        let generation = super::clients::registration_generation();
+        if usable {
+            let read = self.policies.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, policy)) = read.get(client_id).filter(|(at, _)| *at == generation) {
+                return Ok(*policy);
+            }
+        }
+        let policy = super::policy::effective(db, client_id).await?;
+        if usable {
+            let mut write = self.policies.write().unwrap_or_else(|e| e.into_inner());
+            if write.len() >= POLICIES_CAPACITY {
+                write.clear();
+            }
+            write.insert(client_id.to_owned(), (generation, policy));
+        }
+        Ok(policy)
+    }
+
+    /// Writes one rotation: on PostgreSQL at once (row locks need no turn),
+    /// on SQLite with whatever else is waiting for the write turn. `None`
+    /// when the family did not match (see [`rotate_sql`]).
+    async fn rotate(&self, db: &Db, rotation: Rotation) -> Result<Option<Rotated>, sqlx::Error> {
+        if let Db::Postgres(_) = db {
+            return Ok(write_rotations(db, &[&rotation]).await?.pop());
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            waiting.rotations.push((rotation, reply));
+            !std::mem::replace(&mut waiting.writing, true)
+        };
+        if start {
+            tokio::spawn(write_waiting(self.waiting.clone(), db.clone()));
+        }
+        match answer.await {
+            Ok(Ok(row)) => Ok(row),
+            Ok(Err(e)) => Err(sqlx::Error::Io(std::io::Error::other(e))),
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::other(
+                "the rotation's writer stopped",
+            ))),
+        }
+    }
+}
+
+/// The task of [`Refreshes::rotate`] on SQLite: takes the write turn, writes
+/// what is waiting (one
+/// rotation per family per statement: a second use of the same family waits
+/// for the next, where it finds the chain moved on), answers, and again
+/// until nothing waits.
+async fn write_waiting(waiting: Arc<Mutex<Waiting>>, db: Db) {
+    /// Should this task panic, the next rotation starts another.
+    struct Restart(Arc<Mutex<Waiting>>);
+    impl Drop for Restart {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.lock().unwrap_or_else(|e| e.into_inner()).writing = false;
+            }
+        }
+    }
+    let _restart = Restart(waiting.clone());
+    loop {
+        // The turn first: what arrives meanwhile joins this statement.
+        let turn = db.write_turn().await;
+        let batch = {
+            let mut waiting = waiting.lock().unwrap_or_else(|e| e.into_inner());
+            if waiting.rotations.is_empty() {
+                waiting.writing = false;
+                return;
+            }
+            let mut batch: Vec<(Rotation, Reply)> = Vec::new();
+            let mut later = Vec::new();
+            for entry in waiting.rotations.drain(..) {
+                let taken = batch.len() == ROTATIONS_PER_STATEMENT
+                    || batch.iter().any(|(r, _)| r.family_id == entry.0.family_id);
+                if taken {
+                    later.push(entry);
+                } else {
+                    batch.push(entry);
+                }
+            }
+            waiting.rotations = later;
+            batch
+        };
+        let rotations: Vec<&Rotation> = batch.iter().map(|(r, _)| r).collect();
+        let written = write_rotations(&db, &rotations).await;
+        drop(turn);
+        match written {
+            Ok(mut rows) => {
+                for (rotation, reply) in batch {
+                    let row = rows
+                        .iter()
+                        .position(|row| row.family_id == rotation.family_id)
+                        .map(|i| rows.swap_remove(i));
+                    let _ = reply.send(Ok(row));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, rotations = batch.len(), "writing refresh token rotations failed");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// One rotation as [`rotate_sql`] binds it (ten parameters, in this order).
+struct Rotation {
+    family_id: String,
+    /// The presented generation, and the one it moves on to.
+    generation: i64,
+    next: i64,
+    /// Now (unix seconds).
+    at: i64,
+    idle_ttl_secs: i64,
+    absolute_ttl_secs: i64,
+    /// "Last used" at or before this is stale and written.
+    stale_before: i64,
+    ip: String,
+    user_agent: String,
+    client_id: String,
+}
+
+/// Runs [`rotate_sql`] for `rotations`: one statement, its own transaction
+/// (on SQLite in the caller's write turn). Committed as every write but the
+/// durable ones is: on SQLite (WAL, `synchronous=NORMAL`) it survives a
+/// crashed process but not necessarily a power loss (README, "Power
+/// loss"); on PostgreSQL as the server's `synchronous_commit` says (on by
+/// default).
+async fn write_rotations(db: &Db, rotations: &[&Rotation]) -> Result<Vec<Rotated>, sqlx::Error> {
+    let sql = rotate_sql(rotations.len());
+    on_db!(db, |pool| {
+        let mut query = sqlx::query_as(&sql);
+        for r in rotations {
+            query = query
+                .bind(&r.family_id)
+                .bind(r.generation)
+                .bind(r.next)
+                .bind(r.at)
+                .bind(r.idle_ttl_secs)
+                .bind(r.absolute_ttl_secs)
+                .bind(r.stale_before)
+                .bind(&r.ip)
+                .bind(&r.user_agent)
+                .bind(&r.client_id);
+        }
+        query.fetch_all(pool).await
+    })
+}
+
+/// The common refresh in one statement: a chain token of the current
+/// generation, rotation on, no `scope` parameter. One conditional UPDATE of
+/// the family row checks everything [`RefreshState::of`] would call
+/// [`RefreshState::Live`] — family, grant, client and user live, issued to
+/// this client, within the idle and absolute lifetimes, the presented
+/// generation current — and moves the chain on, writing the family's "last
+/// used" columns when stale; the client's policy comes from memory
+/// ([`Refreshes::policy`]). `Ok(None)`: not this case, or the UPDATE
+/// matched no row (revoked, expired, reused, a retry, another client's
+/// token): the full path decides, from a fresh read, exactly as before.
+#[allow(clippy::too_many_arguments)]
+async fn rotate_at_once(
+    db: &Db,
+    usage: &Usage,
+    keys: &KeyRing,
+    revoked: &RevokedSets,
+    refreshes: &Refreshes,
+    servers: &super::resource_servers::ResourceServers,
+    issuer: &str,
+    r: &RefreshRequest<'_>,
+) -> Result<Option<TokenSet>, GrantError> {
+    let client = r.client;
+    if r.scope.is_some() || !client.allows(GrantType::RefreshToken) {
+        return Ok(None);
+    }
+    let Some(Presented::Chain {
+        family_id,
+        generation,
+    }) = presented(keys, r.refresh_token)
+    else {
+        return Ok(None);
+    };
+    let policy = match refreshes.policy(db, revoked, &client.client_id).await {
+        Ok(policy) if policy.refresh_enabled && policy.rotate_refresh => policy,
+        Ok(_) | Err(DomainError::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    // Taken before the write: nothing may fail once the chain moved on.
+    let known_servers = servers.current(db).await?;
+    let at = now();
+    let stale_before = at - LAST_USED_GRANULARITY_SECS;
+    let rotation = Rotation {
+        family_id,
+        generation: generation as i64,
+        next: generation as i64 + 1,
+        at,
+        idle_ttl_secs: policy.refresh_idle_ttl_secs,
+        absolute_ttl_secs: policy.refresh_absolute_ttl_secs,
+        stale_before,
+        ip: r.from.ip.clone(),
+        user_agent: r.from.user_agent.clone(),
+        client_id: client.client_id.clone(),
+    };
+    let (family_id, next) = (rotation.family_id.clone(), generation + 1);
+    let Some(rotated) = refreshes.rotate(db, rotation).await? else {
+        return Ok(None);
+    };
+    let write = Write {
+        at,
+        expires_at: 0,
+        from: r.from,
+        touch_family: false,
+        touch_grant: true,
+        grace: |_| false,
+    };
+    if rotated.grant_last_used_at.is_none_or(|t| t <= stale_before) {
+        // After the family's, on its own (see `Write::chain`).
+        on_db!(db, |pool| pool
+            .execute_write(touch_grant!(write, &rotated.grant_id))
+            .await
+            .map(|_| ()))?;
+    }
+    usage.count(
+        &client.client_id,
+        rotated.user_id.as_deref(),
+        AuditKind::TokenRefreshed,
+    );
+    let scope = rotated.scopes.unwrap_or_default();
+    let aud = audience_among(&known_servers, issuer, &scope, r.resource)?;
+    let access = sign_access_token(
+        keys,
+        issuer,
+        policy.access_ttl_secs,
+        AccessFor {
+            aud,
+            sub: rotated.user_id.unwrap_or_else(|| client.client_id.clone()),
+            client_id: client.client_id.clone(),
+            scope,
+            gid: rotated.grant_id,
+            fid: Some(family_id.clone()),
+            sid: rotated.login_session_id,
+        },
+    )?;
+    Ok(Some(TokenSet {
+        access,
+        refresh_token: Some(chain_token(keys, &family_id, next)),
+        id_token: None,
+    }))
+}
+
+/// What [`rotate_sql`] reads back from a family it moved on.
+#[derive(sqlx::FromRow)]
+struct Rotated {
+    family_id: String,
+    grant_id: String,
+    scopes: Option<String>,
+    login_session_id: Option<String>,
+    user_id: Option<String>,
+    grant_last_used_at: Option<i64>,
+}
+
+/// The statement that moves `rotations` chains on at once: for each, the
+/// family row is updated only if every condition of [`RefreshState::Live`]
+/// holds — the presented generation is current, family, grant and client
+/// live, the user not disabled, the grant this client's, within the idle
+/// (a NULL `chain_expires_at` fails `>` too) and absolute lifetimes — and
+/// then gets the next generation, the rotation time, the idle expiry capped
+/// by the absolute one, and "last used" when stale (a SET expression reads
+/// the row as it was). Per rotation, ten parameters in [`Rotation`]'s order,
+/// cast so PostgreSQL knows their types. SQLite's RETURNING names only the
+/// updated table's columns, so the grant's are scalar subqueries.
+fn rotate_sql(rotations: usize) -> String {
+    let values: Vec<String> =
+        (0..rotations)
+            .map(|i| {
+                let p = |k: usize| format!("${}", i * 10 + k);
+                format!(
+                "(CAST({} AS TEXT), CAST({} AS BIGINT), CAST({} AS BIGINT), CAST({} AS BIGINT), \
+                 CAST({} AS BIGINT), CAST({} AS BIGINT), CAST({} AS BIGINT), CAST({} AS TEXT), \
+                 CAST({} AS TEXT), CAST({} AS TEXT))",
+                p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10)
+            )
+            })
+            .collect();
+    format!(
+        "WITH v (fid, gen, nxt, at, idle, abs, stale, ip, ua, client) AS (VALUES {}) \
+         UPDATE token_families SET chain_generation = v.nxt, chain_rotated_at = v.at, \
+         chain_expires_at = CASE WHEN v.at + v.idle < created_at + v.abs \
+                            THEN v.at + v.idle ELSE created_at + v.abs END, \
+         last_used_ip = CASE WHEN last_used_at <= v.stale THEN v.ip ELSE last_used_ip END, \
+         last_used_ua = CASE WHEN last_used_at <= v.stale THEN v.ua ELSE last_used_ua END, \
+         last_used_at = CASE WHEN last_used_at <= v.stale THEN v.at ELSE last_used_at END \
+         FROM v WHERE token_families.id = v.fid AND token_families.chain_generation = v.gen \
+         AND token_families.revoked_at IS NULL AND token_families.chain_expires_at > v.at \
+         AND token_families.created_at + v.abs > v.at \
+         AND EXISTS (SELECT 1 FROM grants g \
+                     JOIN clients c ON c.id = g.client_id AND c.deleted_at IS NULL \
+                     LEFT JOIN users u ON u.id = g.user_id \
+                     WHERE g.id = token_families.grant_id AND g.client_id = v.client \
+                     AND g.revoked_at IS NULL AND u.disabled_at IS NULL) \
+         RETURNING token_families.id AS family_id, token_families.grant_id, \
+         token_families.scopes, token_families.login_session_id, \
+         (SELECT user_id FROM grants WHERE id = token_families.grant_id) AS user_id, \
+         (SELECT last_used_at FROM grants WHERE id = token_families.grant_id) AS grant_last_used_at",
+        values.join(", ")
+    )
 }
 
 /// How a refresh's write ended.

@@ -148,26 +148,7 @@ impl ResourceServers {
         if resource.is_none() && scopes.iter().all(own) {
             return Ok(vec![issuer.to_owned()]);
         }
-        let servers = self.current(db).await?;
-        if let Some(resource) = resource {
-            return match servers.iter().find(|r| r.audience == resource) {
-                Some(r) => Ok(vec![r.audience.clone()]),
-                None => Err(DomainError::invalid(
-                    "resource",
-                    format!("{resource:?} is not a registered resource server"),
-                )),
-            };
-        }
-        let served = |s: &str| servers.iter().any(|r| r.scopes.iter().any(|x| x == s));
-        let mut aud: Vec<String> = servers
-            .iter()
-            .filter(|r| r.scopes.iter().any(|s| scopes.contains(&s.as_str())))
-            .map(|r| r.audience.clone())
-            .collect();
-        if scopes.is_empty() || scopes.iter().any(|s| !served(s)) {
-            aud.push(issuer.to_owned());
-        }
-        Ok(aud)
+        audience_among(&self.current(db).await?, issuer, scope, resource)
     }
 
     /// Whether `caller` may see an access token's claims at introspection:
@@ -188,6 +169,37 @@ impl ResourceServers {
             .iter()
             .any(|r| r.client_id == caller && aud.contains(&r.audience)))
     }
+}
+
+/// [`ResourceServers::audience_for`] among `servers` (a snapshot
+/// [`ResourceServers::current`] returned): reads nothing, so a caller that
+/// must not fail after a write takes the snapshot before it.
+pub fn audience_among(
+    servers: &[ResourceServer],
+    issuer: &str,
+    scope: &str,
+    resource: Option<&str>,
+) -> DomainResult<Vec<String>> {
+    let scopes: Vec<&str> = scope.split_whitespace().collect();
+    if let Some(resource) = resource {
+        return match servers.iter().find(|r| r.audience == resource) {
+            Some(r) => Ok(vec![r.audience.clone()]),
+            None => Err(DomainError::invalid(
+                "resource",
+                format!("{resource:?} is not a registered resource server"),
+            )),
+        };
+    }
+    let served = |s: &str| servers.iter().any(|r| r.scopes.iter().any(|x| x == s));
+    let mut aud: Vec<String> = servers
+        .iter()
+        .filter(|r| r.scopes.iter().any(|s| scopes.contains(&s.as_str())))
+        .map(|r| r.audience.clone())
+        .collect();
+    if scopes.is_empty() || scopes.iter().any(|s| !served(s)) {
+        aud.push(issuer.to_owned());
+    }
+    Ok(aud)
 }
 
 /// The resource server registration of a client (fresh from the database).

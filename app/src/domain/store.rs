@@ -260,7 +260,9 @@ impl Db {
 
     /// This process's write turn on the SQLite file (`None` at once on
     /// PostgreSQL), for writers that are not a [`WriteTx`]: the browser-session
-    /// store. Everything else writes through [`BeginWrite::begin_write`].
+    /// store, and the group commit of refresh-token rotations
+    /// (`refresh::Refreshes`). Everything else writes through
+    /// [`BeginWrite::begin_write`].
     pub async fn write_turn(&self) -> Option<WriteGuard> {
         match self {
             Db::Sqlite(pool) => Some(sqlite_file(pool).write_lock.clone().lock_owned().await),

@@ -124,6 +124,7 @@ async fn exchange(
                 &state.usage,
                 &state.keys,
                 &state.revoked,
+                &state.refreshes,
                 &state.resource_servers,
                 &state.config.issuer,
                 request,

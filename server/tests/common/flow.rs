@@ -11,7 +11,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use reqwest::{header, StatusCode};
 use serde_json::Value;
 
-use super::{browser, Site, TestDb, TestServer};
+use super::{browser, Site, TestDb};
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -66,16 +66,16 @@ pub struct Person {
     pub username: String,
 }
 
-pub async fn person(t: &TestDb, server: &TestServer, username: &str) -> Person {
+pub async fn person(t: &TestDb, server: &impl Site, username: &str) -> Person {
     person_with(t, server, username, false).await
 }
 
 /// A signed-in browser of a new administrator.
-pub async fn admin_person(t: &TestDb, server: &TestServer, username: &str) -> Person {
+pub async fn admin_person(t: &TestDb, server: &impl Site, username: &str) -> Person {
     person_with(t, server, username, true).await
 }
 
-async fn person_with(t: &TestDb, server: &TestServer, username: &str, is_admin: bool) -> Person {
+async fn person_with(t: &TestDb, server: &impl Site, username: &str, is_admin: bool) -> Person {
     let user = users::add_user(&t.db, username, PASSWORD, is_admin)
         .await
         .unwrap();
@@ -89,7 +89,7 @@ async fn person_with(t: &TestDb, server: &TestServer, username: &str, is_admin: 
 }
 
 /// The same person signed in again in a browser of its own (a second device).
-pub async fn another_browser(person: &Person, server: &TestServer) -> Person {
+pub async fn another_browser(person: &Person, server: &impl Site) -> Person {
     let again = Person {
         http: browser().0,
         user_id: person.user_id.clone(),
@@ -99,7 +99,7 @@ pub async fn another_browser(person: &Person, server: &TestServer) -> Person {
     again
 }
 
-pub async fn sign_in(person: &Person, server: &TestServer) {
+pub async fn sign_in(person: &Person, server: &impl Site) {
     let res = person
         .http
         .post(server.url("/signin"))
@@ -147,7 +147,7 @@ pub fn authorize_params<'a>(app: &'a App, scope: &'a str) -> Vec<(&'a str, Strin
 
 pub async fn get_authorize(
     http: &reqwest::Client,
-    server: &TestServer,
+    server: &impl Site,
     params: &[(&str, String)],
 ) -> reqwest::Response {
     http.get(server.url("/oauth/authorize"))
@@ -167,12 +167,12 @@ pub fn request_id(consent_html: &str) -> String {
 /// Answers a consent page.
 pub async fn decide(
     http: &reqwest::Client,
-    server: &TestServer,
+    server: &impl Site,
     request_id: &str,
     decision: &str,
 ) -> reqwest::Response {
     http.post(server.url("/oauth/authorize"))
-        .header(header::ORIGIN, server.base.clone())
+        .header(header::ORIGIN, server.url(""))
         .form(&[("request_id", request_id), ("decision", decision)])
         .send()
         .await
@@ -180,7 +180,7 @@ pub async fn decide(
 }
 
 /// Runs authorize (+ consent when asked) and returns the code.
-pub async fn code_for(person: &Person, server: &TestServer, app: &App, scope: &str) -> String {
+pub async fn code_for(person: &Person, server: &impl Site, app: &App, scope: &str) -> String {
     let res = get_authorize(&person.http, server, &authorize_params(app, scope)).await;
     let res = if res.status() == StatusCode::OK {
         let html = res.text().await.unwrap();
@@ -198,7 +198,7 @@ pub async fn code_for(person: &Person, server: &TestServer, app: &App, scope: &s
 
 /// A token request authenticated as `app` (Basic for confidential, client_id for public).
 pub async fn token_request(
-    server: &TestServer,
+    server: &impl Site,
     app: &App,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
@@ -215,7 +215,7 @@ pub async fn token_request(
     request.form(&form).send().await.unwrap()
 }
 
-pub async fn redeem(server: &TestServer, app: &App, code: &str) -> reqwest::Response {
+pub async fn redeem(server: &impl Site, app: &App, code: &str) -> reqwest::Response {
     token_request(
         server,
         app,
@@ -230,14 +230,14 @@ pub async fn redeem(server: &TestServer, app: &App, code: &str) -> reqwest::Resp
 }
 
 /// The whole flow: a token response's JSON.
-pub async fn tokens_for(person: &Person, server: &TestServer, app: &App, scope: &str) -> Value {
+pub async fn tokens_for(person: &Person, server: &impl Site, app: &App, scope: &str) -> Value {
     let code = code_for(person, server, app, scope).await;
     let res = redeem(server, app, &code).await;
     assert_eq!(res.status(), StatusCode::OK);
     res.json().await.unwrap()
 }
 
-pub async fn refresh(server: &TestServer, app: &App, refresh_token: &str) -> reqwest::Response {
+pub async fn refresh(server: &impl Site, app: &App, refresh_token: &str) -> reqwest::Response {
     token_request(
         server,
         app,
@@ -337,14 +337,14 @@ pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 /// JavaScript-less form post does.
 pub async fn call(
     person: &Person,
-    server: &TestServer,
+    server: &impl Site,
     endpoint: &str,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
     person
         .http
         .post(server.url(&format!("/api/{endpoint}")))
-        .header(header::ORIGIN, server.base.clone())
+        .header(header::ORIGIN, server.url(""))
         .header(header::ACCEPT, "text/html")
         .form(form)
         .send()
@@ -430,11 +430,11 @@ pub async fn revoke_by_rfc7009(server: &impl Site, app: &App, token: &str) {
 }
 
 /// The dashboard's sign-out button (`POST /signout`, same origin).
-pub async fn sign_out(person: &Person, server: &TestServer) -> reqwest::Response {
+pub async fn sign_out(person: &Person, server: &impl Site) -> reqwest::Response {
     person
         .http
         .post(server.url("/signout"))
-        .header(header::ORIGIN, server.base.clone())
+        .header(header::ORIGIN, server.url(""))
         .send()
         .await
         .unwrap()
