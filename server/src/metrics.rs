@@ -11,6 +11,7 @@
 //! | `latchkey_tokens_issued_total` | counter | `grant` (`authorization_code`, `refresh_token`, `client_credentials`) |
 //! | `latchkey_revoked_total` | counter | `kind` (`grant`, `family`, `jti`): what this instance revoked |
 //! | `latchkey_refresh_token_reuse_total` | counter | reuse detections (RFC 9700 §4.14.2) |
+//! | `latchkey_refreshes_total` | counter | `path`: `one_statement` (a rotation in one `UPDATE … RETURNING`), `full` (everything else: the family read, then decided) |
 //! | `latchkey_sign_in_failures_total` | counter | wrong username or password |
 //! | `latchkey_sign_in_lockouts_total` | counter | lockouts started (`throttle`) |
 //! | `latchkey_rate_limited_total` | counter | `limit` (`ip`, `client`): requests answered 429 |

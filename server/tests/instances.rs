@@ -272,21 +272,8 @@ async fn refresh_policy_edits_hold_everywhere_once_acknowledged(t: TestDb) {
         let (db, id) = (t.db.clone(), app.client_id.clone());
         async move { policy::set_client(&db, &id, &change, None).await.unwrap() }
     };
-    set(PolicyChange {
-        rotate_refresh: Some(Some(false)),
-        ..Default::default()
-    })
-    .await;
-    for i in [&a, &b, &c] {
-        let res = refresh(i, &app, &token).await;
-        assert_eq!(res.status(), StatusCode::OK, "{}", i.base);
-        let body: serde_json::Value = res.json().await.unwrap();
-        assert!(
-            body.get("refresh_token").is_none(),
-            "{}: rotation is off, the client keeps its token: {body}",
-            i.base
-        );
-    }
+    // Refresh switched off while rotation is on (what the one-statement
+    // path would otherwise do from a stale memory).
     set(PolicyChange {
         refresh_enabled: Some(Some(false)),
         ..Default::default()
@@ -298,6 +285,23 @@ async fn refresh_policy_edits_hold_everywhere_once_acknowledged(t: TestDb) {
             (status, error.as_str()),
             (StatusCode::BAD_REQUEST, "unauthorized_client"),
             "{}: refresh is off",
+            i.base
+        );
+    }
+    // On again, with rotation off: the client keeps its token everywhere.
+    set(PolicyChange {
+        refresh_enabled: Some(None),
+        rotate_refresh: Some(Some(false)),
+        ..Default::default()
+    })
+    .await;
+    for i in [&a, &b, &c] {
+        let res = refresh(i, &app, &token).await;
+        assert_eq!(res.status(), StatusCode::OK, "{}", i.base);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            body.get("refresh_token").is_none(),
+            "{}: rotation is off, the client keeps its token: {body}",
             i.base
         );
     }

@@ -11,7 +11,7 @@ use app::domain::grants::REVOCATIONS_SCOPE;
 use common::{
     browser,
     flow::{cc_token, cc_token_response, revoke_by_rfc7009, service, App},
-    process::{empty_site, free_port, process_db_url, start_with},
+    process::{empty_site, free_port, process_db_url, start_with, Instance},
     TestDb, TestServer,
 };
 use reqwest::{header, StatusCode};
@@ -19,6 +19,7 @@ use serde_json::Value;
 
 on_both_backends!(
     metrics_count_requests_tokens_revocations_and_failures,
+    metrics_show_which_path_each_refresh_took,
     readiness_names_what_is_not_ready_and_liveness_does_not_care,
     sigterm_ends_streams_and_deregisters_the_instance,
 );
@@ -42,20 +43,26 @@ fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
 }
 
-async fn metrics_count_requests_tokens_revocations_and_failures(t: TestDb) {
-    let dir = tempfile::tempdir().unwrap();
-    let site = empty_site(dir.path());
-    let metrics_port = free_port();
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+/// A `latchkey serve` process on `t` with its metrics on a second address
+/// (returned as `host:port`).
+async fn serve_with_metrics(t: &TestDb, dir: &std::path::Path) -> (Instance, String) {
+    let site = empty_site(dir);
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
     let server = start_with(
         free_port(),
-        dir.path(),
-        &process_db_url(&t),
+        dir,
+        &process_db_url(t),
         &site,
         None,
         &["--metrics-addr", &metrics_addr],
     )
     .await;
+    (server, metrics_addr)
+}
+
+async fn metrics_count_requests_tokens_revocations_and_failures(t: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, metrics_addr) = serve_with_metrics(&t, dir.path()).await;
     let job = service(&t.db, "Job", &[]).await;
     let token = cc_token(&server, &job).await;
     revoke_by_rfc7009(&server, &job, &token).await;
@@ -233,5 +240,58 @@ async fn sigterm_ends_streams_and_deregisters_the_instance(t: TestDb) {
     assert!(status.success(), "{status:?}");
     // It said goodbye: nobody waits for it as a live instance.
     assert_eq!(instances().await.as_deref(), Some("0"));
+    t.cleanup().await;
+}
+
+/// The common refresh (rotation on, the current token, no `scope`) is one
+/// statement; a refresh with `scope`, and a used token presented again, take
+/// the full path (read, decide, write) — counted per path.
+async fn metrics_show_which_path_each_refresh_took(t: TestDb) {
+    use common::flow::{app, oauth_error, person, refresh, str_of, token_request, tokens_for};
+    let dir = tempfile::tempdir().unwrap();
+    let (server, metrics_addr) = serve_with_metrics(&t, dir.path()).await;
+    let notes = app(
+        &t,
+        "Notes",
+        app::domain::clients::ClientKind::Confidential,
+        &[],
+    )
+    .await;
+    let alice = person(&t, &server, "alice").await;
+    let first = tokens_for(&alice, &server, &notes, "openid").await;
+    let r1 = str_of(&first, "refresh_token");
+    let res = refresh(&server, &notes, r1).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let second: serde_json::Value = res.json().await.unwrap();
+    let r2 = str_of(&second, "refresh_token");
+    let res = token_request(
+        &server,
+        &notes,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", r2),
+            ("scope", "openid"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        oauth_error(refresh(&server, &notes, r1).await).await.1,
+        "invalid_grant"
+    );
+
+    let text = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let get = |path: &str| {
+        series(&text, "latchkey_refreshes_total", &[("path", path)])
+            .unwrap_or_else(|| panic!("no {path} refreshes in\n{text}"))
+    };
+    assert_eq!(get("one_statement"), 1.0);
+    assert_eq!(get("full"), 2.0);
+    drop(server);
     t.cleanup().await;
 }

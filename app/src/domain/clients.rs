@@ -417,6 +417,11 @@ fn unique(mut items: Vec<String>) -> Vec<String> {
 /// again after any change, so such a change applies here at once.
 static REGISTRATION_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// How long whatever remembers registrations or policies uses what it read,
+/// at most, when no change was announced: the bound should an announcement
+/// itself fail (the change is committed before it is announced).
+pub const REGISTRATION_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The current [`REGISTRATION_GENERATION`].
 pub fn registration_generation() -> u64 {
     REGISTRATION_GENERATION.load(std::sync::atomic::Ordering::Acquire)

@@ -163,8 +163,9 @@ pub async fn bump_change(db: &Db) -> DomainResult<i64> {
 /// After a change other instances keep in memory has committed: bumps the
 /// change counter and waits (up to [`ack_bound`]) until every live instance
 /// applied it. Best effort: a failure to bump is logged, and the other
-/// instances then fall back to their timers (the client cache's 5 s, the
-/// keys' minute).
+/// instances then fall back to their timers (what remembers registrations,
+/// policies and resource servers re-reads after
+/// [`super::clients::REGISTRATION_MAX_AGE`]; the keys every minute).
 pub async fn announce_change(db: &Db) {
     match bump_change(db).await {
         Ok(generation) => {

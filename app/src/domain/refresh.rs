@@ -444,8 +444,10 @@ pub async fn refresh(
     if let Some(done) =
         rotate_at_once(db, usage, keys, revoked, refreshes, servers, issuer, &r).await?
     {
+        metrics::counter!("latchkey_refreshes_total", "path" => "one_statement").increment(1);
         return Ok(done);
     }
+    metrics::counter!("latchkey_refreshes_total", "path" => "full").increment(1);
     let Some(found) = lookup(db, keys, r.refresh_token).await? else {
         return Err(GrantError::InvalidGrant("unknown refresh token".into()));
     };
@@ -560,22 +562,6 @@ pub async fn refresh(
     })
 }
 
-/// The UPDATE of a grant's "last used" columns (unless another refresh just
-/// wrote them), for `$w: &Write`.
-macro_rules! touch_grant {
-    ($w:expr, $grant_id:expr) => {
-        sqlx::query(
-            "UPDATE grants SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
-             WHERE id = $4 AND (last_used_at IS NULL OR last_used_at <= $5)",
-        )
-        .bind($w.at)
-        .bind(&$w.from.ip)
-        .bind(&$w.from.user_agent)
-        .bind($grant_id)
-        .bind($w.at - LAST_USED_GRANULARITY_SECS)
-    };
-}
-
 /// What this instance keeps for refreshes: each client's effective policy,
 /// and on SQLite the rotations waiting for the write turn. Cheap to clone.
 ///
@@ -583,7 +569,8 @@ macro_rules! touch_grant {
 /// (made here, or announced by another instance before it was acknowledged:
 /// [`super::clients::registration_generation`]) and while this instance is
 /// fresh ([`RevokedSets::ensure_fresh`]), as [`super::tokens::IssuanceFacts`]
-/// remembers issuance facts. Revocations need no memory here: the rotation's
+/// remembers issuance facts — and for [`super::clients::REGISTRATION_MAX_AGE`] at most, should an
+/// announcement have failed. Revocations need no memory here: the rotation's
 /// statement checks the family, grant, client and user itself.
 ///
 /// Group commit: SQLite has one writer, so concurrent rotations would each
@@ -595,8 +582,15 @@ macro_rules! touch_grant {
 /// meanwhile.
 #[derive(Clone, Default)]
 pub struct Refreshes {
-    policies: Arc<RwLock<HashMap<String, (u64, Policy)>>>,
+    policies: Arc<RwLock<HashMap<String, RememberedPolicy>>>,
     waiting: Arc<Mutex<Waiting>>,
+}
+
+/// A client's policy, the registration generation it was read at, and when.
+struct RememberedPolicy {
+    generation: u64,
+    read_at: std::time::Instant,
+    policy: Policy,
 }
 
 /// How many clients [`Refreshes`] remembers the policy of at most; when full it forgets them all.
@@ -633,8 +627,11 @@ impl Refreshes {
         let generation = super::clients::registration_generation();
         if usable {
             let read = self.policies.read().unwrap_or_else(|e| e.into_inner());
-            if let Some((_, policy)) = read.get(client_id).filter(|(at, _)| *at == generation) {
-                return Ok(*policy);
+            if let Some(hit) = read.get(client_id).filter(|r| {
+                r.generation == generation
+                    && r.read_at.elapsed() < super::clients::REGISTRATION_MAX_AGE
+            }) {
+                return Ok(hit.policy);
             }
         }
         let policy = super::policy::effective(db, client_id).await?;
@@ -643,7 +640,14 @@ impl Refreshes {
             if write.len() >= POLICIES_CAPACITY {
                 write.clear();
             }
-            write.insert(client_id.to_owned(), (generation, policy));
+            write.insert(
+                client_id.to_owned(),
+                RememberedPolicy {
+                    generation,
+                    read_at: std::time::Instant::now(),
+                    policy,
+                },
+            );
         }
         Ok(policy)
     }
@@ -680,12 +684,15 @@ impl Refreshes {
 /// for the next, where it finds the chain moved on), answers, and again
 /// until nothing waits.
 async fn write_waiting(waiting: Arc<Mutex<Waiting>>, db: Db) {
-    /// Should this task panic, the next rotation starts another.
+    /// Should this task panic, what waits is answered with an error (its
+    /// reply dropped) and the next rotation starts another writer.
     struct Restart(Arc<Mutex<Waiting>>);
     impl Drop for Restart {
         fn drop(&mut self) {
             if std::thread::panicking() {
-                self.0.lock().unwrap_or_else(|e| e.into_inner()).writing = false;
+                let mut waiting = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                waiting.rotations.clear();
+                waiting.writing = false;
             }
         }
     }
@@ -702,6 +709,11 @@ async fn write_waiting(waiting: Arc<Mutex<Waiting>>, db: Db) {
             let mut batch: Vec<(Rotation, Reply)> = Vec::new();
             let mut later = Vec::new();
             for entry in waiting.rotations.drain(..) {
+                // Its request is gone (the client hung up): nobody would get
+                // the successor, and the client's retry would be reuse.
+                if entry.1.is_closed() {
+                    continue;
+                }
                 let taken = batch.len() == ROTATIONS_PER_STATEMENT
                     || batch.iter().any(|(r, _)| r.family_id == entry.0.family_id);
                 if taken {
@@ -817,8 +829,12 @@ async fn rotate_at_once(
         Ok(_) | Err(DomainError::NotFound) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    // Taken before the write: nothing may fail once the chain moved on.
+    // Taken before the write, and a `resource` checked against it: nothing
+    // may fail once the chain moved on.
     let known_servers = servers.current(db).await?;
+    if r.resource.is_some() {
+        audience_among(&known_servers, issuer, "", r.resource)?;
+    }
     let at = now();
     let stale_before = at - LAST_USED_GRANULARITY_SECS;
     let rotation = Rotation {
@@ -846,11 +862,7 @@ async fn rotate_at_once(
         grace: |_| false,
     };
     if rotated.grant_last_used_at.is_none_or(|t| t <= stale_before) {
-        // After the family's, on its own (see `Write::chain`).
-        on_db!(db, |pool| pool
-            .execute_write(touch_grant!(write, &rotated.grant_id))
-            .await
-            .map(|_| ()))?;
+        write.write_grant_last_used(db, &rotated.grant_id).await;
     }
     usage.count(
         &client.client_id,
@@ -961,6 +973,32 @@ struct Write<'a, G: Fn(i64) -> bool> {
 }
 
 impl<G: Fn(i64) -> bool> Write<'_, G> {
+    /// Writes the grant's "last used" columns (unless another refresh just
+    /// did), after the family's write and on its own: a refresh never holds
+    /// the family row while it waits for the grant's (a revocation locks the
+    /// grant first: a deadlock on PostgreSQL). Runs once the refresh has
+    /// happened, so a failure is logged, not answered: the client must get
+    /// the token it is owed.
+    async fn write_grant_last_used(&self, db: &Db, grant_id: &str) {
+        let written = on_db!(db, |pool| pool
+            .execute_write(
+                sqlx::query(
+                    "UPDATE grants SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
+                     WHERE id = $4 AND (last_used_at IS NULL OR last_used_at <= $5)",
+                )
+                .bind(self.at)
+                .bind(&self.from.ip)
+                .bind(&self.from.user_agent)
+                .bind(grant_id)
+                .bind(self.at - LAST_USED_GRANULARITY_SECS),
+            )
+            .await
+            .map(|_| ()));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, grant_id, "writing a grant's last use failed");
+        }
+    }
+
     /// A chain token's refresh, `current` being the chain's generation the
     /// lookup saw. With `advance` (rotation on, the current generation
     /// presented), one conditional UPDATE of the family row moves the chain
@@ -1019,15 +1057,11 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
             let family_due = advance || push_expiry || self.touch_family;
             let moved =
                 !family_due || pool.execute_write(update.build()).await?.rows_affected() > 0;
-            if self.touch_grant {
-                // After the family's, on its own: a refresh never holds the
-                // family row while it waits for the grant's (a revocation
-                // locks the grant first: a deadlock on PostgreSQL).
-                pool.execute_write(touch_grant!(self, &found.row.grant_id))
-                    .await?;
-            }
             Ok::<_, sqlx::Error>(moved)
         })?;
+        if self.touch_grant {
+            self.write_grant_last_used(db, &found.row.grant_id).await;
+        }
         if !advance {
             // A retry within the grace gets the current generation; with
             // rotation off the client keeps the token it has.
@@ -1195,13 +1229,11 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
                 .await?;
             }
             tx.commit().await?;
-            if self.touch_grant {
-                // After the commit, on its own (see `chain`).
-                pool.execute_write(touch_grant!(self, &row.grant_id))
-                    .await?;
-            }
             Ok(Ok(generation))
         })?;
+        if self.touch_grant {
+            self.write_grant_last_used(db, &row.grant_id).await;
+        }
         Ok(match generation {
             Ok(generation) => {
                 Step::Done(generation.map(|g| chain_token(keys, &row.family_id, g as u64)))

@@ -103,31 +103,36 @@ fn split(scopes: &str) -> Vec<String> {
 /// the database again after any registration change — made here, or
 /// announced by another instance (`clients::registration_generation`) — so
 /// the hot paths (a token's `aud`, who may introspect it) cost no database
-/// read and a change applies before it is acknowledged. Cheap to clone.
+/// read and a change applies before it is acknowledged; and at least every
+/// [`super::clients::REGISTRATION_MAX_AGE`], should an announcement have failed.
+/// Cheap to clone.
 #[derive(Clone, Default)]
 pub struct ResourceServers {
     read: Arc<RwLock<Option<Snapshot>>>,
 }
 
-/// The registration generation it was read at, and what was read.
-type Snapshot = (u64, Arc<Vec<ResourceServer>>);
+/// The registration generation it was read at, when, and what was read.
+type Snapshot = (u64, std::time::Instant, Arc<Vec<ResourceServer>>);
 
 impl ResourceServers {
     /// Every resource server of a client not deleted ([`all`]), as of the
     /// current registration generation.
     pub async fn current(&self, db: &Db) -> DomainResult<Arc<Vec<ResourceServer>>> {
         let generation = super::clients::registration_generation();
-        if let Some((_, servers)) = self
+        if let Some((_, _, servers)) = self
             .read
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .filter(|(at, _)| *at == generation)
+            .filter(|(at, read_at, _)| {
+                *at == generation && read_at.elapsed() < super::clients::REGISTRATION_MAX_AGE
+            })
         {
             return Ok(servers.clone());
         }
         let servers = Arc::new(all(db).await?);
-        *self.read.write().unwrap_or_else(|e| e.into_inner()) = Some((generation, servers.clone()));
+        *self.read.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((generation, std::time::Instant::now(), servers.clone()));
         Ok(servers)
     }
 

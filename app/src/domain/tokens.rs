@@ -137,7 +137,9 @@ struct ClientCredentialsFacts {
 /// [`super::clients::registration_generation`]) and no revocation applied
 /// here since ([`RevokedSets::applied`]; the grant may be the one revoked),
 /// and only while this instance is fresh ([`RevokedSets::ensure_fresh`]) —
-/// the same guarantee introspection relies on. Cheap to clone.
+/// the same guarantee introspection relies on — and for
+/// [`super::clients::REGISTRATION_MAX_AGE`] at most, should a change's
+/// announcement have failed. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct IssuanceFacts {
     read: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, RememberedFacts>>>,
@@ -146,6 +148,7 @@ pub struct IssuanceFacts {
 struct RememberedFacts {
     generation: u64,
     applied: i64,
+    read_at: std::time::Instant,
     facts: ClientCredentialsFacts,
 }
 
@@ -170,6 +173,7 @@ impl IssuanceFacts {
             if let Some(hit) = read.get(client_id).filter(|r| {
                 r.generation == generation
                     && r.applied == applied
+                    && r.read_at.elapsed() < super::clients::REGISTRATION_MAX_AGE
                     && r.facts
                         .grant_id
                         .as_deref()
@@ -189,6 +193,7 @@ impl IssuanceFacts {
                 RememberedFacts {
                     generation,
                     applied,
+                    read_at: std::time::Instant::now(),
                     facts: facts.clone(),
                 },
             );

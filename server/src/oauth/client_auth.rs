@@ -121,7 +121,7 @@ fn within_limit(
 }
 
 /// How long a successful authentication is remembered.
-pub const CACHE_TTL: Duration = Duration::from_secs(5);
+pub const CACHE_TTL: Duration = clients::REGISTRATION_MAX_AGE;
 
 /// How many clients are remembered at most.
 const CACHE_CAPACITY: usize = 1024;
