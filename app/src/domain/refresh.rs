@@ -679,10 +679,9 @@ impl Refreshes {
 }
 
 /// The task of [`Refreshes::rotate`] on SQLite: takes the write turn, writes
-/// what is waiting (one
-/// rotation per family per statement: a second use of the same family waits
-/// for the next, where it finds the chain moved on), answers, and again
-/// until nothing waits.
+/// what is waiting (one rotation per family per statement: a second use of
+/// the same family waits for the next, where it finds the chain moved on),
+/// answers, and again until nothing waits.
 async fn write_waiting(waiting: Arc<Mutex<Waiting>>, db: Db) {
     /// Should this task panic, what waits is answered with an error (its
     /// reply dropped) and the next rotation starts another writer.
@@ -725,6 +724,10 @@ async fn write_waiting(waiting: Arc<Mutex<Waiting>>, db: Db) {
             waiting.rotations = later;
             batch
         };
+        if batch.is_empty() {
+            // Every request that waited is gone.
+            continue;
+        }
         let rotations: Vec<&Rotation> = batch.iter().map(|(r, _)| r).collect();
         let written = write_rotations(&db, &rotations).await;
         drop(turn);
