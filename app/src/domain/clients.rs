@@ -422,6 +422,32 @@ static REGISTRATION_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic
 /// itself fail (the change is committed before it is announced).
 pub const REGISTRATION_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// When something remembered of registrations or policies was read: taken
+/// *before* reading the database (a change committed meanwhile then makes
+/// it stale at once), and current while no change happened since and it is
+/// younger than [`REGISTRATION_MAX_AGE`]. The one staleness rule of every
+/// such memory (client_credentials facts, refresh policies, resource servers).
+#[derive(Clone, Copy, Debug)]
+pub struct ReadAt {
+    generation: u64,
+    at: std::time::Instant,
+}
+
+impl ReadAt {
+    /// Now, before the read.
+    pub fn before_reading() -> ReadAt {
+        ReadAt {
+            generation: registration_generation(),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether what was read then still holds.
+    pub fn is_current(&self) -> bool {
+        self.generation == registration_generation() && self.at.elapsed() < REGISTRATION_MAX_AGE
+    }
+}
+
 /// The current [`REGISTRATION_GENERATION`].
 pub fn registration_generation() -> u64 {
     REGISTRATION_GENERATION.load(std::sync::atomic::Ordering::Acquire)
@@ -935,6 +961,23 @@ pub async fn mark_deleted(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What is remembered of registrations goes stale on a change, and
+    /// after [`REGISTRATION_MAX_AGE`] even without one (an announcement
+    /// that failed).
+    #[test]
+    fn remembered_reads_go_stale_on_a_change_or_with_age() {
+        let read = ReadAt::before_reading();
+        assert!(read.is_current());
+        registration_changed();
+        assert!(!read.is_current(), "a change since the read");
+        let fresh = ReadAt::before_reading();
+        let old = ReadAt {
+            at: fresh.at - REGISTRATION_MAX_AGE,
+            ..fresh
+        };
+        assert!(!old.is_current(), "read too long ago");
+    }
 
     #[test]
     fn redirect_uris_must_be_absolute_without_fragment() {

@@ -582,15 +582,8 @@ pub async fn refresh(
 /// meanwhile.
 #[derive(Clone, Default)]
 pub struct Refreshes {
-    policies: Arc<RwLock<HashMap<String, RememberedPolicy>>>,
+    policies: Arc<RwLock<HashMap<String, (super::clients::ReadAt, Policy)>>>,
     waiting: Arc<Mutex<Waiting>>,
-}
-
-/// A client's policy, the registration generation it was read at, and when.
-struct RememberedPolicy {
-    generation: u64,
-    read_at: std::time::Instant,
-    policy: Policy,
 }
 
 /// How many clients [`Refreshes`] remembers the policy of at most; when full it forgets them all.
@@ -623,15 +616,11 @@ impl Refreshes {
         client_id: &str,
     ) -> DomainResult<Policy> {
         let usable = revoked.ensure_fresh(db).await;
-        // Read before the database, so a change committed meanwhile is not remembered as current.
-        let generation = super::clients::registration_generation();
+        let read_at = super::clients::ReadAt::before_reading();
         if usable {
             let read = self.policies.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(hit) = read.get(client_id).filter(|r| {
-                r.generation == generation
-                    && r.read_at.elapsed() < super::clients::REGISTRATION_MAX_AGE
-            }) {
-                return Ok(hit.policy);
+            if let Some((_, policy)) = read.get(client_id).filter(|(read, _)| read.is_current()) {
+                return Ok(*policy);
             }
         }
         let policy = super::policy::effective(db, client_id).await?;
@@ -640,14 +629,7 @@ impl Refreshes {
             if write.len() >= POLICIES_CAPACITY {
                 write.clear();
             }
-            write.insert(
-                client_id.to_owned(),
-                RememberedPolicy {
-                    generation,
-                    read_at: std::time::Instant::now(),
-                    policy,
-                },
-            );
+            write.insert(client_id.to_owned(), (read_at, policy));
         }
         Ok(policy)
     }
@@ -856,16 +838,8 @@ async fn rotate_at_once(
     let Some(rotated) = refreshes.rotate(db, rotation).await? else {
         return Ok(None);
     };
-    let write = Write {
-        at,
-        expires_at: 0,
-        from: r.from,
-        touch_family: false,
-        touch_grant: true,
-        grace: |_| false,
-    };
     if rotated.grant_last_used_at.is_none_or(|t| t <= stale_before) {
-        write.write_grant_last_used(db, &rotated.grant_id).await;
+        write_grant_last_used(db, &rotated.grant_id, at, r.from).await;
     }
     usage.count(
         &client.client_id,
@@ -953,6 +927,32 @@ fn rotate_sql(rotations: usize) -> String {
     )
 }
 
+/// Writes the grant's "last used" columns at `at` from `from` (unless
+/// another refresh just did), after the family's write and on its own: a
+/// refresh never holds the family row while it waits for the grant's (a
+/// revocation locks the grant first: a deadlock on PostgreSQL). Runs once
+/// the refresh has happened, so a failure is logged, not answered: the
+/// client must get the token it is owed.
+async fn write_grant_last_used(db: &Db, grant_id: &str, at: i64, from: &ClientInfo) {
+    let written = on_db!(db, |pool| pool
+        .execute_write(
+            sqlx::query(
+                "UPDATE grants SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
+                 WHERE id = $4 AND (last_used_at IS NULL OR last_used_at <= $5)",
+            )
+            .bind(at)
+            .bind(&from.ip)
+            .bind(&from.user_agent)
+            .bind(grant_id)
+            .bind(at - LAST_USED_GRANULARITY_SECS),
+        )
+        .await
+        .map(|_| ()));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, grant_id, "writing a grant's last use failed");
+    }
+}
+
 /// How a refresh's write ended.
 enum Step {
     /// Written: the refresh token to hand out (`None`: the client keeps its own).
@@ -976,32 +976,6 @@ struct Write<'a, G: Fn(i64) -> bool> {
 }
 
 impl<G: Fn(i64) -> bool> Write<'_, G> {
-    /// Writes the grant's "last used" columns (unless another refresh just
-    /// did), after the family's write and on its own: a refresh never holds
-    /// the family row while it waits for the grant's (a revocation locks the
-    /// grant first: a deadlock on PostgreSQL). Runs once the refresh has
-    /// happened, so a failure is logged, not answered: the client must get
-    /// the token it is owed.
-    async fn write_grant_last_used(&self, db: &Db, grant_id: &str) {
-        let written = on_db!(db, |pool| pool
-            .execute_write(
-                sqlx::query(
-                    "UPDATE grants SET last_used_at = $1, last_used_ip = $2, last_used_ua = $3 \
-                     WHERE id = $4 AND (last_used_at IS NULL OR last_used_at <= $5)",
-                )
-                .bind(self.at)
-                .bind(&self.from.ip)
-                .bind(&self.from.user_agent)
-                .bind(grant_id)
-                .bind(self.at - LAST_USED_GRANULARITY_SECS),
-            )
-            .await
-            .map(|_| ()));
-        if let Err(e) = written {
-            tracing::warn!(error = %e, grant_id, "writing a grant's last use failed");
-        }
-    }
-
     /// A chain token's refresh, `current` being the chain's generation the
     /// lookup saw. With `advance` (rotation on, the current generation
     /// presented), one conditional UPDATE of the family row moves the chain
@@ -1063,7 +1037,7 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
             Ok::<_, sqlx::Error>(moved)
         })?;
         if self.touch_grant {
-            self.write_grant_last_used(db, &found.row.grant_id).await;
+            write_grant_last_used(db, &found.row.grant_id, self.at, self.from).await;
         }
         if !advance {
             // A retry within the grace gets the current generation; with
@@ -1235,7 +1209,7 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
             Ok(Ok(generation))
         })?;
         if self.touch_grant {
-            self.write_grant_last_used(db, &row.grant_id).await;
+            write_grant_last_used(db, &row.grant_id, self.at, self.from).await;
         }
         Ok(match generation {
             Ok(generation) => {

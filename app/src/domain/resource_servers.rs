@@ -111,28 +111,25 @@ pub struct ResourceServers {
     read: Arc<RwLock<Option<Snapshot>>>,
 }
 
-/// The registration generation it was read at, when, and what was read.
-type Snapshot = (u64, std::time::Instant, Arc<Vec<ResourceServer>>);
+/// When it was read, and what.
+type Snapshot = (super::clients::ReadAt, Arc<Vec<ResourceServer>>);
 
 impl ResourceServers {
     /// Every resource server of a client not deleted ([`all`]), as of the
     /// current registration generation.
     pub async fn current(&self, db: &Db) -> DomainResult<Arc<Vec<ResourceServer>>> {
-        let generation = super::clients::registration_generation();
-        if let Some((_, _, servers)) = self
+        let read_at = super::clients::ReadAt::before_reading();
+        if let Some((_, servers)) = self
             .read
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .filter(|(at, read_at, _)| {
-                *at == generation && read_at.elapsed() < super::clients::REGISTRATION_MAX_AGE
-            })
+            .filter(|(read, _)| read.is_current())
         {
             return Ok(servers.clone());
         }
         let servers = Arc::new(all(db).await?);
-        *self.read.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((generation, std::time::Instant::now(), servers.clone()));
+        *self.read.write().unwrap_or_else(|e| e.into_inner()) = Some((read_at, servers.clone()));
         Ok(servers)
     }
 

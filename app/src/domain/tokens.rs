@@ -146,9 +146,8 @@ pub struct IssuanceFacts {
 }
 
 struct RememberedFacts {
-    generation: u64,
+    read_at: super::clients::ReadAt,
     applied: i64,
-    read_at: std::time::Instant,
     facts: ClientCredentialsFacts,
 }
 
@@ -166,14 +165,13 @@ impl IssuanceFacts {
     ) -> DomainResult<Option<ClientCredentialsFacts>> {
         let usable = revoked.ensure_fresh(db).await;
         // Read before the database, so a change committed meanwhile is not remembered as current.
-        let (generation, applied) = (super::clients::registration_generation(), revoked.applied());
+        let (read_at, applied) = (super::clients::ReadAt::before_reading(), revoked.applied());
         if usable {
             let read = self.read.read().unwrap_or_else(|e| e.into_inner());
             // A grant revoked here is in the sets before the log position moves.
             if let Some(hit) = read.get(client_id).filter(|r| {
-                r.generation == generation
+                r.read_at.is_current()
                     && r.applied == applied
-                    && r.read_at.elapsed() < super::clients::REGISTRATION_MAX_AGE
                     && r.facts
                         .grant_id
                         .as_deref()
@@ -191,9 +189,8 @@ impl IssuanceFacts {
             write.insert(
                 client_id.to_owned(),
                 RememberedFacts {
-                    generation,
+                    read_at,
                     applied,
-                    read_at: std::time::Instant::now(),
                     facts: facts.clone(),
                 },
             );

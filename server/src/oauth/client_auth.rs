@@ -10,7 +10,7 @@
 use std::{
     collections::HashMap,
     sync::{LazyLock, RwLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use app::domain::{
@@ -86,11 +86,11 @@ pub async fn authenticate(
         }
     }
     // Read before the database, so a change committed meanwhile is not cached as current.
-    let generation = clients::registration_generation();
+    let read_at = clients::ReadAt::before_reading();
     match clients::authenticate_client(&state.db, &client_id, secret.as_deref()).await {
         Ok(Ok(client)) => {
             if let Some(secret) = &secret {
-                CACHE.insert(&client, secret, generation);
+                CACHE.insert(&client, secret, read_at);
             }
             within_limit(state, client, method)
         }
@@ -157,9 +157,9 @@ struct Remembered {
     /// Hex SHA-256 of the secret presented (the stored `secret_hash`'s form).
     secret_sha256: String,
     client: Client,
-    at: Instant,
-    /// [`clients::registration_generation`] when it was read.
-    generation: u64,
+    /// When it was read (before the database): it holds while
+    /// [`clients::ReadAt::is_current`].
+    read_at: clients::ReadAt,
 }
 
 impl AuthCache {
@@ -168,18 +168,16 @@ impl AuthCache {
     fn get(&self, client_id: &str, secret: &str) -> Option<Client> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let hit = entries.get(client_id)?;
-        (hit.at.elapsed() < CACHE_TTL
-            && hit.generation == clients::registration_generation()
-            && secret_matches(secret, &hit.secret_sha256))
-        .then(|| hit.client.clone())
+        (hit.read_at.is_current() && secret_matches(secret, &hit.secret_sha256))
+            .then(|| hit.client.clone())
     }
 
     /// Remembers a successful authentication. When full, forgets what has
     /// expired, and if that is not enough, everything.
-    fn insert(&self, client: &Client, secret: &str, generation: u64) {
+    fn insert(&self, client: &Client, secret: &str, read_at: clients::ReadAt) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CACHE_CAPACITY && !entries.contains_key(&client.client_id) {
-            entries.retain(|_, r| r.at.elapsed() < CACHE_TTL);
+            entries.retain(|_, r| r.read_at.is_current());
             if entries.len() >= CACHE_CAPACITY {
                 entries.clear();
             }
@@ -189,8 +187,7 @@ impl AuthCache {
             Remembered {
                 secret_sha256: sha256_hex(secret),
                 client: client.clone(),
-                at: Instant::now(),
-                generation,
+                read_at,
             },
         );
     }
