@@ -14,7 +14,6 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::json;
 
 use super::{
     client_auth,
@@ -143,19 +142,29 @@ async fn exchange(
 /// counted under its `grant` (`latchkey_tokens_issued_total`).
 fn token_response(grant: &'static str, set: TokenSet) -> Response {
     crate::metrics::token_issued(grant);
-    let mut body = json!({
-        "access_token": set.access.token,
-        "token_type": "Bearer",
-        "expires_in": set.access.expires_in,
-        "scope": set.access.claims.scope,
-    });
-    if let Some(refresh_token) = set.refresh_token {
-        body["refresh_token"] = refresh_token.into();
-    }
-    if let Some(id_token) = set.id_token {
-        body["id_token"] = id_token.into();
-    }
-    Json(body).into_response()
+    Json(TokenResponse {
+        access_token: set.access.token,
+        token_type: "Bearer",
+        expires_in: set.access.expires_in,
+        scope: set.access.claims.scope,
+        refresh_token: set.refresh_token,
+        id_token: set.id_token,
+    })
+    .into_response()
+}
+
+/// The body of a successful token response (RFC 6749 §5.1): `expires_in`
+/// in seconds; `refresh_token` and `id_token` only when issued.
+#[derive(serde::Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
 }
 
 /// A failed grant in RFC 6749 §5.2 terms; domain errors go through
