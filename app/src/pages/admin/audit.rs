@@ -9,6 +9,7 @@ use crate::{
     api::admin::*,
     components::{layout::LoadFailed, widgets::Pager},
     model::format_time,
+    paths,
 };
 
 #[component]
@@ -37,7 +38,7 @@ pub fn AdminAuditPage() -> impl IntoView {
                     Ok((user, page)) => view! {
                         <AdminFrame user title="Audit log".to_string()>
                             <h1>"Audit log"</h1>
-                            <form method="get" action="/admin/audit" class="filters">
+                            <form method="get" action=paths::ADMIN_AUDIT class="filters">
                                 {filters.iter().map(|(k, v)| {
                                     let label = match *k { "user" => "User (id or name)", "client" => "Client id", "kind" => "Event kind", "from" => "From (YYYY-MM-DD)", _ => "To (YYYY-MM-DD)" };
                                     view! { <label>{label}<input name=*k type="text" value=v.clone()/></label> }
@@ -45,8 +46,8 @@ pub fn AdminAuditPage() -> impl IntoView {
                                 <button type="submit" class="button secondary">"Filter"</button>
                             </form>
                             <p class="muted">{format!("{} events. ", page.total)}
-                                <a href=format!("/admin/audit/export?format=csv&{qs}") data-testid="export-csv">"Export CSV"</a>" · "
-                                <a href=format!("/admin/audit/export?format=json&{qs}")>"Export JSON"</a>
+                                <a href=format!("{}?format=csv&{qs}", paths::ADMIN_AUDIT_EXPORT) data-testid="export-csv">"Export CSV"</a>" · "
+                                <a href=format!("{}?format=json&{qs}", paths::ADMIN_AUDIT_EXPORT)>"Export JSON"</a>
                             </p>
                             // Scrolls sideways on narrow screens: focusable, so the keyboard scrolls it too.
                             <div class="table-wrap card" tabindex="0" role="region" aria-label="Audit events">
@@ -57,7 +58,7 @@ pub fn AdminAuditPage() -> impl IntoView {
                                     }).collect_view()}</tbody>
                                 </table>
                             </div>
-                            <Pager page=page.page pages=page.pages() base=if qs.is_empty() { "/admin/audit".to_string() } else { format!("/admin/audit?{qs}") }/>
+                            <Pager page=page.page pages=page.pages() base=if qs.is_empty() { paths::ADMIN_AUDIT.to_string() } else { format!("{}?{qs}", paths::ADMIN_AUDIT) }/>
                         </AdminFrame>
                     }.into_any(),
                     Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),

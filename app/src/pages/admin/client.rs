@@ -13,6 +13,7 @@ use crate::{
         widgets::{ActionError, AppBadge, Confirm, Notice},
     },
     model::{format_time, AdminDelivery, AdminResourceServer},
+    paths,
 };
 
 #[component]
@@ -79,7 +80,7 @@ pub fn AdminClientPage() -> impl IntoView {
                             .then(|| d.undelivered.clone());
                         view! {
                             <AdminFrame user=me title=c.name.clone()>
-                                <p class="crumbs"><a href="/admin/clients">"Clients"</a>" / "</p>
+                                <p class="crumbs"><a href=paths::ADMIN_CLIENTS>"Clients"</a>" / "</p>
                                 <h1 data-testid="client-name">{c.name.clone()}</h1>
                                 <p class="muted"><code>{id.clone()}</code>{format!(" · {} · registered {}", c.kind, format_time(d.created_at))}</p>
                                 <Notice text=Signal::derive(notice)/>
@@ -190,7 +191,7 @@ pub fn AdminClientPage() -> impl IntoView {
                         }.into_any()
                     }
                     Ok(ClientView { me, detail: None, .. }) => view! {
-                        <AdminNotFound user=me what="Client" back="/admin/clients" back_label="All clients"/>
+                        <AdminNotFound user=me what="Client" back=paths::ADMIN_CLIENTS back_label="All clients"/>
                     }.into_any(),
                     Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
                 }
@@ -279,7 +280,7 @@ fn Deliveries(undelivered: Vec<AdminDelivery>, current: Option<String>) -> impl 
                                         <tr>
                                             <td class="when">{format_time(u.created_at)}</td>
                                             <td class="ends">
-                                                <a href=format!("/admin/users/{}", u.user_id)>{if u.one_sign_in { "one sign-in" } else { "all sessions" }}</a>
+                                                <a href=paths::admin_user(&u.user_id)>{if u.one_sign_in { "one sign-in" } else { "all sessions" }}</a>
                                                 {elsewhere}
                                             </td>
                                             <td>{u.attempts}</td>

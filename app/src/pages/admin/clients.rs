@@ -11,6 +11,7 @@ use crate::{
         widgets::{ActionError, Notice, SearchForm},
     },
     model::{format_time, AppIdentity},
+    paths,
 };
 
 #[component]
@@ -27,14 +28,14 @@ pub fn AdminClientsPage() -> impl IntoView {
                         <AdminFrame user title="Clients".to_string()>
                             <h1>"Clients"</h1>
                             <Notice text=Signal::derive(move || deleted().map(|n| format!("{n} deleted; everything it held is revoked.")))/>
-                            <SearchForm action="/admin/clients" label="Search by name or client_id" value=q().unwrap_or_default()/>
+                            <SearchForm action=paths::ADMIN_CLIENTS label="Search by name or client_id" value=q().unwrap_or_default()/>
                             <div class="table-wrap card">
                                 <table class="list" data-testid="clients">
                                     <thead><tr><th>"Name"</th><th>"Kind"</th><th>"Grant types"</th><th>"Refresh"</th><th>"Grants"</th><th>"Sessions"</th><th>"Last activity"</th></tr></thead>
                                     <tbody>
                                         {clients.into_iter().map(|c| view! {
                                             <tr data-client=c.client_id.clone()>
-                                                <td><a href=format!("/admin/clients/{}", c.client_id)>{c.name}</a><div class="muted small"><code>{c.client_id.clone()}</code></div></td>
+                                                <td><a href=paths::admin_client(&c.client_id)>{c.name}</a><div class="muted small"><code>{c.client_id.clone()}</code></div></td>
                                                 <td>{c.kind}</td>
                                                 <td>{c.grant_types.join(", ")}</td>
                                                 <td>{if c.refresh_enabled { "on" } else { "off" }}</td>

@@ -7,6 +7,7 @@ use super::AdminFrame;
 use crate::{
     api::admin::*,
     components::{chart::ActivityChart, layout::LoadFailed},
+    paths,
 };
 
 #[component]
@@ -36,7 +37,7 @@ pub fn AdminHomePage() -> impl IntoView {
                                                 let width = (c.families * 100 / max).max(2).to_string();
                                                 view! {
                                                     <li>
-                                                        <a href=format!("/admin/clients/{}", c.client_id)>{c.name}</a>
+                                                        <a href=paths::admin_client(&c.client_id)>{c.name}</a>
                                                         <svg class="bar" viewBox="0 0 100 1" preserveAspectRatio="none" aria-hidden="true">
                                                             <rect width=width height="1"></rect>
                                                         </svg>

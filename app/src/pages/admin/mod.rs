@@ -22,6 +22,7 @@ use leptos_router::hooks::use_query_map;
 use crate::{
     components::layout::Layout,
     model::{AppIdentity, CurrentUser, PolicyField},
+    paths,
 };
 
 mod audit;
@@ -50,13 +51,13 @@ fn AdminFrame(user: CurrentUser, title: String, children: Children) -> impl Into
         <Title text=title.clone()/>
         <Layout user=user>
             <nav class="subnav" aria-label="Admin">
-                <a href="/admin">"Activity"</a>
-                <a href="/admin/clients">"Clients"</a>
-                <a href="/admin/defaults">"Default policy"</a>
-                <a href="/admin/scopes">"Scopes"</a>
-                <a href="/admin/users">"Users"</a>
-                <a href="/admin/upstreams">"Sign-in providers"</a>
-                <a href="/admin/audit">"Audit log"</a>
+                <a href=paths::ADMIN>"Activity"</a>
+                <a href=paths::ADMIN_CLIENTS>"Clients"</a>
+                <a href=paths::ADMIN_DEFAULTS>"Default policy"</a>
+                <a href=paths::ADMIN_SCOPES>"Scopes"</a>
+                <a href=paths::ADMIN_USERS>"Users"</a>
+                <a href=paths::ADMIN_UPSTREAMS>"Sign-in providers"</a>
+                <a href=paths::ADMIN_AUDIT>"Audit log"</a>
             </nav>
             {children()}
         </Layout>

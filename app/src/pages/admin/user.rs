@@ -13,6 +13,7 @@ use crate::{
         widgets::{ActionError, Confirm, Notice},
     },
     model::format_time,
+    paths,
 };
 
 #[component]
@@ -65,7 +66,7 @@ pub fn AdminUserPage() -> impl IntoView {
                         let (apps_n, sessions_n) = (d.apps.len(), d.sessions.len());
                         view! {
                             <AdminFrame user=me title=u.username.clone()>
-                                <p class="crumbs"><a href="/admin/users">"Users"</a>" / "</p>
+                                <p class="crumbs"><a href=paths::ADMIN_USERS>"Users"</a>" / "</p>
                                 <h1 data-testid="user-name">{u.username.clone()}
                                     {u.is_admin.then(|| view! { <span class="badge ok">"admin"</span> })}
                                     {u.disabled.then(|| view! { <span class="badge warn">"disabled"</span> })}
@@ -77,7 +78,7 @@ pub fn AdminUserPage() -> impl IntoView {
                                     <h2>{format!("Apps ({apps_n})")}</h2>
                                     {if d.apps.is_empty() { view! { <p class="muted">"No app holds access for this user."</p> }.into_any() } else { view! {
                                         <ul class="rows">{d.apps.into_iter().map(|a| view! {
-                                            <li class="row"><div><a href=format!("/admin/clients/{}", a.client_id)>{a.client_name}</a>
+                                            <li class="row"><div><a href=paths::admin_client(&a.client_id)>{a.client_name}</a>
                                                 <div class="muted small">{format!("{} · given {} · last used {} · {} sessions", a.scopes.join(" "), format_time(a.granted_at), a.last_used_at.map(format_time).unwrap_or_else(|| "never".into()), a.active_families)}</div></div></li>
                                         }).collect_view()}</ul>
                                     }.into_any() }}
@@ -133,7 +134,7 @@ pub fn AdminUserPage() -> impl IntoView {
                         }.into_any()
                     }
                     Ok((me, None)) => view! {
-                        <AdminNotFound user=me what="User" back="/admin/users" back_label="All users"/>
+                        <AdminNotFound user=me what="User" back=paths::ADMIN_USERS back_label="All users"/>
                     }.into_any(),
                     Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
                 }

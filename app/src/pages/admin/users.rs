@@ -10,6 +10,7 @@ use crate::{
         widgets::{ActionError, SearchForm},
     },
     model::format_time,
+    paths,
 };
 
 #[component]
@@ -24,14 +25,14 @@ pub fn AdminUsersPage() -> impl IntoView {
                     Ok((user, users)) => view! {
                         <AdminFrame user title="Users".to_string()>
                             <h1>"Users"</h1>
-                            <SearchForm action="/admin/users" label="Search by username" value=q().unwrap_or_default()/>
+                            <SearchForm action=paths::ADMIN_USERS label="Search by username" value=q().unwrap_or_default()/>
                             <div class="table-wrap card">
                                 <table class="list" data-testid="users">
                                     <thead><tr><th>"Username"</th><th>"Role"</th><th>"Status"</th><th>"Created"</th></tr></thead>
                                     <tbody>
                                         {users.into_iter().map(|u| view! {
                                             <tr>
-                                                <td><a href=format!("/admin/users/{}", u.id)>{u.username}</a></td>
+                                                <td><a href=paths::admin_user(&u.id)>{u.username}</a></td>
                                                 <td>{if u.is_admin { "admin" } else { "user" }}</td>
                                                 <td>{if u.disabled { "disabled" } else { "active" }}</td>
                                                 <td>{format_time(u.created_at)}</td>
