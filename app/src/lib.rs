@@ -45,11 +45,36 @@ pub mod paths {
         format!("/signin/upstream/{id}")
     }
 
+    /// The admin console: its activity page, then one path per console page.
     pub const ADMIN: &str = "/admin";
+    pub const ADMIN_CLIENTS: &str = "/admin/clients";
+    pub const ADMIN_DEFAULTS: &str = "/admin/defaults";
+    pub const ADMIN_SCOPES: &str = "/admin/scopes";
+    pub const ADMIN_USERS: &str = "/admin/users";
+    pub const ADMIN_UPSTREAMS: &str = "/admin/upstreams";
+    pub const ADMIN_AUDIT: &str = "/admin/audit";
+    /// The audit log's CSV/JSON download (a server route, not a page).
+    pub const ADMIN_AUDIT_EXPORT: &str = "/admin/audit/export";
+
+    /// The console page of one client (by client_id).
+    pub fn admin_client(client_id: &str) -> String {
+        format!("{ADMIN_CLIENTS}/{client_id}")
+    }
+
+    /// The console page of one user (by id).
+    pub fn admin_user(user_id: &str) -> String {
+        format!("{ADMIN_USERS}/{user_id}")
+    }
+
+    /// The console page of one upstream sign-in provider (by id).
+    pub fn admin_upstream(id: &str) -> String {
+        format!("{ADMIN_UPSTREAMS}/{id}")
+    }
 
     /// Whether a path belongs to the admin console.
     pub fn is_admin(path: &str) -> bool {
-        path == ADMIN || path.starts_with("/admin/")
+        path.strip_prefix(ADMIN)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
     /// The detail page of one of the user's apps (by grant id).
@@ -137,5 +162,48 @@ pub fn hydrate() {
     // Tells browser tests (and curious people) that the page is interactive now.
     if let Some(body) = document().body() {
         let _ = body.set_attribute("data-hydrated", "");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paths;
+
+    /// The route table's `path!` literals (the macro takes literals only) are
+    /// the paths the rest of the app links to.
+    #[test]
+    fn paths_match_the_route_table() {
+        let source = include_str!("lib.rs");
+        let routes: Vec<&str> = source
+            .split("<Route path=path!(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('"').map(|(route, _)| route))
+            .collect();
+        let linked = [
+            paths::HOME.to_string(),
+            paths::app(":id"),
+            paths::SESSIONS.to_string(),
+            paths::SECURITY.to_string(),
+            paths::SIGN_IN.to_string(),
+            paths::ADMIN.to_string(),
+            paths::ADMIN_CLIENTS.to_string(),
+            paths::admin_client(":id"),
+            paths::ADMIN_DEFAULTS.to_string(),
+            paths::ADMIN_SCOPES.to_string(),
+            paths::ADMIN_USERS.to_string(),
+            paths::admin_user(":id"),
+            paths::ADMIN_UPSTREAMS.to_string(),
+            paths::admin_upstream(":id"),
+            paths::ADMIN_AUDIT.to_string(),
+        ];
+        let mut sorted_routes = routes.clone();
+        sorted_routes.sort_unstable();
+        let mut sorted_linked: Vec<&str> = linked.iter().map(String::as_str).collect();
+        sorted_linked.sort_unstable();
+        assert_eq!(sorted_routes, sorted_linked);
+        for path in linked.iter().filter(|p| p.starts_with(paths::ADMIN)) {
+            assert!(paths::is_admin(path), "{path}");
+        }
+        assert!(!paths::is_admin("/administrator"));
     }
 }

@@ -280,34 +280,52 @@ pub struct SignInSession {
 
 /// `2026-11-23 15:04 UTC`: the same text on the server and in the browser.
 pub fn format_time(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        secs / 3600,
-        (secs % 3600) / 60
-    )
+    let t = UtcTime::of(unix);
+    format!("{} {:02}:{:02} UTC", t.date(), t.hour, t.minute)
 }
 
 /// `2026-11-23`.
 pub fn format_day(unix: i64) -> String {
-    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
+    UtcTime::of(unix).date()
 }
 
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian
-/// calendar (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// Unix seconds as a UTC date and time of day (proleptic Gregorian), for
+/// every `i64`: the one calendar behind every time the app writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UtcTime {
+    pub year: i64,
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+}
+
+impl UtcTime {
+    /// The `time` crate does the calendar; it covers the years -9999 to 9999
+    /// only. The Gregorian calendar repeats every 400 years (146,097 days),
+    /// so the time is moved into the 400 years from 1970 and its year moved
+    /// back by as many cycles: every `i64` has its date (as before `time`
+    /// did the calendar), and no input panics.
+    pub fn of(unix: i64) -> Self {
+        const SECS_PER_400_YEARS: i64 = 146_097 * 86_400;
+        let cycles = unix.div_euclid(SECS_PER_400_YEARS);
+        let t = time::OffsetDateTime::from_unix_timestamp(unix.rem_euclid(SECS_PER_400_YEARS))
+            .expect("the years 1970 to 2369 are within time's range");
+        Self {
+            year: i64::from(t.year()) + 400 * cycles,
+            month: t.month().into(),
+            day: t.day(),
+            hour: t.hour(),
+            minute: t.minute(),
+            second: t.second(),
+        }
+    }
+
+    /// `2026-11-23`: at least four digits of year (`-001` is the year before 0).
+    pub fn date(&self) -> String {
+        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
 }
 
 #[cfg(test)]
@@ -321,6 +339,34 @@ mod tests {
         assert_eq!(format_time(951_782_400), "2000-02-29 00:00 UTC");
         assert_eq!(format_day(1_795_446_000 + 32_399), "2026-11-23");
         assert_eq!(format_day(1_795_446_000 + 32_400), "2026-11-24");
+    }
+
+    #[test]
+    fn every_time_formats_before_1970_and_beyond_year_9999() {
+        for (unix, time, day) in [
+            (-1, "1969-12-31 23:59 UTC", "1969-12-31"),
+            (-62_135_596_801, "0000-12-31 23:59 UTC", "0000-12-31"),
+            (-62_167_219_200, "0000-01-01 00:00 UTC", "0000-01-01"),
+            (-62_167_219_201, "-001-12-31 23:59 UTC", "-001-12-31"),
+            (-377_705_116_801, "-10000-12-31 23:59 UTC", "-10000-12-31"),
+            (253_402_300_799, "9999-12-31 23:59 UTC", "9999-12-31"),
+            (253_402_300_800, "10000-01-01 00:00 UTC", "10000-01-01"),
+            (
+                i64::MIN,
+                "-292277022657-01-27 08:29 UTC",
+                "-292277022657-01-27",
+            ),
+            (
+                i64::MAX,
+                "292277026596-12-04 15:30 UTC",
+                "292277026596-12-04",
+            ),
+        ] {
+            assert_eq!(format_time(unix), time, "{unix}");
+            assert_eq!(format_day(unix), day, "{unix}");
+        }
+        let t = UtcTime::of(i64::MAX);
+        assert_eq!((t.hour, t.minute, t.second), (15, 30, 7));
     }
 
     #[test]

@@ -210,7 +210,7 @@ pub fn build(parts: Parts, extra: Router<AppState>) -> (Router, AppState) {
         .route(paths::SIGN_IN, post(web::sign_in))
         .route(paths::SIGN_OUT, post(web::sign_out))
         .merge(upstream_callback)
-        .route("/admin/audit/export", get(web::audit_export))
+        .route(paths::ADMIN_AUDIT_EXPORT, get(web::audit_export))
         .route(
             "/api/{*fn_name}",
             get(server_fn_handler).post(server_fn_handler),

@@ -368,7 +368,7 @@ pub async fn audit_export(
             }
         }
         Ok(Some(_)) => forbidden_page(),
-        Ok(None) => Redirect::to(&sign_in_url("/admin/audit", None)).into_response(),
+        Ok(None) => Redirect::to(&sign_in_url(paths::ADMIN_AUDIT, None)).into_response(),
         Err(e) => internal_error("resolving the sign-in", &e),
     }
 }

@@ -356,7 +356,7 @@ pub async fn save_client_policy(
         .await
         .map_err(ssr::failed)?;
     ssr::redirect_with(
-        &format!("/admin/clients/{client_id}"),
+        &crate::paths::admin_client(&client_id),
         &[("saved", "policy")],
     );
     Ok(())
@@ -387,7 +387,7 @@ pub async fn save_policy_defaults(
     crate::domain::policy::set_defaults(&ssr::db()?, &change, Some(&me.user.id))
         .await
         .map_err(ssr::failed)?;
-    ssr::redirect_with("/admin/defaults", &[("saved", "1")]);
+    ssr::redirect_with(crate::paths::ADMIN_DEFAULTS, &[("saved", "1")]);
     Ok(())
 }
 
@@ -404,7 +404,7 @@ pub async fn revoke_client_tokens(client_id: String) -> Result<(), ServerFnError
     .await
     .map_err(ssr::failed)?;
     ssr::redirect_with(
-        &format!("/admin/clients/{client_id}"),
+        &crate::paths::admin_client(&client_id),
         &[
             ("revoked_grants", &done.grants_revoked.to_string()),
             ("revoked_families", &done.families_revoked.to_string()),
@@ -421,7 +421,7 @@ pub async fn rotate_client_secret(client_id: String) -> Result<(), ServerFnError
         .map_err(ssr::failed)?;
     flash_secret(&client_id, secret.0).await?;
     ssr::redirect_with(
-        &format!("/admin/clients/{client_id}"),
+        &crate::paths::admin_client(&client_id),
         &[("saved", "secret")],
     );
     Ok(())
@@ -439,7 +439,7 @@ pub async fn delete_client(client_id: String, name: String) -> Result<(), Server
     .await
     .map_err(ssr::failed)?;
     ssr::redirect_with(
-        "/admin/clients",
+        crate::paths::ADMIN_CLIENTS,
         &[
             ("deleted", &name),
             ("revoked_families", &done.families_revoked.to_string()),
@@ -483,7 +483,7 @@ pub async fn create_client(
         flash_secret(&client.client_id, secret.0).await?;
     }
     ssr::redirect_with(
-        &format!("/admin/clients/{}", client.client_id),
+        &crate::paths::admin_client(&client.client_id),
         &[("saved", "created")],
     );
     Ok(())
@@ -517,7 +517,7 @@ pub async fn update_client(
         .await
         .map_err(ssr::failed)?;
     ssr::redirect_with(
-        &format!("/admin/clients/{client_id}"),
+        &crate::paths::admin_client(&client_id),
         &[("saved", "registration")],
     );
     Ok(())
@@ -551,7 +551,7 @@ pub async fn save_resource_server(
             .map_err(ssr::failed)?;
     }
     ssr::redirect_with(
-        &format!("/admin/clients/{client_id}"),
+        &crate::paths::admin_client(&client_id),
         &[("saved", "resource_server")],
     );
     Ok(())
@@ -632,7 +632,7 @@ pub async fn save_scope(
     )
     .await
     .map_err(ssr::failed)?;
-    ssr::redirect_with("/admin/scopes", &[("saved", &entry.scope)]);
+    ssr::redirect_with(crate::paths::ADMIN_SCOPES, &[("saved", &entry.scope)]);
     Ok(())
 }
 
@@ -643,7 +643,7 @@ pub async fn remove_scope(scope: String) -> Result<(), ServerFnError> {
     crate::domain::scopes::remove(&ssr::db()?, &scope, &ssr::actor(&me))
         .await
         .map_err(ssr::failed)?;
-    ssr::redirect_with("/admin/scopes", &[("removed", &scope)]);
+    ssr::redirect_with(crate::paths::ADMIN_SCOPES, &[("removed", &scope)]);
     Ok(())
 }
 
@@ -676,10 +676,7 @@ pub async fn create_user(
     )
     .await
     .map_err(ssr::failed)?;
-    ssr::redirect_with(
-        &format!("/admin/users/{}", user.id),
-        &[("saved", "created")],
-    );
+    ssr::redirect_with(&crate::paths::admin_user(&user.id), &[("saved", "created")]);
     Ok(())
 }
 
@@ -751,7 +748,7 @@ pub async fn update_user(user_id: String, what: String) -> Result<(), ServerFnEr
             .await
             .map_err(ssr::failed)?;
         ssr::redirect_with(
-            &format!("/admin/users/{user_id}"),
+            &crate::paths::admin_user(&user_id),
             &[("saved", "clear_throttle")],
         );
         return Ok(());
@@ -804,7 +801,7 @@ pub async fn update_user(user_id: String, what: String) -> Result<(), ServerFnEr
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    ssr::redirect_with(&format!("/admin/users/{user_id}"), &pairs);
+    ssr::redirect_with(&crate::paths::admin_user(&user_id), &pairs);
     Ok(())
 }
 
@@ -837,7 +834,7 @@ pub async fn cut_user_off(user_id: String, what: String) -> Result<(), ServerFnE
         _ => return Err(ssr::unknown_choice("what", &["apps", "sessions"])),
     };
     let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    ssr::redirect_with(&format!("/admin/users/{user_id}"), &pairs);
+    ssr::redirect_with(&crate::paths::admin_user(&user_id), &pairs);
     Ok(())
 }
 
@@ -1100,7 +1097,7 @@ pub async fn add_upstream(#[server(flatten)] form: UpstreamForm) -> Result<(), S
         .await
         .map_err(ssr::failed)?;
     ssr::redirect_with(
-        &format!("/admin/upstreams/{}", provider.id),
+        &crate::paths::admin_upstream(&provider.id),
         &[("saved", "added")],
     );
     Ok(())
@@ -1157,7 +1154,7 @@ pub async fn update_upstream(
             .map_err(ssr::failed)?;
         "settings"
     };
-    ssr::redirect_with(&format!("/admin/upstreams/{}", now.id), &[("saved", saved)]);
+    ssr::redirect_with(&crate::paths::admin_upstream(&now.id), &[("saved", saved)]);
     Ok(())
 }
 
@@ -1173,6 +1170,9 @@ pub async fn remove_upstream(provider_id: String) -> Result<(), ServerFnError> {
     upstream::remove(&db, &provider.id, &ssr::actor(&me))
         .await
         .map_err(ssr::failed)?;
-    ssr::redirect_with("/admin/upstreams", &[("removed", &provider.name)]);
+    ssr::redirect_with(
+        crate::paths::ADMIN_UPSTREAMS,
+        &[("removed", &provider.name)],
+    );
     Ok(())
 }

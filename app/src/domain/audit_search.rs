@@ -8,7 +8,10 @@ use super::{
     names::fold_key,
     store::Db,
 };
-use crate::{model::PageRequest, on_db};
+use crate::{
+    model::{PageRequest, UtcTime},
+    on_db,
+};
 
 /// Default page size (at most [`crate::model::MAX_PER_PAGE`]).
 pub const DEFAULT_PER_PAGE: i64 = 50;
@@ -233,47 +236,15 @@ pub fn csv_field(value: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian; H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
-
 /// Unix seconds as RFC 3339 UTC (`2026-11-23T10:00:00Z`).
 pub fn format_rfc3339(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let t = UtcTime::of(secs);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{}T{:02}:{:02}:{:02}Z",
+        t.date(),
+        t.hour,
+        t.minute,
+        t.second
     )
 }
 
@@ -321,17 +292,12 @@ pub fn parse_time(field: &'static str, raw: &str, end_of_day: bool) -> DomainRes
     ) else {
         return Err(bad());
     };
-    let month_days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        _ => return Err(bad()),
-    };
-    if !(1..=month_days).contains(&d) {
-        return Err(bad());
-    }
-    let day = days_from_civil(y, m, d) * 86_400;
+    // The date must exist (29 February in leap years only). `num` read two
+    // digits, four for the year: the casts lose nothing.
+    let date = time::Month::try_from(m as u8)
+        .and_then(|month| time::Date::from_calendar_date(y as i32, month, d as u8))
+        .map_err(|_| bad())?;
+    let day = date.midnight().assume_utc().unix_timestamp();
     let Some(time) = time else {
         return Ok(if end_of_day { day + 86_399 } else { day });
     };
@@ -393,6 +359,27 @@ mod tests {
             MAX_TIME
         );
         assert_eq!(format_rfc3339(MAX_TIME), "9999-12-31T23:59:59Z");
+        // Before 1970, down to the year 0, and any stored time at all.
+        assert_eq!(
+            parse_time("from", "0000-01-01", false).unwrap(),
+            -62_167_219_200
+        );
+        assert_eq!(parse_time("to", "1969-12-31T23:59:59Z", false).unwrap(), -1);
+        assert_eq!(
+            parse_time("from", "2024-02-29", false).unwrap(),
+            1_709_164_800
+        );
+        assert!(parse_time("from", "1900-02-29", false).is_err());
+        for (secs, text) in [
+            (-1, "1969-12-31T23:59:59Z"),
+            (-62_167_219_200, "0000-01-01T00:00:00Z"),
+            (-62_167_219_201, "-001-12-31T23:59:59Z"),
+            (MAX_TIME + 1, "10000-01-01T00:00:00Z"),
+            (i64::MIN, "-292277022657-01-27T08:29:52Z"),
+            (i64::MAX, "292277026596-12-04T15:30:07Z"),
+        ] {
+            assert_eq!(format_rfc3339(secs), text, "{secs}");
+        }
         for late in [
             "253402300800",
             "9223372036854775807",

@@ -15,6 +15,7 @@ use crate::{
         widgets::{ActionError, Confirm, Notice},
     },
     model::{format_time, AdminRevocationFailure, AdminUpstream, AdminUpstreamHealth},
+    paths,
 };
 
 /// The form fields a refusal can name (`DomainError::Invalid` reads
@@ -186,7 +187,7 @@ pub fn AdminUpstreamsPage() -> impl IntoView {
                                             <tbody>
                                                 {providers.into_iter().map(|p| view! {
                                                     <tr data-upstream=p.id.clone()>
-                                                        <td><a href=format!("/admin/upstreams/{}", p.id)>{p.name}</a></td>
+                                                        <td><a href=paths::admin_upstream(&p.id)>{p.name}</a></td>
                                                         <td class="url" data-label="Issuer"><code>{p.issuer}</code></td>
                                                         <td class="url" data-label="Client ID"><code>{p.client_id}</code></td>
                                                         <td data-label="Revoke at logout">{if p.revoke_at_logout { "on" } else { "off" }}</td>
@@ -265,7 +266,7 @@ pub fn AdminUpstreamPage() -> impl IntoView {
                         let linked = d.health.linked_users;
                         view! {
                             <AdminFrame user=me title=p.name.clone()>
-                                <p class="crumbs"><a href="/admin/upstreams">"Sign-in providers"</a>" / "</p>
+                                <p class="crumbs"><a href=paths::ADMIN_UPSTREAMS>"Sign-in providers"</a>" / "</p>
                                 <h1 data-testid="upstream-name">{p.name.clone()}</h1>
                                 <p class="muted">{format!("Added {} · changed {}", format_time(p.created_at), format_time(p.updated_at))}</p>
                                 <Notice text=Signal::derive(notice)/>
@@ -308,7 +309,7 @@ pub fn AdminUpstreamPage() -> impl IntoView {
                         }.into_any()
                     }
                     Ok(UpstreamView { me, detail: None, .. }) => view! {
-                        <AdminNotFound user=me what="Provider" back="/admin/upstreams" back_label="All sign-in providers"/>
+                        <AdminNotFound user=me what="Provider" back=paths::ADMIN_UPSTREAMS back_label="All sign-in providers"/>
                     }.into_any(),
                     Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
                 }
