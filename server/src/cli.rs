@@ -10,7 +10,7 @@ use app::domain::{
     clients::{self, ClientChange, ClientKind, GrantType, NewClient},
     demo, instances,
     keys::{self, KeyRing, MasterKey},
-    policy::{self, format_duration, Policy, PolicyChange},
+    policy::{self, Policy, PolicyChange},
     resource_servers,
     retention::{self, Retention},
     revocation::RevokedSets,
@@ -984,26 +984,9 @@ fn print_demo(report: &demo::DemoReport) {
 }
 
 fn print_policy(p: &Policy) {
-    let on_off = |b: bool| if b { "on" } else { "off" };
-    println!("  refresh grant         {}", on_off(p.refresh_enabled));
-    println!(
-        "  access-token TTL      {}",
-        format_duration(p.access_ttl_secs)
-    );
-    println!(
-        "  refresh idle TTL      {}",
-        format_duration(p.refresh_idle_ttl_secs)
-    );
-    println!(
-        "  refresh absolute TTL  {}",
-        format_duration(p.refresh_absolute_ttl_secs)
-    );
-    println!("  rotation              {}", on_off(p.rotate_refresh));
-    println!(
-        "  reuse grace           {}",
-        format_duration(p.reuse_grace_secs)
-    );
-    println!("  revoke on logout      {}", on_off(p.revoke_on_logout));
+    for field in &policy::FIELDS {
+        println!("  {:<21} {}", field.short_label, (field.of)(p).shown());
+    }
 }
 
 fn print_json(value: &impl serde::Serialize) {

@@ -11,9 +11,10 @@ use app::domain::{
     clients::{ClientChange, ClientMetadataChange},
     instances,
     keys::MasterKey,
-    policy::{duration_secs, format_duration, BadDuration, PolicyChange, TOO_LONG},
+    policy::{self, duration_secs, format_duration, Given, PolicyChange},
     retention::Retention,
     store::Backend,
+    DomainError,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -622,82 +623,42 @@ impl std::fmt::Display for InvalidSetting {
     }
 }
 
-/// Reads the policy flags into a change, or names the flag that is wrong.
+/// Reads the policy flags into a change (`policy::parse_change`), or names
+/// the flag that is wrong. `inherit` returns a client's field to the default.
 pub fn policy_change(
     flags: &PolicyFlags,
     allow_inherit: bool,
 ) -> Result<PolicyChange, InvalidSetting> {
-    /// `parse` answers the value or why it is wrong (`None`: it is not of the
-    /// expected form; `Some(why)`: it is, but out of bounds).
-    fn field<T>(
-        flag: &'static str,
-        raw: &Option<String>,
-        allow_inherit: bool,
-        parse: impl Fn(&str) -> Result<T, Option<&'static str>>,
-        expected: &str,
-    ) -> Result<Option<Option<T>>, InvalidSetting> {
-        match raw.as_deref() {
-            None => Ok(None),
-            Some("inherit") if allow_inherit => Ok(Some(None)),
-            Some(value) => parse(value).map(|v| Some(Some(v))).map_err(|why| {
-                let why = why.map(str::to_owned).unwrap_or_else(|| {
-                    let or_inherit = if allow_inherit { " or inherit" } else { "" };
-                    format!("expected {expected}{or_inherit}")
-                });
-                InvalidSetting(format!("invalid --{flag} {value:?}: {why}"))
-            }),
+    let given = [
+        ("refresh_enabled", &flags.refresh),
+        ("access_ttl", &flags.access_ttl),
+        ("refresh_idle_ttl", &flags.refresh_idle_ttl),
+        ("refresh_absolute_ttl", &flags.refresh_absolute_ttl),
+        ("rotate_refresh", &flags.rotate),
+        ("reuse_grace", &flags.reuse_grace),
+        ("revoke_on_logout", &flags.revoke_on_logout),
+    ]
+    .into_iter()
+    .filter_map(|(key, raw)| {
+        let raw = raw.as_deref()?;
+        Some((
+            key,
+            if raw == "inherit" {
+                Given::Inherit
+            } else {
+                Given::Text(raw)
+            },
+        ))
+    });
+    policy::parse_change(given, !allow_inherit).map_err(|e| match e {
+        DomainError::Invalid { field, message } => {
+            let flag = policy::FIELDS
+                .iter()
+                .find(|f| f.key == field)
+                .map_or(field, |f| f.flag);
+            InvalidSetting(format!("invalid --{flag}: {message}"))
         }
-    }
-    let on_off = |v: &str| match v {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(None),
-    };
-    let duration = |v: &str| {
-        duration_secs(v).map_err(|e| match e {
-            BadDuration::NotADuration => None,
-            BadDuration::TooLong => Some(TOO_LONG),
-        })
-    };
-    let d = "a duration such as 90s, 15m, 1h, 30d";
-    Ok(PolicyChange {
-        refresh_enabled: field(
-            "refresh",
-            &flags.refresh,
-            allow_inherit,
-            on_off,
-            "on or off",
-        )?,
-        access_ttl_secs: field("access-ttl", &flags.access_ttl, allow_inherit, duration, d)?,
-        refresh_idle_ttl_secs: field(
-            "refresh-idle-ttl",
-            &flags.refresh_idle_ttl,
-            allow_inherit,
-            duration,
-            d,
-        )?,
-        refresh_absolute_ttl_secs: field(
-            "refresh-absolute-ttl",
-            &flags.refresh_absolute_ttl,
-            allow_inherit,
-            duration,
-            d,
-        )?,
-        rotate_refresh: field("rotate", &flags.rotate, allow_inherit, on_off, "on or off")?,
-        reuse_grace_secs: field(
-            "reuse-grace",
-            &flags.reuse_grace,
-            allow_inherit,
-            duration,
-            d,
-        )?,
-        revoke_on_logout: field(
-            "revoke-on-logout",
-            &flags.revoke_on_logout,
-            allow_inherit,
-            on_off,
-            "on or off",
-        )?,
+        other => InvalidSetting(other.to_string()),
     })
 }
 

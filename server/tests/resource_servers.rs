@@ -6,6 +6,7 @@ mod common;
 
 use app::domain::{clients::ClientKind, resource_servers};
 use common::{
+    exec,
     flow::{self, cc_token_response, is_active_at, jwt_part, person, service, str_of, App},
     TestDb, TestServer,
 };
@@ -16,6 +17,7 @@ on_both_backends!(
     tokens_name_the_resource_servers_of_their_scopes,
     a_resource_parameter_names_the_only_audience,
     only_the_tokens_own_client_and_its_audience_may_introspect,
+    a_code_survives_when_its_audience_cannot_be_read,
 );
 
 async fn register(t: &TestDb, rs: &App, audience: &str, scopes: &[&str]) {
@@ -200,5 +202,50 @@ async fn only_the_tokens_own_client_and_its_audience_may_introspect(t: TestDb) {
         is_active_at(&server, &app, access).await,
         "its own client still is"
     );
+    t.cleanup().await;
+}
+
+/// A code whose access token's audience cannot be decided — the resource
+/// servers cannot be read (here: their table renamed away) — is answered 503
+/// and stays unredeemed, so the app's retry gets its tokens. Before, the
+/// code was consumed and its family created first and the audience read
+/// after: the 503 came too late, and the retry was a replayed code, which
+/// revoked the family.
+async fn a_code_survives_when_its_audience_cannot_be_read(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let notes_api = service(&t.db, "Notes API", &[]).await;
+    register(&t, &notes_api, "https://notes.example", &["notes:read"]).await;
+    let app = flow::app(&t, "Notes", ClientKind::Confidential, &["notes:read"]).await;
+    let alice = person(&t, &server, "alice").await;
+    let code = flow::code_for(&alice, &server, &app, "openid notes:read").await;
+
+    exec(
+        &t.db,
+        "ALTER TABLE resource_servers RENAME TO resource_servers_away",
+    )
+    .await;
+    // What this process remembers of them is read again at the next use.
+    app::domain::clients::registration_changed();
+    let res = flow::redeem(&server, &app, &code).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (_, error) = flow::oauth_error(res).await;
+    assert_eq!(error, "temporarily_unavailable");
+
+    exec(
+        &t.db,
+        "ALTER TABLE resource_servers_away RENAME TO resource_servers",
+    )
+    .await;
+    let res = flow::redeem(&server, &app, &code).await;
+    assert_eq!(res.status(), StatusCode::OK, "the retry redeems the code");
+    let tokens: Value = res.json().await.unwrap();
+    let access = str_of(&tokens, "access_token");
+    assert_eq!(
+        jwt_part(access, 1)["aud"],
+        json!(["https://notes.example", server.base])
+    );
+    assert!(flow::is_active_at(&server, &notes_api, access).await);
+    let res = flow::refresh(&server, &app, str_of(&tokens, "refresh_token")).await;
+    assert_eq!(res.status(), StatusCode::OK, "its family is live");
     t.cleanup().await;
 }

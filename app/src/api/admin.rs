@@ -21,7 +21,7 @@ mod ssr {
             admin::ClientSummary,
             audit::Actor,
             login_sessions::SignedIn,
-            policy::{format_duration, Policy, PolicyOverrides},
+            policy::{FieldKind, Policy, PolicyOverrides, Value, FIELDS},
             users::User,
         },
         model::{AdminClient, AdminUser, PolicyField},
@@ -77,38 +77,21 @@ mod ssr {
         }
     }
 
-    fn on_off(v: bool) -> String {
-        if v { "on" } else { "off" }.to_owned()
-    }
-
-    /// The seven policy fields: default, override, effective.
+    /// The seven policy fields (`policy::FIELDS`): default, override, effective.
     pub fn policy_fields(defaults: &Policy, overrides: &PolicyOverrides) -> Vec<PolicyField> {
         let effective = overrides.over(defaults);
-        let d = format_duration;
-        let field = |key: &str,
-                     label: &str,
-                     switch: bool,
-                     default: String,
-                     overridden: Option<String>,
-                     effective: String,
-                     help: &str| PolicyField {
-            key: key.into(),
-            label: label.into(),
-            switch,
-            default,
-            overridden,
-            effective,
-            help: help.into(),
-        };
-        vec![
-            field("refresh_enabled", "Refresh tokens", true, on_off(defaults.refresh_enabled), overrides.refresh_enabled.map(on_off), on_off(effective.refresh_enabled), "Off: no refresh token is issued, and those out there fail with unauthorized_client at their next use."),
-            field("access_ttl", "Access token lifetime", false, d(defaults.access_ttl_secs), overrides.access_ttl_secs.map(d), d(effective.access_ttl_secs), "1m to 24h, e.g. 5m, 1h."),
-            field("refresh_idle_ttl", "Refresh idle lifetime", false, d(defaults.refresh_idle_ttl_secs), overrides.refresh_idle_ttl_secs.map(d), d(effective.refresh_idle_ttl_secs), "A refresh token unused this long stops working."),
-            field("refresh_absolute_ttl", "Refresh absolute lifetime", false, d(defaults.refresh_absolute_ttl_secs), overrides.refresh_absolute_ttl_secs.map(d), d(effective.refresh_absolute_ttl_secs), "From sign-in, whatever the use; at least the idle lifetime."),
-            field("rotate_refresh", "Rotate refresh tokens", true, on_off(defaults.rotate_refresh), overrides.rotate_refresh.map(on_off), on_off(effective.rotate_refresh), "On: each use returns a new refresh token; a used one presented again ends the session."),
-            field("reuse_grace", "Reuse grace", false, d(defaults.reuse_grace_secs), overrides.reuse_grace_secs.map(d), d(effective.reuse_grace_secs), "0s to 5m: how long a rotated token may still be retried."),
-            field("revoke_on_logout", "Revoke on logout", true, on_off(defaults.revoke_on_logout), overrides.revoke_on_logout.map(on_off), on_off(effective.revoke_on_logout), "On: signing out ends this app's sessions started from that sign-in."),
-        ]
+        FIELDS
+            .iter()
+            .map(|f| PolicyField {
+                key: f.key.into(),
+                label: f.label.into(),
+                switch: f.kind == FieldKind::Switch,
+                default: (f.of)(defaults).shown(),
+                overridden: (f.overridden)(overrides).map(Value::shown),
+                effective: (f.of)(&effective).shown(),
+                help: f.help.into(),
+            })
+            .collect()
     }
 }
 
@@ -285,64 +268,33 @@ impl RegistrationForm {
     }
 }
 
-/// Parses the policy form: `""`/`inherit` → back to the default (clients
-/// only), `on`/`off` for switches, durations like `15m`.
+/// Parses the policy form (`policy::parse_change`): `""`/`inherit` → back
+/// to the default for a client; on the defaults' form, which offers no
+/// inherit, an empty field is left as it is.
 #[cfg(feature = "ssr")]
 fn policy_change(
     form: PolicyForm,
-    allow_inherit: bool,
+    for_defaults: bool,
 ) -> Result<crate::domain::policy::PolicyChange, crate::domain::DomainError> {
-    use crate::domain::{policy::parse_duration, DomainError};
-    let fields = [
-        ("refresh_enabled", form.refresh_enabled),
-        ("access_ttl", form.access_ttl),
-        ("refresh_idle_ttl", form.refresh_idle_ttl),
-        ("refresh_absolute_ttl", form.refresh_absolute_ttl),
-        ("rotate_refresh", form.rotate_refresh),
-        ("reuse_grace", form.reuse_grace),
-        ("revoke_on_logout", form.revoke_on_logout),
+    use crate::domain::policy::{parse_change, Given};
+    let typed = [
+        ("refresh_enabled", form.refresh_enabled.trim()),
+        ("access_ttl", form.access_ttl.trim()),
+        ("refresh_idle_ttl", form.refresh_idle_ttl.trim()),
+        ("refresh_absolute_ttl", form.refresh_absolute_ttl.trim()),
+        ("rotate_refresh", form.rotate_refresh.trim()),
+        ("reuse_grace", form.reuse_grace.trim()),
+        ("revoke_on_logout", form.revoke_on_logout.trim()),
     ];
-    let mut change = crate::domain::policy::PolicyChange::default();
-    for (key, raw) in fields {
-        let raw = raw.trim();
+    let given = typed.into_iter().filter_map(|(key, raw)| {
         let inherit = raw.is_empty() || raw == "inherit";
-        if inherit && !allow_inherit {
-            continue;
+        match (inherit, for_defaults) {
+            (true, true) => None,
+            (true, false) => Some((key, Given::Inherit)),
+            (false, _) => Some((key, Given::Text(raw))),
         }
-        let switch = |raw: &str| match raw {
-            "on" => Ok(Some(true)),
-            "off" => Ok(Some(false)),
-            _ if inherit => Ok(None),
-            other => Err(DomainError::invalid(
-                key,
-                format!("{other:?} is not on or off"),
-            )),
-        };
-        let duration = |raw: &str| {
-            if inherit {
-                Ok(None)
-            } else {
-                parse_duration(key, raw).map(Some)
-            }
-        };
-        match key {
-            "refresh_enabled" => change.refresh_enabled = Some(switch(raw)?),
-            "rotate_refresh" => change.rotate_refresh = Some(switch(raw)?),
-            "revoke_on_logout" => change.revoke_on_logout = Some(switch(raw)?),
-            "access_ttl" => change.access_ttl_secs = Some(duration(raw)?),
-            "refresh_idle_ttl" => change.refresh_idle_ttl_secs = Some(duration(raw)?),
-            "refresh_absolute_ttl" => change.refresh_absolute_ttl_secs = Some(duration(raw)?),
-            "reuse_grace" => change.reuse_grace_secs = Some(duration(raw)?),
-            // The keys are the list above; a new one must be given its own arm.
-            other => {
-                return Err(DomainError::invalid(
-                    key,
-                    format!("{other} is not a policy field"),
-                ))
-            }
-        }
-    }
-    Ok(change)
+    });
+    parse_change(given, for_defaults)
 }
 
 #[server(endpoint = "console/client_policy")]
@@ -351,7 +303,7 @@ pub async fn save_client_policy(
     #[server(flatten)] form: PolicyForm,
 ) -> Result<(), ServerFnError> {
     let me = ssr::require_admin().await?;
-    let change = policy_change(form, true).map_err(ssr::failed)?;
+    let change = policy_change(form, false).map_err(ssr::failed)?;
     crate::domain::policy::set_client(&ssr::db()?, &client_id, &change, Some(&me.user.id))
         .await
         .map_err(ssr::failed)?;
@@ -383,7 +335,7 @@ pub async fn save_policy_defaults(
     #[server(flatten)] form: PolicyForm,
 ) -> Result<(), ServerFnError> {
     let me = ssr::require_admin().await?;
-    let change = policy_change(form, false).map_err(ssr::failed)?;
+    let change = policy_change(form, true).map_err(ssr::failed)?;
     crate::domain::policy::set_defaults(&ssr::db()?, &change, Some(&me.user.id))
         .await
         .map_err(ssr::failed)?;

@@ -123,15 +123,15 @@ impl From<ClientSummaryRow> for ClientSummary {
 /// (client ids are ASCII, so `lower()` folds them alike on both backends) or
 /// NULL; `$2`: a client id or NULL.
 const CLIENT_SUMMARY_SQL: &str = "SELECT c.id AS client_id, c.name, c.kind, c.grant_types, \
-    COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, \
+    p.refresh_enabled, \
     (SELECT COUNT(*) FROM grants g WHERE g.client_id = c.id AND g.revoked_at IS NULL) AS active_grants, \
     (SELECT COUNT(*) FROM token_families f JOIN grants g ON g.id = f.grant_id \
      WHERE g.client_id = c.id AND g.revoked_at IS NULL AND f.revoked_at IS NULL) AS active_families, \
     (SELECT MAX(t) FROM (SELECT MAX(a.at) AS t FROM audit_events a WHERE a.client_id = c.id \
      AND a.kind IN ('code_redeemed', 'token_refreshed', 'token_issued') \
      UNION ALL SELECT MAX(u.minute) * 60 FROM usage_counts u WHERE u.client_id = c.id) AS seen) AS last_activity \
-    FROM clients c CROSS JOIN policy_default d \
-    WHERE d.id = 1 AND c.deleted_at IS NULL \
+    FROM clients c JOIN client_policies p ON p.client_id = c.id \
+    WHERE c.deleted_at IS NULL \
     AND ($1 IS NULL OR c.name_key LIKE $1 ESCAPE '\\' OR lower(c.id) LIKE $1 ESCAPE '\\') \
     AND ($2 IS NULL OR c.id = $2) \
     ORDER BY c.name_key, c.id";
@@ -234,14 +234,13 @@ pub async fn live_refresh_tokens(db: &Db, client_id: Option<&str>) -> DomainResu
     let sql = format!(
         "SELECT COUNT(*) FROM token_families f \
          JOIN grants g ON g.id = f.grant_id JOIN clients c ON c.id = g.client_id \
-         LEFT JOIN users u ON u.id = g.user_id CROSS JOIN policy_default d \
+         JOIN client_policies p ON p.client_id = c.id LEFT JOIN users u ON u.id = g.user_id \
          LEFT JOIN refresh_tokens t ON t.family_id = f.id AND t.revoked_at IS NULL \
-           AND t.expires_at > $1 \
-           AND (t.used_at IS NULL OR NOT COALESCE(c.rotate_refresh, d.rotate_refresh)) \
-         WHERE d.id = 1 AND c.deleted_at IS NULL AND u.disabled_at IS NULL \
+           AND t.expires_at > $1 AND (t.used_at IS NULL OR NOT p.rotate_refresh) \
+         WHERE c.deleted_at IS NULL AND u.disabled_at IS NULL \
          AND f.revoked_at IS NULL AND g.revoked_at IS NULL \
          AND (t.hash IS NOT NULL OR f.chain_expires_at > $1) \
-         AND f.created_at + COALESCE(c.refresh_absolute_ttl_secs, d.refresh_absolute_ttl_secs) > $1 \
+         AND f.created_at + p.refresh_absolute_ttl_secs > $1 \
          AND (' ' || c.grant_types || ' ') LIKE '% refresh_token %' \
          AND {target}"
     );

@@ -14,6 +14,7 @@ use super::{
     keys::KeyRing,
     login_sessions::ClientInfo,
     policy,
+    resource_servers::audience_among,
     revocation::{RevokedBy, RevokedSets},
     secrets::{new_id, new_secret, sha256_hex},
     store::{now, Db},
@@ -125,6 +126,26 @@ struct CodeRow {
     expires_at: i64,
 }
 
+/// What the redemption's transaction found.
+enum Redeemed {
+    /// Consumed now, its checks passed: the tokens are issued under the
+    /// family created with it, for `aud`.
+    Issued {
+        row: CodeRow,
+        holder: Holder,
+        aud: Vec<String>,
+    },
+    /// Consumed now, but a check failed or its consent is gone: the code is
+    /// burnt, no family created (why, for `invalid_grant`).
+    Refused(String),
+    /// Not consumed now: unknown, expired or revoked (`None`), or consumed
+    /// before — a replay, with the earlier redemption's client, family and
+    /// user.
+    NotLive {
+        replay_of: Option<(String, Option<String>, String)>,
+    },
+}
+
 /// Who the code's user is, read in the redemption's transaction.
 #[derive(sqlx::FromRow)]
 struct Holder {
@@ -159,10 +180,12 @@ pub async fn redeem_code(
     let at = now();
     let family_id = new_id();
     let refresh_token = with_refresh.then(|| super::refresh::chain_token(keys, &family_id, 0));
-    let refresh_expires = at
-        + policy
-            .refresh_idle_ttl_secs
-            .min(policy.refresh_absolute_ttl_secs);
+    // The family is created now: its chain's first idle expiry.
+    let refresh_expires = super::refresh::refresh_expiry(&policy, at, at);
+    // The access token's `aud` is decided in the transaction, from what is
+    // registered now: nothing may fail once the code is consumed and the
+    // family exists (the app could not retry: a second redemption is a replay).
+    let resource_servers = servers.current(db).await?;
 
     let outcome = on_db!(db, |pool| {
         let mut tx = pool.begin_write().await?;
@@ -186,9 +209,10 @@ pub async fn redeem_code(
             .fetch_optional(&mut *tx)
             .await?;
             tx.rollback().await?;
-            return Ok::<_, sqlx::Error>(Err(earlier));
+            return Ok::<_, sqlx::Error>(Redeemed::NotLive { replay_of: earlier });
         };
-        let problem = check(&row, &r, at);
+        let aud = audience_among(&resource_servers, issuer, &row.scopes, r.resource);
+        let problem = check(&row, &r, at).or_else(|| aud.as_ref().err().map(ToString::to_string));
         let holder: Option<Holder> = if problem.is_none() {
             sqlx::query_as(
                 "SELECT u.username, s.created_at AS auth_time FROM grants g \
@@ -203,11 +227,11 @@ pub async fn redeem_code(
         } else {
             None
         };
-        let Some(holder) = holder else {
+        let (Some(holder), Ok(aud)) = (holder, aud) else {
             tx.commit().await?;
-            return Ok(Ok(Err(problem.unwrap_or_else(|| {
+            return Ok(Redeemed::Refused(problem.unwrap_or_else(|| {
                 "the consent behind this code was revoked".into()
-            }))));
+            })));
         };
         // With a refresh token, the family's chain starts at generation 0
         // (`refresh::Presented`); without, it has none.
@@ -260,18 +284,20 @@ pub async fn redeem_code(
         event.actor_client_id = Some(client.client_id.clone());
         crate::bind_audit!(&event).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(Ok(Ok((row, holder))))
+        Ok(Redeemed::Issued { row, holder, aud })
     })?;
 
-    let (row, holder) = match outcome {
-        Ok(Ok(found)) => found,
-        Ok(Err(problem)) => return Err(GrantError::InvalidGrant(problem)),
-        Err(None) => {
+    let (row, holder, aud) = match outcome {
+        Redeemed::Issued { row, holder, aud } => (row, holder, aud),
+        Redeemed::Refused(problem) => return Err(GrantError::InvalidGrant(problem)),
+        Redeemed::NotLive { replay_of: None } => {
             return Err(GrantError::InvalidGrant(
                 "unknown, expired or revoked authorization code".into(),
             ))
         }
-        Err(Some((code_client, family, user_id))) => {
+        Redeemed::NotLive {
+            replay_of: Some((code_client, family, user_id)),
+        } => {
             replayed(db, revoked, client, &code_client, family, &user_id, r.from).await?;
             return Err(GrantError::InvalidGrant(
                 "this authorization code was already used; the tokens issued from it are revoked"
@@ -280,9 +306,6 @@ pub async fn redeem_code(
         }
     };
 
-    let aud = servers
-        .audience_for(db, issuer, &row.scopes, r.resource)
-        .await?;
     let access = sign_access_token(
         keys,
         issuer,

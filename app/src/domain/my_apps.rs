@@ -61,10 +61,10 @@ impl AppRow {
 const APPS_SQL: &str = "SELECT g.id AS grant_id, c.name AS client_name, g.scopes, g.created_at, \
     g.last_used_at, g.last_used_ip, g.last_used_ua, \
     (SELECT COUNT(*) FROM token_families f WHERE f.grant_id = g.id AND f.revoked_at IS NULL) AS active_sessions, \
-    COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, c.grant_types, \
+    p.refresh_enabled, c.grant_types, \
     c.logo_uri, c.client_uri, c.policy_uri, c.tos_uri, c.description \
-    FROM grants g JOIN clients c ON c.id = g.client_id CROSS JOIN policy_default d \
-    WHERE d.id = 1 AND g.user_id = $1 AND g.revoked_at IS NULL AND c.deleted_at IS NULL";
+    FROM grants g JOIN clients c ON c.id = g.client_id JOIN client_policies p ON p.client_id = c.id \
+    WHERE g.user_id = $1 AND g.revoked_at IS NULL AND c.deleted_at IS NULL";
 
 /// One page of the apps holding tokens for `user_id`, most recently used
 /// first. A page past the end of a clamped request reads the last page.

@@ -106,6 +106,232 @@ impl PolicyOverrides {
     }
 }
 
+/// What a policy field holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    /// `on` or `off`.
+    Switch,
+    /// Seconds within the range (inclusive; checked by [`validate`]),
+    /// entered as `90s`, `15m`, `1h`, `30d` ([`parse_duration`]).
+    Duration((i64, i64)),
+}
+
+/// A field's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value {
+    Switch(bool),
+    Seconds(i64),
+}
+
+impl Value {
+    /// As people enter it: `on`, `off`, `15m`, `1h`.
+    pub fn shown(self) -> String {
+        match self {
+            Value::Switch(true) => "on".into(),
+            Value::Switch(false) => "off".into(),
+            Value::Seconds(secs) => format_duration(secs),
+        }
+    }
+
+    fn switch(self) -> bool {
+        matches!(self, Value::Switch(true))
+    }
+
+    fn seconds(self) -> i64 {
+        match self {
+            Value::Seconds(secs) => secs,
+            Value::Switch(_) => 0,
+        }
+    }
+}
+
+/// One policy field. Everything that names, shows or parses a field — the
+/// console's form, the admin API's errors, the CLI's flags and printer —
+/// reads this table ([`FIELDS`]); the typed structs ([`Policy`],
+/// [`PolicyOverrides`], [`PolicyChange`]) are what the rest of the code uses.
+#[derive(Debug)]
+pub struct Field {
+    /// Its name in forms, the admin API and error messages: `access_ttl`.
+    pub key: &'static str,
+    /// The CLI's flag, without `--`: `access-ttl`.
+    pub flag: &'static str,
+    pub kind: FieldKind,
+    /// The console's label.
+    pub label: &'static str,
+    /// The CLI's label (`latchkey policy show`).
+    pub short_label: &'static str,
+    /// One sentence under the console's input.
+    pub help: &'static str,
+    /// Its value in a policy.
+    pub of: fn(&Policy) -> Value,
+    /// A client's override of it, if any.
+    pub overridden: fn(&PolicyOverrides) -> Option<Value>,
+    /// Puts a value (`None`: inherit the default) into a change.
+    pub set: fn(&mut PolicyChange, Option<Value>),
+}
+
+/// The seven policy fields, in the order they are shown.
+pub const FIELDS: [Field; 7] = [
+    Field {
+        key: "refresh_enabled",
+        flag: "refresh",
+        kind: FieldKind::Switch,
+        label: "Refresh tokens",
+        short_label: "refresh grant",
+        help: "Off: no refresh token is issued, and those out there fail with unauthorized_client at their next use.",
+        of: |p| Value::Switch(p.refresh_enabled),
+        overridden: |o| o.refresh_enabled.map(Value::Switch),
+        set: |c, v| c.refresh_enabled = Some(v.map(Value::switch)),
+    },
+    Field {
+        key: "access_ttl",
+        flag: "access-ttl",
+        kind: FieldKind::Duration(ACCESS_TTL_RANGE),
+        label: "Access token lifetime",
+        short_label: "access-token TTL",
+        help: "1m to 24h, e.g. 5m, 1h.",
+        of: |p| Value::Seconds(p.access_ttl_secs),
+        overridden: |o| o.access_ttl_secs.map(Value::Seconds),
+        set: |c, v| c.access_ttl_secs = Some(v.map(Value::seconds)),
+    },
+    Field {
+        key: "refresh_idle_ttl",
+        flag: "refresh-idle-ttl",
+        kind: FieldKind::Duration(REFRESH_TTL_RANGE),
+        label: "Refresh idle lifetime",
+        short_label: "refresh idle TTL",
+        help: "A refresh token unused this long stops working.",
+        of: |p| Value::Seconds(p.refresh_idle_ttl_secs),
+        overridden: |o| o.refresh_idle_ttl_secs.map(Value::Seconds),
+        set: |c, v| c.refresh_idle_ttl_secs = Some(v.map(Value::seconds)),
+    },
+    Field {
+        key: "refresh_absolute_ttl",
+        flag: "refresh-absolute-ttl",
+        kind: FieldKind::Duration(REFRESH_TTL_RANGE),
+        label: "Refresh absolute lifetime",
+        short_label: "refresh absolute TTL",
+        help: "From sign-in, whatever the use; at least the idle lifetime.",
+        of: |p| Value::Seconds(p.refresh_absolute_ttl_secs),
+        overridden: |o| o.refresh_absolute_ttl_secs.map(Value::Seconds),
+        set: |c, v| c.refresh_absolute_ttl_secs = Some(v.map(Value::seconds)),
+    },
+    Field {
+        key: "rotate_refresh",
+        flag: "rotate",
+        kind: FieldKind::Switch,
+        label: "Rotate refresh tokens",
+        short_label: "rotation",
+        help: "On: each use returns a new refresh token; a used one presented again ends the session.",
+        of: |p| Value::Switch(p.rotate_refresh),
+        overridden: |o| o.rotate_refresh.map(Value::Switch),
+        set: |c, v| c.rotate_refresh = Some(v.map(Value::switch)),
+    },
+    Field {
+        key: "reuse_grace",
+        flag: "reuse-grace",
+        kind: FieldKind::Duration(REUSE_GRACE_RANGE),
+        label: "Reuse grace",
+        short_label: "reuse grace",
+        help: "0s to 5m: how long a rotated token may still be retried.",
+        of: |p| Value::Seconds(p.reuse_grace_secs),
+        overridden: |o| o.reuse_grace_secs.map(Value::Seconds),
+        set: |c, v| c.reuse_grace_secs = Some(v.map(Value::seconds)),
+    },
+    Field {
+        key: "revoke_on_logout",
+        flag: "revoke-on-logout",
+        kind: FieldKind::Switch,
+        label: "Revoke on logout",
+        short_label: "revoke on logout",
+        help: "On: signing out ends this app's sessions started from that sign-in.",
+        of: |p| Value::Switch(p.revoke_on_logout),
+        overridden: |o| o.revoke_on_logout.map(Value::Switch),
+        set: |c, v| c.revoke_on_logout = Some(v.map(Value::switch)),
+    },
+];
+
+/// A field's value as given: typed into a form or a flag, or sent as JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Given<'a> {
+    /// Back to the server default (a form's `inherit`, the API's `null`).
+    Inherit,
+    /// `on`, `off`, or a duration (`15m`, or plain seconds).
+    Text(&'a str),
+    /// A JSON boolean.
+    Switch(bool),
+    /// A JSON number of seconds.
+    Seconds(i64),
+}
+
+/// Parses a change to a client's overrides (`for_defaults` false) or to the
+/// server-wide defaults: the one parser of the console's forms, the admin
+/// API and the CLI. Each `(key, given)` names a field of [`FIELDS`] by its
+/// `key`.
+///
+/// # Errors
+/// [`DomainError::Invalid`] naming the field: an unknown key; a switch that
+/// is not `on`/`off` or a boolean; a duration [`parse_duration`] refuses, or
+/// negative seconds; `Inherit` for the defaults. Ranges are checked later,
+/// on the resulting policy ([`validate`]).
+pub fn parse_change<'a>(
+    given: impl IntoIterator<Item = (&'a str, Given<'a>)>,
+    for_defaults: bool,
+) -> DomainResult<PolicyChange> {
+    let mut change = PolicyChange::default();
+    for (key, given) in given {
+        let Some(field) = FIELDS.iter().find(|f| f.key == key) else {
+            return Err(DomainError::invalid(
+                "policy",
+                format!("{key:?} is not a policy field"),
+            ));
+        };
+        let value = match (field.kind, given) {
+            (_, Given::Inherit) if for_defaults => {
+                return Err(DomainError::invalid(
+                    field.key,
+                    "the defaults cannot inherit; give a value",
+                ))
+            }
+            (_, Given::Inherit) => None,
+            (FieldKind::Switch, Given::Switch(on)) => Some(Value::Switch(on)),
+            (FieldKind::Switch, Given::Text("on")) => Some(Value::Switch(true)),
+            (FieldKind::Switch, Given::Text("off")) => Some(Value::Switch(false)),
+            (FieldKind::Switch, other) => {
+                return Err(DomainError::invalid(
+                    field.key,
+                    format!("{} is not on or off", shown_given(other)),
+                ))
+            }
+            (FieldKind::Duration(_), Given::Seconds(secs)) if secs < 0 => {
+                return Err(DomainError::invalid(field.key, "must not be negative"))
+            }
+            (FieldKind::Duration(_), Given::Seconds(secs)) => Some(Value::Seconds(secs)),
+            (FieldKind::Duration(_), Given::Text(text)) => {
+                Some(Value::Seconds(parse_duration(field.key, text)?))
+            }
+            (FieldKind::Duration(_), Given::Switch(on)) => {
+                return Err(DomainError::invalid(
+                    field.key,
+                    format!("{on} is not a duration (use e.g. 90s, 15m, 1h, 30d)"),
+                ))
+            }
+        };
+        (field.set)(&mut change, value);
+    }
+    Ok(change)
+}
+
+/// A given value in an error message: text quoted, JSON as JSON.
+fn shown_given(given: Given<'_>) -> String {
+    match given {
+        Given::Inherit => "inherit".into(),
+        Given::Text(text) => format!("{text:?}"),
+        Given::Switch(on) => on.to_string(),
+        Given::Seconds(secs) => secs.to_string(),
+    }
+}
+
 /// The longest duration [`parse_duration`] reads: 100 years of seconds, above
 /// every policy range (those are checked by [`validate`]) and far from any
 /// overflow in the arithmetic done with a duration (`now + ttl`).
@@ -236,18 +462,14 @@ pub async fn overrides(db: &Db, client_id: &str) -> DomainResult<PolicyOverrides
     .ok_or(DomainError::NotFound)
 }
 
-/// The columns of [`Policy`] for a query over a client `c` and the
-/// defaults `d`: each the client's override, else the default. A string
-/// literal (for `concat!`).
+/// The columns of [`Policy`] from the view `client_policies p` (migration
+/// `20261205000000_client_policies.sql`: each field the client's override,
+/// else the default — the rule's one place in SQL). A string literal (for
+/// `concat!`).
 macro_rules! effective_policy_columns {
     () => {
-        "COALESCE(c.refresh_enabled, d.refresh_enabled) AS refresh_enabled, \
-         COALESCE(c.access_ttl_secs, d.access_ttl_secs) AS access_ttl_secs, \
-         COALESCE(c.refresh_idle_ttl_secs, d.refresh_idle_ttl_secs) AS refresh_idle_ttl_secs, \
-         COALESCE(c.refresh_absolute_ttl_secs, d.refresh_absolute_ttl_secs) AS refresh_absolute_ttl_secs, \
-         COALESCE(c.rotate_refresh, d.rotate_refresh) AS rotate_refresh, \
-         COALESCE(c.reuse_grace_secs, d.reuse_grace_secs) AS reuse_grace_secs, \
-         COALESCE(c.revoke_on_logout, d.revoke_on_logout) AS revoke_on_logout"
+        "p.refresh_enabled, p.access_ttl_secs, p.refresh_idle_ttl_secs, \
+         p.refresh_absolute_ttl_secs, p.rotate_refresh, p.reuse_grace_secs, p.revoke_on_logout"
     };
 }
 pub(crate) use effective_policy_columns;
@@ -257,7 +479,8 @@ pub async fn effective(db: &Db, client_id: &str) -> DomainResult<Policy> {
     let sql = concat!(
         "SELECT ",
         effective_policy_columns!(),
-        " FROM clients c CROSS JOIN policy_default d WHERE c.id = $1 AND c.deleted_at IS NULL AND d.id = 1"
+        " FROM client_policies p JOIN clients c ON c.id = p.client_id \
+         WHERE c.id = $1 AND c.deleted_at IS NULL"
     );
     on_db!(db, |pool| sqlx::query_as::<_, Policy>(sql)
         .bind(client_id)
@@ -510,6 +733,114 @@ mod tests {
             ..base()
         })
         .is_err());
+    }
+
+    /// Every entry of FIELDS reads, overrides and sets its own struct
+    /// field, of its kind, and keys are unique: a value set through the
+    /// table reads back through it, and through no other entry.
+    #[test]
+    fn the_field_table_reads_and_writes_its_own_field() {
+        let keys: std::collections::BTreeSet<&str> = FIELDS.iter().map(|f| f.key).collect();
+        assert_eq!(keys.len(), FIELDS.len());
+        for (i, field) in FIELDS.iter().enumerate() {
+            let value = match field.kind {
+                FieldKind::Switch => {
+                    Value::Switch(!matches!((field.of)(&base()), Value::Switch(true)))
+                }
+                FieldKind::Duration(_) => Value::Seconds(12_345),
+            };
+            let mut change = PolicyChange::default();
+            (field.set)(&mut change, Some(value));
+            let overrides = PolicyOverrides::default().apply(&change);
+            let policy = overrides.over(&base());
+            for (j, other) in FIELDS.iter().enumerate() {
+                if i == j {
+                    assert_eq!((other.of)(&policy), value, "{}", field.key);
+                    assert_eq!((other.overridden)(&overrides), Some(value), "{}", field.key);
+                } else {
+                    assert_eq!(
+                        (other.of)(&policy),
+                        (other.of)(&base()),
+                        "{} moved {}",
+                        field.key,
+                        other.key
+                    );
+                    assert_eq!(
+                        (other.overridden)(&overrides),
+                        None,
+                        "{} moved {}",
+                        field.key,
+                        other.key
+                    );
+                }
+            }
+            let mut inherit = PolicyChange::default();
+            (field.set)(&mut inherit, None);
+            assert!(inherit.sets_inherit(), "{}", field.key);
+            let kind_matches = matches!(
+                ((field.of)(&base()), field.kind),
+                (Value::Switch(_), FieldKind::Switch) | (Value::Seconds(_), FieldKind::Duration(_))
+            );
+            assert!(kind_matches, "{}", field.key);
+        }
+    }
+
+    /// The one parser of policy changes: text from forms and flags, JSON
+    /// booleans and seconds, inherit; and its refusals, each naming the field.
+    #[test]
+    fn changes_parse_from_text_and_json_and_refuse_by_field() {
+        let change = parse_change(
+            [
+                ("refresh_enabled", Given::Text("off")),
+                ("access_ttl", Given::Text("15m")),
+                ("refresh_idle_ttl", Given::Seconds(3600)),
+                ("rotate_refresh", Given::Switch(true)),
+                ("reuse_grace", Given::Inherit),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            change,
+            PolicyChange {
+                refresh_enabled: Some(Some(false)),
+                access_ttl_secs: Some(Some(900)),
+                refresh_idle_ttl_secs: Some(Some(3600)),
+                rotate_refresh: Some(Some(true)),
+                reuse_grace_secs: Some(None),
+                ..Default::default()
+            }
+        );
+        let refused = |given: Given<'static>, key: &'static str, for_defaults: bool| {
+            parse_change([(key, given)], for_defaults)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused(Given::Text("yes"), "rotate_refresh", false),
+            r#"rotate_refresh: "yes" is not on or off"#
+        );
+        assert_eq!(
+            refused(Given::Seconds(1), "revoke_on_logout", false),
+            "revoke_on_logout: 1 is not on or off"
+        );
+        assert!(refused(Given::Text("abc"), "access_ttl", false)
+            .starts_with(r#"access_ttl: "abc" is not a duration"#));
+        assert!(refused(Given::Switch(true), "access_ttl", false)
+            .starts_with("access_ttl: true is not a duration"));
+        assert_eq!(
+            refused(Given::Seconds(-1), "reuse_grace", false),
+            "reuse_grace: must not be negative"
+        );
+        assert_eq!(
+            refused(Given::Inherit, "access_ttl", true),
+            "access_ttl: the defaults cannot inherit; give a value"
+        );
+        assert_eq!(
+            refused(Given::Text("on"), "refresh", false),
+            r#"policy: "refresh" is not a policy field"#
+        );
+        assert_eq!(parse_change([], true).unwrap(), PolicyChange::default());
     }
 
     #[test]

@@ -66,11 +66,25 @@ pub struct RefreshRow {
     pub user_disabled_at: Option<i64>,
 }
 
+/// When a refresh token issued or rotated at `at` (unix seconds) stops
+/// working: its idle lifetime from `at`, capped by its family's absolute
+/// lifetime from the family's creation (the sign-in), both from `policy`.
+/// The one rule for every refresh token's expiry (the one-statement
+/// rotation, [`rotate_sql`], writes the same in SQL).
+pub fn refresh_expiry(policy: &Policy, family_created_at: i64, at: i64) -> i64 {
+    (at + policy.refresh_idle_ttl_secs).min(absolute_expiry(policy, family_created_at))
+}
+
+/// When a token family's absolute refresh lifetime ends (unix seconds).
+fn absolute_expiry(policy: &Policy, family_created_at: i64) -> i64 {
+    family_created_at + policy.refresh_absolute_ttl_secs
+}
+
 impl RefreshRow {
     /// When it stops working: its idle expiry or the family's absolute one, whichever first.
     pub fn expires_at(&self, policy: &Policy) -> i64 {
         self.expires_at
-            .min(self.family_created_at + policy.refresh_absolute_ttl_secs)
+            .min(absolute_expiry(policy, self.family_created_at))
     }
 
     fn is_revoked(&self) -> bool {
@@ -116,7 +130,7 @@ impl RefreshState {
         if row.is_revoked() {
             return RefreshState::Revoked;
         }
-        if now >= row.family_created_at + policy.refresh_absolute_ttl_secs {
+        if now >= absolute_expiry(policy, row.family_created_at) {
             return RefreshState::Expired(Lifetime::Absolute);
         }
         if now >= row.expires_at {
@@ -361,7 +375,7 @@ macro_rules! family_lookup {
             $from,
             " JOIN grants g ON g.id = f.grant_id LEFT JOIN users u ON u.id = g.user_id \
              LEFT JOIN clients c ON c.id = g.client_id AND c.deleted_at IS NULL \
-             CROSS JOIN policy_default d WHERE d.id = 1 AND ",
+             JOIN client_policies p ON p.client_id = g.client_id WHERE ",
             $where
         )
     };
@@ -481,8 +495,7 @@ pub async fn refresh(
     // Before the write: nothing may fail once the chain moved on.
     let aud = servers.audience_for(db, issuer, &scope, r.resource).await?;
     let rotate = policy.rotate_refresh;
-    let expires_at = (at + policy.refresh_idle_ttl_secs)
-        .min(row.family_created_at + policy.refresh_absolute_ttl_secs);
+    let expires_at = refresh_expiry(&policy, row.family_created_at, at);
     // The "last used" columns, when stale (see LAST_USED_GRANULARITY_SECS).
     let stale_before = at - LAST_USED_GRANULARITY_SECS;
     let write = Write {

@@ -590,9 +590,8 @@ impl RevokedSets {
                 "sign_in",
                 id,
                 "login_session_id = {id} AND grant_id IN \
-                (SELECT g.id FROM grants g JOIN clients c ON c.id = g.client_id \
-                 CROSS JOIN policy_default d WHERE d.id = 1 \
-                 AND COALESCE(c.revoke_on_logout, d.revoke_on_logout))"
+                (SELECT g.id FROM grants g JOIN client_policies p ON p.client_id = g.client_id \
+                 WHERE p.revoke_on_logout)"
                     .to_owned(),
             ),
         };
@@ -634,9 +633,9 @@ impl RevokedSets {
             }
         };
         let until_of = format!(
-            "SELECT MAX($1 + COALESCE(c.access_ttl_secs, d.access_ttl_secs)), \
-             MAX(c.access_exp_horizon), MAX(d.access_exp_horizon) \
-             FROM clients c CROSS JOIN policy_default d WHERE d.id = 1 AND c.id IN ({clients_of})"
+            "SELECT MAX($1 + p.access_ttl_secs), MAX(c.access_exp_horizon), MAX(d.access_exp_horizon) \
+             FROM clients c JOIN client_policies p ON p.client_id = c.id CROSS JOIN policy_default d \
+             WHERE d.id = 1 AND c.id IN ({clients_of})"
         );
         let revoke_refresh_tokens = format!(
             "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id IN \

@@ -205,14 +205,14 @@ async fn client_credentials_facts(
 ) -> DomainResult<Option<ClientCredentialsFacts>> {
     Ok(on_db!(db, |pool| {
         sqlx::query_as::<_, ClientCredentialsFacts>(
-        "SELECT COALESCE(c.access_ttl_secs, d.access_ttl_secs) AS access_ttl_secs, g.id AS grant_id \
-         FROM clients c CROSS JOIN policy_default d \
+            "SELECT p.access_ttl_secs, g.id AS grant_id \
+         FROM clients c JOIN client_policies p ON p.client_id = c.id \
          LEFT JOIN grants g ON g.client_id = c.id AND g.user_id IS NULL AND g.revoked_at IS NULL \
-         WHERE c.id = $1 AND c.deleted_at IS NULL AND d.id = 1"
-    )
-    .bind(client_id)
-    .fetch_optional(pool)
-    .await
+         WHERE c.id = $1 AND c.deleted_at IS NULL",
+        )
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await
     })?)
 }
 

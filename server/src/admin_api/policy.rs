@@ -8,7 +8,7 @@
 use app::domain::{
     admin,
     clients::GrantType,
-    policy::{self, Policy, PolicyChange, PolicyOverrides},
+    policy::{self, Given, Policy, PolicyChange, PolicyOverrides},
 };
 use axum::{
     extract::{Path, State},
@@ -165,71 +165,36 @@ pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 impl PolicyPatch {
-    /// The domain's change; durations parsed, `null` kept as "inherit".
-    fn change(&self) -> ApiResult<PolicyChange> {
-        fn secs(
-            field: &'static str,
-            v: &Option<Option<DurationValue>>,
-        ) -> ApiResult<Option<Option<i64>>> {
-            match v {
-                None => Ok(None),
-                Some(None) => Ok(Some(None)),
-                Some(Some(DurationValue::Seconds(s))) if *s >= 0 => Ok(Some(Some(*s))),
-                Some(Some(DurationValue::Seconds(_))) => {
-                    Err(ApiError::invalid(field, "must not be negative"))
-                }
-                Some(Some(DurationValue::Text(t))) => policy::parse_duration(field, t)
-                    .map(|s| Some(Some(s)))
-                    .map_err(|e| ApiError::from_domain("parsing a duration", e)),
-            }
+    /// The domain's change (`policy::parse_change`, the one parser of
+    /// policy changes): durations parsed, `null` kept as "inherit" — for
+    /// the defaults an error naming the field.
+    fn change(&self, for_defaults: bool) -> ApiResult<PolicyChange> {
+        fn switch(v: &Option<Option<bool>>) -> Option<Given<'_>> {
+            v.map(|v| v.map_or(Given::Inherit, Given::Switch))
         }
-        Ok(PolicyChange {
-            refresh_enabled: self.refresh_enabled,
-            access_ttl_secs: secs("access_ttl", &self.access_ttl)?,
-            refresh_idle_ttl_secs: secs("refresh_idle_ttl", &self.refresh_idle_ttl)?,
-            refresh_absolute_ttl_secs: secs("refresh_absolute_ttl", &self.refresh_absolute_ttl)?,
-            rotate_refresh: self.rotate_refresh,
-            reuse_grace_secs: secs("reuse_grace", &self.reuse_grace)?,
-            revoke_on_logout: self.revoke_on_logout,
-        })
-    }
-
-    /// The first field set to `null` (the defaults cannot inherit).
-    fn first_null(&self) -> Option<&'static str> {
-        [
-            (
-                "refresh_enabled",
-                self.refresh_enabled.is_some_and(|v| v.is_none()),
-            ),
-            (
-                "access_ttl",
-                self.access_ttl.as_ref().is_some_and(Option::is_none),
-            ),
-            (
-                "refresh_idle_ttl",
-                self.refresh_idle_ttl.as_ref().is_some_and(Option::is_none),
-            ),
-            (
-                "refresh_absolute_ttl",
-                self.refresh_absolute_ttl
-                    .as_ref()
-                    .is_some_and(Option::is_none),
-            ),
-            (
-                "rotate_refresh",
-                self.rotate_refresh.is_some_and(|v| v.is_none()),
-            ),
-            (
-                "reuse_grace",
-                self.reuse_grace.as_ref().is_some_and(Option::is_none),
-            ),
-            (
-                "revoke_on_logout",
-                self.revoke_on_logout.is_some_and(|v| v.is_none()),
-            ),
-        ]
-        .into_iter()
-        .find_map(|(field, null)| null.then_some(field))
+        fn secs(v: &Option<Option<DurationValue>>) -> Option<Given<'_>> {
+            v.as_ref().map(|v| match v {
+                None => Given::Inherit,
+                Some(DurationValue::Seconds(secs)) => Given::Seconds(*secs),
+                Some(DurationValue::Text(text)) => Given::Text(text),
+            })
+        }
+        let given = [
+            ("refresh_enabled", switch(&self.refresh_enabled)),
+            ("access_ttl", secs(&self.access_ttl)),
+            ("refresh_idle_ttl", secs(&self.refresh_idle_ttl)),
+            ("refresh_absolute_ttl", secs(&self.refresh_absolute_ttl)),
+            ("rotate_refresh", switch(&self.rotate_refresh)),
+            ("reuse_grace", secs(&self.reuse_grace)),
+            ("revoke_on_logout", switch(&self.revoke_on_logout)),
+        ];
+        policy::parse_change(
+            given
+                .into_iter()
+                .filter_map(|(key, given)| Some((key, given?))),
+            for_defaults,
+        )
+        .map_err(|e| ApiError::from_domain("parsing a policy change", e))
     }
 }
 
@@ -297,7 +262,7 @@ pub async fn update_client(
     ApiJson(body): ApiJson<PolicyPatch>,
 ) -> ApiResult<Json<ClientPolicy>> {
     let id = check_id(&id)?;
-    let change = body.change()?;
+    let change = body.change(false)?;
     let before = policy::effective(&state.db, id)
         .await
         .map_err(failed("reading a client's policy"))?;
@@ -361,13 +326,7 @@ pub async fn update_defaults(
     admin: Admin,
     ApiJson(body): ApiJson<PolicyPatch>,
 ) -> ApiResult<Json<DefaultPolicy>> {
-    if let Some(field) = body.first_null() {
-        return Err(ApiError::invalid(
-            field,
-            "the defaults cannot inherit; give a value",
-        ));
-    }
-    let change = body.change()?;
+    let change = body.change(true)?;
     let before = policy::defaults(&state.db)
         .await
         .map_err(failed("reading the policy defaults"))?;
