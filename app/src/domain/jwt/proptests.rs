@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::domain::store::now;
 
 const ISS: &str = "https://login.example";
 const AUD: &str = "https://api.example";
@@ -324,24 +325,10 @@ proptest! {
         alg in alg(),
         typ in prop::sample::select(vec!["at+jwt", "JWT"]),
     ) {
-        let jwks = ours().jwks();
-        let jwk = jwks["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|k| k["alg"] == alg.as_str())
-            .unwrap()
-            .clone();
-        for secret in [
-            jwk.to_string().into_bytes(),
-            URL_SAFE_NO_PAD
-                .decode(jwk["x"].as_str().or(jwk["n"].as_str()).unwrap())
-                .unwrap(),
-        ] {
+        let jwk = super::tests::published_jwk(ours(), alg);
+        for secret in [jwk.to_string().into_bytes(), super::tests::raw_public_key(&jwk)] {
             let header = json!({ "alg": "HS256", "kid": kid(alg), "typ": typ });
-            let message = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
-            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
-            let token = format!("{message}.{}", b64(ring::hmac::sign(&key, message.as_bytes())));
+            let token = super::tests::hs256(&header, &claims, &secret);
             prop_assert!(access(&token).is_err());
             prop_assert!(id_hint(&token).is_err());
         }

@@ -12,8 +12,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use jsonwebtoken::DecodingKey;
 use rand::rngs::OsRng;
 use ring::signature::{
-    Ed25519KeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents, UnparsedPublicKey, ED25519,
-    RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
+    Ed25519KeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents, RSA_PKCS1_SHA256,
 };
 
 use super::{MasterKey, SigningAlg};
@@ -70,32 +69,9 @@ impl Signer {
 
 /// The public half: what verifies, and what the JWKS publishes.
 pub(crate) struct PublicPart {
-    /// For `jsonwebtoken` (ID token hints).
+    /// Built once per key, for `jsonwebtoken::decode`.
     pub(crate) decoding: DecodingKey,
-    /// The same key for ring directly (access tokens: the hot path).
-    pub(crate) verifier: Verifier,
     jwk: serde_json::Value,
-}
-
-/// A public key in the form ring verifies with, and how: Ed25519 (RFC 8032),
-/// or RSASSA-PKCS1-v1_5 with SHA-256 and a 2048–8192-bit modulus, the very
-/// verification `jsonwebtoken` does for `EdDSA` and `RS256`.
-pub(crate) enum Verifier {
-    Ed25519(Vec<u8>),
-    Rsa(RsaPublicKeyComponents<Vec<u8>>),
-}
-
-impl Verifier {
-    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        match self {
-            Verifier::Ed25519(public_key) => UnparsedPublicKey::new(&ED25519, public_key)
-                .verify(message, signature)
-                .is_ok(),
-            Verifier::Rsa(components) => components
-                .verify(&RSA_PKCS1_2048_8192_SHA256, message, signature)
-                .is_ok(),
-        }
-    }
 }
 
 /// One key of the ring. `signer` is present only while the key is active:
@@ -130,20 +106,12 @@ fn parse_private_key(
                 .map_err(|e| format!("not an Ed25519 PKCS#8 key: {e}"))?;
             let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
             let decoding = DecodingKey::from_ed_components(&x).map_err(|e| e.to_string())?;
-            let verifier = Verifier::Ed25519(pair.public_key().as_ref().to_vec());
             // RFC 8037 §2 (OKP key type), RFC 7517 §4 (kid, alg, use).
             let jwk = serde_json::json!({
                 "kty": "OKP", "crv": "Ed25519", "x": x,
                 "kid": kid, "alg": "EdDSA", "use": "sig",
             });
-            Ok((
-                Signer::Ed25519(pair),
-                PublicPart {
-                    decoding,
-                    verifier,
-                    jwk,
-                },
-            ))
+            Ok((Signer::Ed25519(pair), PublicPart { decoding, jwk }))
         }
         SigningAlg::RS256 => {
             let pair =
@@ -157,14 +125,7 @@ fn parse_private_key(
                 "kty": "RSA", "n": n, "e": e,
                 "kid": kid, "alg": "RS256", "use": "sig",
             });
-            Ok((
-                Signer::Rsa(pair),
-                PublicPart {
-                    decoding,
-                    verifier: Verifier::Rsa(components),
-                    jwk,
-                },
-            ))
+            Ok((Signer::Rsa(pair), PublicPart { decoding, jwk }))
         }
     }
 }
