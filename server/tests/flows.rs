@@ -6,7 +6,8 @@ mod common;
 
 use app::domain::{
     clients::ClientKind,
-    keys::{at_hash, SigningAlg},
+    jwt::at_hash,
+    keys::SigningAlg,
     policy::{self, PolicyChange},
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};

@@ -5,11 +5,11 @@
 mod common;
 
 use app::domain::{
-    keys::{
-        self,
+    jwt::{
         jsonwebtoken::{self, Algorithm, EncodingKey, Header},
-        KeyRing, MasterKey, SigningAlg, TokenError, RETIRED_KEY_GRACE,
+        TokenError,
     },
+    keys::{self, KeyRing, MasterKey, SigningAlg, RETIRED_KEY_GRACE},
     store::now,
     Db,
 };

@@ -6,7 +6,8 @@
 //! | --- | --- |
 //! | [`store`] | the pool (SQLite or PostgreSQL), migrations, `on_db!` |
 //! | [`secrets`] | random ids and secrets, SHA-256, Argon2id |
-//! | [`keys`] | the master key, signing keys (EdDSA, RS256): rotation, JWKS, signing, JWT validation |
+//! | [`keys`] | the master key; the signing keys (EdDSA, RS256): storage, rotation, reloading, JWKS; the refresh-chain MAC key |
+//! | [`jwt`] | JWS signing and the one JWT verification (access tokens, ID token hints); why a token is refused |
 //! | [`names`] | the case-insensitive key of usernames and client names (NFKC + case folding) |
 //! | [`users`] | users: create, list, authenticate |
 //! | [`clients`] | OAuth clients: registration rules, create, list |
@@ -42,6 +43,7 @@ pub mod demo;
 pub mod error;
 pub mod grants;
 pub mod instances;
+pub mod jwt;
 pub mod keys;
 pub mod login_sessions;
 pub mod my_apps;

@@ -384,7 +384,7 @@ pub fn sign_id_token(
         auth_time: facts.auth_time,
         nonce: facts.nonce,
         sid: claims.sid.clone(),
-        at_hash: super::keys::at_hash(&access.token),
+        at_hash: super::jwt::at_hash(&access.token),
         preferred_username: scopes
             .contains(&"profile")
             .then(|| facts.username.to_owned()),
