@@ -204,8 +204,8 @@ type KeyRow = (String, String, String, String, i64, Option<i64>);
 #[derive(Clone)]
 pub struct KeyRing {
     entries: Arc<RwLock<Vec<Entry>>>,
-    /// The access tokens whose signature verified: see
-    /// [`KeyRing::verify_access_token`].
+    /// The tokens that verified, by SHA-256: presented again, only their
+    /// signature check is skipped ([`KeyRing::verify_access_token`]).
     pub(crate) verified: Arc<VerifiedTokens>,
     /// The HMAC-SHA256 key of refresh-token chains: see
     /// [`KeyRing::refresh_chain_mac`].
