@@ -13,7 +13,8 @@
 //! | [`admin_api`] | the admin REST API under `/api/admin/` (Bearer token with `latchkey:admin`) |
 //! | [`rate_limit`] | per-address and per-client request limits (429 with `Retry-After`) |
 //! | [`metrics`] | Prometheus metrics: what is counted, the `/metrics` listener |
-//! | [`outbox`] | the worker delivering the outbox: back-channel logout tokens, retried with backoff |
+//! | [`outbox`] | the worker delivering the outbox: back-channel logout tokens, upstream revocations, retried with backoff |
+//! | [`upstream`] | sign-in through upstream OpenID providers (the relying party), their logout and token revocation |
 //!
 //! The domain (users, clients, sessions, storage) lives in `app::domain`,
 //! shared with the dashboard's server functions.

@@ -5,6 +5,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`store`] | the pool (SQLite or PostgreSQL), migrations, `on_db!` |
+//! | [`error`] | `DomainError` (invalid input naming its field, conflict, not found, database, internal) |
 //! | [`secrets`] | random ids and secrets, SHA-256, Argon2id |
 //! | [`keys`] | the master key; the signing keys (EdDSA, RS256): storage, rotation, reloading, JWKS; the refresh-chain MAC key |
 //! | [`jwt`] | JWS signing and the one JWT verification (access tokens, ID token hints); why a token is refused |
@@ -16,7 +17,7 @@
 //! | [`codes`] | authorization codes: issue, redeem once (a replay revokes what it issued) |
 //! | [`refresh`] | refresh tokens: rotation, reuse detection, lifetimes, introspection |
 //! | [`my_apps`] | the user's apps, app sessions, activity and sign-ins; revoking them (owner-checked) |
-//! | [`policy`] | token policy: defaults, per-client overrides, the effective value, validation |
+//! | [`policy`] | token policy: the `FIELDS` table, the one change parser, defaults, per-client overrides, the effective value, validation |
 //! | [`scopes`] | the scope catalogue: each scope's plain words and sensitivity; which scopes clients may be registered for |
 //! | [`security`] | a person's security activity from the audit log: reuse detection, admin revocations, new apps and devices, throttling; seen and unseen |
 //! | [`resource_servers`] | clients registered as resource servers: audiences, served scopes, who may introspect |
@@ -30,6 +31,9 @@
 //! | [`audit_search`] | reading the audit log: filters, pages, CSV/JSON export |
 //! | [`admin`] | what admins do: clients and users with their usage, editing, disabling, bulk revocation |
 //! | [`activity`] | the admin charts' counts from the audit log |
+//! | [`usage`] | per-client, per-minute counts of client_credentials tokens and refreshes (written each second) |
+//! | [`retention`] | what is deleted when, in small batches: the `RULES` table, `latchkey prune` |
+//! | [`instances`] | the instance registry, the change log's position, acknowledgement across instances |
 //! | [`demo`] | demo data |
 
 pub mod activity;

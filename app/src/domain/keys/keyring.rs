@@ -11,9 +11,7 @@ use std::{
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use jsonwebtoken::DecodingKey;
 use rand::rngs::OsRng;
-use ring::signature::{
-    Ed25519KeyPair, RsaKeyPair, RsaPublicKeyComponents, RSA_PKCS1_SHA256,
-};
+use ring::signature::{Ed25519KeyPair, RsaKeyPair, RsaPublicKeyComponents, RSA_PKCS1_SHA256};
 
 use super::{MasterKey, SigningAlg};
 use crate::domain::{
