@@ -9,6 +9,12 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/latchkey/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# On CI, no incremental compilation caches: a clean clone compiles the
+# workspace's crates afresh anyway (its files are newer than anything built),
+# and their caches took 12 GB of disk on top of the shared build directory.
+if [ "${CI:-}" = "true" ]; then
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
 started=$(date +%s)
 
 bash scripts/setup.sh --e2e
