@@ -111,10 +111,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 fn title_markup(title: String) -> String {
     #[cfg(feature = "ssr")]
     {
-        title
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
+        html_escape::encode_text(&title).into_owned()
     }
     #[cfg(not(feature = "ssr"))]
     {

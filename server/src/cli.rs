@@ -22,8 +22,8 @@ use app::domain::{
 };
 use clap::Parser;
 use serde_json::json;
-use tower_sessions::ExpiredDeletion;
 
+use crate::background::{Background, Work};
 use crate::config::{
     master_key_from_env, on_off, outbox_retry, policy_change, validate_common, Cli, ClientCommand,
     Command, InvalidSetting, KeysCommand, PolicyCommand, ScopeCommand, ServeConfig,
@@ -455,10 +455,6 @@ fn master_key(file: &str) -> Result<MasterKey, Failure> {
     }
 }
 
-/// How often a running server re-reads signing keys, whatever it heard (a
-/// rotation is announced: `instances::announce_change`).
-const KEY_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
 async fn serve_until_stopped(
     db: Db,
     master: MasterKey,
@@ -494,70 +490,30 @@ async fn serve_until_stopped(
     instances::set_ack_bound(config.ack_bound);
     let me = instances::register(&db, revoked.applied(), change).await?;
     revoked.enforce_freshness();
-    let cleanup = tokio::spawn(
-        store
-            .clone()
-            .continuously_delete_expired(tokio::time::Duration::from_secs(3600)),
-    );
-    let reload = tokio::spawn({
-        let (db, keys, master) = (db.clone(), keys.clone(), master.clone());
-        async move {
-            let mut keys_tick = tokio::time::interval(KEY_RELOAD_EVERY);
-            loop {
-                keys_tick.tick().await;
-                if let Err(e) = keys.reload(&db, &master).await {
-                    tracing::warn!(error = %e, "reloading the signing keys failed");
-                }
-            }
-        }
-    });
-    // The revocation log: this instance's and the other instances'
-    // revocations, for the in-memory sets and the feed.
-    let follow = tokio::spawn(app::domain::revocation::follow(
-        db.clone(),
-        revoked.clone(),
-        change,
-        {
-            let (db, keys, master) = (db.clone(), keys.clone(), master.clone());
-            move || {
-                let (db, keys, master) = (db.clone(), keys.clone(), master.clone());
-                async move {
-                    // Another process changed registrations or keys (what is
-                    // remembered of registrations was marked stale by the
-                    // log read that saw it: `RevokedSets::read_log`).
-                    if let Err(e) = keys.reload(&db, &master).await {
-                        tracing::warn!(error = %e, "reloading the signing keys after a change failed");
-                    }
-                }
-            }
-        },
-    ));
     let issuer = config.issuer.clone();
-    // Back-channel logout tokens (and whatever else the outbox holds).
     let upstreams = crate::upstream::Upstreams::new(&master);
-    let outbox = crate::outbox::spawn(
-        db.clone(),
-        keys.clone(),
-        issuer.clone(),
-        retry,
-        upstreams.clone(),
-    );
-    // What no longer matters is deleted (README, "Retention").
-    let prune = tokio::spawn(retention::keep_running(db.clone(), retention));
     let db_for_exit = db.clone();
     let usage = Usage::new(db.clone());
-    let (app, state) = crate::http::build(
-        crate::http::Parts {
-            db,
-            keys,
-            revoked,
-            config,
-            session_store: store,
-            usage: usage.clone(),
-            upstreams,
+    let parts = crate::state::Parts {
+        db,
+        keys,
+        revoked,
+        config,
+        session_store: store,
+        usage: usage.clone(),
+        upstreams,
+    };
+    let background = Background::start(
+        &parts,
+        Work {
+            since_change: change,
+            master_key: Some(master),
+            session_cleanup: true,
+            outbox: Some(retry),
+            retention: Some(retention),
         },
-        axum::Router::new(),
     );
+    let (app, state) = crate::http::build(parts, axum::Router::new());
     let metrics = metrics.map(|(handle, listener)| {
         tracing::info!(addr = ?listener.local_addr().ok(), "metrics at /metrics");
         tokio::spawn(async move {
@@ -593,11 +549,7 @@ async fn serve_until_stopped(
     if let Some(metrics) = metrics {
         metrics.abort();
     }
-    cleanup.abort();
-    reload.abort();
-    follow.abort();
-    outbox.abort();
-    prune.abort();
+    background.stop();
     if let Err(e) = usage.flush().await {
         tracing::warn!(error = %e, "writing the last usage counts failed");
     }

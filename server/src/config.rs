@@ -701,7 +701,7 @@ pub struct ServeConfig {
     /// Sign-in throttling.
     pub throttle: app::domain::throttle::Policy,
     /// Proxies whose `X-Forwarded-For` is believed (`web::client_ip`).
-    pub trusted_proxies: crate::web::TrustedProxies,
+    pub trusted_proxies: crate::callers::TrustedProxies,
     /// Request limits (`rate_limit`).
     pub rate_limits: crate::rate_limit::Config,
     /// Where `/metrics` is served (`metrics`); `None`: nowhere, nothing recorded.
@@ -824,7 +824,7 @@ fn rate_limits(args: &ServeArgs) -> Result<crate::rate_limit::Config, InvalidSet
 }
 
 /// `--trusted-proxy` values: addresses or CIDR ranges.
-fn trusted_proxies(raw: &[String]) -> Result<crate::web::TrustedProxies, InvalidSetting> {
+fn trusted_proxies(raw: &[String]) -> Result<crate::callers::TrustedProxies, InvalidSetting> {
     let mut nets = Vec::new();
     for value in raw.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
         let net = value
@@ -837,7 +837,7 @@ fn trusted_proxies(raw: &[String]) -> Result<crate::web::TrustedProxies, Invalid
             })?;
         nets.push(net);
     }
-    Ok(crate::web::TrustedProxies(std::sync::Arc::new(nets)))
+    Ok(crate::callers::TrustedProxies(std::sync::Arc::new(nets)))
 }
 
 /// The sign-in throttling flags: counts 0–1000, durations 1s–24h, the

@@ -5,18 +5,12 @@
 
 use std::sync::Arc;
 
-use app::{
-    api::ssr::signed_in_from,
-    domain::{
-        keys::KeyRing, revocation::RevokedSets, usage::Usage, web_session::WebSessionStore, Db,
-    },
-    paths, shell, App,
-};
+use app::{domain::web_session::WebSessionStore, paths, shell, App};
 use axum::{
     body::Body,
-    extract::{DefaultBodyLimit, FromRef, State},
+    extract::{DefaultBodyLimit, State},
     http::{header, HeaderValue, Request, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
     routing::{get, post},
     Router,
 };
@@ -28,81 +22,11 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
 
 use crate::{
-    config::ServeConfig,
+    callers::{self, Caller},
     panics,
-    web::{self, Caller},
+    state::{AppState, Parts, Shared},
+    web,
 };
-
-/// Everything a handler may need: one `Arc`, so the clones every request
-/// makes (each `State` extractor and stateful middleware takes one) cost one
-/// reference count, not one per field — cloning and dropping the fields one
-/// by one was 20 % of an introspection's CPU, the counters' cache lines
-/// bouncing between the cores.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-/// What [`AppState`] shares.
-pub struct Shared {
-    pub leptos_options: Arc<LeptosOptions>,
-    pub db: Db,
-    /// Signing keys, parsed once.
-    pub keys: KeyRing,
-    /// What is revoked, in memory: checked by introspection with no database round trip.
-    pub revoked: RevokedSets,
-    /// The registered resource servers: tokens' `aud`, who may introspect
-    /// (re-read after a registration change).
-    pub resource_servers: app::domain::resource_servers::ResourceServers,
-    /// What client_credentials issuance reads, remembered
-    /// (`tokens::IssuanceFacts`).
-    pub issuance_facts: app::domain::tokens::IssuanceFacts,
-    /// Clients' policies and SQLite's waiting rotations, for refreshes
-    /// (`refresh::Refreshes`).
-    pub refreshes: app::domain::refresh::Refreshes,
-    /// Counts of client_credentials tokens issued and refreshes, written every second.
-    pub usage: Usage,
-    pub config: Arc<ServeConfig>,
-    pub routes: Arc<Vec<AxumRouteListing>>,
-    /// Upstream OpenID providers: the sealing key and discovered metadata.
-    pub upstreams: crate::upstream::Upstreams,
-    /// What the console's sign-in provider pages need (the sealing key, the
-    /// redirect URI to register upstream): provided to server functions.
-    pub upstream_settings: app::api::ssr::UpstreamSettings,
-    /// Request limits per client address and per client.
-    pub limits: crate::rate_limit::Limits,
-}
-
-impl AppState {
-    /// The claims of a live access token for this issuer
-    /// (`tokens::live_access_token`): `None` for anything not live, or when
-    /// this instance is stale and cannot tell.
-    pub async fn live_access_token(
-        &self,
-        token: &str,
-    ) -> Option<app::domain::tokens::AccessClaims> {
-        app::domain::tokens::live_access_token(
-            &self.db,
-            &self.keys,
-            &self.revoked,
-            &self.config.issuer,
-            token,
-        )
-        .await
-    }
-}
-
-impl FromRef<AppState> for LeptosOptions {
-    fn from_ref(state: &AppState) -> Self {
-        (*state.leptos_options).clone()
-    }
-}
 
 /// Name of the browser-session cookie over http (a development or test issuer).
 pub const SESSION_COOKIE: &str = "latchkey_session";
@@ -114,18 +38,6 @@ pub const SECURE_SESSION_COOKIE: &str = "__Host-latchkey_session";
 
 /// Largest request body accepted anywhere (forms, server functions).
 const MAX_BODY: usize = 64 * 1024;
-
-/// What the application is built from: loaded once at start (`latchkey
-/// serve`, or a test's server), shared by every request.
-pub struct Parts {
-    pub db: Db,
-    pub keys: KeyRing,
-    pub revoked: RevokedSets,
-    pub config: ServeConfig,
-    pub session_store: WebSessionStore,
-    pub usage: Usage,
-    pub upstreams: crate::upstream::Upstreams,
-}
 
 /// Builds the whole application.
 pub fn router(parts: Parts) -> Router {
@@ -166,7 +78,7 @@ pub fn build(parts: Parts, extra: Router<AppState>) -> (Router, AppState) {
         upstreams.sealer().clone(),
         crate::upstream::redirect_uri(&config.issuer),
     );
-    let state = AppState(Arc::new(Shared {
+    let state = AppState::new(Shared {
         leptos_options: Arc::new(leptos_options),
         db,
         keys,
@@ -180,7 +92,7 @@ pub fn build(parts: Parts, extra: Router<AppState>) -> (Router, AppState) {
         upstreams,
         upstream_settings,
         limits: limits.clone(),
-    }));
+    });
     let upstream_callback = Router::new()
         .route(paths::UPSTREAM_CALLBACK, get(crate::upstream::callback))
         .route("/signin/upstream/{id}", post(crate::upstream::start))
@@ -241,7 +153,7 @@ pub fn build(parts: Parts, extra: Router<AppState>) -> (Router, AppState) {
 fn middleware(
     state: &AppState,
     sessions: SessionManagerLayer<WebSessionStore>,
-    trusted_proxies: crate::web::TrustedProxies,
+    trusted_proxies: callers::TrustedProxies,
     secure: bool,
 ) -> impl tower::Layer<
     axum::routing::Route,
@@ -409,22 +321,18 @@ async fn page_handler(
     request: Request<Body>,
 ) -> Response {
     let path = request.uri().path();
+    // The admin console is for admins only (its server functions check too).
     if path != paths::SIGN_IN {
-        match signed_in_from(&state.db, &session, &caller.0).await {
-            // The admin console is for admins only (its server functions check too).
-            Ok(Some(s)) if paths::is_admin(path) && !s.user.is_admin => {
-                return web::forbidden_page();
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                let here = request
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or(paths::HOME);
-                return Redirect::to(&web::sign_in_url(here, None)).into_response();
-            }
-            Err(e) => return web::internal_error("resolving the sign-in", &e),
+        if let Err(refused) = callers::signed_in_or_refused(
+            &state,
+            &session,
+            &caller.0,
+            request.uri(),
+            paths::is_admin(path),
+        )
+        .await
+        {
+            return refused;
         }
     }
     let form_action = if path == paths::SIGN_IN {

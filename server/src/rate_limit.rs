@@ -33,8 +33,8 @@ use std::{
 
 use crate::{
     admin_api::error::ApiError,
+    callers::{client_ip, TrustedProxies},
     oauth::error::OAuthError,
-    web::{client_ip, TrustedProxies},
 };
 use axum::{
     extract::{ConnectInfo, Request, State},

@@ -98,10 +98,10 @@ pub enum BearerRefusal {
 impl BearerRefusal {
     /// The challenge's `error`: none when no credentials were sent (RFC 6750
     /// §3.1), `invalid_token` for malformed ones.
-    pub fn error(self) -> Option<&'static str> {
+    pub fn error(self) -> Option<crate::oauth::error::ErrorCode> {
         match self {
             BearerRefusal::Missing => None,
-            BearerRefusal::Malformed => Some("invalid_token"),
+            BearerRefusal::Malformed => Some(crate::oauth::error::ErrorCode::InvalidToken),
         }
     }
 

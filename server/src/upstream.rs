@@ -59,8 +59,9 @@ use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use crate::{
-    http::AppState,
-    web::{internal_error, safe_next, sign_in_url, throttled_url, Caller},
+    callers::Caller,
+    state::AppState,
+    web::{internal_error, safe_next, sign_in_url, throttled_url},
 };
 
 /// How long discovered metadata and the JWKS are used before fetching again.

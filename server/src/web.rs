@@ -1,8 +1,6 @@
 //! Browser-facing handlers outside Leptos: the sign-in and sign-out form
 //! posts, the cross-site request check, and small response helpers.
 
-use std::net::{IpAddr, SocketAddr};
-
 use app::{
     api::ssr::signed_in_from,
     domain::{
@@ -13,8 +11,8 @@ use app::{
     paths,
 };
 use axum::{
-    extract::{ConnectInfo, FromRequestParts, Request, State},
-    http::{header, request::Parts, Method, StatusCode},
+    extract::{Request, State},
+    http::{header, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
     Form,
@@ -22,87 +20,11 @@ use axum::{
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::{http::AppState, request_headers};
-
-/// The caller's address and user agent, for sign-in sessions, throttling and
-/// the audit log. The address is [`client_ip`]'s.
-#[derive(Clone, Debug)]
-pub struct Caller(pub ClientInfo);
-
-/// The reverse proxies (`--trusted-proxy`) whose `X-Forwarded-For` names the
-/// client; a request extension set by the router. Empty: none.
-#[derive(Clone, Debug, Default)]
-pub struct TrustedProxies(pub std::sync::Arc<Vec<ipnet::IpNet>>);
-
-impl TrustedProxies {
-    fn trusts(&self, ip: &IpAddr) -> bool {
-        self.0.iter().any(|net| net.contains(ip))
-    }
-}
-
-/// The client's address: the TCP peer's, unless the peer is a trusted proxy;
-/// then the `X-Forwarded-For` entries (every such header, in order) are read
-/// from the right, each trusted proxy skipped, and the first other address
-/// is the client. A malformed entry ends the walk at the hop after it (what
-/// that hop, trusted, saw). Headers from an untrusted peer are ignored, so
-/// nobody can choose their own address.
-pub fn client_ip(
-    peer: IpAddr,
-    headers: &axum::http::HeaderMap,
-    trusted: &TrustedProxies,
-) -> IpAddr {
-    if !trusted.trusts(&peer) {
-        return peer;
-    }
-    let entries: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    let mut client = peer;
-    for entry in entries.iter().rev() {
-        match entry.parse::<IpAddr>() {
-            Ok(ip) => {
-                client = ip;
-                if !trusted.trusts(&ip) {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    client
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| {
-                let trusted = parts
-                    .extensions
-                    .get::<TrustedProxies>()
-                    .cloned()
-                    .unwrap_or_default();
-                client_ip(c.0.ip(), &parts.headers, &trusted).to_string()
-            })
-            .unwrap_or_default();
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .chars()
-            .take(512)
-            .collect();
-        Ok(Caller(ClientInfo { ip, user_agent }))
-    }
-}
+use crate::{
+    callers::{AdminPerson, Browser, Caller},
+    request_headers,
+    state::AppState,
+};
 
 /// A `next` target is only ever a path on this site (no open redirect).
 pub fn safe_next(next: &str) -> &str {
@@ -246,34 +168,30 @@ pub async fn end_replaced_sign_in(
 }
 
 /// `POST /signout`: ends the sign-in session and deletes the browser session.
-pub async fn sign_out(
-    State(state): State<AppState>,
-    session: Session,
-    Caller(from): Caller,
-) -> Response {
+pub async fn sign_out(State(state): State<AppState>, browser: Browser) -> Response {
+    let Browser {
+        session,
+        from,
+        signed_in,
+    } = browser;
     let mut upstream_session = None;
-    match signed_in_from(&state.db, &session, &from).await {
-        Ok(Some(signed_in)) => {
-            // Read before the sign-in ends (its ID token is deleted then).
-            upstream_session = upstream::end_session_hint(
-                &state.db,
-                state.upstreams.sealer(),
-                &signed_in.login_session_id,
-            )
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "reading the upstream sign-in failed");
-                None
-            });
-            if let Err(e) =
-                login_sessions::end(&state.db, &state.revoked, &signed_in, "signed_out", &from)
-                    .await
-            {
-                return internal_error("ending the sign-in session", &e);
-            }
+    if let Some(signed_in) = signed_in {
+        // Read before the sign-in ends (its ID token is deleted then).
+        upstream_session = upstream::end_session_hint(
+            &state.db,
+            state.upstreams.sealer(),
+            &signed_in.login_session_id,
+        )
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the upstream sign-in failed");
+            None
+        });
+        if let Err(e) =
+            login_sessions::end(&state.db, &state.revoked, &signed_in, "signed_out", &from).await
+        {
+            return internal_error("ending the sign-in session", &e);
         }
-        Ok(None) => {}
-        Err(e) => return internal_error("resolving the sign-in", &e),
     }
     if let Err(e) = session.flush().await {
         return internal_error("deleting the browser session", &e);
@@ -292,18 +210,17 @@ pub async fn sign_out(
 /// After signing out of a sign-in made through a provider that offers ending
 /// its own session: the choice to sign out there too (RP-Initiated Logout).
 fn signed_out_upstream_offer(provider: &str, end_session: &str, stay: &str) -> Response {
-    use crate::oauth::pages::{escape, page};
+    use crate::pages::escape;
     let name = escape(provider);
-    page(
+    crate::pages::card(
         StatusCode::OK,
         "Signed out",
+        "You are signed out of Latchkey",
+        "upstream-signed-out",
         &format!(
-            r#"<section class="card narrow" data-testid="upstream-signed-out">
-<h1>You are signed out of Latchkey</h1>
-<p>You signed in with {name}, and you are still signed in there. Sign out of {name} too if this is a shared device.</p>
+            r#"<p>You signed in with {name}, and you are still signed in there. Sign out of {name} too if this is a shared device.</p>
 <p><a class="button primary wide" href="{}" data-testid="upstream-sign-out">Sign out of {name} too</a></p>
-<p><a class="button wide" href="{}">Stay signed in to {name}</a></p>
-</section>"#,
+<p><a class="button wide" href="{}">Stay signed in to {name}</a></p>"#,
             escape(end_session),
             escape(stay)
         ),
@@ -343,8 +260,9 @@ pub async fn refuse_cross_site(
         next.run(request).await
     } else {
         tracing::warn!(origin = %claimed.ascii_serialization(), path = %request.uri().path(), "refused a cross-site request");
-        plain_page(
+        crate::pages::card(
             StatusCode::FORBIDDEN,
+            "Request refused",
             "Request refused",
             "cross-site-refused",
             "<p>This request came from another site, so Latchkey refused it. Go back to Latchkey and try again.</p>",
@@ -356,27 +274,20 @@ pub async fn refuse_cross_site(
 /// audit log, for a signed-in admin (the REST API has the same with a bearer token).
 pub async fn audit_export(
     State(state): State<AppState>,
-    session: Session,
-    Caller(from): Caller,
+    _: AdminPerson,
     axum::extract::Query(query): axum::extract::Query<crate::admin_api::audit::AuditQuery>,
 ) -> Response {
-    match signed_in_from(&state.db, &session, &from).await {
-        Ok(Some(s)) if s.user.is_admin => {
-            match crate::admin_api::audit::export_response(&state, &query).await {
-                Ok(response) => response,
-                Err(e) => e.into_response(),
-            }
-        }
-        Ok(Some(_)) => forbidden_page(),
-        Ok(None) => Redirect::to(&sign_in_url(paths::ADMIN_AUDIT, None)).into_response(),
-        Err(e) => internal_error("resolving the sign-in", &e),
+    match crate::admin_api::audit::export_response(&state, &query).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
     }
 }
 
 /// 403 for a signed-in user who is not allowed here (the admin console).
 pub fn forbidden_page() -> Response {
-    plain_page(
+    crate::pages::card(
         StatusCode::FORBIDDEN,
+        "Not allowed",
         "Not allowed",
         "forbidden",
         "<p>This part of Latchkey is for administrators. Your account is not one.</p><p><a href=\"/\">Back to My apps</a></p>",
@@ -386,8 +297,9 @@ pub fn forbidden_page() -> Response {
 /// A browser route over its request limit (`rate_limit`): 429 with
 /// `Retry-After`, in words.
 pub fn too_many_requests_page(retry_after_secs: u64) -> Response {
-    let mut response = plain_page(
+    let mut response = crate::pages::card(
         StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
         "Too many requests",
         "too-many-requests",
         &format!(
@@ -401,25 +313,14 @@ pub fn too_many_requests_page(retry_after_secs: u64) -> Response {
     response
 }
 
-/// A server-rendered page in the site's frame (`oauth::pages::page`);
-/// `title` and `inner` are HTML the caller wrote (nothing a user typed).
-fn plain_page(status: StatusCode, title: &str, testid: &str, inner: &str) -> Response {
-    crate::oauth::pages::page(
-        status,
-        title,
-        &format!(
-            r#"<section class="card narrow" data-testid="{testid}"><h1>{title}</h1>{inner}</section>"#
-        ),
-    )
-}
-
 /// Logs an internal error under a fresh request id and shows a plain page with that id.
 pub fn internal_error(doing: &str, error: &dyn std::fmt::Display) -> Response {
     let request_id = new_id();
     tracing::error!(%request_id, error = %error, "{doing} failed");
     // In the site's frame (`lang`, landmarks, the stylesheet), like every page.
-    plain_page(
+    crate::pages::card(
         StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
         "Something went wrong",
         "internal-error",
         &format!(
@@ -444,66 +345,6 @@ mod tests {
         ] {
             assert_eq!(safe_next(bad), "/", "{bad}");
         }
-    }
-
-    #[test]
-    fn the_client_is_the_first_untrusted_hop_from_the_right() {
-        let trusted = TrustedProxies(std::sync::Arc::new(vec![
-            "10.0.0.0/8".parse().unwrap(),
-            "127.0.0.1/32".parse().unwrap(),
-        ]));
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let headers = |values: &[&str]| {
-            let mut h = axum::http::HeaderMap::new();
-            for v in values {
-                h.append("x-forwarded-for", v.parse().unwrap());
-            }
-            h
-        };
-        // An untrusted peer's header is ignored.
-        assert_eq!(
-            client_ip(ip("203.0.113.9"), &headers(&["198.51.100.1"]), &trusted),
-            ip("203.0.113.9")
-        );
-        // Through one proxy; through two (the inner one trusted).
-        assert_eq!(
-            client_ip(ip("127.0.0.1"), &headers(&["198.51.100.1"]), &trusted),
-            ip("198.51.100.1")
-        );
-        assert_eq!(
-            client_ip(
-                ip("127.0.0.1"),
-                &headers(&["198.51.100.1, 10.1.2.3"]),
-                &trusted
-            ),
-            ip("198.51.100.1")
-        );
-        // A spoofed entry on the left is not believed: the rightmost untrusted one is.
-        assert_eq!(
-            client_ip(
-                ip("127.0.0.1"),
-                &headers(&["6.6.6.6", "198.51.100.1"]),
-                &trusted
-            ),
-            ip("198.51.100.1")
-        );
-        // Garbage stops the walk at the last good hop; no header: the peer.
-        assert_eq!(
-            client_ip(ip("127.0.0.1"), &headers(&["nonsense, 10.1.2.3"]), &trusted),
-            ip("10.1.2.3")
-        );
-        assert_eq!(
-            client_ip(ip("127.0.0.1"), &headers(&[]), &trusted),
-            ip("127.0.0.1")
-        );
-        assert_eq!(
-            client_ip(
-                ip("127.0.0.1"),
-                &headers(&["::1"]),
-                &TrustedProxies::default()
-            ),
-            ip("127.0.0.1")
-        );
     }
 
     #[test]

@@ -149,7 +149,7 @@ async fn admin_api_needs_a_live_latchkey_admin_token(t: TestDb) {
         token: None,
     };
     let res = anonymous.get("/api/admin/clients").await;
-    res.error(StatusCode::UNAUTHORIZED, "invalid_token", None);
+    res.error(StatusCode::UNAUTHORIZED, "invalid_request", None);
     assert_eq!(
         res.headers[header::WWW_AUTHENTICATE],
         "Bearer realm=\"latchkey\""
@@ -1358,7 +1358,7 @@ async fn audit_log_filters_pages_and_exports(t: TestDb) {
     };
     anonymous.get("/api/admin/audit/export").await.error(
         StatusCode::UNAUTHORIZED,
-        "invalid_token",
+        "invalid_request",
         None,
     );
     t.cleanup().await;

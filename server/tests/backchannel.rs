@@ -236,43 +236,25 @@ async fn validate(issuer: &str, jwks_url: &str, token: &str, client_id: &str) ->
 // Setting up
 // ---------------------------------------------------------------------------
 
-/// Latchkey with its outbox worker.
+/// Latchkey with its outbox worker (stopped with it).
 struct Latchkey {
     server: TestServer,
-    worker: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Latchkey {
-    fn drop(&mut self) {
-        self.worker.abort();
-    }
 }
 
 impl Latchkey {
     async fn start(t: &TestDb, retry: RetryPolicy) -> Latchkey {
-        let server = TestServer::start(&t.db).await;
-        let worker = start_worker(t, &server, retry);
-        Latchkey { server, worker }
+        let options = common::Options {
+            outbox: Some(retry),
+            ..Default::default()
+        };
+        let server = TestServer::start_with(&t.db, options).await;
+        Latchkey { server }
     }
 
     async fn validate(&self, token: &str, client_id: &str) -> Value {
         let s = &self.server;
         validate(&s.base, &s.url("/oauth/jwks"), token, client_id).await
     }
-}
-
-fn start_worker(
-    t: &TestDb,
-    server: &TestServer,
-    retry: RetryPolicy,
-) -> tokio::task::JoinHandle<()> {
-    latchkey::outbox::spawn(
-        t.db.clone(),
-        server.keys.clone(),
-        server.base.clone(),
-        retry,
-        latchkey::upstream::Upstreams::new(common::master_key()),
-    )
 }
 
 /// Gives a registered app its back-channel logout URI.

@@ -103,6 +103,7 @@ async fn non_admins_get_403_on_pages_and_functions(t: TestDb) {
     let server = TestServer::start(&t.db).await;
     let notes = app(&t, "Notes", ClientKind::Confidential, &[]).await;
     let alice = person(&t, &server, "alice").await;
+    let (signed_out, _) = common::browser();
     for path in [
         "/admin",
         "/admin/clients",
@@ -115,6 +116,23 @@ async fn non_admins_get_403_on_pages_and_functions(t: TestDb) {
         let (status, body) = html(&alice, &server, path).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
         assert!(body.contains(r#"data-testid="forbidden""#), "{path}");
+        // Nobody signed in: to sign-in, and back to exactly this page
+        // (`callers::signed_in_or_refused`, pages and the export alike).
+        let res = signed_out.get(server.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{path}");
+        let next: String = url::form_urlencoded::parse(
+            res.headers()[header::LOCATION]
+                .to_str()
+                .unwrap()
+                .split_once('?')
+                .unwrap()
+                .1
+                .as_bytes(),
+        )
+        .find(|(k, _)| k == "next")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+        assert_eq!(next, path);
     }
     let id = notes.client_id.as_str();
     for (name, form) in [

@@ -13,8 +13,8 @@ use axum::{
 };
 use common::{TestDb, TestServer, PATIENCE};
 use latchkey::{
-    http::AppState,
     panics::{render_or_500, RenderWatch},
+    state::AppState,
 };
 use leptos::prelude::{provide_context, ArcAsyncDerived, Owner};
 use reqwest::{header, StatusCode};

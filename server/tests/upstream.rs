@@ -1063,14 +1063,11 @@ async fn revocation_overrides_are_what_the_provider_receives(t: TestDb) {
     upstream::update(&t.db, &sealer, &provider.id, &change, &Actor::default())
         .await
         .unwrap();
-    let server = TestServer::start(&t.db).await;
-    let worker = latchkey::outbox::spawn(
-        t.db.clone(),
-        server.keys.clone(),
-        server.base.clone(),
-        app::domain::backchannel::RetryPolicy::default(),
-        latchkey::upstream::Upstreams::new(common::master_key()),
-    );
+    let options = common::Options {
+        outbox: Some(app::domain::backchannel::RetryPolicy::default()),
+        ..Default::default()
+    };
+    let server = TestServer::start_with(&t.db, options).await;
     let browser = browser();
     let res = browser
         .post(server.url(&format!("/signin/upstream/{}", provider.id)))
@@ -1127,6 +1124,5 @@ async fn revocation_overrides_are_what_the_provider_receives(t: TestDb) {
         "recorded as revoked, the tokens deleted",
     )
     .await;
-    worker.abort();
     handle.abort();
 }

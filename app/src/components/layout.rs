@@ -114,6 +114,31 @@ pub fn SignOutButton() -> impl IntoView {
     }
 }
 
+/// A page that needs `data` first: "Loading…" while it loads, `page` of
+/// it once loaded, [`LoadFailed`] when it could not be (signed out: a link
+/// to sign in). Every page of the dashboard and the console is one of these.
+#[component]
+pub fn Loaded<T, P, V>(data: Resource<Result<T, ServerFnError>>, page: P) -> impl IntoView
+where
+    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    P: Fn(T) -> V + Clone + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    view! {
+        <Suspense fallback=|| view! { <p class="page muted">"Loading…"</p> }>
+            {move || {
+                let page = page.clone();
+                Suspend::new(async move {
+                    match data.await {
+                        Ok(loaded) => page(loaded).into_any(),
+                        Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
 /// The page shown when a page's data could not be loaded.
 #[component]
 pub fn LoadFailed(error: String) -> impl IntoView {

@@ -754,6 +754,15 @@ impl ClientMetadataChange {
     }
 }
 
+/// How [`update_client`]'s write ended.
+enum Update {
+    Done,
+    /// The client is gone (deleted meanwhile).
+    Gone,
+    /// This scope is no longer in the catalogue.
+    NotCatalogued(String),
+}
+
 /// Edits a client under the same rules as registration ([`NewClient::validated`]);
 /// audits `client_updated` with before and after. A grant type or scope taken
 /// away applies at the tokens' next use (refresh checks the grant types).
@@ -827,7 +836,7 @@ pub async fn update_client(
         // Under the write, so that a removal from the catalogue cannot slip in between.
         if let Some(missing) = crate::missing_from_catalogue!(tx, after.extra_scopes, lock) {
             tx.rollback().await?;
-            return Ok(Err(missing));
+            return Ok(Update::NotCatalogued(missing));
         }
         let done = sqlx::query(
             "UPDATE clients SET name = $1, name_key = $2, redirect_uris = $3, \
@@ -855,19 +864,19 @@ pub async fn update_client(
         .await?;
         if done.rows_affected() == 0 {
             tx.rollback().await?;
-            return Ok(Ok(false));
+            return Ok(Update::Gone);
         }
         crate::bind_audit!(&event).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok::<_, sqlx::Error>(Ok(true))
+        Ok::<_, sqlx::Error>(Update::Done)
     });
     match updated {
-        Ok(Ok(true)) => {
+        Ok(Update::Done) => {
             registration_changed_everywhere(db).await;
             Ok(after)
         }
-        Ok(Ok(false)) => Err(DomainError::NotFound),
-        Ok(Err(missing)) => Err(super::scopes::not_catalogued(&missing)),
+        Ok(Update::Gone) => Err(DomainError::NotFound),
+        Ok(Update::NotCatalogued(missing)) => Err(super::scopes::not_catalogued(&missing)),
         Err(e) if is_unique_violation(&e) => Err(DomainError::Conflict(format!(
             "a client named {:?} already exists",
             after.name

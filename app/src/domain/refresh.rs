@@ -967,13 +967,24 @@ async fn write_grant_last_used(db: &Db, grant_id: &str, at: i64, from: &ClientIn
 }
 
 /// How a refresh's write ended.
-enum Step {
-    /// Written: the refresh token to hand out (`None`: the client keeps its own).
-    Done(Option<String>),
+enum Step<T = Option<String>> {
+    /// Written: the refresh token to hand out (`None`: the client keeps
+    /// its own); inside the transaction, the chain generation written.
+    Done(T),
     /// The family (or the stored token) was revoked since the lookup.
     Revoked,
     /// Another request used the token a moment ago, outside the reuse grace.
     Reused,
+}
+
+impl<T> Step<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Step<U> {
+        match self {
+            Step::Done(t) => Step::Done(f(t)),
+            Step::Revoked => Step::Revoked,
+            Step::Reused => Step::Reused,
+        }
+    }
 }
 
 /// What a refresh writes, besides the chain.
@@ -1108,7 +1119,7 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
             // Nothing stale: nothing to write.
             return Ok(Step::Done(None));
         }
-        let generation = on_db!(db, |pool| {
+        let step = on_db!(db, |pool| {
             let mut tx = pool.begin_write().await?;
             let mut generation = None;
             if rotate {
@@ -1141,11 +1152,11 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
                     .await?;
                     let Some((used_at, false)) = now_is else {
                         tx.rollback().await?;
-                        return Ok::<_, sqlx::Error>(Err(Step::Revoked));
+                        return Ok::<_, sqlx::Error>(Step::Revoked);
                     };
                     if !used_at.is_some_and(&self.grace) {
                         tx.rollback().await?;
-                        return Ok(Err(Step::Reused));
+                        return Ok(Step::Reused);
                     }
                     // Used a moment ago, within the reuse grace: a retry.
                 }
@@ -1179,7 +1190,7 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
                         match chain {
                             None => {
                                 tx.rollback().await?;
-                                return Ok(Err(Step::Revoked));
+                                return Ok(Step::Revoked);
                             }
                             Some((Some(1), Some(started_at)))
                                 if retry && (self.grace)(started_at) =>
@@ -1188,7 +1199,7 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
                             }
                             Some(_) => {
                                 tx.rollback().await?;
-                                return Ok(Err(Step::Reused));
+                                return Ok(Step::Reused);
                             }
                         }
                     }
@@ -1219,17 +1230,12 @@ impl<G: Fn(i64) -> bool> Write<'_, G> {
                 .await?;
             }
             tx.commit().await?;
-            Ok(Ok(generation))
+            Ok(Step::Done(generation))
         })?;
         if self.touch_grant {
             write_grant_last_used(db, &row.grant_id, self.at, self.from).await;
         }
-        Ok(match generation {
-            Ok(generation) => {
-                Step::Done(generation.map(|g| chain_token(keys, &row.family_id, g as u64)))
-            }
-            Err(step) => step,
-        })
+        Ok(step.map(|generation| generation.map(|g| chain_token(keys, &row.family_id, g as u64))))
     }
 }
 

@@ -8,7 +8,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use crate::{
     api::{get_app_detail, RevokeApp, SignOutAppSession},
     components::{
-        layout::{Layout, LoadFailed},
+        layout::{Layout, Loaded},
         widgets::{ActionError, AppLinks, AppLogo, Confirm, Notice},
     },
     model::{format_day, format_time, Activity, AppDetail, AppSession},
@@ -38,35 +38,30 @@ pub fn AppDetailPage() -> impl IntoView {
         })
     };
     view! {
-        <Suspense fallback=|| view! { <p class="page muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match detail.await {
-                    Ok((user, Some(detail))) => view! {
-                        <Title text=detail.app.app.name.clone()/>
-                        <Layout user=user>
-                            <p class="crumbs"><a href=paths::HOME>"My apps"</a>" / "</p>
-                            <Notice text=Signal::derive(notice)/>
-                            <ActionError action=sign_out/>
-                            <ActionError action=revoke/>
-                            <Detail detail revoke sign_out/>
-                        </Layout>
-                    }
-                    .into_any(),
-                    Ok((user, None)) => view! {
-                        <Title text="App not found"/>
-                        <Layout user=user>
-                            <section class="card narrow" data-testid="app-not-found">
-                                <h1>"App not found"</h1>
-                                <p>"No app with access to your account has this address. Its access may have been revoked."</p>
-                                <p><a href=paths::HOME>"Back to My apps"</a></p>
-                            </section>
-                        </Layout>
-                    }
-                    .into_any(),
-                    Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
-                }
-            })}
-        </Suspense>
+        <Loaded data=detail page=move |loaded| match loaded {
+            (user, Some(detail)) => view! {
+                <Title text=detail.app.app.name.clone()/>
+                <Layout user=user>
+                    <p class="crumbs"><a href=paths::HOME>"My apps"</a>" / "</p>
+                    <Notice text=Signal::derive(notice)/>
+                    <ActionError action=sign_out/>
+                    <ActionError action=revoke/>
+                    <Detail detail revoke sign_out/>
+                </Layout>
+            }
+            .into_any(),
+            (user, None) => view! {
+                <Title text="App not found"/>
+                <Layout user=user>
+                    <section class="card narrow" data-testid="app-not-found">
+                        <h1>"App not found"</h1>
+                        <p>"No app with access to your account has this address. Its access may have been revoked."</p>
+                        <p><a href=paths::HOME>"Back to My apps"</a></p>
+                    </section>
+                </Layout>
+            }
+            .into_any(),
+        }/>
     }
 }
 

@@ -9,7 +9,7 @@ use leptos_router::hooks::use_query_map;
 use crate::{
     api::{get_my_apps, RevokeAllApps, RevokeApp},
     components::{
-        layout::{Layout, LoadFailed},
+        layout::{Layout, Loaded},
         widgets::{page_param, ActionError, AppLinks, AppLogo, Confirm, Notice, Pager},
     },
     model::{format_time, AppSummary},
@@ -50,76 +50,70 @@ pub fn HomePage() -> impl IntoView {
 
     view! {
         <Title text="My apps"/>
-        <Suspense fallback=|| view! { <p class="page muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match apps.await {
-                    Ok(view) => {
-                        let total = view.apps.total;
-                        let pager = view.apps.clone();
-                        let apps = view.apps.items;
+        <Loaded data=apps page=move |view| {
+            let total = view.apps.total;
+            let pager = view.apps.clone();
+            let apps = view.apps.items;
+            view! {
+                <Layout user=view.user>
+                    <div class="page-head">
+                        <div>
+                            <h1>"My apps"</h1>
+                            <p class="lead">
+                                "Apps you allowed to act for you. Revoking ends their access at once: "
+                                "every token they hold stops working on the next request."
+                            </p>
+                        </div>
+                    </div>
+                    <Notice text=Signal::derive(notice)/>
+                    <ActionError action=revoke/>
+                    <ActionError action=revoke_all/>
+                    {if total == 0 {
                         view! {
-                            <Layout user=view.user>
-                                <div class="page-head">
-                                    <div>
-                                        <h1>"My apps"</h1>
-                                        <p class="lead">
-                                            "Apps you allowed to act for you. Revoking ends their access at once: "
-                                            "every token they hold stops working on the next request."
-                                        </p>
-                                    </div>
-                                </div>
-                                <Notice text=Signal::derive(notice)/>
-                                <ActionError action=revoke/>
-                                <ActionError action=revoke_all/>
-                                {if total == 0 {
-                                    view! {
-                                        <section class="card empty" data-testid="no-apps">
-                                            <h2>"No app holds access to your account"</h2>
-                                            <p class="muted">
-                                                "When you allow an app to sign you in or act for you, it appears here — "
-                                                "with what it can do, when it last did it, and a button that ends its access."
-                                            </p>
-                                        </section>
-                                    }
-                                    .into_any()
-                                } else {
-                                    view! {
-                                        <p class="muted count" data-testid="app-count">
-                                            {if total == 1 { "1 app has access.".to_string() } else { format!("{total} apps have access.") }}
-                                        </p>
-                                        <ul class="app-list" aria-label="Apps with access">
-                                            // Keyed: a card's DOM (an open confirmation, focus) never passes to another app.
-                                            <For each=move || apps.clone() key=|app| app.grant_id.clone() let:app>
-                                                <AppCard app revoke/>
-                                            </For>
-                                        </ul>
-                                        <Pager page=pager.page pages=pager.pages() base=paths::HOME.to_string()/>
-                                        <section class="card danger-zone">
-                                            <h2>"Revoke all apps"</h2>
-                                            <p class="muted">"Every app above loses access at once and has to ask you again."</p>
-                                            <Confirm
-                                                label="Revoke all apps".to_string()
-                                                question=format!("Revoke access for all {total} apps?")
-                                                detail="Each one loses every token it holds for you, on every device.".to_string()
-                                            >
-                                                <ActionForm action=revoke_all>
-                                                    <button type="submit" class="button danger" disabled=move || revoke_all.pending().get()>
-                                                        {move || if revoke_all.pending().get() { "Revoking…" } else { "Yes, revoke all apps" }}
-                                                    </button>
-                                                </ActionForm>
-                                            </Confirm>
-                                        </section>
-                                    }
-                                    .into_any()
-                                }}
-                            </Layout>
+                            <section class="card empty" data-testid="no-apps">
+                                <h2>"No app holds access to your account"</h2>
+                                <p class="muted">
+                                    "When you allow an app to sign you in or act for you, it appears here — "
+                                    "with what it can do, when it last did it, and a button that ends its access."
+                                </p>
+                            </section>
                         }
                         .into_any()
-                    }
-                    Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
-                }
-            })}
-        </Suspense>
+                    } else {
+                        view! {
+                            <p class="muted count" data-testid="app-count">
+                                {if total == 1 { "1 app has access.".to_string() } else { format!("{total} apps have access.") }}
+                            </p>
+                            <ul class="app-list" aria-label="Apps with access">
+                                // Keyed: a card's DOM (an open confirmation, focus) never passes to another app.
+                                <For each=move || apps.clone() key=|app| app.grant_id.clone() let:app>
+                                    <AppCard app revoke/>
+                                </For>
+                            </ul>
+                            <Pager page=pager.page pages=pager.pages() base=paths::HOME.to_string()/>
+                            <section class="card danger-zone">
+                                <h2>"Revoke all apps"</h2>
+                                <p class="muted">"Every app above loses access at once and has to ask you again."</p>
+                                <Confirm
+                                    label="Revoke all apps".to_string()
+                                    question=format!("Revoke access for all {total} apps?")
+                                    detail="Each one loses every token it holds for you, on every device.".to_string()
+                                >
+                                    <ActionForm action=revoke_all>
+                                        <button type="submit" class="button danger" disabled=move || revoke_all.pending().get()>
+                                            {move || if revoke_all.pending().get() { "Revoking…" } else { "Yes, revoke all apps" }}
+                                        </button>
+                                    </ActionForm>
+                                </Confirm>
+                            </section>
+                        }
+                        .into_any()
+                    }}
+                </Layout>
+            }
+            .into_any()
+        }
+        />
     }
 }
 

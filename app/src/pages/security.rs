@@ -10,7 +10,7 @@ use leptos_router::hooks::use_query_map;
 use crate::{
     api::get_security_activity,
     components::{
-        layout::{Layout, LoadFailed},
+        layout::{Layout, Loaded},
         widgets::{page_param, Pager},
     },
     model::{format_time, SecurityEvent},
@@ -24,40 +24,34 @@ pub fn SecurityPage() -> impl IntoView {
     let activity = Resource::new(page, get_security_activity);
     view! {
         <Title text="Security activity"/>
-        <Suspense fallback=|| view! { <p class="page muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match activity.await {
-                    Ok(view) => {
-                        let pager = view.events.clone();
-                        let events = view.events.items;
+        <Loaded data=activity page=move |view| {
+            let pager = view.events.clone();
+            let events = view.events.items;
+            view! {
+                <Layout user=view.user>
+                    <h1>"Security activity"</h1>
+                    <p class="lead">
+                        "What happened to your account that you should know of: apps that got access, "
+                        "sessions Latchkey or an administrator ended, sign-ins from new devices."
+                    </p>
+                    {if events.is_empty() {
                         view! {
-                            <Layout user=view.user>
-                                <h1>"Security activity"</h1>
-                                <p class="lead">
-                                    "What happened to your account that you should know of: apps that got access, "
-                                    "sessions Latchkey or an administrator ended, sign-ins from new devices."
-                                </p>
-                                {if events.is_empty() {
-                                    view! {
-                                        <section class="card" data-testid="no-security-events">
-                                            <p>"Nothing yet. When something happens to your account, it shows here."</p>
-                                        </section>
-                                    }.into_any()
-                                } else {
-                                    view! {
-                                        <ul class="rows card security-events" aria-label="Security events">
-                                            {events.into_iter().map(|e| view! { <SecurityItem event=e/> }).collect_view()}
-                                        </ul>
-                                    }.into_any()
-                                }}
-                                <Pager page=pager.page pages=pager.pages() base=paths::SECURITY.to_string()/>
-                            </Layout>
+                            <section class="card" data-testid="no-security-events">
+                                <p>"Nothing yet. When something happens to your account, it shows here."</p>
+                            </section>
                         }.into_any()
-                    }
-                    Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
-                }
-            })}
-        </Suspense>
+                    } else {
+                        view! {
+                            <ul class="rows card security-events" aria-label="Security events">
+                                {events.into_iter().map(|e| view! { <SecurityItem event=e/> }).collect_view()}
+                            </ul>
+                        }.into_any()
+                    }}
+                    <Pager page=pager.page pages=pager.pages() base=paths::SECURITY.to_string()/>
+                </Layout>
+            }.into_any()
+        }
+        />
     }
 }
 

@@ -9,7 +9,7 @@ use leptos_router::hooks::use_query_map;
 use crate::{
     api::{get_my_sessions, EndOtherSessions, EndSession},
     components::{
-        layout::{Layout, LoadFailed},
+        layout::{Layout, Loaded},
         widgets::{page_param, ActionError, Confirm, Notice, Pager},
     },
     model::{format_time, SignInSession},
@@ -42,55 +42,49 @@ pub fn SessionsPage() -> impl IntoView {
     };
     view! {
         <Title text="Sessions"/>
-        <Suspense fallback=|| view! { <p class="page muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match sessions.await {
-                    Ok(view) => {
-                        let pager = view.sessions.clone();
-                        let others = view.sessions.total - 1;
-                        let items = view.sessions.items;
-                        view! {
-                            <Layout user=view.user>
-                                <h1>"Sessions & devices"</h1>
-                                <p class="lead">
-                                    "Where you are signed in to Latchkey. Signing a session out also ends the app sessions "
-                                    "started from it, for apps that end their access when you sign out."
-                                </p>
-                                <Notice text=Signal::derive(notice)/>
-                                <ActionError action=end/>
-                                <ActionError action=end_others/>
-                                <ul class="rows card" aria-label="Signed-in sessions">
-                                    // Keyed: a row's DOM (focus, its form) never passes to another session.
-                                    <For each=move || items.clone() key=|s| s.id.clone() let:s>
-                                        <SessionItem session=s end/>
-                                    </For>
-                                </ul>
-                                <Pager page=pager.page pages=pager.pages() base=paths::SESSIONS.to_string()/>
-                                {(others > 0).then(|| view! {
-                                    <section class="card danger-zone">
-                                        <h2>"Sign out all other sessions"</h2>
-                                        <p class="muted">"Every session but this one ends at once."</p>
-                                        <Confirm
-                                            label="Sign out all other sessions".to_string()
-                                            question=format!("Sign out {others} other session{}?", if others == 1 { "" } else { "s" })
-                                            detail="Those browsers are signed out, and the app sessions started from them end.".to_string()
-                                        >
-                                            <ActionForm action=end_others>
-                                                <button type="submit" class="button danger" disabled=move || end_others.pending().get()>
-                                                    {move || if end_others.pending().get() { "Signing out…" } else { "Yes, sign them out" }}
-                                                </button>
-                                            </ActionForm>
-                                        </Confirm>
-                                    </section>
-                                })}
-                            </Layout>
-                        }
-                        .into_any()
-                    }
-                    Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
-                }
-            })}
-        </Suspense>
+        <Loaded data=sessions page=move |view| {
+            let pager = view.sessions.clone();
+            let others = view.sessions.total - 1;
+            let items = view.sessions.items;
+            view! {
+                <Layout user=view.user>
+                    <h1>"Sessions & devices"</h1>
+                    <p class="lead">
+                        "Where you are signed in to Latchkey. Signing a session out also ends the app sessions "
+                        "started from it, for apps that end their access when you sign out."
+                    </p>
+                    <Notice text=Signal::derive(notice)/>
+                    <ActionError action=end/>
+                    <ActionError action=end_others/>
+                    <ul class="rows card" aria-label="Signed-in sessions">
+                        // Keyed: a row's DOM (focus, its form) never passes to another session.
+                        <For each=move || items.clone() key=|s| s.id.clone() let:s>
+                            <SessionItem session=s end/>
+                        </For>
+                    </ul>
+                    <Pager page=pager.page pages=pager.pages() base=paths::SESSIONS.to_string()/>
+                    {(others > 0).then(|| view! {
+                        <section class="card danger-zone">
+                            <h2>"Sign out all other sessions"</h2>
+                            <p class="muted">"Every session but this one ends at once."</p>
+                            <Confirm
+                                label="Sign out all other sessions".to_string()
+                                question=format!("Sign out {others} other session{}?", if others == 1 { "" } else { "s" })
+                                detail="Those browsers are signed out, and the app sessions started from them end.".to_string()
+                            >
+                                <ActionForm action=end_others>
+                                    <button type="submit" class="button danger" disabled=move || end_others.pending().get()>
+                                        {move || if end_others.pending().get() { "Signing out…" } else { "Yes, sign them out" }}
+                                    </button>
+                                </ActionForm>
+                            </Confirm>
+                        </section>
+                    })}
+                </Layout>
+            }
+            .into_any()
+        }
+        />
     }
 }
 

@@ -18,7 +18,7 @@ use super::{
     auth::Admin,
     error::{ApiError, ApiQuery, ApiResult, ErrorBody},
 };
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// One event.
 #[derive(Debug, Serialize, ToSchema)]

@@ -3,10 +3,11 @@
 //! (RFC 6750 Bearer) with the `latchkey:admin` scope, issued by the
 //! client_credentials grant to a client that still has that scope.
 //!
-//! - no token (no `Authorization`, or another scheme) → 401,
-//!   `WWW-Authenticate: Bearer realm="latchkey"`;
+//! - no token (no `Authorization`, or another scheme) → 401 `invalid_request`,
+//!   `WWW-Authenticate: Bearer realm="latchkey"` (no error code in the
+//!   challenge: none is due without credentials, RFC 6750 §3.1);
 //! - a malformed `Authorization: Bearer` (the scheme in any case,
-//!   [`request_headers::bearer_token`]), or a token that is invalid, expired or
+//!   [`crate::request_headers::bearer_token`]), or a token that is invalid, expired or
 //!   revoked (checked in memory) → 401 `invalid_token`;
 //! - no `latchkey:admin` scope, or a token of a person's sign-in (any user
 //!   could consent to a scope an app asks for; admin rights are not a
@@ -16,16 +17,10 @@
 //! - the client over its request limit (`rate_limit`) → 429 with `Retry-After`.
 
 use app::domain::{audit::Actor, clients, tokens};
-use axum::{
-    extract::FromRequestParts,
-    http::{request::Parts, StatusCode},
-};
+use axum::{extract::FromRequestParts, http::request::Parts};
 
-use super::{
-    error::{ApiError, ErrorBody},
-    ADMIN_SCOPE,
-};
-use crate::{http::AppState, request_headers};
+use super::{error::ApiError, ADMIN_SCOPE};
+use crate::{callers::BearerToken, oauth::error::OAuthError, state::AppState};
 
 /// An authenticated admin API caller.
 #[derive(Clone, Debug)]
@@ -36,72 +31,20 @@ pub struct Admin {
     pub actor: Actor,
 }
 
-/// 401 or 403 with `WWW-Authenticate` (RFC 6750 §3); `scope` is the one
-/// named on `insufficient_scope`.
-fn challenge(
-    status: StatusCode,
-    error: Option<&'static str>,
-    message: &str,
-    scope: &str,
-) -> ApiError {
-    let header = match error {
-        None => "Bearer realm=\"latchkey\"".to_owned(),
-        Some(code) => {
-            let mut h = format!(
-                "Bearer realm=\"latchkey\", error=\"{code}\", error_description=\"{message}\""
-            );
-            if code == "insufficient_scope" {
-                h.push_str(&format!(", scope=\"{scope}\""));
-            }
-            h
-        }
-    };
-    ApiError {
-        status,
-        body: ErrorBody {
-            error: error.unwrap_or("invalid_token"),
-            field: None,
-            message: message.to_owned(),
-        },
-        challenge: Some(header),
-        retry_after: None,
-    }
-}
-
 /// The client calling, and its token's claims, with a live client_credentials access token that
 /// carries `scope`, a scope its registration still lists (one of
 /// [`app::domain::grants::CLIENT_ONLY_SCOPES`]). Errors as the module says:
 /// 401 for no, a bad, an expired or a revoked token or a deleted client;
-/// 403 `insufficient_scope` otherwise.
+/// 403 `insufficient_scope` otherwise; each with its `WWW-Authenticate`
+/// (`OAuthError::www_authenticate`), in the admin API's JSON shape.
 pub async fn client_holding(
     parts: &Parts,
     state: &AppState,
     scope: &'static str,
 ) -> Result<(clients::Client, tokens::AccessClaims), ApiError> {
-    let token = request_headers::bearer_token(&parts.headers).map_err(|refused| {
-        challenge(
-            StatusCode::UNAUTHORIZED,
-            refused.error(),
-            refused.description(),
-            scope,
-        )
-    })?;
-    let Some(claims) = state.live_access_token(&token).await else {
-        return Err(challenge(
-            StatusCode::UNAUTHORIZED,
-            Some("invalid_token"),
-            "the access token is invalid, expired or revoked",
-            scope,
-        ));
-    };
-    let insufficient = |message: String| {
-        challenge(
-            StatusCode::FORBIDDEN,
-            Some("insufficient_scope"),
-            &message,
-            scope,
-        )
-    };
+    let claims = BearerToken::of(&parts.headers, state).await?;
+    let insufficient =
+        |message: String| ApiError::from(OAuthError::insufficient_scope(Some(scope), message));
     if !claims.scope.split(' ').any(|s| s == scope) {
         return Err(insufficient(format!(
             "the access token does not carry the {scope} scope"
@@ -124,12 +67,11 @@ pub async fn client_holding(
         Ok(Some(_)) => Err(insufficient(format!(
             "the client of this token is no longer allowed the {scope} scope"
         ))),
-        Ok(None) => Err(challenge(
-            StatusCode::UNAUTHORIZED,
-            Some("invalid_token"),
+        Ok(None) => Err(OAuthError::bearer_unauthorized(
+            Some(crate::oauth::error::ErrorCode::InvalidToken),
             "the client of this token no longer exists",
-            scope,
-        )),
+        )
+        .into()),
         Err(e) => Err(ApiError::from_domain("checking the client of a token", e)),
     }
 }

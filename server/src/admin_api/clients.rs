@@ -22,7 +22,7 @@ use super::{
     auth::Admin,
     error::{check_id, ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody},
 };
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// A client kind.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema)]

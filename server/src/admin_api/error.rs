@@ -31,7 +31,9 @@ pub struct ErrorBody {
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorBody,
-    /// `WWW-Authenticate` for 401 and 403 (RFC 6750 §3).
+    /// `WWW-Authenticate` for 401 and 403 (RFC 6750 §3), from
+    /// `OAuthError::www_authenticate`.
+    /// (A string, not a `HeaderValue`: it keeps `ApiResult`'s error small.)
     pub challenge: Option<String>,
     /// `Retry-After` in seconds (429, `rate_limit`).
     pub retry_after: Option<u64>,
@@ -127,6 +129,25 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+/// A refused access token (`callers::BearerToken`, `auth::client_holding`):
+/// the protocol endpoints' error in this API's shape, its challenge kept.
+impl From<crate::oauth::error::OAuthError> for ApiError {
+    fn from(e: crate::oauth::error::OAuthError) -> Self {
+        ApiError {
+            challenge: e
+                .www_authenticate()
+                .and_then(|v| v.to_str().ok().map(str::to_owned)),
+            retry_after: e.retry_after,
+            status: e.status,
+            body: ErrorBody {
+                error: e.error.as_str(),
+                field: None,
+                message: e.description,
+            },
+        }
     }
 }
 

@@ -40,8 +40,8 @@ use axum::{
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::{
-    http::AppState,
     rate_limit::{self, Limits, Shape},
+    state::AppState,
 };
 
 /// The scope a token needs for this API (defined with the scope rules).

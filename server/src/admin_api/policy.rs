@@ -21,7 +21,7 @@ use super::{
     auth::Admin,
     error::{check_id, ApiError, ApiJson, ApiResult, ErrorBody},
 };
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// Every policy field with its value.
 #[derive(Debug, Serialize, ToSchema)]

@@ -14,7 +14,7 @@ use super::{
     auth::Admin,
     error::{check_id, ApiError, ApiJson, ApiResult, ErrorBody},
 };
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// A client's resource-server registration.
 #[derive(Debug, Serialize, ToSchema)]

@@ -15,7 +15,7 @@ use super::{
     auth::Admin,
     error::{check_id, ApiError, ApiJson, ApiResult, ErrorBody},
 };
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// One catalogued scope.
 #[derive(Debug, Serialize, ToSchema)]

@@ -17,7 +17,7 @@ use super::{
     auth::Admin,
     error::{check_id, ApiError, ApiJson, ApiResult, ErrorBody},
 };
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// A provider (never its secret).
 #[derive(Debug, Serialize, ToSchema)]

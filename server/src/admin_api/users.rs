@@ -22,7 +22,7 @@ use super::{
     clients::RevokeCounts,
     error::{check_id, ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody},
 };
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// A user (never the password hash).
 #[derive(Debug, Serialize, ToSchema)]

@@ -9,18 +9,14 @@
 //! request waiting for consent is kept in the browser session, under an id the
 //! consent form posts back; the form post passes the cross-site check.
 
-use app::{
-    api::ssr::signed_in_from,
-    domain::{
-        clients::{self, Client, ClientKind, GrantType},
-        codes::{self, NewCode},
-        grants::{self, ConsentAnswer, Grant},
-        login_sessions::SignedIn,
-        scopes::{self, Catalogue},
-        secrets::new_id,
-        store::now,
-        DomainError,
-    },
+use app::domain::{
+    clients::{self, Client, ClientKind, GrantType},
+    codes::{self, NewCode},
+    grants::{self, ConsentAnswer, Grant},
+    scopes::{self, Catalogue},
+    secrets::new_id,
+    store::now,
+    DomainError,
 };
 use axum::{
     extract::{RawQuery, State},
@@ -32,10 +28,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tower_sessions::Session;
 
-use super::pages::{self, Consent};
+use super::error::ErrorCode;
 use crate::{
-    http::AppState,
-    web::{self, Caller},
+    callers::Browser,
+    pages::{self, Consent},
+    state::AppState,
+    web,
 };
 
 /// Where requests waiting for consent are kept in the browser session.
@@ -125,21 +123,23 @@ fn error_to_app(
     state: &AppState,
     redirect_uri: &str,
     app_state: Option<&str>,
-    error: &str,
+    error: ErrorCode,
     description: &str,
 ) -> Response {
     back_to_app(
         state,
         redirect_uri,
         app_state,
-        &[("error", error), ("error_description", description)],
+        &[
+            ("error", error.as_str()),
+            ("error_description", description),
+        ],
     )
 }
 
 pub async fn authorize(
     State(state): State<AppState>,
-    session: Session,
-    caller: Caller,
+    browser: Browser,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let query = Query::parse(raw.as_deref());
@@ -167,7 +167,7 @@ pub async fn authorize(
         Err(e) => return bad_page(&e),
     };
     let app_state = query.one("state").ok().flatten().map(str::to_owned);
-    let to_app = |error: &str, description: &str| {
+    let to_app = |error: ErrorCode, description: &str| {
         error_to_app(
             &state,
             &redirect_uri,
@@ -190,14 +190,18 @@ pub async fn authorize(
     let (prompt_none, prompt_consent) = (prompt("none"), prompt("consent"));
 
     // 3. The sign-in.
-    let signed_in = match signed_in_from(&state.db, &session, &caller.0).await {
-        Ok(Some(s)) => s,
-        Ok(None) if prompt_none => return to_app("login_required", "the user is not signed in"),
-        Ok(None) => {
+    let Browser {
+        session, signed_in, ..
+    } = browser;
+    let signed_in = match signed_in {
+        Some(s) => s,
+        None if prompt_none => {
+            return to_app(ErrorCode::LoginRequired, "the user is not signed in")
+        }
+        None => {
             let here = format!("{}?{}", super::AUTHORIZE, raw.unwrap_or_default());
             return Redirect::to(&web::sign_in_url(&here, None)).into_response();
         }
-        Err(e) => return web::internal_error("resolving the sign-in", &e),
     };
 
     // 4. Consent: only what the live grant does not cover yet.
@@ -229,7 +233,10 @@ pub async fn authorize(
         _ => {}
     }
     if prompt_none {
-        return to_app("consent_required", "the user has not allowed this yet");
+        return to_app(
+            ErrorCode::ConsentRequired,
+            "the user has not allowed this yet",
+        );
     }
     if let Err(e) = remember(&session, pending.clone()).await {
         return web::internal_error("storing the authorization request", &e);
@@ -292,8 +299,8 @@ fn validate(
     query: &Query,
     client: &Client,
     catalogue: &Catalogue,
-) -> Result<Validated, (&'static str, String)> {
-    let invalid = |d: String| ("invalid_request", d);
+) -> Result<Validated, (ErrorCode, String)> {
+    let invalid = |d: String| (ErrorCode::InvalidRequest, d);
     if let Some(e) = query.repeated() {
         return Err(invalid(e));
     }
@@ -302,7 +309,7 @@ fn validate(
         Some("code") => {}
         Some(other) => {
             return Err((
-                "unsupported_response_type",
+                ErrorCode::UnsupportedResponseType,
                 format!("response_type {other:?} is not supported; use \"code\""),
             ))
         }
@@ -313,13 +320,13 @@ fn validate(
     }
     if !client.allows(GrantType::AuthorizationCode) {
         return Err((
-            "unauthorized_client",
+            ErrorCode::UnauthorizedClient,
             "this client may not use the authorization code flow".into(),
         ));
     }
     if get("request").is_some() || get("request_uri").is_some() {
         return Err((
-            "request_not_supported",
+            ErrorCode::RequestNotSupported,
             "request objects are not supported".into(),
         ));
     }
@@ -330,12 +337,12 @@ fn validate(
         .find(|s| !allowed.contains(s) || !catalogue.offers(s))
     {
         return Err((
-            "invalid_scope",
+            ErrorCode::InvalidScope,
             format!("scope {bad:?} is not available to this client"),
         ));
     }
     if scopes.is_empty() {
-        return Err(("invalid_scope", "no scope requested".into()));
+        return Err((ErrorCode::InvalidScope, "no scope requested".into()));
     }
     let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {
         (None, None) if client.kind == ClientKind::Public => return Err(invalid(
@@ -426,7 +433,7 @@ async fn issue_code(state: &AppState, p: &Pending, grant_id: &str) -> Response {
             state,
             &p.redirect_uri,
             p.state.as_deref(),
-            "access_denied",
+            ErrorCode::AccessDenied,
             &why,
         ),
         Err(e) => {
@@ -435,7 +442,7 @@ async fn issue_code(state: &AppState, p: &Pending, grant_id: &str) -> Response {
                 state,
                 &p.redirect_uri,
                 p.state.as_deref(),
-                "temporarily_unavailable",
+                ErrorCode::TemporarilyUnavailable,
                 "the server could not complete the request; try again",
             )
         }
@@ -453,20 +460,20 @@ pub struct Decision {
 /// `POST /oauth/authorize`: the user's answer on the consent page.
 pub async fn decide(
     State(state): State<AppState>,
-    session: Session,
-    caller: Caller,
+    browser: Browser,
     Form(form): Form<Decision>,
 ) -> Response {
-    let signed_in: SignedIn = match signed_in_from(&state.db, &session, &caller.0).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return pages::error_page(
-                StatusCode::BAD_REQUEST,
-                "You are no longer signed in",
-                "Your sign-in ended before you answered. Start again from the app.",
-            )
-        }
-        Err(e) => return web::internal_error("resolving the sign-in", &e),
+    let Browser {
+        session,
+        from,
+        signed_in,
+    } = browser;
+    let Some(signed_in) = signed_in else {
+        return pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "You are no longer signed in",
+            "Your sign-in ended before you answered. Start again from the app.",
+        );
     };
     let pending = match take(&session, &form.request_id).await {
         Ok(Some(p))
@@ -487,7 +494,7 @@ pub async fn decide(
                 scopes: &pending.scopes,
                 asked_against: pending.grant_id.as_deref(),
             };
-            match grants::consent(&state.db, &answer, &caller.0).await {
+            match grants::consent(&state.db, &answer, &from).await {
                 Ok(grant) => issue_code(&state, &pending, &grant.id).await,
                 Err(DomainError::Conflict(_)) => expired_request_page(),
                 Err(e) => web::internal_error("recording consent", &e),
@@ -497,7 +504,7 @@ pub async fn decide(
             &state,
             &pending.redirect_uri,
             pending.state.as_deref(),
-            "access_denied",
+            ErrorCode::AccessDenied,
             "the user denied the request",
         ),
         _ => pages::error_page(

@@ -21,8 +21,8 @@ use axum::http::HeaderMap;
 
 use super::{error::OAuthError, form::Params};
 use crate::{
-    http::AppState,
     request_headers::{self, BasicCredentials},
+    state::AppState,
 };
 
 /// How the client authenticated.

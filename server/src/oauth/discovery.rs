@@ -8,7 +8,7 @@ use super::{
     AUTHORIZE, END_SESSION, INTROSPECT, JWKS, REVOCATIONS, REVOCATIONS_STREAM, REVOKE, TOKEN,
     USERINFO,
 };
-use crate::http::AppState;
+use crate::state::AppState;
 
 pub async fn openid_configuration(State(state): State<AppState>) -> Json<Value> {
     let issuer = &state.config.issuer;

@@ -37,7 +37,7 @@ use crate::{
         auth::client_holding,
         error::{ApiError, ApiQuery},
     },
-    http::AppState,
+    state::AppState,
 };
 
 /// Entries per snapshot page unless `limit` says otherwise, and at most.

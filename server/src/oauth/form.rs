@@ -195,7 +195,7 @@ mod proptests {
                 }
                 Err(e) => {
                     prop_assert!(!distinct, "refused a form without repeats: {}", e.description);
-                    prop_assert_eq!(e.error, "invalid_request");
+                    prop_assert_eq!(e.error.as_str(), "invalid_request");
                 }
             }
         }

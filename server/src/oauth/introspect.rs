@@ -21,7 +21,7 @@ use super::{
     error::OAuthError,
     form::{Body, Params},
 };
-use crate::http::AppState;
+use crate::state::AppState;
 
 pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let params = match Params::parse(&headers, &body) {

@@ -20,13 +20,10 @@
 
 use std::collections::HashMap;
 
-use app::{
-    api::ssr::signed_in_from,
-    domain::{
-        clients::{self, Client},
-        login_sessions::{self, SignedIn},
-        secrets::{new_secret, secret_matches, sha256_hex},
-    },
+use app::domain::{
+    clients::{self, Client},
+    login_sessions::{self, SignedIn},
+    secrets::{new_secret, secret_matches, sha256_hex},
 };
 use axum::{
     extract::{Query, State},
@@ -37,31 +34,25 @@ use axum::{
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::pages;
-use crate::{
-    http::AppState,
-    web::{self, Caller},
-};
+use crate::{callers::Browser, pages, state::AppState, web};
 
 /// Session key of the confirmation token's hash.
 const CONFIRM_KEY: &str = "logout_confirm";
 
 pub async fn logout_get(
     State(state): State<AppState>,
-    session: Session,
-    caller: Caller,
+    browser: Browser,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    logout(state, session, caller, params).await
+    logout(state, browser, params).await
 }
 
 pub async fn logout_post(
     State(state): State<AppState>,
-    session: Session,
-    caller: Caller,
+    browser: Browser,
     Form(params): Form<HashMap<String, String>>,
 ) -> Response {
-    logout(state, session, caller, params).await
+    logout(state, browser, params).await
 }
 
 /// The subset of ID-token claims a hint is read for.
@@ -72,12 +63,12 @@ struct Hint {
     sid: Option<String>,
 }
 
-async fn logout(
-    state: AppState,
-    session: Session,
-    Caller(from): Caller,
-    params: HashMap<String, String>,
-) -> Response {
+async fn logout(state: AppState, browser: Browser, params: HashMap<String, String>) -> Response {
+    let Browser {
+        session,
+        from,
+        signed_in: browser,
+    } = browser;
     let get = |name: &str| {
         params
             .get(name)
@@ -127,10 +118,6 @@ async fn logout(
             .map(|_| uri.to_owned())
     });
 
-    let browser = match signed_in_from(&state.db, &session, &from).await {
-        Ok(s) => s,
-        Err(e) => return web::internal_error("resolving the sign-in", &e),
-    };
     // Nobody is signed in in this browser: nothing ends. A hint alone never
     // signs anyone out: hints are accepted expired and leak through logged
     // URLs, so a replayed one would be a denial of service (§6). Apps end
@@ -219,20 +206,19 @@ async fn confirm_page(
         )
     })
     .collect();
-    let mut page = pages::page(
+    let mut page = pages::card(
         StatusCode::OK,
         "Sign out?",
+        "Sign out of Latchkey?",
+        "logout-confirm",
         &format!(
-            r#"<section class="card narrow" data-testid="logout-confirm">
-<h1>Sign out of Latchkey?</h1>
-<p class="muted">Signed in as <strong>{user}</strong>. Signing out also ends the app sessions started from this sign-in.</p>
+            r#"<p class="muted">Signed in as <strong>{user}</strong>. Signing out also ends the app sessions started from this sign-in.</p>
 <form method="post" action="{action}">
 <input type="hidden" name="confirm" value="{token}">
 {carried}
 <button type="submit" class="button primary wide">Sign out</button>
 </form>
-<p><a href="/">Stay signed in</a></p>
-</section>"#,
+<p><a href="/">Stay signed in</a></p>"#,
             user = pages::escape(&signed_in.user.username),
             action = super::END_SESSION,
         ),

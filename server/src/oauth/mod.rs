@@ -9,7 +9,6 @@
 //! | [`token`] | `/oauth/token` (RFC 6749 §3.2): code, refresh, client_credentials |
 //! | [`userinfo`] | `/oauth/userinfo` (OpenID Connect Core §5.3) |
 //! | [`logout`] | `/oauth/logout` (OpenID Connect RP-Initiated Logout 1.0) |
-//! | [`pages`] | the consent, error and signed-out pages |
 //! | [`introspect`] | `/oauth/introspect` (RFC 7662) |
 //! | [`revoke`] | `/oauth/revoke` (RFC 7009) |
 //! | [`feed`] | `/oauth/revocations` and `/oauth/revocations/stream`: the revocation log for resource servers |
@@ -25,7 +24,6 @@ pub mod feed;
 pub mod form;
 pub mod introspect;
 pub mod logout;
-pub mod pages;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;
@@ -38,8 +36,8 @@ use axum::{
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::{
-    http::AppState,
     rate_limit::{self, Limits, Shape},
+    state::AppState,
 };
 
 pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";

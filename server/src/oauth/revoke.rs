@@ -20,7 +20,7 @@ use super::{
     error::OAuthError,
     form::{Body, Params},
 };
-use crate::http::AppState;
+use crate::state::AppState;
 
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     match revoke_token(&state, &headers, &body).await {

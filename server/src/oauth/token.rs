@@ -20,7 +20,7 @@ use super::{
     error::OAuthError,
     form::{Body, Params},
 };
-use crate::{http::AppState, web::Caller};
+use crate::{callers::Caller, state::AppState};
 
 pub async fn token(
     State(state): State<AppState>,
@@ -197,7 +197,7 @@ mod tests {
             AuthMethod::Basic,
         );
         assert_eq!(
-            (e.status, e.error),
+            (e.status, e.error.as_str()),
             (StatusCode::BAD_REQUEST, "invalid_request")
         );
         let e = grant_error(
@@ -205,7 +205,7 @@ mod tests {
             AuthMethod::Basic,
         );
         assert_eq!(
-            (e.status, e.error),
+            (e.status, e.error.as_str()),
             (StatusCode::BAD_REQUEST, "invalid_scope")
         );
         let e = grant_error(
@@ -213,17 +213,21 @@ mod tests {
             AuthMethod::Basic,
         );
         assert_eq!(
-            (e.status, e.error),
+            (e.status, e.error.as_str()),
             (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
         );
     }
 
     #[test]
     fn a_client_deleted_since_it_authenticated_is_invalid_client() {
-        for (method, challenge) in [(AuthMethod::Basic, true), (AuthMethod::Post, false)] {
+        use crate::oauth::error::Challenge;
+        for (method, challenge) in [
+            (AuthMethod::Basic, Challenge::Basic),
+            (AuthMethod::Post, Challenge::None),
+        ] {
             let e = grant_error(GrantError::Failed(DomainError::NotFound), method);
             assert_eq!(
-                (e.status, e.error, e.basic_challenge),
+                (e.status, e.error.as_str(), e.challenge),
                 (StatusCode::UNAUTHORIZED, "invalid_client", challenge)
             );
         }

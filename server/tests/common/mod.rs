@@ -14,7 +14,11 @@ use app::domain::{
     web_session::WebSessionStore,
     Db,
 };
-use latchkey::{config::ServeConfig, rate_limit::Config as RateLimits};
+use latchkey::{
+    background::{Background, Work},
+    config::ServeConfig,
+    rate_limit::Config as RateLimits,
+};
 
 /// Default PostgreSQL for tests (this machine kind runs one with trust auth).
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -150,46 +154,95 @@ pub struct TestServer {
     /// The server's usage counts: `flush` writes them at once.
     pub usage: app::domain::usage::Usage,
     handle: tokio::task::JoinHandle<()>,
-    follow: tokio::task::JoinHandle<()>,
+    /// Stops with the server.
+    _background: Background,
+}
+
+/// How a [`TestServer`] differs from the default one.
+pub struct Options {
+    /// The issuer; the server's own address when `None`.
+    pub issuer: Option<String>,
+    /// Routes added under the real middleware.
+    pub extra: axum::Router<latchkey::state::AppState>,
+    /// Request limits (off by default).
+    pub rate_limits: RateLimits,
+    /// Deliver the outbox with this retry policy.
+    pub outbox: Option<app::domain::backchannel::RetryPolicy>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            issuer: None,
+            extra: axum::Router::new(),
+            rate_limits: RateLimits::off(),
+            outbox: None,
+        }
+    }
 }
 
 impl TestServer {
     pub async fn start(db: &Db) -> TestServer {
-        Self::start_with_issuer(db, None).await
+        Self::start_with(db, Options::default()).await
     }
 
     /// Starts a server; `issuer` defaults to the server's own address.
     pub async fn start_with_issuer(db: &Db, issuer: Option<&str>) -> TestServer {
-        Self::start_with(db, issuer, axum::Router::new(), RateLimits::off()).await
+        let issuer = issuer.map(str::to_owned);
+        Self::start_with(
+            db,
+            Options {
+                issuer,
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     /// Starts a server with request limits (every other server has none).
     pub async fn start_with_rate_limits(db: &Db, rate_limits: RateLimits) -> TestServer {
-        Self::start_with(db, None, axum::Router::new(), rate_limits).await
+        Self::start_with(
+            db,
+            Options {
+                rate_limits,
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     /// Starts a server with `extra` routes under the real middleware (a route
     /// that panics, say).
     pub async fn start_with_routes(
         db: &Db,
-        extra: axum::Router<latchkey::http::AppState>,
+        extra: axum::Router<latchkey::state::AppState>,
     ) -> TestServer {
-        Self::start_with(db, None, extra, RateLimits::off()).await
+        Self::start_with(
+            db,
+            Options {
+                extra,
+                ..Default::default()
+            },
+        )
+        .await
     }
 
-    async fn start_with(
-        db: &Db,
-        issuer: Option<&str>,
-        extra: axum::Router<latchkey::http::AppState>,
-        rate_limits: RateLimits,
-    ) -> TestServer {
+    /// Starts a server as `options` say, its background work started by
+    /// `background::Background::start` as `latchkey serve` starts it.
+    pub async fn start_with(db: &Db, options: Options) -> TestServer {
+        let Options {
+            issuer,
+            extra,
+            rate_limits,
+            outbox,
+        } = options;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         let config = ServeConfig {
             addr,
             ack_bound: app::domain::instances::ACK_BOUND,
-            issuer: issuer.map(str::to_owned).unwrap_or_else(|| base.clone()),
+            issuer: issuer.unwrap_or_else(|| base.clone()),
             site_root: "target/site".into(),
             throttle: Default::default(),
             trusted_proxies: Default::default(),
@@ -197,35 +250,39 @@ impl TestServer {
             metrics_addr: None,
         };
         let store = WebSessionStore::new(db).await.expect("session store");
-        let keys = KeyRing::load_or_create(db, master_key())
-            .await
-            .expect("signing keys");
-        // Loaded from the database, as at a real start: a restart sees every revocation.
-        let revoked = RevokedSets::load(db).await.expect("revoked sets");
         // Not a registered instance: nobody waits for it, and it does not
         // fail closed (the real processes of `process.rs` do both).
         let change = app::domain::instances::change_generation(db)
             .await
             .expect("change counter");
-        let follow = tokio::spawn(app::domain::revocation::follow(
-            db.clone(),
-            revoked.clone(),
-            change,
-            || async {},
-        ));
+        let keys = KeyRing::load_or_create(db, master_key())
+            .await
+            .expect("signing keys");
+        // Loaded from the database, as at a real start: a restart sees every revocation.
+        let revoked = RevokedSets::load(db).await.expect("revoked sets");
         let usage = app::domain::usage::Usage::new(db.clone());
-        let app = latchkey::http::router_with(
-            latchkey::http::Parts {
-                db: db.clone(),
-                keys: keys.clone(),
-                revoked: revoked.clone(),
-                config,
-                session_store: store,
-                usage: usage.clone(),
-                upstreams: latchkey::upstream::Upstreams::new(master_key()),
+        let parts = latchkey::state::Parts {
+            db: db.clone(),
+            keys: keys.clone(),
+            revoked: revoked.clone(),
+            config,
+            session_store: store,
+            usage: usage.clone(),
+            upstreams: latchkey::upstream::Upstreams::new(master_key()),
+        };
+        // What `latchkey serve` runs but retention (the retention tests run
+        // it themselves) and, unless asked for, the outbox (the tests that
+        // deliver choose its retry policy).
+        let background = Background::start(
+            &parts,
+            Work {
+                outbox,
+                master_key: Some(master_key().clone()),
+                session_cleanup: true,
+                ..Work::follow_only(change)
             },
-            extra,
         );
+        let app = latchkey::http::router_with(parts, extra);
         let handle = tokio::spawn(async move {
             axum::serve(
                 listener,
@@ -241,7 +298,7 @@ impl TestServer {
             revoked,
             usage,
             handle,
-            follow,
+            _background: background,
         }
     }
 
@@ -265,7 +322,6 @@ impl Site for TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.handle.abort();
-        self.follow.abort();
     }
 }
 

@@ -6,7 +6,7 @@ use super::{query_value, AdminFrame, PolicyInputs};
 use crate::{
     api::admin::*,
     components::{
-        layout::LoadFailed,
+        layout::Loaded,
         widgets::{ActionError, Notice},
     },
 };
@@ -20,26 +20,20 @@ pub fn AdminDefaultsPage() -> impl IntoView {
         |_| get_policy_defaults(),
     );
     view! {
-        <Suspense fallback=|| view! { <p class="page muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok((user, fields, live)) => view! {
-                        <AdminFrame user title="Default policy".to_string()>
-                            <h1>"Default token policy"</h1>
-                            <p class="lead">"What every client gets unless it overrides a field."</p>
-                            <Notice text=Signal::derive(move || saved().map(|_| "Defaults saved. They apply from the next token request on.".to_string()))/>
-                            <section class="card">
-                                <ActionError action=save/>
-                                <ActionForm action=save attr:class="policy-form">
-                                    <PolicyInputs fields inherit=false live_refresh_tokens=live/>
-                                    <button type="submit" class="button primary" disabled=move || save.pending().get()>"Save defaults"</button>
-                                </ActionForm>
-                            </section>
-                        </AdminFrame>
-                    }.into_any(),
-                    Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
-                }
-            })}
-        </Suspense>
+        <Loaded data=data page=move |(user, fields, live)| view! {
+            <AdminFrame user title="Default policy".to_string()>
+                <h1>"Default token policy"</h1>
+                <p class="lead">"What every client gets unless it overrides a field."</p>
+                <Notice text=Signal::derive(move || saved().map(|_| "Defaults saved. They apply from the next token request on.".to_string()))/>
+                <section class="card">
+                    <ActionError action=save/>
+                    <ActionForm action=save attr:class="policy-form">
+                        <PolicyInputs fields inherit=false live_refresh_tokens=live/>
+                        <button type="submit" class="button primary" disabled=move || save.pending().get()>"Save defaults"</button>
+                    </ActionForm>
+                </section>
+            </AdminFrame>
+        }.into_any()
+        />
     }
 }

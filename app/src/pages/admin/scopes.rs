@@ -9,7 +9,7 @@ use super::{query_value, AdminFrame};
 use crate::{
     api::admin::*,
     components::{
-        layout::LoadFailed,
+        layout::Loaded,
         widgets::{ActionError, Confirm, Notice},
     },
     model::{format_time, AdminScope},
@@ -31,52 +31,46 @@ pub fn AdminScopesPage() -> impl IntoView {
             .or_else(|| removed().map(|s| format!("Removed {s} from the catalogue.")))
     };
     view! {
-        <Suspense fallback=|| view! { <p class="page muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok((me, scopes)) => view! {
-                        <AdminFrame user=me title="Scopes".to_string()>
-                            <h1>"Scopes"</h1>
-                            <p class="lead">"The permissions apps may ask people for, in the words people read on the consent page and in My apps. A client can be registered only for scopes listed here; the OpenID scopes (openid, profile, email, offline_access) are built in."</p>
-                            <Notice text=Signal::derive(notice)/>
-                            <ActionError action=remove/>
-                            <section class="card">
-                                <h2>"Catalogue"</h2>
-                                {if scopes.is_empty() {
-                                    view! { <p class="muted" data-testid="no-scopes">"No scope yet: add one below."</p> }.into_any()
-                                } else {
-                                    view! {
-                                        <ul class="rows" data-testid="scope-list">
-                                            {scopes.into_iter().map(|s| view! { <ScopeRow scope=s save remove/> }).collect_view()}
-                                        </ul>
-                                    }.into_any()
-                                }}
-                            </section>
-                            <section class="card">
-                                <h2>"Add a scope"</h2>
-                                <p class="muted">"To reword one in the catalogue, use its Edit button above."</p>
-                                <ActionError action=save/>
-                                <ActionForm action=save attr:class="stack" attr:data-testid="scope-form">
-                                    <label for="s-scope">"Scope"</label>
-                                    <input id="s-scope" name="scope" type="text" required maxlength="128" autocomplete="off"
-                                        placeholder="notes:read" aria-describedby="s-scope-help"/>
-                                    <p id="s-scope-help" class="muted small hint">"As apps send it: no spaces, quotes or backslashes."</p>
-                                    <label for="s-description">"What it lets an app do"</label>
-                                    <input id="s-description" name="description" type="text" required maxlength="120" autocomplete="off"
-                                        placeholder="Read your notes" aria-describedby="s-description-help"/>
-                                    <p id="s-description-help" class="muted small hint">"Plain words people read before they allow it, at most 120 characters."</p>
-                                    <label class="check"><input type="checkbox" name="sensitive"/>" Sensitive: list it first and mark it"</label>
-                                    <button type="submit" class="button primary" disabled=move || save.pending().get()>
-                                        {move || if save.pending().get() { "Saving…" } else { "Save scope" }}
-                                    </button>
-                                </ActionForm>
-                            </section>
-                        </AdminFrame>
-                    }.into_any(),
-                    Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
-                }
-            })}
-        </Suspense>
+        <Loaded data=data page=move |(me, scopes)| view! {
+            <AdminFrame user=me title="Scopes".to_string()>
+                <h1>"Scopes"</h1>
+                <p class="lead">"The permissions apps may ask people for, in the words people read on the consent page and in My apps. A client can be registered only for scopes listed here; the OpenID scopes (openid, profile, email, offline_access) are built in."</p>
+                <Notice text=Signal::derive(notice)/>
+                <ActionError action=remove/>
+                <section class="card">
+                    <h2>"Catalogue"</h2>
+                    {if scopes.is_empty() {
+                        view! { <p class="muted" data-testid="no-scopes">"No scope yet: add one below."</p> }.into_any()
+                    } else {
+                        view! {
+                            <ul class="rows" data-testid="scope-list">
+                                {scopes.into_iter().map(|s| view! { <ScopeRow scope=s save remove/> }).collect_view()}
+                            </ul>
+                        }.into_any()
+                    }}
+                </section>
+                <section class="card">
+                    <h2>"Add a scope"</h2>
+                    <p class="muted">"To reword one in the catalogue, use its Edit button above."</p>
+                    <ActionError action=save/>
+                    <ActionForm action=save attr:class="stack" attr:data-testid="scope-form">
+                        <label for="s-scope">"Scope"</label>
+                        <input id="s-scope" name="scope" type="text" required maxlength="128" autocomplete="off"
+                            placeholder="notes:read" aria-describedby="s-scope-help"/>
+                        <p id="s-scope-help" class="muted small hint">"As apps send it: no spaces, quotes or backslashes."</p>
+                        <label for="s-description">"What it lets an app do"</label>
+                        <input id="s-description" name="description" type="text" required maxlength="120" autocomplete="off"
+                            placeholder="Read your notes" aria-describedby="s-description-help"/>
+                        <p id="s-description-help" class="muted small hint">"Plain words people read before they allow it, at most 120 characters."</p>
+                        <label class="check"><input type="checkbox" name="sensitive"/>" Sensitive: list it first and mark it"</label>
+                        <button type="submit" class="button primary" disabled=move || save.pending().get()>
+                            {move || if save.pending().get() { "Saving…" } else { "Save scope" }}
+                        </button>
+                    </ActionForm>
+                </section>
+            </AdminFrame>
+        }.into_any()
+        />
     }
 }
 

@@ -11,7 +11,7 @@ use super::{AdminFrame, AdminNotFound};
 use crate::{
     api::admin::*,
     components::{
-        layout::LoadFailed,
+        layout::Loaded,
         widgets::{ActionError, Confirm, Notice},
     },
     model::{format_time, AdminRevocationFailure, AdminUpstream, AdminUpstreamHealth},
@@ -169,53 +169,47 @@ pub fn AdminUpstreamsPage() -> impl IntoView {
     let invalid = invalid_field(add);
     let data = Resource::new(removed, |_| get_admin_upstreams());
     view! {
-        <Suspense fallback=|| view! { <p class="page muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(UpstreamsView { me, providers, redirect_uri }) => view! {
-                        <AdminFrame user=me title="Sign-in providers".to_string()>
-                            <h1>"Sign-in providers"</h1>
-                            <p class="lead">"People can sign in through another OpenID Connect provider, such as your company's. Signing out of Latchkey can revoke that provider's tokens too."</p>
-                            <Notice text=Signal::derive(move || removed().map(|n| format!("{n} removed: no new sign-ins through it. Its users stay, and can come back if it is added again.")))/>
-                            {if providers.is_empty() {
-                                view! { <p class="card muted" data-testid="upstreams-empty">"No provider yet: people sign in with their Latchkey password only."</p> }.into_any()
-                            } else {
-                                view! {
-                                    <div class="table-wrap card">
-                                        <table class="list upstreams stack-on-phone" data-testid="upstreams">
-                                            <thead><tr><th>"Name"</th><th>"Issuer"</th><th>"Client ID"</th><th>"Revoke at logout"</th></tr></thead>
-                                            <tbody>
-                                                {providers.into_iter().map(|p| view! {
-                                                    <tr data-upstream=p.id.clone()>
-                                                        <td><a href=paths::admin_upstream(&p.id)>{p.name}</a></td>
-                                                        <td class="url" data-label="Issuer"><code>{p.issuer}</code></td>
-                                                        <td class="url" data-label="Client ID"><code>{p.client_id}</code></td>
-                                                        <td data-label="Revoke at logout">{if p.revoke_at_logout { "on" } else { "off" }}</td>
-                                                    </tr>
-                                                }).collect_view()}
-                                            </tbody>
-                                        </table>
-                                    </div>
-                                }.into_any()
-                            }}
-                            <section class="card">
-                                <h2>"Add provider"</h2>
-                                <p class="muted">"First register Latchkey as a confidential client (authorization code flow) at the provider, with this redirect URI:"</p>
-                                <RedirectUri uri=redirect_uri/>
-                                <ActionError action=add/>
-                                <ActionForm action=add attr:class="stack provider-form" attr:data-testid="add-upstream">
-                                    <ProviderFields current=None invalid/>
-                                    <button type="submit" class="button primary" disabled=move || add.pending().get()>
-                                        {move || if add.pending().get() { "Adding…" } else { "Add provider" }}
-                                    </button>
-                                </ActionForm>
-                            </section>
-                        </AdminFrame>
-                    }.into_any(),
-                    Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
-                }
-            })}
-        </Suspense>
+        <Loaded data=data page=move |UpstreamsView { me, providers, redirect_uri }| view! {
+            <AdminFrame user=me title="Sign-in providers".to_string()>
+                <h1>"Sign-in providers"</h1>
+                <p class="lead">"People can sign in through another OpenID Connect provider, such as your company's. Signing out of Latchkey can revoke that provider's tokens too."</p>
+                <Notice text=Signal::derive(move || removed().map(|n| format!("{n} removed: no new sign-ins through it. Its users stay, and can come back if it is added again.")))/>
+                {if providers.is_empty() {
+                    view! { <p class="card muted" data-testid="upstreams-empty">"No provider yet: people sign in with their Latchkey password only."</p> }.into_any()
+                } else {
+                    view! {
+                        <div class="table-wrap card">
+                            <table class="list upstreams stack-on-phone" data-testid="upstreams">
+                                <thead><tr><th>"Name"</th><th>"Issuer"</th><th>"Client ID"</th><th>"Revoke at logout"</th></tr></thead>
+                                <tbody>
+                                    {providers.into_iter().map(|p| view! {
+                                        <tr data-upstream=p.id.clone()>
+                                            <td><a href=paths::admin_upstream(&p.id)>{p.name}</a></td>
+                                            <td class="url" data-label="Issuer"><code>{p.issuer}</code></td>
+                                            <td class="url" data-label="Client ID"><code>{p.client_id}</code></td>
+                                            <td data-label="Revoke at logout">{if p.revoke_at_logout { "on" } else { "off" }}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    }.into_any()
+                }}
+                <section class="card">
+                    <h2>"Add provider"</h2>
+                    <p class="muted">"First register Latchkey as a confidential client (authorization code flow) at the provider, with this redirect URI:"</p>
+                    <RedirectUri uri=redirect_uri/>
+                    <ActionError action=add/>
+                    <ActionForm action=add attr:class="stack provider-form" attr:data-testid="add-upstream">
+                        <ProviderFields current=None invalid/>
+                        <button type="submit" class="button primary" disabled=move || add.pending().get()>
+                            {move || if add.pending().get() { "Adding…" } else { "Add provider" }}
+                        </button>
+                    </ActionForm>
+                </section>
+            </AdminFrame>
+        }.into_any()
+        />
     }
 }
 
@@ -256,65 +250,60 @@ pub fn AdminUpstreamPage() -> impl IntoView {
     }
     };
     view! {
-        <Suspense fallback=|| view! { <p class="page muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match data.await {
-                    Ok(UpstreamView { me, detail: Some(d), redirect_uri }) => {
-                        let p = d.provider.clone();
-                        let (id, name) = (p.id.clone(), p.name.clone());
-                        let remove_id = id.clone();
-                        let linked = d.health.linked_users;
-                        view! {
-                            <AdminFrame user=me title=p.name.clone()>
-                                <p class="crumbs"><a href=paths::ADMIN_UPSTREAMS>"Sign-in providers"</a>" / "</p>
-                                <h1 data-testid="upstream-name">{p.name.clone()}</h1>
-                                <p class="muted">{format!("Added {} · changed {}", format_time(p.created_at), format_time(p.updated_at))}</p>
-                                <Notice text=Signal::derive(notice)/>
-                                <section class="card">
-                                    <dl class="facts provider-facts">
-                                        <div><dt>"Issuer"</dt><dd><code data-testid="upstream-issuer">{p.issuer.clone()}</code></dd></div>
-                                        <div><dt>"Client ID"</dt><dd><code>{p.client_id.clone()}</code></dd></div>
-                                        <div><dt>"Scopes"</dt><dd>{std::iter::once("openid".to_string()).chain(p.scopes.iter().cloned()).collect::<Vec<_>>().join(" ")}</dd></div>
-                                        <div><dt>"Revoke tokens at logout"</dt><dd data-testid="upstream-revoke">{if p.revoke_at_logout { "on" } else { "off" }}</dd></div>
-                                        <div><dt>"Offer signing out there"</dt><dd data-testid="upstream-end-session">{if p.end_upstream_session { "on" } else { "off" }}</dd></div>
-                                        <div><dt>"Revocation endpoint"</dt><dd>{p.revocation_endpoint.clone().unwrap_or_else(|| "from discovery".into())}</dd></div>
-                                    </dl>
-                                    <RedirectUri uri=redirect_uri/>
-                                </section>
-                                <Health health=d.health.clone()/>
-                                <section class="card">
-                                    <h2>"Settings"</h2>
-                                    <ActionError action=save/>
-                                    <ActionForm action=save attr:class="stack provider-form" attr:data-testid="upstream-settings">
-                                        <input type="hidden" name="provider_id" value=id.clone()/>
-                                        <ProviderFields current=Some(p.clone()) invalid/>
-                                        <button type="submit" class="button primary" disabled=move || save.pending().get()>
-                                            {move || if save.pending().get() { "Saving…" } else { "Save settings" }}
-                                        </button>
-                                    </ActionForm>
-                                </section>
-                                <section class="card danger-zone">
-                                    <h2>"Remove"</h2>
-                                    <ActionError action=remove/>
-                                    <Confirm label="Remove provider".to_string()
-                                        question=format!("Remove {name}?")
-                                        detail=format!("No one can sign in through it any more. Its {linked} linked user{} stay; adding it again with the same issuer lets them back in. Revocations already due are still sent.", if linked == 1 { "" } else { "s" })>
-                                        <ActionForm action=remove>
-                                            <input type="hidden" name="provider_id" value=remove_id/>
-                                            <button type="submit" class="button danger" disabled=move || remove.pending().get()>"Yes, remove it"</button>
-                                        </ActionForm>
-                                    </Confirm>
-                                </section>
-                            </AdminFrame>
-                        }.into_any()
-                    }
-                    Ok(UpstreamView { me, detail: None, .. }) => view! {
-                        <AdminNotFound user=me what="Provider" back=paths::ADMIN_UPSTREAMS back_label="All sign-in providers"/>
-                    }.into_any(),
-                    Err(e) => view! { <LoadFailed error=e.to_string()/> }.into_any(),
-                }
-            })}
-        </Suspense>
+        <Loaded data=data page=move |loaded| match loaded {
+            UpstreamView { me, detail: Some(d), redirect_uri } => {
+                let p = d.provider.clone();
+                let (id, name) = (p.id.clone(), p.name.clone());
+                let remove_id = id.clone();
+                let linked = d.health.linked_users;
+                view! {
+                    <AdminFrame user=me title=p.name.clone()>
+                        <p class="crumbs"><a href=paths::ADMIN_UPSTREAMS>"Sign-in providers"</a>" / "</p>
+                        <h1 data-testid="upstream-name">{p.name.clone()}</h1>
+                        <p class="muted">{format!("Added {} · changed {}", format_time(p.created_at), format_time(p.updated_at))}</p>
+                        <Notice text=Signal::derive(notice)/>
+                        <section class="card">
+                            <dl class="facts provider-facts">
+                                <div><dt>"Issuer"</dt><dd><code data-testid="upstream-issuer">{p.issuer.clone()}</code></dd></div>
+                                <div><dt>"Client ID"</dt><dd><code>{p.client_id.clone()}</code></dd></div>
+                                <div><dt>"Scopes"</dt><dd>{std::iter::once("openid".to_string()).chain(p.scopes.iter().cloned()).collect::<Vec<_>>().join(" ")}</dd></div>
+                                <div><dt>"Revoke tokens at logout"</dt><dd data-testid="upstream-revoke">{if p.revoke_at_logout { "on" } else { "off" }}</dd></div>
+                                <div><dt>"Offer signing out there"</dt><dd data-testid="upstream-end-session">{if p.end_upstream_session { "on" } else { "off" }}</dd></div>
+                                <div><dt>"Revocation endpoint"</dt><dd>{p.revocation_endpoint.clone().unwrap_or_else(|| "from discovery".into())}</dd></div>
+                            </dl>
+                            <RedirectUri uri=redirect_uri/>
+                        </section>
+                        <Health health=d.health.clone()/>
+                        <section class="card">
+                            <h2>"Settings"</h2>
+                            <ActionError action=save/>
+                            <ActionForm action=save attr:class="stack provider-form" attr:data-testid="upstream-settings">
+                                <input type="hidden" name="provider_id" value=id.clone()/>
+                                <ProviderFields current=Some(p.clone()) invalid/>
+                                <button type="submit" class="button primary" disabled=move || save.pending().get()>
+                                    {move || if save.pending().get() { "Saving…" } else { "Save settings" }}
+                                </button>
+                            </ActionForm>
+                        </section>
+                        <section class="card danger-zone">
+                            <h2>"Remove"</h2>
+                            <ActionError action=remove/>
+                            <Confirm label="Remove provider".to_string()
+                                question=format!("Remove {name}?")
+                                detail=format!("No one can sign in through it any more. Its {linked} linked user{} stay; adding it again with the same issuer lets them back in. Revocations already due are still sent.", if linked == 1 { "" } else { "s" })>
+                                <ActionForm action=remove>
+                                    <input type="hidden" name="provider_id" value=remove_id/>
+                                    <button type="submit" class="button danger" disabled=move || remove.pending().get()>"Yes, remove it"</button>
+                                </ActionForm>
+                            </Confirm>
+                        </section>
+                    </AdminFrame>
+                }.into_any()
+            }
+            UpstreamView { me, detail: None, .. } => view! {
+                <AdminNotFound user=me what="Provider" back=paths::ADMIN_UPSTREAMS back_label="All sign-in providers"/>
+            }.into_any(),
+        }/>
     }
 }
 

@@ -1,8 +1,11 @@
-//! The few HTML pages the protocol endpoints show themselves: the consent
-//! page, the error page for requests that cannot be sent back to the app, and
-//! the signed-out page of RP-initiated logout. Plain server-rendered HTML with
-//! the dashboard's stylesheet, so they work without JavaScript; every piece of
-//! text that did not come from this file goes through [`escape`].
+//! The few HTML pages the server writes itself, outside Leptos: the consent
+//! page, the error page for requests that cannot be sent back to the app,
+//! the signed-out and sign-out confirmation pages of RP-initiated logout, and
+//! the plain pages of `web` (403, 429, 500, a refused cross-site request).
+//! Plain server-rendered HTML in one frame ([`page`]) with the dashboard's
+//! stylesheet, so they work without JavaScript; most are one [`card`]. Every
+//! piece of text that did not come from the server's own code goes through
+//! [`escape`].
 
 use app::model::{AppIdentity, ScopeInfo};
 use axum::{
@@ -10,20 +13,10 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-/// Escapes text for HTML element content and double-quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// Escapes text for HTML element content and quoted attribute values
+/// (`&`, `<`, `>`, `"`, `'`): `html-escape`, the escaper Leptos renders with.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    html_escape::encode_quoted_attribute(text)
 }
 
 /// The page frame; `title` and `body` are HTML already (callers escape).
@@ -52,19 +45,34 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
     (status, Html(html)).into_response()
 }
 
+/// A page of one card: `title` (the document's) and `heading` are text
+/// (escaped here), `testid` names the card for tests, `inner` is HTML the
+/// caller wrote, with anything it took from elsewhere escaped.
+pub fn card(status: StatusCode, title: &str, heading: &str, testid: &str, inner: &str) -> Response {
+    page(
+        status,
+        &escape(title),
+        &format!(
+            r#"<section class="card narrow" data-testid="{testid}">
+<h1>{}</h1>
+{inner}
+</section>"#,
+            escape(heading)
+        ),
+    )
+}
+
 /// A request that cannot go back to the app (unknown client, unregistered
 /// redirect URI): said here, never redirected (RFC 6749 §4.1.2.1).
 pub fn error_page(status: StatusCode, heading: &str, detail: &str) -> Response {
-    page(
+    card(
         status,
-        &escape(heading),
+        heading,
+        heading,
+        "oauth-error",
         &format!(
-            r#"<section class="card narrow" data-testid="oauth-error">
-<h1>{}</h1>
-<p>{}</p>
-<p class="muted">Go back to the app you came from and try again. If it keeps happening, tell the app's developer.</p>
-</section>"#,
-            escape(heading),
+            r#"<p>{}</p>
+<p class="muted">Go back to the app you came from and try again. If it keeps happening, tell the app's developer.</p>"#,
             escape(detail)
         ),
     )
@@ -177,7 +185,7 @@ pub fn consent_page(c: &Consent<'_>) -> Response {
 </section>"#,
             user = escape(c.username),
             host = escape(c.redirect_host),
-            action = super::AUTHORIZE,
+            action = crate::oauth::AUTHORIZE,
             id = escape(c.request_id),
             letter = escape(&letter),
         ),
@@ -191,16 +199,12 @@ pub fn signed_out_page(revoked_families: usize) -> Response {
         1 => "<p>The app session started from this sign-in was ended too.</p>".into(),
         n => format!("<p>The {n} app sessions started from this sign-in were ended too.</p>"),
     };
-    page(
+    card(
         StatusCode::OK,
         "Signed out",
-        &format!(
-            r#"<section class="card narrow" data-testid="signed-out">
-<h1>You are signed out</h1>
-{note}
-<p><a href="/signin">Sign in again</a></p>
-</section>"#
-        ),
+        "You are signed out",
+        "signed-out",
+        &format!(r#"{note}<p><a href="/signin">Sign in again</a></p>"#),
     )
 }
 
@@ -212,7 +216,7 @@ mod tests {
     fn escape_covers_markup_and_attribute_quotes() {
         assert_eq!(
             escape(r#"<script>alert("x&'y")</script>"#),
-            "&lt;script&gt;alert(&quot;x&amp;&#39;y&quot;)&lt;/script&gt;"
+            "&lt;script&gt;alert(&quot;x&amp;&#x27;y&quot;)&lt;/script&gt;"
         );
     }
 }
