@@ -700,7 +700,7 @@ pub struct ServeConfig {
     pub site_root: String,
     /// Sign-in throttling.
     pub throttle: app::domain::throttle::Policy,
-    /// Proxies whose `X-Forwarded-For` is believed (`web::client_ip`).
+    /// Proxies whose `X-Forwarded-For` is believed (`callers::client_ip`).
     pub trusted_proxies: crate::callers::TrustedProxies,
     /// Request limits (`rate_limit`).
     pub rate_limits: crate::rate_limit::Config,

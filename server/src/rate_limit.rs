@@ -8,7 +8,7 @@
 //!   credentials, a bad admin API token) costs [`Config::failure_cost`] in
 //!   all, so guessing is slower than using.
 //!   IPv6 addresses count per /64, which one subscriber usually holds whole;
-//!   the address is `web::client_ip`'s, so `--trusted-proxy` applies.
+//!   the address is `callers::client_ip`'s, so `--trusted-proxy` applies.
 //! - **per client** ([`Limits::check_client`], after authentication): one
 //!   runaway client cannot starve the others. Only authenticated clients are
 //!   counted, so nobody can use up another client's allowance by sending its

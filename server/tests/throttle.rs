@@ -407,7 +407,7 @@ async fn a_new_sign_in_ends_the_one_the_browser_held(t: TestDb) {
 /// address `X-Forwarded-For` names: twenty failures from one client lock
 /// that client only, another client behind the same proxy signs in, and the
 /// audit log has the client's address, not the proxy's. (An untrusted peer's
-/// header is ignored: `web::client_ip`'s unit test.)
+/// header is ignored: `callers::client_ip`'s unit test.)
 async fn behind_a_trusted_proxy_each_client_address_is_counted_apart(t: TestDb) {
     use common::process::{empty_site, free_port, process_db_url, start_with};
     users::add_user(&t.db, "bob", PASSWORD, false)
