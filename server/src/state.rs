@@ -63,6 +63,20 @@ impl AppState {
         AppState(Arc::new(shared))
     }
 
+    /// What the token endpoint's grants issue with (`tokens::Issuance`).
+    pub fn issuance(&self) -> app::domain::tokens::Issuance<'_> {
+        app::domain::tokens::Issuance {
+            db: &self.db,
+            keys: &self.keys,
+            revoked: &self.revoked,
+            servers: &self.resource_servers,
+            usage: &self.usage,
+            facts: &self.issuance_facts,
+            refreshes: &self.refreshes,
+            issuer: &self.config.issuer,
+        }
+    }
+
     /// The claims of a live access token for this issuer
     /// (`tokens::live_access_token`): `None` for anything not live, or when
     /// this instance is stale and cannot tell.

@@ -11,14 +11,15 @@ use super::{
     audit::{AuditEvent, AuditKind},
     clients::{Client, GrantType},
     grants::{issuer_locks, pkce_verifier_matches, valid_code_verifier, LIVE_AUTHORITY_SQL},
-    keys::KeyRing,
     login_sessions::ClientInfo,
     policy,
     resource_servers::audience_among,
     revocation::{RevokedBy, RevokedSets},
     secrets::{new_id, new_secret, sha256_hex},
     store::{now, Db},
-    tokens::{sign_access_token, sign_id_token, AccessFor, GrantError, IdTokenFacts, TokenSet},
+    tokens::{
+        sign_access_token, sign_id_token, AccessFor, GrantError, IdTokenFacts, Issuance, TokenSet,
+    },
     DomainError, DomainResult,
 };
 use crate::on_db;
@@ -161,13 +162,17 @@ struct Holder {
 /// redemptions exactly one wins; a failed check after that still consumes it
 /// (a code presented wrongly is burnt, never retried).
 pub async fn redeem_code(
-    db: &Db,
-    keys: &KeyRing,
-    revoked: &RevokedSets,
-    servers: &super::resource_servers::ResourceServers,
-    issuer: &str,
+    issuance: &Issuance<'_>,
     r: Redemption<'_>,
 ) -> Result<TokenSet, GrantError> {
+    let Issuance {
+        db,
+        keys,
+        revoked,
+        servers,
+        issuer,
+        ..
+    } = *issuance;
     if r.code_verifier.is_some_and(|v| !valid_code_verifier(v)) {
         return Err(GrantError::InvalidRequest(
             "code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636)".into(),

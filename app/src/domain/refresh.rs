@@ -34,8 +34,7 @@ use super::{
     revocation::{RevokedBy, RevokedSets},
     secrets::sha256_hex,
     store::{now, Db},
-    tokens::{narrow_scope, sign_access_token, AccessFor, GrantError, TokenSet},
-    usage::Usage,
+    tokens::{narrow_scope, sign_access_token, AccessFor, GrantError, Issuance, TokenSet},
     DomainError, DomainResult,
 };
 use std::{
@@ -443,21 +442,21 @@ pub struct RefreshRequest<'a> {
 
 /// Uses a refresh token: a new access token (scope may narrow, never widen)
 /// and, with rotation, the token's successor.
-#[allow(clippy::too_many_arguments)]
 pub async fn refresh(
-    db: &Db,
-    usage: &Usage,
-    keys: &KeyRing,
-    revoked: &RevokedSets,
-    refreshes: &Refreshes,
-    servers: &super::resource_servers::ResourceServers,
-    issuer: &str,
+    issuance: &Issuance<'_>,
     r: RefreshRequest<'_>,
 ) -> Result<TokenSet, GrantError> {
+    let Issuance {
+        db,
+        usage,
+        keys,
+        revoked,
+        servers,
+        issuer,
+        ..
+    } = *issuance;
     let client = r.client;
-    if let Some(done) =
-        rotate_at_once(db, usage, keys, revoked, refreshes, servers, issuer, &r).await?
-    {
+    if let Some(done) = rotate_at_once(issuance, &r).await? {
         metrics::counter!("latchkey_refreshes_total", "path" => "one_statement").increment(1);
         return Ok(done);
     }
@@ -800,17 +799,20 @@ async fn write_rotations(db: &Db, rotations: &[&Rotation]) -> Result<Vec<Rotated
 /// ([`Refreshes::policy`]). `Ok(None)`: not this case, or the UPDATE
 /// matched no row (revoked, expired, reused, a retry, another client's
 /// token): the full path decides, from a fresh read, exactly as before.
-#[allow(clippy::too_many_arguments)]
 async fn rotate_at_once(
-    db: &Db,
-    usage: &Usage,
-    keys: &KeyRing,
-    revoked: &RevokedSets,
-    refreshes: &Refreshes,
-    servers: &super::resource_servers::ResourceServers,
-    issuer: &str,
+    issuance: &Issuance<'_>,
     r: &RefreshRequest<'_>,
 ) -> Result<Option<TokenSet>, GrantError> {
+    let Issuance {
+        db,
+        usage,
+        keys,
+        revoked,
+        refreshes,
+        servers,
+        issuer,
+        ..
+    } = *issuance;
     let client = r.client;
     if r.scope.is_some() || !client.allows(GrantType::RefreshToken) {
         return Ok(None);

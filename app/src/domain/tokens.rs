@@ -262,23 +262,48 @@ async fn create_client_grant(db: &Db, client_id: &str, scopes: &str) -> DomainRe
     }
 }
 
+/// What the token endpoint's grants work with, borrowed from the server's
+/// state for one request (`state::AppState::issuance`): the database, the
+/// signing keys, the revoked sets, the registered resource servers, what is
+/// remembered between requests, and this issuer. One argument for what
+/// every grant needs, instead of seven.
+#[derive(Clone, Copy)]
+pub struct Issuance<'a> {
+    pub db: &'a Db,
+    pub keys: &'a KeyRing,
+    pub revoked: &'a RevokedSets,
+    /// Tokens' `aud` (RFC 8707 resource indicators).
+    pub servers: &'a super::resource_servers::ResourceServers,
+    /// Counts of client_credentials tokens and refreshes.
+    pub usage: &'a super::usage::Usage,
+    /// What client_credentials issuance reads, remembered.
+    pub facts: &'a IssuanceFacts,
+    /// Clients' policies and SQLite's waiting rotations.
+    pub refreshes: &'a super::refresh::Refreshes,
+    /// This server's issuer identifier (`iss`).
+    pub issuer: &'a str,
+}
+
 /// Issues an access token for the client_credentials grant (RFC 6749 §4.4):
 /// never a refresh token; scope narrowed to what the client may ask for;
 /// counted in `usage` (per client and minute, not an audit row each).
 /// `NotFound` when the client is deleted.
-#[allow(clippy::too_many_arguments)]
 pub async fn issue_client_credentials(
-    db: &Db,
-    usage: &super::usage::Usage,
-    revoked: &RevokedSets,
-    remembered: &IssuanceFacts,
-    servers: &super::resource_servers::ResourceServers,
-    keys: &KeyRing,
-    issuer: &str,
+    issuance: &Issuance<'_>,
     client: &Client,
     requested_scope: Option<&str>,
     resource: Option<&str>,
 ) -> DomainResult<IssuedAccessToken> {
+    let Issuance {
+        db,
+        usage,
+        revoked,
+        facts: remembered,
+        servers,
+        keys,
+        issuer,
+        ..
+    } = *issuance;
     let scope = narrow_scope(requested_scope, &client.extra_scopes)?;
     let aud = servers.audience_for(db, issuer, &scope, resource).await?;
     let facts = remembered

@@ -61,13 +61,7 @@ async fn exchange(
                 ));
             }
             let issued = tokens::issue_client_credentials(
-                &state.db,
-                &state.usage,
-                &state.revoked,
-                &state.issuance_facts,
-                &state.resource_servers,
-                &state.keys,
-                &state.config.issuer,
+                &state.issuance(),
                 &client,
                 params.get("scope"),
                 resource,
@@ -98,16 +92,9 @@ async fn exchange(
                 resource,
                 from,
             };
-            let set = codes::redeem_code(
-                &state.db,
-                &state.keys,
-                &state.revoked,
-                &state.resource_servers,
-                &state.config.issuer,
-                redemption,
-            )
-            .await
-            .map_err(|e| grant_error(e, method))?;
+            let set = codes::redeem_code(&state.issuance(), redemption)
+                .await
+                .map_err(|e| grant_error(e, method))?;
             Ok(token_response("authorization_code", set))
         }
         "refresh_token" => {
@@ -118,18 +105,9 @@ async fn exchange(
                 resource,
                 from,
             };
-            let set = refresh::refresh(
-                &state.db,
-                &state.usage,
-                &state.keys,
-                &state.revoked,
-                &state.refreshes,
-                &state.resource_servers,
-                &state.config.issuer,
-                request,
-            )
-            .await
-            .map_err(|e| grant_error(e, method))?;
+            let set = refresh::refresh(&state.issuance(), request)
+                .await
+                .map_err(|e| grant_error(e, method))?;
             Ok(token_response("refresh_token", set))
         }
         other => Err(OAuthError::unsupported_grant_type(format!(
