@@ -4,9 +4,8 @@
 //! | extractor | the caller | refused with |
 //! | --- | --- | --- |
 //! | [`Caller`] | anyone: address ([`client_ip`]) and user agent | never |
-//! | [`Browser`] | a browser and the sign-in its session holds, if any | a 500 page when the sign-in cannot be read |
-//! | [`Person`] | a signed-in person | nobody signed in → to sign-in and back here; unreadable → 500 page |
-//! | [`AdminPerson`] | a signed-in admin (the console outside server functions) | as [`Person`]; not an admin → 403 page |
+//! | [`Browser`] | a browser; its sign-in, if any, read when asked ([`Browser::signed_in`]); a signed-in person by [`Browser::signed_in_or_refused`] | a 500 page when the sign-in cannot be read; nobody signed in → to sign-in and back here |
+//! | [`AdminPerson`] | a signed-in admin (the console outside server functions) | as a person; not an admin → 403 page |
 //! | [`BearerToken`] | the holder of a live access token (RFC 6750) | 401 with a Bearer challenge ([`OAuthError`]) |
 //!
 //! What a bearer *client* may do (its own client_credentials token with a
@@ -118,13 +117,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// A browser and the sign-in its session holds: `signed_in` is `None` when
-/// nobody is signed in here (or the sign-in ended). Refused only when the
-/// sign-in cannot be read (the database): a 500 page with a request id.
+/// A browser: its session and who it is ([`Caller`]). Its sign-in is read
+/// only when the handler asks ([`Browser::signed_in`]), after what needs no
+/// database: a request refused for its parameters costs no read.
 pub struct Browser {
     pub session: Session,
     pub from: ClientInfo,
-    pub signed_in: Option<SignedIn>,
 }
 
 impl FromRequestParts<AppState> for Browser {
@@ -135,68 +133,56 @@ impl FromRequestParts<AppState> for Browser {
             .await
             .map_err(IntoResponse::into_response)?;
         let Ok(Caller(from)) = Caller::from_request_parts(parts, state).await;
-        let signed_in = signed_in_from(&state.db, &session, &from)
+        Ok(Browser { session, from })
+    }
+}
+
+impl Browser {
+    /// The sign-in this browser holds: `None` when nobody is signed in here
+    /// (or the sign-in ended); a 500 page with a request id when it cannot be
+    /// read (the database).
+    pub async fn signed_in(&self, state: &AppState) -> Result<Option<SignedIn>, Response> {
+        signed_in_from(&state.db, &self.session, &self.from)
             .await
-            .map_err(|e| web::internal_error("resolving the sign-in", &e))?;
-        Ok(Browser {
-            session,
-            from,
-            signed_in,
-        })
+            .map_err(|e| web::internal_error("resolving the sign-in", &e))
     }
-}
 
-/// A signed-in person (see [`signed_in_or_refused`] for the refusals).
-pub struct Person(pub SignedIn);
-
-/// A signed-in admin (see [`signed_in_or_refused`] for the refusals).
-pub struct AdminPerson(pub SignedIn);
-
-/// The one rule for what only a signed-in person (`admin`: an admin) may
-/// open: nobody signed in → a redirect to sign-in that comes back to `uri`
-/// (its path and query); signed in but not an admin where one is needed →
-/// 403 page; the sign-in unreadable → 500 page.
-pub async fn signed_in_or_refused(
-    state: &AppState,
-    session: &Session,
-    from: &ClientInfo,
-    uri: &Uri,
-    admin: bool,
-) -> Result<SignedIn, Response> {
-    match signed_in_from(&state.db, session, from).await {
-        Ok(Some(s)) if admin && !s.user.is_admin => Err(web::forbidden_page()),
-        Ok(Some(s)) => Ok(s),
-        Ok(None) => {
-            let here = uri
-                .path_and_query()
-                .map_or(app::paths::HOME, |p| p.as_str());
-            Err(Redirect::to(&web::sign_in_url(here, None)).into_response())
+    /// The one rule for what only a signed-in person (`admin`: an admin)
+    /// may open: nobody signed in → a redirect to sign-in that comes back to
+    /// `uri` (its path and query); signed in but not an admin where one is
+    /// needed → 403 page; the sign-in unreadable → 500 page.
+    pub async fn signed_in_or_refused(
+        &self,
+        state: &AppState,
+        uri: &Uri,
+        admin: bool,
+    ) -> Result<SignedIn, Response> {
+        match self.signed_in(state).await? {
+            Some(s) if admin && !s.user.is_admin => Err(web::forbidden_page()),
+            Some(s) => Ok(s),
+            None => {
+                let here = uri
+                    .path_and_query()
+                    .map_or(app::paths::HOME, |p| p.as_str());
+                Err(Redirect::to(&web::sign_in_url(here, None)).into_response())
+            }
         }
-        Err(e) => Err(web::internal_error("resolving the sign-in", &e)),
     }
 }
 
-async fn person(parts: &mut Parts, state: &AppState, admin: bool) -> Result<SignedIn, Response> {
-    let session = Session::from_request_parts(parts, state)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    let Ok(Caller(from)) = Caller::from_request_parts(parts, state).await;
-    signed_in_or_refused(state, &session, &from, &parts.uri, admin).await
-}
-
-impl FromRequestParts<AppState> for Person {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        person(parts, state, false).await.map(Person)
-    }
-}
+/// A signed-in admin: what [`Browser::signed_in_or_refused`] lets through
+/// for an admin-only route.
+pub struct AdminPerson(pub SignedIn);
 
 impl FromRequestParts<AppState> for AdminPerson {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        person(parts, state, true).await.map(AdminPerson)
+        let browser = Browser::from_request_parts(parts, state).await?;
+        browser
+            .signed_in_or_refused(state, &parts.uri, true)
+            .await
+            .map(AdminPerson)
     }
 }
 

@@ -19,10 +19,10 @@ use leptos_axum::{
     generate_route_list, handle_server_fns_with_context, AxumRouteListing, LeptosRoutes,
 };
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_sessions::{cookie::SameSite, Expiry, Session, SessionManagerLayer};
+use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
 
 use crate::{
-    callers::{self, Caller},
+    callers::{Browser, Caller, TrustedProxies},
     panics,
     state::{AppState, Parts, Shared},
     web,
@@ -153,7 +153,7 @@ pub fn build(parts: Parts, extra: Router<AppState>) -> (Router, AppState) {
 fn middleware(
     state: &AppState,
     sessions: SessionManagerLayer<WebSessionStore>,
-    trusted_proxies: callers::TrustedProxies,
+    trusted_proxies: TrustedProxies,
     secure: bool,
 ) -> impl tower::Layer<
     axum::routing::Route,
@@ -316,25 +316,20 @@ fn route_list() -> Vec<AxumRouteListing> {
 /// browser goes to sign-in with `next` set to come back here.
 async fn page_handler(
     State(state): State<AppState>,
-    session: Session,
-    caller: Caller,
+    browser: Browser,
     request: Request<Body>,
 ) -> Response {
     let path = request.uri().path();
     // The admin console is for admins only (its server functions check too).
     if path != paths::SIGN_IN {
-        if let Err(refused) = callers::signed_in_or_refused(
-            &state,
-            &session,
-            &caller.0,
-            request.uri(),
-            paths::is_admin(path),
-        )
-        .await
+        if let Err(refused) = browser
+            .signed_in_or_refused(&state, request.uri(), paths::is_admin(path))
+            .await
         {
             return refused;
         }
     }
+    let caller = browser.from;
     let form_action = if path == paths::SIGN_IN {
         sign_in_form_action(&state, request.uri()).await
     } else {
@@ -354,7 +349,7 @@ async fn page_handler(
             move || {
                 provide_context(db.clone());
                 provide_context(revoked.clone());
-                provide_context(caller.0.clone());
+                provide_context(caller.clone());
                 provide_context(upstream_settings.clone());
                 provide_context(watch.clone());
                 provide_context(nonce.0.clone());

@@ -169,11 +169,11 @@ pub async fn end_replaced_sign_in(
 
 /// `POST /signout`: ends the sign-in session and deletes the browser session.
 pub async fn sign_out(State(state): State<AppState>, browser: Browser) -> Response {
-    let Browser {
-        session,
-        from,
-        signed_in,
-    } = browser;
+    let signed_in = match browser.signed_in(&state).await {
+        Ok(s) => s,
+        Err(page) => return page,
+    };
+    let Browser { session, from } = browser;
     let mut upstream_session = None;
     if let Some(signed_in) = signed_in {
         // Read before the sign-in ends (its ID token is deleted then).

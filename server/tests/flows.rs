@@ -1564,8 +1564,8 @@ async fn dashboard_sign_out_revokes_the_sign_ins_families(t: TestDb) {
 }
 
 /// Two instances on one PostgreSQL database: a revocation at one is seen by
-/// the other through LISTEN/NOTIFY, well before its 5 s reload timer (which
-/// these test servers do not even run). SQLite has no notifications: two
+/// the other through LISTEN/NOTIFY, well before its next periodic read of
+/// the revocation log. SQLite has no notifications: two
 /// processes on one file are tested in `instances.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_revocation_reaches_another_instance_at_once() {

@@ -116,7 +116,8 @@ pub fn SignOutButton() -> impl IntoView {
 
 /// A page that needs `data` first: "Loading…" while it loads, `page` of
 /// it once loaded, [`LoadFailed`] when it could not be (signed out: a link
-/// to sign in). Every page of the dashboard and the console is one of these.
+/// to sign in). Every page of the dashboard and the console is one of these
+/// but the audit log, which reads its filters before its data arrives.
 #[component]
 pub fn Loaded<T, P, V>(data: Resource<Result<T, ServerFnError>>, page: P) -> impl IntoView
 where

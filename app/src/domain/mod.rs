@@ -25,7 +25,7 @@
 //! | [`backchannel`] | OpenID Connect Back-Channel Logout: outbox rows in the revocation's transaction, logout tokens, delivery state |
 //! | [`upstream`] | upstream OpenID providers people sign in through: providers, linked users, their tokens and revocation at logout |
 //! | [`throttle`] | sign-in throttling: failures per username and per IP, lockouts that double |
-//! | [`tokens`] | access-token and ID-token claims, client_credentials issuance, introspection |
+//! | [`tokens`] | access-token and ID-token claims, client_credentials issuance, introspection; `Issuance`, what every grant issues with |
 //! | [`web_session`] | the tower-sessions store over the same database |
 //! | [`audit`] | the audit log |
 //! | [`audit_search`] | reading the audit log: filters, pages, CSV/JSON export |

@@ -20,7 +20,11 @@ use app::domain::{audit::Actor, clients, tokens};
 use axum::{extract::FromRequestParts, http::request::Parts};
 
 use super::{error::ApiError, ADMIN_SCOPE};
-use crate::{callers::BearerToken, oauth::error::OAuthError, state::AppState};
+use crate::{
+    callers::BearerToken,
+    oauth::error::{ErrorCode, OAuthError},
+    state::AppState,
+};
 
 /// An authenticated admin API caller.
 #[derive(Clone, Debug)]
@@ -68,7 +72,7 @@ pub async fn client_holding(
             "the client of this token is no longer allowed the {scope} scope"
         ))),
         Ok(None) => Err(OAuthError::bearer_unauthorized(
-            Some(crate::oauth::error::ErrorCode::InvalidToken),
+            Some(ErrorCode::InvalidToken),
             "the client of this token no longer exists",
         )
         .into()),

@@ -190,19 +190,18 @@ pub async fn authorize(
     let (prompt_none, prompt_consent) = (prompt("none"), prompt("consent"));
 
     // 3. The sign-in.
-    let Browser {
-        session, signed_in, ..
-    } = browser;
-    let signed_in = match signed_in {
-        Some(s) => s,
-        None if prompt_none => {
+    let signed_in = match browser.signed_in(&state).await {
+        Ok(Some(s)) => s,
+        Ok(None) if prompt_none => {
             return to_app(ErrorCode::LoginRequired, "the user is not signed in")
         }
-        None => {
+        Ok(None) => {
             let here = format!("{}?{}", super::AUTHORIZE, raw.unwrap_or_default());
             return Redirect::to(&web::sign_in_url(&here, None)).into_response();
         }
+        Err(page) => return page,
     };
+    let session = browser.session;
 
     // 4. Consent: only what the live grant does not cover yet.
     let grant = match grants::live_grant(&state.db, &signed_in.user.id, &client.client_id).await {
@@ -463,18 +462,18 @@ pub async fn decide(
     browser: Browser,
     Form(form): Form<Decision>,
 ) -> Response {
-    let Browser {
-        session,
-        from,
-        signed_in,
-    } = browser;
-    let Some(signed_in) = signed_in else {
-        return pages::error_page(
-            StatusCode::BAD_REQUEST,
-            "You are no longer signed in",
-            "Your sign-in ended before you answered. Start again from the app.",
-        );
+    let signed_in = match browser.signed_in(&state).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return pages::error_page(
+                StatusCode::BAD_REQUEST,
+                "You are no longer signed in",
+                "Your sign-in ended before you answered. Start again from the app.",
+            )
+        }
+        Err(page) => return page,
     };
+    let Browser { session, from } = browser;
     let pending = match take(&session, &form.request_id).await {
         Ok(Some(p))
             if p.user_id == signed_in.user.id

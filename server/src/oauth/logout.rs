@@ -64,11 +64,6 @@ struct Hint {
 }
 
 async fn logout(state: AppState, browser: Browser, params: HashMap<String, String>) -> Response {
-    let Browser {
-        session,
-        from,
-        signed_in: browser,
-    } = browser;
     let get = |name: &str| {
         params
             .get(name)
@@ -118,11 +113,16 @@ async fn logout(state: AppState, browser: Browser, params: HashMap<String, Strin
             .map(|_| uri.to_owned())
     });
 
+    let signed_in = match browser.signed_in(&state).await {
+        Ok(s) => s,
+        Err(page) => return page,
+    };
+    let Browser { session, from } = browser;
     // Nobody is signed in in this browser: nothing ends. A hint alone never
     // signs anyone out: hints are accepted expired and leak through logged
     // URLs, so a replayed one would be a denial of service (§6). Apps end
     // their tokens server to server with RFC 7009 revocation instead.
-    let Some(browser) = browser else {
+    let Some(browser) = signed_in else {
         return finish(back_to, get("state"), 0);
     };
     // §2: the person is asked unless the hint names this browser's own sign-in.
