@@ -185,6 +185,16 @@ async fn postgres_goes_away(t: TestDb) {
     let (status, html) = (res.status(), res.text().await.unwrap());
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{html}");
     assert_something_went_wrong(&html);
+    // A request refused for its parameters is refused before the sign-in is
+    // read (`callers::Browser::signed_in`): the 400 page it owes, not a 500.
+    let res = send(
+        before.signed_in.get(lk.url("/oauth/authorize?response_type=code")),
+        "authorize without client_id",
+    )
+    .await;
+    let (status, html) = (res.status(), res.text().await.unwrap());
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+    assert!(html.contains("client_id is missing"), "{html}");
     // What needs no database still answers: discovery, and the keys resource
     // servers check tokens with.
     for path in ["/.well-known/openid-configuration", "/oauth/jwks"] {
