@@ -188,7 +188,9 @@ async fn postgres_goes_away(t: TestDb) {
     // A request refused for its parameters is refused before the sign-in is
     // read (`callers::Browser::signed_in`): the 400 page it owes, not a 500.
     let res = send(
-        before.signed_in.get(lk.url("/oauth/authorize?response_type=code")),
+        before
+            .signed_in
+            .get(lk.url("/oauth/authorize?response_type=code")),
         "authorize without client_id",
     )
     .await;
