@@ -5,8 +5,8 @@
 //! | task | what | when |
 //! | --- | --- | --- |
 //! | revocation log | this and the other instances' revocations into the in-memory sets and the feed (`revocation::follow`) | always |
-//! | key reload | signing keys re-read every [`KEY_RELOAD_EVERY`], and when another process announces a change | with [`Work::master_key`] |
-//! | session cleanup | expired browser sessions deleted every hour | with [`Work::session_cleanup`] |
+//! | key reload | signing keys re-read every [`KEY_RELOAD_EVERY`], and when another process announces a change | always |
+//! | session cleanup | expired browser sessions deleted every hour | always |
 //! | outbox | back-channel logout tokens and upstream revocations delivered, retried (`outbox`) | with [`Work::outbox`] |
 //! | retention | what no longer matters deleted (README, "Retention") | with [`Work::retention`] |
 //!
@@ -24,33 +24,19 @@ use crate::state::Parts;
 /// rotation is announced: `instances::announce_change`).
 pub const KEY_RELOAD_EVERY: Duration = Duration::from_secs(60);
 
-/// Which tasks to run besides following the revocation log.
+/// What to run: the revocation log, key reload and session cleanup always;
+/// the outbox and retention when given.
 pub struct Work {
     /// The change counter read before the keys and the revoked sets were
     /// loaded (`instances::change_generation`): the log is followed from
     /// there, so a change made while they loaded is applied again.
     pub since_change: i64,
-    /// Reload the signing keys (they are sealed with this key).
-    pub master_key: Option<MasterKey>,
-    /// Delete expired browser sessions.
-    pub session_cleanup: bool,
+    /// What the signing keys are sealed with, to reload them.
+    pub master_key: MasterKey,
     /// Deliver the outbox, retrying as this says.
     pub outbox: Option<RetryPolicy>,
     /// Prune what the retention periods let go.
     pub retention: Option<Retention>,
-}
-
-impl Work {
-    /// Only the revocation log, from `since_change`.
-    pub fn follow_only(since_change: i64) -> Work {
-        Work {
-            since_change,
-            master_key: None,
-            session_cleanup: false,
-            outbox: None,
-            retention: None,
-        }
-    }
 }
 
 /// The running tasks; dropping this stops them.
@@ -62,8 +48,8 @@ impl Background {
     pub fn start(parts: &Parts, work: Work) -> Background {
         let db = &parts.db;
         let mut tasks = Vec::new();
-        let reload_keys = work.master_key.clone().map(|master| {
-            let (db, keys) = (db.clone(), parts.keys.clone());
+        let reload_keys = {
+            let (db, keys, master) = (db.clone(), parts.keys.clone(), work.master_key);
             move || {
                 let (db, keys, master) = (db.clone(), keys.clone(), master.clone());
                 async move {
@@ -72,47 +58,32 @@ impl Background {
                     }
                 }
             }
-        });
+        };
         // Another process changed registrations or keys (what is remembered
         // of registrations was marked stale by the log read that saw it:
         // `RevokedSets::read_log`): the keys are read again at once.
-        let on_change = {
-            let reload_keys = reload_keys.clone();
-            move || {
-                let reload = reload_keys.as_ref().map(|reload| reload());
-                async move {
-                    if let Some(reload) = reload {
-                        reload.await;
-                    }
-                }
-            }
-        };
         tasks.push(tokio::spawn(revocation::follow(
             db.clone(),
             parts.revoked.clone(),
             work.since_change,
-            on_change,
+            reload_keys.clone(),
         )));
-        if let Some(reload) = reload_keys {
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(KEY_RELOAD_EVERY);
-                loop {
-                    tick.tick().await;
-                    reload().await;
-                }
-            }));
-        }
-        if work.session_cleanup {
-            let cleanup = parts
-                .session_store
-                .clone()
-                .continuously_delete_expired(Duration::from_secs(3600));
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = cleanup.await {
-                    tracing::warn!(error = %e, "deleting expired browser sessions stopped");
-                }
-            }));
-        }
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEY_RELOAD_EVERY);
+            loop {
+                tick.tick().await;
+                reload_keys().await;
+            }
+        }));
+        let cleanup = parts
+            .session_store
+            .clone()
+            .continuously_delete_expired(Duration::from_secs(3600));
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = cleanup.await {
+                tracing::warn!(error = %e, "deleting expired browser sessions stopped");
+            }
+        }));
         if let Some(retry) = work.outbox {
             tasks.push(crate::outbox::spawn(
                 db.clone(),

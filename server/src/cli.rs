@@ -507,8 +507,7 @@ async fn serve_until_stopped(
         &parts,
         Work {
             since_change: change,
-            master_key: Some(master),
-            session_cleanup: true,
+            master_key: master,
             outbox: Some(retry),
             retention: Some(retention),
         },

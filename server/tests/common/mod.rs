@@ -276,10 +276,10 @@ impl TestServer {
         let background = Background::start(
             &parts,
             Work {
+                since_change: change,
+                master_key: master_key().clone(),
                 outbox,
-                master_key: Some(master_key().clone()),
-                session_cleanup: true,
-                ..Work::follow_only(change)
+                retention: None,
             },
         );
         let app = latchkey::http::router_with(parts, extra);
