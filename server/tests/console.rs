@@ -9,7 +9,7 @@
 mod common;
 
 use app::domain::clients::ClientKind;
-use common::{count, flow::*, get_or_fail, TestDb, TestServer, PATIENCE};
+use common::{count, exec, flow::*, get_or_fail, TestDb, TestServer, PATIENCE};
 use reqwest::{header, StatusCode};
 use serde_json::Value;
 
@@ -23,6 +23,7 @@ on_both_backends!(
     unknown_actions_are_refused_and_change_nothing,
     refused_plain_form_posts_go_back_to_the_form_with_the_message,
     scope_catalogue_and_app_identity_from_the_console,
+    a_page_whose_data_cannot_be_read_says_so,
 );
 
 async fn admin(t: &TestDb, server: &TestServer) -> Person {
@@ -851,5 +852,33 @@ async fn scope_catalogue_and_app_identity_from_the_console(t: TestDb) {
         count(&t.db, "scope_catalogue WHERE scope = 'files:read'").await,
         1
     );
+    t.cleanup().await;
+}
+
+/// A signed-in admin whose page's data cannot be read (its table is gone
+/// for a moment) gets the page frame saying so (`components::layout::Loaded`
+/// → `LoadFailed`), not the page and not a sign-in link; back, the page loads.
+async fn a_page_whose_data_cannot_be_read_says_so(t: TestDb) {
+    let server = TestServer::start(&t.db).await;
+    let root = admin(&t, &server).await;
+    let (status, body) = html(&root, &server, "/admin/scopes").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.contains("This page could not be loaded"), "{body}");
+    exec(
+        &t.db,
+        "ALTER TABLE scope_catalogue RENAME TO scope_catalogue_away",
+    )
+    .await;
+    let (_, body) = html(&root, &server, "/admin/scopes").await;
+    exec(
+        &t.db,
+        "ALTER TABLE scope_catalogue_away RENAME TO scope_catalogue",
+    )
+    .await;
+    assert!(body.contains("This page could not be loaded"), "{body}");
+    assert!(body.contains(r#"role="alert""#), "{body}");
+    assert!(!body.contains("Sign in again"), "{body}");
+    let (_, body) = html(&root, &server, "/admin/scopes").await;
+    assert!(!body.contains("This page could not be loaded"), "{body}");
     t.cleanup().await;
 }
